@@ -128,7 +128,7 @@ class ReconciliationEngine:
         event_time = event["event_time"]
         order = book.orders.get(order_id)
         if order is None:
-            order = self._open_order(book, order_id, event["merchant_id"])
+            order = self._open_order(book, order_id, event["merchant_id"], event_time)
         event_id = event["event_id"]
         if event_id in order.seen_events:
             self.stats.duplicates_dropped += 1
@@ -178,7 +178,7 @@ class ReconciliationEngine:
         settled_at = notice["settled_at"]
         order = book.orders.get(order_id)
         if order is None:
-            order = self._open_order(book, order_id, notice["merchant_id"])
+            order = self._open_order(book, order_id, notice["merchant_id"], settled_at)
         notice_id = notice["notice_id"]
         if notice_id in order.seen_notices:
             self.stats.duplicates_dropped += 1
@@ -216,9 +216,9 @@ class ReconciliationEngine:
 
     # --- rules -----------------------------------------------------------------------------------------
 
-    def _open_order(self, book: PartitionBook, order_id: str, merchant_id: str) -> OrderState:
+    def _open_order(self, book: PartitionBook, order_id: str, merchant_id: str, event_time: int) -> OrderState:
         order = book.orders[order_id] = OrderState(order_id, merchant_id)
-        order.last_seen = book.watermark
+        order.last_seen = max(book.watermark, event_time)
         order.evict_at = self._evict_at(order)
         heapq.heappush(book.deadlines, (order.evict_at, EVICT, order_id))
         return order
