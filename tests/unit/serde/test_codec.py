@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import pytest
+
+from posrecon.serde.codec import MAGIC, AvroCodec, DecodeError
+
+EVENT = {"event_id": "e1", "order_id": "o1", "merchant_id": "m1", "terminal_id": "t1", "event_type": "AUTH_APPROVED",
+         "amount_minor": 100, "currency": "EUR", "card_token": "tok", "event_time": 1_700_000_000_000, "attempt": 1,
+         "decline_code": None}  # fmt: skip
+
+
+def test_single_object_encoding_round_trip() -> None:
+    codec = AvroCodec("TerminalEvent")
+    data = codec.encode(EVENT)
+    assert data[:2] == MAGIC and len(data) > 10
+    assert codec.decode(data) == EVENT
+
+
+@pytest.mark.parametrize("garbage", [b"", b"\x00\x01", b"hello world this is not avro", None])
+def test_garbage_does_not_decode(garbage: bytes | None) -> None:
+    with pytest.raises(DecodeError):
+        AvroCodec("TerminalEvent").decode(garbage)
+
+
+def test_truncated_and_trailing_bytes_do_not_decode() -> None:
+    codec = AvroCodec("TerminalEvent")
+    data = codec.encode(EVENT)
+    with pytest.raises(DecodeError):
+        codec.decode(data[:-3])
+    with pytest.raises(DecodeError):
+        codec.decode(data + b"\x00\x00")
+
+
+def test_other_record_type_is_rejected_by_fingerprint() -> None:
+    notice = AvroCodec("SettlementNotice").encode(
+        {"notice_id": "n", "order_id": "o", "merchant_id": "m", "status": "SETTLED", "amount_minor": 1, "currency": "EUR",
+         "settled_at": 1}  # fmt: skip
+    )
+    with pytest.raises(DecodeError, match="fingerprint"):
+        AvroCodec("TerminalEvent").decode(notice)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"amount_minor": 1.5}, {"amount_minor": True}, {"amount_minor": "100"}, {"event_type": "REFUND"},
+     {"order_id": None}, {"card_token": 1234}, {"amount_minor": 2**63}],  # fmt: skip
+)
+def test_conform_is_strict(change: dict) -> None:
+    with pytest.raises(DecodeError):
+        AvroCodec("TerminalEvent").conform({**EVENT, **change})
+
+
+def test_conform_fills_defaults_and_ignores_unknown_fields() -> None:
+    record = {k: v for k, v in EVENT.items() if k not in ("attempt", "card_token", "decline_code")}
+    out = AvroCodec("TerminalEvent").conform({**record, "future_field": 1})
+    assert out["attempt"] == 1 and out["card_token"] is None and "future_field" not in out
