@@ -13,6 +13,8 @@ import heapq
 from typing import NamedTuple
 
 from posrecon.config import RuleConfig
+from posrecon.engine.alerts import make_alert
+from posrecon.engine.model import Alert, AlertKind, Severity
 
 CardKey = tuple[str, str, int, str]
 
@@ -25,6 +27,17 @@ class CardEntry:
         self.approved_at = approved_at
         self.terminal_id = terminal_id
         self.voided = voided
+
+
+class CardSighting(NamedTuple):
+    """An order's first approval (``voided`` if the order was already voided), or a later void of it."""
+
+    key: CardKey
+    order_id: str
+    approved_at: int
+    terminal_id: str
+    voided: bool
+    is_void: bool = False  # True: the order was voided after this approval was sighted
 
 
 class DuplicateCharge(NamedTuple):
@@ -46,9 +59,8 @@ class CardIndex:
     def __len__(self) -> int:
         return sum(len(v) for v in self.entries.values())
 
-    def on_approval(
-        self, key: CardKey, order_id: str, approved_at: int, terminal_id: str, voided: bool
-    ) -> list[DuplicateCharge]:
+    def on_sighting(self, sighting: CardSighting) -> list[DuplicateCharge]:
+        key, order_id, approved_at, terminal_id, voided, _ = sighting
         found: list[DuplicateCharge] = []
         bucket = self.entries.get(key)
         if bucket is None:
@@ -68,10 +80,17 @@ class CardIndex:
             self._prune()
         return found
 
-    def on_void(self, key: CardKey, order_id: str) -> None:
-        for entry in self.entries.get(key, ()):
-            if entry.order_id == order_id:
+    def on_void(self, sighting: CardSighting) -> None:
+        for entry in self.entries.get(sighting.key, ()):
+            if entry.order_id == sighting.order_id:
                 entry.voided = True
+
+    def apply(self, sighting: CardSighting) -> list[DuplicateCharge]:
+        """Route a sighting received from elsewhere (live card stage)."""
+        if sighting.is_void:
+            self.on_void(sighting)
+            return []
+        return self.on_sighting(sighting)
 
     def _prune(self) -> None:
         expiry = self.expiry
@@ -103,3 +122,22 @@ class CardIndex:
                 self.expiry.append((entry.approved_at + self.keep_for, entry.order_id, key))
         heapq.heapify(self.expiry)
         self.watermark = watermark
+
+
+def duplicate_charge_alert(dup: DuplicateCharge, rules: RuleConfig, detected_at: int) -> Alert:
+    window_min = rules.duplicate_charge_window_ms // 60_000
+    return make_alert(
+        AlertKind.DUPLICATE_CHARGE,
+        Severity.WARNING,
+        (dup.later_order_id, "card", dup.earlier_order_id),
+        order_id=dup.later_order_id,
+        merchant_id=dup.merchant_id,
+        terminal_id=dup.later_terminal_id,
+        reason=(
+            f"same card charged the same amount at merchant {dup.merchant_id} by orders "
+            f"{dup.earlier_order_id} and {dup.later_order_id} within {window_min} min"
+        ),
+        event_time=dup.later_approved_at,
+        detected_at=detected_at,
+        related_ids=[dup.earlier_order_id],
+    )

@@ -17,7 +17,7 @@ from typing import Any
 
 from posrecon.config import RuleConfig
 from posrecon.engine.alerts import make_alert, record_fingerprint
-from posrecon.engine.cards import CardIndex, CardKey
+from posrecon.engine.cards import CardIndex, CardKey, CardSighting, duplicate_charge_alert
 from posrecon.engine.model import (
     Alert,
     AlertKind,
@@ -89,6 +89,8 @@ class ReconciliationEngine:
         self.rules = rules or RuleConfig()
         self.books: dict[int, PartitionBook] = {}
         self.cards = CardIndex(self.rules)
+        #: when a list, approvals and voids are handed out here instead of checked against ``cards``
+        self.card_sightings: list[CardSighting] | None = None
         self.reconciled: list[ReconciledOrder] = []
         self.alerts: list[Alert] = []
         self.stats = EngineStats()
@@ -157,7 +159,13 @@ class ReconciliationEngine:
                     order.scheduled |= SCHEDULED_EXPIRED
                     self._schedule(book, order, event_time + rules.order_ttl_ms, EXPIRE)
         elif event_type == "VOIDED" and previous is not TerminalPhase.VOIDED and order.approval is not None:
-            self.cards.on_void(_card_key(order.approval), order_id)
+            approval = order.approval
+            if approval.card_token is not None:
+                void = CardSighting(_card_key(approval), order_id, approval.event_time, approval.terminal_id, True, True)
+                if self.card_sightings is not None:
+                    self.card_sightings.append(void)
+                else:
+                    self.cards.on_void(void)
         self._decide(order, now, book)
         self._advance(book, event_time, now)
         order.last_seen = book.watermark
@@ -248,27 +256,12 @@ class ReconciliationEngine:
         if approval.card_token is None:
             return
         voided = order.terminal_phase is TerminalPhase.VOIDED
-        for dup in self.cards.on_approval(
-            _card_key(approval), order.order_id, approval.event_time, approval.terminal_id, voided
-        ):
-            window_min = self.rules.duplicate_charge_window_ms // 60_000
-            self.alerts.append(
-                make_alert(
-                    AlertKind.DUPLICATE_CHARGE,
-                    Severity.WARNING,
-                    (dup.later_order_id, "card", dup.earlier_order_id),
-                    order_id=dup.later_order_id,
-                    merchant_id=dup.merchant_id,
-                    terminal_id=dup.later_terminal_id,
-                    reason=(
-                        f"same card charged the same amount at merchant {dup.merchant_id} by orders "
-                        f"{dup.earlier_order_id} and {dup.later_order_id} within {window_min} min"
-                    ),
-                    event_time=dup.later_approved_at,
-                    detected_at=self._now(now, book),
-                    related_ids=[dup.earlier_order_id],
-                )
-            )
+        sighting = CardSighting(_card_key(approval), order.order_id, approval.event_time, approval.terminal_id, voided)
+        if self.card_sightings is not None:  # the cross-order check runs elsewhere (live: repartitioned by card)
+            self.card_sightings.append(sighting)
+            return
+        for dup in self.cards.on_sighting(sighting):
+            self.alerts.append(duplicate_charge_alert(dup, self.rules, self._now(now, book)))
 
     def _duplicate_charge(self, order: OrderState, event: TerminalEvent, now: int | None, book: PartitionBook) -> None:
         first = order.approval
