@@ -55,6 +55,8 @@ class CardIndex:
         self.entries: dict[CardKey, list[CardEntry]] = {}
         self.expiry: list[tuple[int, str, CardKey]] = []
         self.watermark = -(1 << 62)
+        #: card keys changed since the shell last persisted this index; None: not tracked
+        self.dirty: set[CardKey] | None = None
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.entries.values())
@@ -74,6 +76,8 @@ class CardIndex:
                 else:
                     found.append(DuplicateCharge(order_id, terminal_id, approved_at, entry.order_id, key[1]))
         bucket.append(CardEntry(order_id, approved_at, terminal_id, voided))
+        if self.dirty is not None:
+            self.dirty.add(key)
         heapq.heappush(self.expiry, (approved_at + self.keep_for, order_id, key))
         if approved_at > self.watermark:
             self.watermark = approved_at
@@ -84,6 +88,8 @@ class CardIndex:
         for entry in self.entries.get(sighting.key, ()):
             if entry.order_id == sighting.order_id:
                 entry.voided = True
+                if self.dirty is not None:
+                    self.dirty.add(sighting.key)
 
     def apply(self, sighting: CardSighting) -> list[DuplicateCharge]:
         """Route a sighting received from elsewhere (live card stage)."""
@@ -102,6 +108,8 @@ class CardIndex:
             bucket[:] = [e for e in bucket if not (e.order_id == order_id and e.approved_at + self.keep_for < self.watermark)]
             if not bucket:
                 del self.entries[key]
+            if self.dirty is not None:
+                self.dirty.add(key)
 
     # --- snapshot --------------------------------------------------------------------------------------
 

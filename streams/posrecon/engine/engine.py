@@ -66,10 +66,12 @@ Deadline = tuple[int, int, str]  # (due incl. allowed lateness, kind, order_id)
 class PartitionBook:
     """The orders of one input partition, its watermark and its deadline index."""
 
-    __slots__ = ("deadlines", "orders", "watermark")
+    __slots__ = ("deadlines", "dirty", "orders", "watermark")
 
     def __init__(self) -> None:
         self.orders: dict[str, OrderState] = {}
+        #: order ids changed (or evicted) since the shell last persisted this book; None: not tracked
+        self.dirty: set[str] | None = None
         self.deadlines: list[Deadline] = []
         self.watermark = NO_WATERMARK
 
@@ -91,6 +93,8 @@ class ReconciliationEngine:
         self.cards = CardIndex(self.rules)
         #: when a list, approvals and voids are handed out here instead of checked against ``cards``
         self.card_sightings: list[CardSighting] | None = None
+        #: when a list, ORDER_CREATED -> authorisation result latencies (ms, event time) for metrics
+        self.auth_latencies: list[int] | None = None
         self.reconciled: list[ReconciledOrder] = []
         self.alerts: list[Alert] = []
         self.stats = EngineStats()
@@ -137,6 +141,8 @@ class ReconciliationEngine:
             self._advance(book, event_time, now)
             return None
         order.seen_events += (event_id,)
+        if book.dirty is not None:
+            book.dirty.add(order_id)
         if not order.terminal_merchant:
             order.merchant_id = event["merchant_id"]
             order.terminal_merchant = True
@@ -147,6 +153,14 @@ class ReconciliationEngine:
         phase = order.terminal_phase = TERMINAL_TRANSITIONS[previous][TERMINAL_EVENT_INDEX[event_type]]
         if phase is not previous:
             order.phase_time = event_time
+            if (
+                previous in UNRESOLVED_TERMINAL
+                and phase is not TerminalPhase.TIMED_OUT
+                and phase not in UNRESOLVED_TERMINAL
+                and order.created_at is not None
+                and self.auth_latencies is not None
+            ):
+                self.auth_latencies.append(event_time - order.created_at)
         if event_type == "AUTH_APPROVED":
             if order.approval is None:
                 self._first_approval(book, order, event, now)
@@ -193,6 +207,8 @@ class ReconciliationEngine:
             self._advance(book, settled_at, now)
             return None
         order.seen_notices += (notice_id,)
+        if book.dirty is not None:
+            book.dirty.add(order_id)
         status = notice["status"]
         order.settlement_phase = SETTLEMENT_TRANSITIONS[order.settlement_phase][SETTLEMENT_STATUS_INDEX[status]]
         facts = Notice(notice_id, settled_at, notice["amount_minor"], notice["currency"])
@@ -433,6 +449,8 @@ class ReconciliationEngine:
             due, kind, order_id = heapq.heappop(deadlines)
             order = book.orders.get(order_id)
             if order is not None:
+                if book.dirty is not None:
+                    book.dirty.add(order_id)
                 self._fire(book, order, kind, due, now)
 
     def _fire(self, book: PartitionBook, order: OrderState, kind: int, due: int, now: int | None) -> None:

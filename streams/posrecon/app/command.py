@@ -1,0 +1,78 @@
+"""``posrecon run``: the live worker."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+
+from posrecon.logs import setup_logging
+
+log = logging.getLogger("posrecon.worker")
+
+
+def _main(args: argparse.Namespace) -> int:
+    from prometheus_client import start_http_server
+
+    from posrecon.app.worker import Worker, WorkerOptions
+    from posrecon.config import load_settings
+    from posrecon.kafka.broker import default_bootstrap
+    from posrecon.kafka.topics import CoPartitioningError
+    from posrecon.metrics import WorkerMetrics
+
+    setup_logging(args.log_level)
+    settings = load_settings(args.config)
+    bootstrap = args.bootstrap or settings.kafka.get("bootstrap.servers") or default_bootstrap()
+    metrics = WorkerMetrics()
+    if args.metrics_port is not None:
+        start_http_server(args.metrics_port, addr="127.0.0.1", registry=metrics.registry)
+        log.info("metrics served", extra={"fields": {"url": f"http://127.0.0.1:{args.metrics_port}/metrics"}})
+    options = WorkerOptions(
+        bootstrap=bootstrap,
+        app_id=args.app_id,
+        worker_id=args.worker_id,
+        batch_max_records=args.batch,
+        wall_clock_lag_ms=None if args.no_wall_clock_advance else args.wall_clock_lag_ms,
+        idle_advance_after_ms=args.idle_advance_after_ms,
+    )
+    worker = Worker(settings, options, metrics)
+    worker.install_signal_handlers()
+    try:
+        worker.run(max_seconds=args.max_seconds)
+    except CoPartitioningError as exc:
+        log.error("input topics are not co-partitioned", extra={"fields": {"error": str(exc)}})
+        print(f"posrecon run: {exc}")
+        return 2
+    log.info("worker stopped", extra={"fields": {"records": worker.processed}})
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "run",
+        help="run the live worker (Kafka in, exactly-once out)",
+        description=(
+            "Consume pos.terminal-events and pos.settlement-notices, reconcile, and produce pos.reconciled,\n"
+            "pos.alerts and pos.deadletter in Kafka transactions. Start several with different --worker-id\n"
+            "to scale out (one consumer group, partitions shared). Stop with Ctrl-C / SIGTERM."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (default: the local broker, or config)")
+    parser.add_argument("--config", metavar="FILE.toml", help="rules, [topics] and [kafka] client settings")
+    parser.add_argument("--app-id", default=os.environ.get("POSRECON_APP_ID", "posrecon"),
+                        help="consumer group and internal topic prefix (default posrecon)")  # fmt: skip
+    parser.add_argument("--worker-id", default=os.environ.get("POSRECON_WORKER_ID", socket.gethostname()),
+                        help="stable id of this worker; its transactional.id is <app-id>-<worker-id>")  # fmt: skip
+    parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port")
+    parser.add_argument("--batch", type=int, default=5000, help="max input records per transaction (default 5000)")
+    parser.add_argument("--no-wall-clock-advance", action="store_true",
+                        help="never advance an idle partition's watermark by wall clock (replay-identical output)")  # fmt: skip
+    parser.add_argument("--wall-clock-lag-ms", type=int, default=300_000,
+                        help="idle partitions advance their watermark to wall clock minus this (default 300000)")  # fmt: skip
+    parser.add_argument("--idle-advance-after-ms", type=int, default=2_000,
+                        help="a partition is idle after this long without records at its log end (default 2000)")  # fmt: skip
+    parser.add_argument("--max-seconds", type=float, default=None, help="stop after this many seconds")
+    parser.add_argument("--log-level", default="INFO")
+    parser.set_defaults(func=_main)

@@ -1,0 +1,43 @@
+"""The worker's internal topics (changelogs and the card repartition topic), co-partitioned with the inputs."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+
+def internal_topics(app_id: str) -> tuple[str, str, str]:
+    """(order-state changelog, card sightings, card-state changelog) topic names."""
+    return f"{app_id}-order-state-changelog", f"{app_id}-card-sightings", f"{app_id}-card-state-changelog"
+
+
+def create_internal_topics(admin: AdminClient, app_id: str, partitions: int, replication: int = 1) -> None:
+    """Create the internal topics if missing; refuse to run when an existing one has another partition count."""
+    changelog, sightings, card_changelog = internal_topics(app_id)
+    compacted = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "600000"}
+    wanted = {
+        changelog: compacted,
+        sightings: {"retention.ms": str(7 * 24 * 3600 * 1000)},
+        card_changelog: compacted,
+    }
+    metadata = admin.list_topics(timeout=10)
+    missing = []
+    for name, config in wanted.items():
+        topic = metadata.topics.get(name)
+        if topic is not None and topic.error is None:
+            if len(topic.partitions) != partitions:
+                raise RuntimeError(
+                    f"internal topic {name} has {len(topic.partitions)} partitions but the input topics have "
+                    f"{partitions}; delete it (its state is rebuilt only from itself) or use another --app-id"
+                )
+            continue
+        missing.append(NewTopic(name, num_partitions=partitions, replication_factor=replication, config=config))
+    if not missing:
+        return
+    for name, future in admin.create_topics(missing, operation_timeout=30).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise RuntimeError(f"cannot create internal topic {name}: {exc}") from exc

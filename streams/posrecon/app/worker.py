@@ -1,0 +1,482 @@
+"""The live worker: Kafka in, engine, Kafka out — exactly once, through Kafka transactions (KIP-447).
+
+One consumer (group ``app_id``, range assignment so partition p of both input topics lands on the same
+worker) and one transactional producer per process. Each loop turn takes a batch of records in timestamp
+order per task, feeds the engine, and in ONE transaction produces: the decisions, alerts, dead letters,
+card sightings (repartitioned by card key for the cross-order duplicate-charge check), the changelog of
+every order touched, and the consumed offsets (``send_offsets_to_transaction`` with the consumer group
+metadata, so a fenced zombie cannot commit). A crash anywhere leaves either the whole batch or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from posrecon.app.merge import TaskMerger, TaskQueue
+from posrecon.app.state_store import (
+    WATERMARK_KEY,
+    encode_bucket,
+    encode_card_key,
+    encode_order,
+    load_books,
+    load_card_index,
+    read_changelog,
+)
+from posrecon.config import Settings
+from posrecon.deadletter import DeadLetter
+from posrecon.engine.cards import CardIndex, CardSighting, duplicate_charge_alert
+from posrecon.engine.engine import ReconciliationEngine
+from posrecon.engine.model import Alert, InvalidReason, ReconciledOrder
+from posrecon.engine.order import TerminalPhase
+from posrecon.engine.pan import scrub_text
+from posrecon.app.internal_topics import create_internal_topics, internal_topics
+from posrecon.kafka.topics import admin_client, check_copartitioned
+from posrecon.metrics import PENDING_AGE_BUCKETS, WorkerMetrics
+from posrecon.serde.codec import AvroCodec, DecodeError
+
+log = logging.getLogger("posrecon.worker")
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    bootstrap: str
+    app_id: str = "posrecon"
+    worker_id: str = "0"
+    batch_max_records: int = 5000
+    max_task_idle_ms: int = 200
+    #: advance an idle partition's watermark to wall clock minus this lag; None disables (replay-equal mode)
+    wall_clock_lag_ms: int | None = 300_000
+    idle_advance_after_ms: int = 2_000
+    transaction_timeout_ms: int = 30_000
+    client_config: Mapping[str, str] = field(default_factory=dict)
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Worker:
+    def __init__(self, settings: Settings, options: WorkerOptions, metrics: WorkerMetrics | None = None) -> None:
+        self.settings = settings
+        self.options = options
+        self.topics = settings.topics
+        self.metrics = metrics or WorkerMetrics()
+        self.changelog, self.sightings_topic, self.card_changelog = internal_topics(options.app_id)
+        self.client_config: dict[str, Any] = {**settings.kafka, **options.client_config}
+        self.client_config["bootstrap.servers"] = options.bootstrap
+        self.terminal_codec = AvroCodec("TerminalEvent")
+        self.settlement_codec = AvroCodec("SettlementNotice")
+        self.reconciled_codec = AvroCodec("ReconciledOrder")
+        self.alert_codec = AvroCodec("Alert")
+        self.engine = self._new_engine()
+        self.cards: dict[int, CardIndex] = {}
+        self.queues: dict[tuple[str, int], TaskQueue] = {}
+        self.tasks: set[int] = set()
+        self.merger = TaskMerger(options.max_task_idle_ms)
+        self.last_activity: dict[int, int] = {}
+        self.stopping = False
+        self.partitions = 0
+        self.processed = 0
+        self._pending_latency: list[int] = []
+        self._last_gauges = 0.0
+        self.consumer: Consumer | None = None
+        self.producer: Producer | None = None
+
+    def _new_engine(self) -> ReconciliationEngine:
+        engine = ReconciliationEngine(self.settings.rules)
+        engine.card_sightings = []
+        engine.auth_latencies = []
+        return engine
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        admin = admin_client(self.options.bootstrap, self.settings.kafka)
+        self.partitions = check_copartitioned(admin, self.topics)
+        create_internal_topics(admin, self.options.app_id, self.partitions)
+        self.producer = Producer(
+            {
+                **self.client_config,
+                "transactional.id": f"{self.options.app_id}-{self.options.worker_id}",
+                "transaction.timeout.ms": self.options.transaction_timeout_ms,
+                "partitioner": "murmur2_random",
+                "linger.ms": 5,
+                "queue.buffering.max.messages": 500_000,
+            }
+        )
+        self.producer.init_transactions(30)
+        self.consumer = Consumer(
+            {
+                **self.client_config,
+                "group.id": self.options.app_id,
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "range",
+                "enable.partition.eof": True,
+                "fetch.wait.max.ms": 50,
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 1_000,
+            }
+        )
+        self.consumer.subscribe(
+            [self.topics.terminal, self.topics.settlement, self.sightings_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        log.info(
+            "worker started",
+            extra={"fields": {"app_id": self.options.app_id, "worker_id": self.options.worker_id,
+                              "partitions": self.partitions, "bootstrap": self.options.bootstrap}},
+        )  # fmt: skip
+
+    def install_signal_handlers(self) -> None:
+        def _stop(signum: int, _frame: object) -> None:
+            self.stopping = True
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+
+    def run(self, max_seconds: float | None = None) -> None:
+        self.setup()
+        assert self.consumer is not None
+        self.metrics.up.set(1)
+        started = time.monotonic()
+        try:
+            while not self.stopping:
+                if max_seconds is not None and time.monotonic() - started > max_seconds:
+                    break
+                self.step()
+        finally:
+            self.metrics.up.set(0)
+            self.close()
+
+    def close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close()
+            self.consumer = None
+        if self.producer is not None:
+            self.producer.flush(10)
+            self.producer = None
+
+    # --- rebalance -------------------------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        started = time.monotonic()
+        now = _wall_ms()
+        inputs = sorted({tp.partition for tp in partitions if tp.topic != self.sightings_topic})
+        card_parts = sorted({tp.partition for tp in partitions if tp.topic == self.sightings_topic})
+        for tp in partitions:
+            self.queues[(tp.topic, tp.partition)] = TaskQueue(now)
+        books = read_changelog(self.client_config, self.changelog, inputs)
+        orders = load_books(self.engine, books)
+        for p in inputs:
+            self.engine.book(p).dirty = set()
+            self.tasks.add(p)
+            self.last_activity[p] = now
+        for q, entries in read_changelog(self.client_config, self.card_changelog, card_parts).items():
+            index = self.cards[q] = CardIndex(self.settings.rules)
+            load_card_index(index, entries)
+        elapsed = time.monotonic() - started
+        self.metrics.restore_seconds.set(elapsed)
+        self.metrics.assigned_partitions.set(len(self.tasks))
+        log.info("partitions assigned", extra={"fields": {"inputs": inputs, "card_partitions": card_parts,
+                                                          "orders_restored": orders, "restore_s": round(elapsed, 3)}})  # fmt: skip
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.queues.pop((tp.topic, tp.partition), None)
+            if tp.topic == self.sightings_topic:
+                self.cards.pop(tp.partition, None)
+            else:
+                self.engine.books.pop(tp.partition, None)
+                self.tasks.discard(tp.partition)
+        self.metrics.assigned_partitions.set(len(self.tasks))
+        log.info("partitions revoked", extra={"fields": {"count": len(partitions)}})
+
+    # --- one turn of the loop ------------------------------------------------------------------------------
+
+    def step(self) -> int:
+        consumer = self.consumer
+        assert consumer is not None
+        now = _wall_ms()
+        for msg in consumer.consume(2000, timeout=0.05):
+            err = msg.error()
+            tp = (msg.topic(), msg.partition())
+            queue = self.queues.get(tp)  # type: ignore[arg-type]
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    if queue is not None:
+                        queue.at_end = True
+                        queue.last_heard = now
+                    continue
+                if err.fatal():
+                    raise KafkaException(err)
+                log.warning("consumer error", extra={"fields": {"error": str(err)}})
+                continue
+            if queue is None:  # revoked meanwhile
+                continue
+            queue.records.append(msg)
+            queue.at_end = False
+            queue.last_heard = now
+        batch = self._select(now)
+        idle = self._idle_partitions(now) if self.options.wall_clock_lag_ms is not None else []
+        if batch or idle:
+            self._transact(batch, idle, now)
+        if time.monotonic() - self._last_gauges > 5:
+            self._update_gauges()
+        return len(batch)
+
+    def _select(self, now: int) -> list[Message]:
+        out: list[Any] = []
+        limit = self.options.batch_max_records
+        for p in sorted(self.tasks):
+            first = self.queues.get((self.topics.terminal, p))
+            second = self.queues.get((self.topics.settlement, p))
+            if first is None or second is None:
+                continue
+            before = len(out)
+            self.merger.take(first, second, limit - len(out), now, out)
+            if len(out) > before:
+                self.last_activity[p] = now
+            if len(out) >= limit:
+                return out
+        for q in sorted(self.cards):
+            queue = self.queues.get((self.sightings_topic, q))
+            while queue is not None and queue.records and len(out) < limit:
+                out.append(queue.records.popleft())
+        return out
+
+    def _idle_partitions(self, now: int) -> list[int]:
+        idle = []
+        for p in self.tasks:
+            first = self.queues.get((self.topics.terminal, p))
+            second = self.queues.get((self.topics.settlement, p))
+            if first is None or second is None or first.records or second.records:
+                continue
+            if first.at_end and second.at_end and now - self.last_activity.get(p, now) >= self.options.idle_advance_after_ms:
+                lag = self.options.wall_clock_lag_ms or 0
+                if self.engine.book(p).watermark < now - lag - self.options.idle_advance_after_ms:
+                    idle.append(p)
+        return sorted(idle)
+
+    # --- the transaction -------------------------------------------------------------------------------
+
+    def _transact(self, batch: list[Message], idle: list[int], now: int) -> None:
+        producer = self.producer
+        consumer = self.consumer
+        assert producer is not None and consumer is not None
+        offsets: dict[tuple[str, int], int] = {}
+        try:
+            producer.begin_transaction()
+            for msg in batch:
+                self._process(msg, now)
+                offsets[(msg.topic(), msg.partition())] = msg.offset() + 1  # type: ignore[index,operator]
+            lag = self.options.wall_clock_lag_ms or 0
+            for p in idle:
+                self.engine.advance(p, now - lag, now)
+                self.last_activity[p] = now
+            self._emit(now)
+            self._write_changelogs()
+            if offsets:
+                producer.send_offsets_to_transaction(
+                    [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())],
+                    consumer.consumer_group_metadata(),
+                )
+            producer.commit_transaction()
+        except KafkaException as exc:
+            self._recover(exc)
+            return
+        self.metrics.transactions.labels("committed").inc()
+        self.metrics.batch_records.observe(len(batch))
+        self.processed += len(batch)
+        done = _wall_ms()
+        for ts in self._pending_latency:
+            self.metrics.processing_latency.observe(max(0, done - ts) / 1000)
+        self._pending_latency.clear()
+
+    def _recover(self, exc: KafkaException) -> None:
+        """Abort, then rebuild state from the changelogs and rewind to the committed offsets."""
+        err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        self.metrics.transactions.labels("aborted").inc()
+        log.warning("transaction failed; aborting and rewinding", extra={"fields": {"error": scrub_text(str(exc))}})
+        if err is not None and err.fatal():
+            raise exc
+        assert self.producer is not None and self.consumer is not None
+        try:
+            self.producer.abort_transaction(30)
+        except KafkaException as abort_exc:
+            abort_err = abort_exc.args[0]
+            if isinstance(abort_err, KafkaError) and abort_err.fatal():
+                raise
+        self._pending_latency.clear()
+        self.engine.take()
+        assert self.engine.card_sightings is not None
+        self.engine.card_sightings.clear()
+        assignment = self.consumer.assignment()
+        self.engine = self._new_engine()
+        self.cards.clear()
+        self.tasks.clear()
+        self._on_assign(self.consumer, assignment)
+        committed = self.consumer.committed(assignment, timeout=30)
+        for tp in committed:
+            if tp.offset >= 0:
+                self.consumer.seek(tp)
+            else:
+                self.consumer.seek(TopicPartition(tp.topic, tp.partition, -2))  # OFFSET_BEGINNING
+
+    def _process(self, msg: Message, now: int) -> None:
+        topic = msg.topic()
+        partition = msg.partition()
+        assert topic is not None and partition is not None
+        ts = msg.timestamp()[1]
+        if topic == self.sightings_topic:
+            self._card_sighting(msg, partition, now)
+            return
+        terminal = topic == self.topics.terminal
+        codec = self.terminal_codec if terminal else self.settlement_codec
+        try:
+            record: Any = codec.decode(msg.value())
+        except DecodeError as exc:
+            self._dead_letter(msg, InvalidReason.DECODE_ERROR.value, str(exc), "DecodeError")
+            return
+        source = "terminal" if terminal else "settlement"
+        self.metrics.events.labels(source, record["event_type"] if terminal else record["status"]).inc()
+        before = self.engine.stats.duplicates_dropped
+        if terminal:
+            rejection = self.engine.on_terminal_event(record, partition, ts, now)
+        else:
+            rejection = self.engine.on_settlement_notice(record, partition, ts, now)
+        if rejection is not None:
+            self._dead_letter(msg, rejection.reason.value, rejection.detail, "InvalidRecord")
+        elif self.engine.stats.duplicates_dropped != before:
+            self.metrics.redeliveries.inc()
+        if self.processed & 15 == 0:
+            self._pending_latency.append(ts)
+
+    def _card_sighting(self, msg: Message, partition: int, now: int) -> None:
+        index = self.cards.get(partition)
+        if index is None:
+            return
+        try:
+            raw = json.loads(msg.value() or b"")
+            sighting = CardSighting(tuple(raw[0]), raw[1], raw[2], raw[3], raw[4], raw[5])  # type: ignore[arg-type]
+        except (ValueError, IndexError, TypeError) as exc:
+            self._dead_letter(msg, InvalidReason.DECODE_ERROR.value, f"bad card sighting: {exc}", type(exc).__name__)
+            return
+        for dup in index.apply(sighting):
+            self._send_alert(duplicate_charge_alert(dup, self.settings.rules, now))
+
+    def _emit(self, now: int) -> None:
+        reconciled, alerts = self.engine.take()
+        for rec in reconciled:
+            self._send_reconciled(rec)
+        for alert in alerts:
+            self._send_alert(alert)
+        sightings = self.engine.card_sightings
+        assert sightings is not None
+        for s in sightings:
+            key = f"{s.key[0]}|{s.key[1]}|{s.key[2]}|{s.key[3]}".encode()
+            self._send(self.sightings_topic, key, json.dumps([list(s.key), *s[1:]]).encode(), None)
+        sightings.clear()
+        latencies = self.engine.auth_latencies
+        assert latencies is not None
+        for ms in latencies:
+            self.metrics.authorization_latency.observe(ms / 1000)
+        latencies.clear()
+
+    def _send_reconciled(self, rec: ReconciledOrder) -> None:
+        self.metrics.reconciled.labels(rec["outcome"]).inc()
+        lag = rec["settlement_lag_ms"]
+        if lag is not None and rec["outcome"] in ("MATCHED", "MATCHED_LATE"):
+            self.metrics.settlement_lag.observe(max(lag, 0) / 1000)
+        self._send(self.topics.reconciled, rec["order_id"].encode(), self.reconciled_codec.encode(dict(rec)), None)
+
+    def _send_alert(self, alert: Alert) -> None:
+        self.metrics.alerts.labels(alert["kind"], alert["severity"]).inc()
+        key = alert["order_id"] or alert["merchant_id"] or ""
+        self._send(self.topics.alerts, key.encode(), self.alert_codec.encode(dict(alert)), None)
+
+    def _dead_letter(self, msg: Message, reason: str, detail: str, exc_class: str) -> None:
+        self.metrics.deadletters.labels(reason).inc()
+        letter = DeadLetter.of(reason, detail, exc_class, msg.topic() or "", msg.partition() or 0, msg.offset() or 0,
+                               msg.key(), msg.value())  # fmt: skip
+        self._send(self.topics.deadletter, letter.key, letter.value, letter.headers())
+
+    def _send(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None,
+              partition: int | None = None) -> None:  # fmt: skip
+        producer = self.producer
+        assert producer is not None
+        kwargs: dict[str, Any] = {"key": key, "value": value}
+        if headers:
+            kwargs["headers"] = headers
+        if partition is not None:
+            kwargs["partition"] = partition
+        while True:
+            try:
+                producer.produce(topic, **kwargs)
+                return
+            except BufferError:
+                producer.poll(0.05)
+
+    def _write_changelogs(self) -> None:
+        for p, book in self.engine.books.items():
+            dirty = book.dirty
+            if not dirty:
+                continue
+            for order_id in dirty:
+                self._send(self.changelog, order_id.encode(), encode_order(book.orders.get(order_id)), None, p)
+            self._send(self.changelog, WATERMARK_KEY, str(book.watermark).encode(), None, p)
+            dirty.clear()
+        for q, index in self.cards.items():
+            dirty_keys = index.dirty
+            if not dirty_keys:
+                continue
+            for key in dirty_keys:
+                self._send(self.card_changelog, encode_card_key(key), encode_bucket(index.entries.get(key)), None, q)
+            self._send(self.card_changelog, WATERMARK_KEY, str(index.watermark).encode(), None, q)
+            dirty_keys.clear()
+
+    # --- gauges ----------------------------------------------------------------------------------------
+
+    def _update_gauges(self) -> None:
+        self._last_gauges = time.monotonic()
+        now = _wall_ms()
+        self.metrics.open_orders.set(self.engine.open_orders())
+        ages = dict.fromkeys((name for name, _ in PENDING_AGE_BUCKETS), 0)
+        for p, book in self.engine.books.items():
+            if book.watermark > 0:
+                self.metrics.watermark_lag.labels(str(p)).set(max(0, now - book.watermark) / 1000)
+            for order in book.orders.values():
+                approval = order.approval
+                if approval is None or order.settled is not None or order.failed is not None:
+                    continue
+                if order.terminal_phase is TerminalPhase.VOIDED:
+                    continue
+                age_s = (book.watermark - approval.event_time) / 1000
+                for name, bound in PENDING_AGE_BUCKETS:
+                    if bound is None or age_s < bound:
+                        ages[name] += 1
+                        break
+        for name, count in ages.items():
+            self.metrics.pending_settlements.labels(name).set(count)
+        consumer = self.consumer
+        if consumer is None:
+            return
+        try:
+            assignment = consumer.assignment()
+            for tp in consumer.position(assignment):
+                _, high = consumer.get_watermark_offsets(tp, cached=True)
+                if tp.offset >= 0 and high >= 0:
+                    self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
+        except KafkaException:
+            pass

@@ -1,0 +1,50 @@
+"""Prometheus metrics of the live worker. Labels stay low-cardinality: no order, merchant or card ids."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+AUTH_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 900)
+SETTLEMENT_LAG_BUCKETS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 24 * 3600, 48 * 3600, 7 * 86400)
+PENDING_AGE_BUCKETS = (("lt_1h", 3600), ("1h_6h", 6 * 3600), ("6h_12h", 12 * 3600), ("12h_19h", 19 * 3600),
+                       ("19h_24h", 24 * 3600), ("ge_24h", None))  # fmt: skip
+
+
+class WorkerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = registry if registry is not None else CollectorRegistry()
+        self.registry = r
+        self.events = Counter("posrecon_events", "Input records consumed", ["source", "type"], registry=r)
+        self.redeliveries = Counter("posrecon_redeliveries_dropped", "Redelivered events/notices dropped", registry=r)
+        self.reconciled = Counter("posrecon_reconciled", "Reconciled order revisions emitted", ["outcome"], registry=r)
+        self.alerts = Counter("posrecon_alerts", "Alerts emitted", ["kind", "severity"], registry=r)
+        self.deadletters = Counter("posrecon_deadletters", "Dead letters emitted", ["reason"], registry=r)
+        self.open_orders = Gauge("posrecon_open_orders", "Orders held in state", registry=r)
+        self.pending_settlements = Gauge(
+            "posrecon_pending_settlements", "Approved orders awaiting settlement, by age (event time)", ["age"], registry=r
+        )
+        self.settlement_lag = Histogram(
+            "posrecon_settlement_lag_seconds", "settled_at - approved_at of reconciled orders",
+            buckets=SETTLEMENT_LAG_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.authorization_latency = Histogram(
+            "posrecon_authorization_latency_seconds", "ORDER_CREATED to authorisation result (event time)",
+            buckets=AUTH_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.processing_latency = Histogram(
+            "posrecon_processing_latency_seconds", "Input record timestamp to output committed (wall clock)",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.watermark_lag = Gauge(
+            "posrecon_watermark_lag_seconds", "Wall clock minus partition watermark", ["partition"], registry=r
+        )
+        self.consumer_lag = Gauge("posrecon_consumer_lag", "Records behind the log end", ["topic", "partition"], registry=r)
+        self.transactions = Counter("posrecon_transactions", "Kafka transactions", ["result"], registry=r)
+        self.batch_records = Histogram(
+            "posrecon_batch_records", "Input records per transaction",
+            buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000), registry=r,
+        )  # fmt: skip
+        self.restore_seconds = Gauge("posrecon_restore_seconds", "Duration of the last state restore", registry=r)
+        self.assigned_partitions = Gauge("posrecon_assigned_partitions", "Input partitions owned", registry=r)
+        self.up = Gauge("posrecon_worker_up", "1 while the worker loop runs", registry=r)
