@@ -90,13 +90,23 @@ def read_outputs(
     result = Outputs()
     for msg in read_topic(bootstrap, topics.reconciled, client_config, timeout_s):
         result.reconciled.append(
-            OutputRecord(msg.key(), reconciled_codec.decode(msg.value()), msg.partition(), msg.offset(), msg.timestamp()[1])
+            OutputRecord(
+                msg.key(),
+                reconciled_codec.decode(msg.value()),
+                msg.partition(),
+                msg.offset(),
+                msg.timestamp()[1],
+            )
         )
     for msg in read_topic(bootstrap, topics.alerts, client_config, timeout_s):
         result.alerts.append(
-            OutputRecord(msg.key(), alert_codec.decode(msg.value()), msg.partition(), msg.offset(), msg.timestamp()[1])
+            OutputRecord(
+                msg.key(), alert_codec.decode(msg.value()), msg.partition(), msg.offset(), msg.timestamp()[1]
+            )
         )
     for msg in read_topic(bootstrap, topics.deadletter, client_config, timeout_s):
         headers = {k: (v or b"").decode("utf-8", "replace") for k, v in (msg.headers() or [])}
-        result.deadletters.append(DeadLetterRecord(msg.key(), msg.value(), headers, msg.partition(), msg.offset()))
+        result.deadletters.append(
+            DeadLetterRecord(msg.key(), msg.value(), headers, msg.partition(), msg.offset())
+        )
     return result
