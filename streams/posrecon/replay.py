@@ -63,7 +63,7 @@ class Replay:
     def __init__(self, rules: RuleConfig, out_dir: Path, partitions: int = 1) -> None:
         if partitions < 1:
             raise ValueError("--partitions must be >= 1")
-        self.engine = ReconciliationEngine(rules)
+        self.engine = ReconciliationEngine(rules, partitions)
         self.partitions = partitions
         self.codecs = {"terminal": AvroCodec("TerminalEvent"), "settlement": AvroCodec("SettlementNotice")}
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -65,8 +65,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="consumer group and internal topic prefix (default posrecon)")  # fmt: skip
     parser.add_argument("--worker-id", default=os.environ.get("POSRECON_WORKER_ID", socket.gethostname()),
                         help="stable id of this worker; its transactional.id is <app-id>-<worker-id>")  # fmt: skip
-    parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port")
-    parser.add_argument("--batch", type=int, default=5000, help="max input records per transaction (default 5000)")
+    parser.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port"
+    )
+    parser.add_argument(
+        "--batch", type=int, default=5000, help="max input records per transaction (default 5000)"
+    )
     parser.add_argument("--no-wall-clock-advance", action="store_true",
                         help="never advance an idle partition's watermark by wall clock (replay-identical output)")  # fmt: skip
     parser.add_argument("--wall-clock-lag-ms", type=int, default=300_000,

@@ -40,7 +40,7 @@ def encode_card_key(key: CardKey) -> bytes:
 def encode_bucket(entries: list[CardEntry] | None) -> bytes | None:
     if not entries:
         return None
-    return _dumps([[e.order_id, e.approved_at, e.terminal_id, e.voided] for e in entries])
+    return _dumps([[e.order_id, e.approved_at, e.terminal_id, e.voided, list(e.paired)] for e in entries])
 
 
 def read_changelog(
@@ -113,13 +113,17 @@ def load_books(engine: ReconciliationEngine, changelog: Mapping[int, Mapping[byt
     return count
 
 
+def encode_card_watermarks(index: CardIndex) -> bytes:
+    return _dumps({"watermark": index.watermark, "sources": {str(k): v for k, v in index.source_watermarks.items()}})
+
+
 def load_card_index(index: CardIndex, entries: Mapping[bytes, bytes]) -> None:
     rows: list[list[object]] = []
-    watermark = index.watermark
+    marks: dict[str, Any] = {"watermark": index.watermark, "sources": {}}
     for key, value in entries.items():
         if key == WATERMARK_KEY:
-            watermark = int(value)
+            marks = json.loads(value)
         else:
             rows.append([json.loads(key), json.loads(value)])
-    index.load_rows(rows, watermark)
+    index.load_rows(rows, marks["watermark"], {int(k): v for k, v in marks["sources"].items()})
     index.dirty = set()

@@ -20,11 +20,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from posrecon.app.internal_topics import create_internal_topics, internal_topics
 from posrecon.app.merge import TaskMerger, TaskQueue
 from posrecon.app.state_store import (
     WATERMARK_KEY,
     encode_bucket,
     encode_card_key,
+    encode_card_watermarks,
     encode_order,
     load_books,
     load_card_index,
@@ -37,7 +39,6 @@ from posrecon.engine.engine import ReconciliationEngine
 from posrecon.engine.model import Alert, InvalidReason, ReconciledOrder
 from posrecon.engine.order import TerminalPhase
 from posrecon.engine.pan import scrub_text
-from posrecon.app.internal_topics import create_internal_topics, internal_topics
 from posrecon.kafka.topics import admin_client, check_copartitioned
 from posrecon.metrics import PENDING_AGE_BUCKETS, WorkerMetrics
 from posrecon.serde.codec import AvroCodec, DecodeError
@@ -64,7 +65,9 @@ def _wall_ms() -> int:
 
 
 class Worker:
-    def __init__(self, settings: Settings, options: WorkerOptions, metrics: WorkerMetrics | None = None) -> None:
+    def __init__(
+        self, settings: Settings, options: WorkerOptions, metrics: WorkerMetrics | None = None
+    ) -> None:
         self.settings = settings
         self.options = options
         self.topics = settings.topics
@@ -76,6 +79,7 @@ class Worker:
         self.settlement_codec = AvroCodec("SettlementNotice")
         self.reconciled_codec = AvroCodec("ReconciledOrder")
         self.alert_codec = AvroCodec("Alert")
+        self.partitions = 0
         self.engine = self._new_engine()
         self.cards: dict[int, CardIndex] = {}
         self.queues: dict[tuple[str, int], TaskQueue] = {}
@@ -83,7 +87,6 @@ class Worker:
         self.merger = TaskMerger(options.max_task_idle_ms)
         self.last_activity: dict[int, int] = {}
         self.stopping = False
-        self.partitions = 0
         self.processed = 0
         self._pending_latency: list[int] = []
         self._last_gauges = 0.0
@@ -91,7 +94,7 @@ class Worker:
         self.producer: Producer | None = None
 
     def _new_engine(self) -> ReconciliationEngine:
-        engine = ReconciliationEngine(self.settings.rules)
+        engine = ReconciliationEngine(self.settings.rules, self.partitions)
         engine.card_sightings = []
         engine.auth_latencies = []
         return engine
@@ -184,7 +187,7 @@ class Worker:
             self.tasks.add(p)
             self.last_activity[p] = now
         for q, entries in read_changelog(self.client_config, self.card_changelog, card_parts).items():
-            index = self.cards[q] = CardIndex(self.settings.rules)
+            index = self.cards[q] = CardIndex(self.settings.rules, sources=self.partitions)
             load_card_index(index, entries)
         elapsed = time.monotonic() - started
         self.metrics.restore_seconds.set(elapsed)
@@ -228,6 +231,7 @@ class Worker:
             queue.records.append(msg)
             queue.at_end = False
             queue.last_heard = now
+        self._refresh_backlog()
         batch = self._select(now)
         idle = self._idle_partitions(now) if self.options.wall_clock_lag_ms is not None else []
         if batch or idle:
@@ -235,6 +239,18 @@ class Worker:
         if time.monotonic() - self._last_gauges > 5:
             self._update_gauges()
         return len(batch)
+
+    def _refresh_backlog(self) -> None:
+        """For empty input queues: are there records on the broker we have not fetched yet?"""
+        consumer = self.consumer
+        assert consumer is not None
+        for (topic, partition), queue in self.queues.items():
+            if queue.records or queue.at_end or topic == self.sightings_topic:
+                continue
+            tp = TopicPartition(topic, partition)
+            position = consumer.position([tp])[0].offset
+            high = consumer.get_watermark_offsets(tp, cached=True)[1]
+            queue.backlog = position < 0 or high < 0 or position < high
 
     def _select(self, now: int) -> list[Message]:
         out: list[Any] = []
@@ -263,7 +279,11 @@ class Worker:
             second = self.queues.get((self.topics.settlement, p))
             if first is None or second is None or first.records or second.records:
                 continue
-            if first.at_end and second.at_end and now - self.last_activity.get(p, now) >= self.options.idle_advance_after_ms:
+            if (
+                first.at_end
+                and second.at_end
+                and now - self.last_activity.get(p, now) >= self.options.idle_advance_after_ms
+            ):
                 lag = self.options.wall_clock_lag_ms or 0
                 if self.engine.book(p).watermark < now - lag - self.options.idle_advance_after_ms:
                     idle.append(p)
@@ -308,7 +328,9 @@ class Worker:
         """Abort, then rebuild state from the changelogs and rewind to the committed offsets."""
         err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
         self.metrics.transactions.labels("aborted").inc()
-        log.warning("transaction failed; aborting and rewinding", extra={"fields": {"error": scrub_text(str(exc))}})
+        log.warning(
+            "transaction failed; aborting and rewinding", extra={"fields": {"error": scrub_text(str(exc))}}
+        )
         if err is not None and err.fatal():
             raise exc
         assert self.producer is not None and self.consumer is not None
@@ -369,9 +391,11 @@ class Worker:
             return
         try:
             raw = json.loads(msg.value() or b"")
-            sighting = CardSighting(tuple(raw[0]), raw[1], raw[2], raw[3], raw[4], raw[5])  # type: ignore[arg-type]
+            sighting = CardSighting(tuple(raw[0]), *raw[1:8])  # type: ignore[arg-type]
         except (ValueError, IndexError, TypeError) as exc:
-            self._dead_letter(msg, InvalidReason.DECODE_ERROR.value, f"bad card sighting: {exc}", type(exc).__name__)
+            self._dead_letter(
+                msg, InvalidReason.DECODE_ERROR.value, f"bad card sighting: {exc}", type(exc).__name__
+            )
             return
         for dup in index.apply(sighting):
             self._send_alert(duplicate_charge_alert(dup, self.settings.rules, now))
@@ -399,7 +423,9 @@ class Worker:
         lag = rec["settlement_lag_ms"]
         if lag is not None and rec["outcome"] in ("MATCHED", "MATCHED_LATE"):
             self.metrics.settlement_lag.observe(max(lag, 0) / 1000)
-        self._send(self.topics.reconciled, rec["order_id"].encode(), self.reconciled_codec.encode(dict(rec)), None)
+        self._send(
+            self.topics.reconciled, rec["order_id"].encode(), self.reconciled_codec.encode(dict(rec)), None
+        )
 
     def _send_alert(self, alert: Alert) -> None:
         self.metrics.alerts.labels(alert["kind"], alert["severity"]).inc()
@@ -434,7 +460,9 @@ class Worker:
             if not dirty:
                 continue
             for order_id in dirty:
-                self._send(self.changelog, order_id.encode(), encode_order(book.orders.get(order_id)), None, p)
+                self._send(
+                    self.changelog, order_id.encode(), encode_order(book.orders.get(order_id)), None, p
+                )
             self._send(self.changelog, WATERMARK_KEY, str(book.watermark).encode(), None, p)
             dirty.clear()
         for q, index in self.cards.items():
@@ -442,8 +470,10 @@ class Worker:
             if not dirty_keys:
                 continue
             for key in dirty_keys:
-                self._send(self.card_changelog, encode_card_key(key), encode_bucket(index.entries.get(key)), None, q)
-            self._send(self.card_changelog, WATERMARK_KEY, str(index.watermark).encode(), None, q)
+                self._send(
+                    self.card_changelog, encode_card_key(key), encode_bucket(index.entries.get(key)), None, q
+                )
+            self._send(self.card_changelog, WATERMARK_KEY, encode_card_watermarks(index), None, q)
             dirty_keys.clear()
 
     # --- gauges ----------------------------------------------------------------------------------------
@@ -477,6 +507,8 @@ class Worker:
             for tp in consumer.position(assignment):
                 _, high = consumer.get_watermark_offsets(tp, cached=True)
                 if tp.offset >= 0 and high >= 0:
-                    self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
+                    self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
+                        max(0, high - tp.offset)
+                    )
         except KafkaException:
             pass

@@ -3,8 +3,11 @@
 A pair of approvals of two different orders with the same key and event times at most
 ``duplicate_charge_window_ms`` apart is a DUPLICATE_CHARGE on the later order (by event time; on a tie the
 one processed later). An order voided before the other approval is processed no longer counts.
-Entries are pruned once the index's own watermark (largest approval time seen) passes
-``approved_at + window + allowed_lateness``, so the index stays bounded.
+Entries are pruned once the index's watermark passes ``approved_at + window + allowed_lateness +
+max_clock_skew``. That watermark is the minimum over the source partitions' watermarks, which every
+sighting carries (as Flink aligns watermarks over input channels): in the live worker sightings from many
+order partitions interleave in any order, and pruning by the largest time seen would drop entries that a
+slower partition still needs.
 """
 
 from __future__ import annotations
@@ -20,13 +23,16 @@ CardKey = tuple[str, str, int, str]
 
 
 class CardEntry:
-    __slots__ = ("approved_at", "order_id", "terminal_id", "voided")
+    __slots__ = ("approved_at", "order_id", "paired", "terminal_id", "voided")
 
-    def __init__(self, order_id: str, approved_at: int, terminal_id: str, voided: bool) -> None:
+    def __init__(
+        self, order_id: str, approved_at: int, terminal_id: str, voided: bool, paired: tuple[str, ...] = ()
+    ) -> None:
         self.order_id = order_id
         self.approved_at = approved_at
         self.terminal_id = terminal_id
         self.voided = voided
+        self.paired = paired  # other orders this approval already raised a DUPLICATE_CHARGE with
 
 
 class CardSighting(NamedTuple):
@@ -38,6 +44,8 @@ class CardSighting(NamedTuple):
     terminal_id: str
     voided: bool
     is_void: bool = False  # True: the order was voided after this approval was sighted
+    source_partition: int = 0
+    source_watermark: int = -(1 << 62)  # the order partition's watermark once this record is applied
 
 
 class DuplicateCharge(NamedTuple):
@@ -49,11 +57,13 @@ class DuplicateCharge(NamedTuple):
 
 
 class CardIndex:
-    def __init__(self, rules: RuleConfig) -> None:
+    def __init__(self, rules: RuleConfig, sources: int = 1) -> None:
         self.window = rules.duplicate_charge_window_ms
-        self.keep_for = rules.duplicate_charge_window_ms + rules.allowed_lateness_ms
+        self.keep_for = rules.duplicate_charge_window_ms + rules.allowed_lateness_ms + rules.max_clock_skew_ms
+        self.sources = sources
         self.entries: dict[CardKey, list[CardEntry]] = {}
         self.expiry: list[tuple[int, str, CardKey]] = []
+        self.source_watermarks: dict[int, int] = {}
         self.watermark = -(1 << 62)
         #: card keys changed since the shell last persisted this index; None: not tracked
         self.dirty: set[CardKey] | None = None
@@ -62,27 +72,43 @@ class CardIndex:
         return sum(len(v) for v in self.entries.values())
 
     def on_sighting(self, sighting: CardSighting) -> list[DuplicateCharge]:
-        key, order_id, approved_at, terminal_id, voided, _ = sighting
+        key, order_id, approved_at, terminal_id, voided = sighting[:5]
         found: list[DuplicateCharge] = []
+        paired: tuple[str, ...] = ()
         bucket = self.entries.get(key)
         if bucket is None:
             bucket = self.entries[key] = []
         elif not voided:
+            # each pair of orders raises at most one alert, whichever of their approvals meet first
+            done = {o for e in bucket if e.order_id == order_id for o in e.paired}
+            done.update(e.order_id for e in bucket if order_id in e.paired)
             for entry in bucket:
-                if entry.voided or entry.order_id == order_id or abs(entry.approved_at - approved_at) > self.window:
+                other = entry.order_id
+                if entry.voided or other == order_id or other in done or abs(entry.approved_at - approved_at) > self.window:
                     continue
+                done.add(other)
+                entry.paired += (order_id,)
+                paired += (other,)
                 if entry.approved_at > approved_at:
-                    found.append(DuplicateCharge(entry.order_id, entry.terminal_id, entry.approved_at, order_id, key[1]))
+                    found.append(DuplicateCharge(other, entry.terminal_id, entry.approved_at, order_id, key[1]))
                 else:
-                    found.append(DuplicateCharge(order_id, terminal_id, approved_at, entry.order_id, key[1]))
-        bucket.append(CardEntry(order_id, approved_at, terminal_id, voided))
+                    found.append(DuplicateCharge(order_id, terminal_id, approved_at, other, key[1]))
+        bucket.append(CardEntry(order_id, approved_at, terminal_id, voided, paired))
         if self.dirty is not None:
             self.dirty.add(key)
         heapq.heappush(self.expiry, (approved_at + self.keep_for, order_id, key))
-        if approved_at > self.watermark:
-            self.watermark = approved_at
-            self._prune()
+        self._observe(sighting)
         return found
+
+    def _observe(self, sighting: CardSighting) -> None:
+        marks = self.source_watermarks
+        if sighting.source_watermark > marks.get(sighting.source_partition, -(1 << 62)):
+            marks[sighting.source_partition] = sighting.source_watermark
+            if len(marks) >= self.sources:
+                aligned = min(marks.values())
+                if aligned > self.watermark:
+                    self.watermark = aligned
+                    self._prune()
 
     def on_void(self, sighting: CardSighting) -> None:
         for entry in self.entries.get(sighting.key, ()):
@@ -90,6 +116,7 @@ class CardIndex:
                 entry.voided = True
                 if self.dirty is not None:
                     self.dirty.add(sighting.key)
+        self._observe(sighting)
 
     def apply(self, sighting: CardSighting) -> list[DuplicateCharge]:
         """Route a sighting received from elsewhere (live card stage)."""
@@ -115,21 +142,22 @@ class CardIndex:
 
     def to_rows(self) -> list[list[object]]:
         return [
-            [list(key), [[e.order_id, e.approved_at, e.terminal_id, e.voided] for e in bucket]]
+            [list(key), [[e.order_id, e.approved_at, e.terminal_id, e.voided, list(e.paired)] for e in bucket]]
             for key, bucket in self.entries.items()
         ]
 
-    def load_rows(self, rows: list[list[object]], watermark: int) -> None:
+    def load_rows(self, rows: list[list[object]], watermark: int, source_watermarks: dict[int, int] | None = None) -> None:
         self.entries.clear()
         self.expiry.clear()
         for raw_key, raw_entries in rows:
             key: CardKey = tuple(raw_key)  # type: ignore[call-overload,assignment]
-            bucket = [CardEntry(str(o), int(t), str(tid), bool(v)) for o, t, tid, v in raw_entries]  # type: ignore[attr-defined]
+            bucket = [CardEntry(str(o), int(t), str(tid), bool(v), tuple(p)) for o, t, tid, v, p in raw_entries]  # type: ignore[attr-defined]
             self.entries[key] = bucket
             for entry in bucket:
                 self.expiry.append((entry.approved_at + self.keep_for, entry.order_id, key))
         heapq.heapify(self.expiry)
         self.watermark = watermark
+        self.source_watermarks = dict(source_watermarks or {})
 
 
 def duplicate_charge_alert(dup: DuplicateCharge, rules: RuleConfig, detected_at: int) -> Alert:
@@ -137,7 +165,7 @@ def duplicate_charge_alert(dup: DuplicateCharge, rules: RuleConfig, detected_at:
     return make_alert(
         AlertKind.DUPLICATE_CHARGE,
         Severity.WARNING,
-        (dup.later_order_id, "card", dup.earlier_order_id),
+        (dup.later_order_id, "card", dup.earlier_order_id, str(dup.later_approved_at)),
         order_id=dup.later_order_id,
         merchant_id=dup.merchant_id,
         terminal_id=dup.later_terminal_id,

@@ -66,9 +66,10 @@ Deadline = tuple[int, int, str]  # (due incl. allowed lateness, kind, order_id)
 class PartitionBook:
     """The orders of one input partition, its watermark and its deadline index."""
 
-    __slots__ = ("deadlines", "dirty", "orders", "watermark")
+    __slots__ = ("deadlines", "dirty", "orders", "partition", "watermark")
 
-    def __init__(self) -> None:
+    def __init__(self, partition: int = 0) -> None:
+        self.partition = partition
         self.orders: dict[str, OrderState] = {}
         #: order ids changed (or evicted) since the shell last persisted this book; None: not tracked
         self.dirty: set[str] | None = None
@@ -87,10 +88,10 @@ class EngineStats:
 
 
 class ReconciliationEngine:
-    def __init__(self, rules: RuleConfig | None = None) -> None:
+    def __init__(self, rules: RuleConfig | None = None, partitions: int = 1) -> None:
         self.rules = rules or RuleConfig()
         self.books: dict[int, PartitionBook] = {}
-        self.cards = CardIndex(self.rules)
+        self.cards = CardIndex(self.rules, sources=partitions)
         #: when a list, approvals and voids are handed out here instead of checked against ``cards``
         self.card_sightings: list[CardSighting] | None = None
         #: when a list, ORDER_CREATED -> authorisation result latencies (ms, event time) for metrics
@@ -110,7 +111,7 @@ class ReconciliationEngine:
     def book(self, partition: int) -> PartitionBook:
         book = self.books.get(partition)
         if book is None:
-            book = self.books[partition] = PartitionBook()
+            book = self.books[partition] = PartitionBook(partition)
         return book
 
     def watermark(self, partition: int = 0) -> int:
@@ -166,6 +167,7 @@ class ReconciliationEngine:
                 self._first_approval(book, order, event, now)
             else:
                 self._duplicate_charge(order, event, now, book)
+                self._sight_card(book, order, _approval_of(event), now)
         elif event_type == "ORDER_CREATED":
             if order.created_at is None:
                 order.created_at = event_time
@@ -175,7 +177,10 @@ class ReconciliationEngine:
         elif event_type == "VOIDED" and previous is not TerminalPhase.VOIDED and order.approval is not None:
             approval = order.approval
             if approval.card_token is not None:
-                void = CardSighting(_card_key(approval), order_id, approval.event_time, approval.terminal_id, True, True)
+                void = CardSighting(
+                    _card_key(approval), order_id, approval.event_time, approval.terminal_id, True, True,
+                    partition, max(book.watermark, event_time),
+                )  # fmt: skip
                 if self.card_sightings is not None:
                     self.card_sightings.append(void)
                 else:
@@ -257,22 +262,21 @@ class ReconciliationEngine:
         heapq.heappush(book.deadlines, (due, kind, order.order_id))
 
     def _first_approval(self, book: PartitionBook, order: OrderState, event: TerminalEvent, now: int | None) -> None:
-        approval = order.approval = Approval(
-            event["event_id"],
-            event["event_time"],
-            event["amount_minor"],
-            event["currency"],
-            event["terminal_id"],
-            event["card_token"],
-            event["merchant_id"],
-        )
+        approval = order.approval = _approval_of(event)
         if not order.scheduled & SCHEDULED_MISSING:
             order.scheduled |= SCHEDULED_MISSING
             self._schedule(book, order, approval.event_time + self.rules.settlement_sla_ms, MISSING)
+        self._sight_card(book, order, approval, now)
+
+    def _sight_card(self, book: PartitionBook, order: OrderState, approval: Approval, now: int | None) -> None:
+        """Every approval of an order counts for the cross-order duplicate-charge check."""
         if approval.card_token is None:
             return
         voided = order.terminal_phase is TerminalPhase.VOIDED
-        sighting = CardSighting(_card_key(approval), order.order_id, approval.event_time, approval.terminal_id, voided)
+        sighting = CardSighting(
+            _card_key(approval), order.order_id, approval.event_time, approval.terminal_id, voided, False,
+            book.partition, max(book.watermark, approval.event_time),
+        )  # fmt: skip
         if self.card_sightings is not None:  # the cross-order check runs elsewhere (live: repartitioned by card)
             self.card_sightings.append(sighting)
             return
@@ -514,18 +518,25 @@ class ReconciliationEngine:
                 str(p): {"watermark": b.watermark, "orders": [o.to_row() for o in b.orders.values()]}
                 for p, b in sorted(self.books.items())
             },
-            "cards": {"watermark": self.cards.watermark, "rows": self.cards.to_rows()},
+            "cards": {
+                "watermark": self.cards.watermark,
+                "sources": {str(k): v for k, v in self.cards.source_watermarks.items()},
+                "rows": self.cards.to_rows(),
+            },
         }
 
     @classmethod
-    def restore(cls, snapshot: dict[str, Any], rules: RuleConfig | None = None) -> ReconciliationEngine:
-        engine = cls(rules)
+    def restore(
+        cls, snapshot: dict[str, Any], rules: RuleConfig | None = None, partitions: int = 1
+    ) -> ReconciliationEngine:
+        engine = cls(rules, partitions)
         for key, part in snapshot["partitions"].items():
             book = engine.book(int(key))
             book.watermark = part["watermark"]
             for row in part["orders"]:
                 engine.load_order(book, OrderState.from_row(row))
-        engine.cards.load_rows(snapshot["cards"]["rows"], snapshot["cards"]["watermark"])
+        cards = snapshot["cards"]
+        engine.cards.load_rows(cards["rows"], cards["watermark"], {int(k): v for k, v in cards["sources"].items()})
         return engine
 
     def load_order(self, book: PartitionBook, order: OrderState) -> None:
@@ -542,6 +553,18 @@ class ReconciliationEngine:
             pending.append((order.approval.event_time + rules.settlement_sla_ms + lateness, MISSING, order.order_id))
         for deadline in pending:
             heapq.heappush(book.deadlines, deadline)
+
+
+def _approval_of(event: TerminalEvent) -> Approval:
+    return Approval(
+        event["event_id"],
+        event["event_time"],
+        event["amount_minor"],
+        event["currency"],
+        event["terminal_id"],
+        event["card_token"],
+        event["merchant_id"],
+    )
 
 
 def _card_key(approval: Approval) -> CardKey:

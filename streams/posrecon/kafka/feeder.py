@@ -3,7 +3,8 @@
 Kafka record timestamp = the line's ``ingest_time`` (so the worker sees the same ingest time replay does),
 key = ``order_id`` (partitioned with murmur2, like the Java client). A record that does not fit its
 schema, or a line that is not JSON, is produced as its raw bytes, so the worker dead-letters it exactly
-as replay does.
+as replay does. A line without ``ingest_time`` gets the previous line's (arrival order is file order,
+and the worker merges its two input partitions by timestamp).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Feeder:
         self.codecs = {"terminal": AvroCodec("TerminalEvent"), "settlement": AvroCodec("SettlementNotice")}
         self.sent = 0
         self.errors: list[str] = []
+        self.last_ts: int | None = None
 
     def encode_line(self, line: str) -> tuple[str, bytes | None, bytes, int | None]:
         """(topic, key, value, timestamp) for one JSONL line."""
@@ -60,8 +62,10 @@ class Feeder:
 
     def send(self, topic: str, key: bytes | None, value: bytes, ts: int | None) -> None:
         kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": self._delivered}
+        ts = ts if ts is not None else self.last_ts
         if ts is not None:
             kwargs["timestamp"] = ts
+            self.last_ts = ts
         while True:
             try:
                 self.producer.produce(topic, **kwargs)

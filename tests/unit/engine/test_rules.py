@@ -284,3 +284,13 @@ def test_per_partition_watermarks() -> None:
     lines = [term("o1", "AUTH_APPROVED", T0), term(other, "AUTH_DECLINED", T0 + 30 * HOUR, card=None)]
     assert run(lines, partitions=2).kinds() == []
     assert run(lines, partitions=1).kinds() == ["MISSING_SETTLEMENT"]
+
+
+def test_second_approval_of_an_order_counts_for_cross_order_duplicate_charge_once_per_pair() -> None:
+    res = run([term("x", "AUTH_APPROVED", T0, eid="x1", card="tok_x"),
+               term("y", "AUTH_APPROVED", T0 + 15 * MIN, card="tok_x"),
+               term("x", "AUTH_APPROVED", T0 + 12 * MIN, eid="x2", card="tok_x", attempt=2),
+               term("x", "AUTH_APPROVED", T0 + 13 * MIN, eid="x3", card="tok_x", attempt=3)])  # fmt: skip
+    cross = [a for a in res.alerts if a["kind"] == "DUPLICATE_CHARGE" and a["related_ids"] == ["x"]]
+    assert len(cross) == 1 and cross[0]["order_id"] == "y"
+    assert len({a["alert_id"] for a in res.alerts}) == len(res.alerts)

@@ -1,0 +1,143 @@
+"""``posrecon evaluate``: score a replay (or live) output directory against a simulation's truth.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from posrecon.sim.scoring import Evaluation, evaluate
+from posrecon.sim.truth import read_truth
+
+__all__ = ["evaluate", "read_jsonl", "register", "render"]
+
+OUTPUT_FILES = ("reconciled.jsonl", "alerts.jsonl", "deadletter.jsonl")
+EXAMPLES = 10
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise ValueError(f"{path}:{number}: not JSON ({exc})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{number}: not a JSON object")
+            yield row
+
+
+def _score(value: float, defined: bool) -> str:
+    return f"{value:9.4f}" if defined else f"{'n/a':>9}"
+
+
+def render(ev: Evaluation) -> str:
+    header = f"{'alert kind':<22}{'expected':>9}{'actual':>9}{'TP':>8}{'FP':>7}{'FN':>7}"
+    out = [header + f"{'precision':>10}{'recall':>9}"]
+    for k in ev.kinds:
+        out.append(
+            f"{k.kind:<22}{k.expected:>9}{k.actual:>9}{k.tp:>8}{k.fp:>7}{k.fn:>7}"
+            f" {_score(k.precision, k.actual > 0)}{_score(k.recall, k.expected > 0)}"
+        )
+    out.append(f"outcomes: {ev.outcomes_correct}/{ev.orders} correct, accuracy {ev.outcome_accuracy:.4f}")
+    imperfect = {
+        n: s
+        for n, s in ev.by_scenario.items()
+        if s.outcomes_correct < s.orders or s.alerts_correct < s.orders
+    }
+    for name, s in sorted(imperfect.items()):
+        out.append(
+            f"  {name:<30} orders {s.orders:>7}  outcome ok {s.outcomes_correct:>7}"
+            f"  alerts ok {s.alerts_correct:>7}"
+        )
+    integrity = ev.integrity
+    out.append(
+        f"integrity: {'ok' if integrity.ok else 'FAILED'} — revision gaps {len(integrity.revision_gaps)}, "
+        f"duplicate (order, revision) {len(integrity.duplicate_revisions)}, "
+        f"duplicate alert ids {len(integrity.duplicate_alert_ids)}, "
+        f"unknown orders {len(integrity.unknown_orders)}"
+    )
+    out.append(f"dead letters: {'ok' if ev.deadletters_ok else 'MISMATCH'}")
+    for reason in sorted(set(ev.deadletters_expected) | set(ev.deadletters_actual)):
+        out.append(
+            f"  {reason:<20} expected {ev.deadletters_expected.get(reason, 0):>7}"
+            f"  actual {ev.deadletters_actual.get(reason, 0):>7}"
+        )
+    out += _examples(ev)
+    out.append("verdict: PERFECT" if ev.perfect else "verdict: NOT PERFECT")
+    return "\n".join(out)
+
+
+def _examples(ev: Evaluation) -> list[str]:
+    out = []
+    for title, misses in (("missed alerts (FN)", ev.missed_alerts), ("extra alerts (FP)", ev.extra_alerts)):
+        if misses:
+            out.append(f"{title}, first {min(EXAMPLES, len(misses))} of {len(misses)}:")
+            out += [f"  {m.order_id} [{m.scenario or '?'}] {m.kind} x{m.count}" for m in misses[:EXAMPLES]]
+    if ev.outcome_misses:
+        out.append(
+            f"wrong outcomes, first {min(EXAMPLES, len(ev.outcome_misses))} of {len(ev.outcome_misses)}:"
+        )
+        out += [
+            f"  {m.order_id} [{m.scenario}] expected {m.expected} got {m.actual}"
+            for m in ev.outcome_misses[:EXAMPLES]
+        ]
+    integrity = ev.integrity
+    for title, items in (
+        ("revision gaps", integrity.revision_gaps),
+        ("duplicate revisions", integrity.duplicate_revisions),
+        ("duplicate alert ids", integrity.duplicate_alert_ids),
+        ("unknown orders", integrity.unknown_orders),
+    ):
+        if items:
+            out.append(
+                f"{title}: " + ", ".join(map(str, items[:EXAMPLES])) + (" …" if len(items) > EXAMPLES else "")
+            )
+    return out
+
+
+def _main(args: argparse.Namespace) -> int:
+    out_dir = Path(args.out)
+    missing = [name for name in OUTPUT_FILES if not (out_dir / name).is_file()]
+    if missing:
+        print(f"evaluate: missing in {out_dir}: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    try:
+        truth = read_truth(args.truth)
+        reconciled, alerts, dead = (read_jsonl(out_dir / name) for name in OUTPUT_FILES)
+        evaluation = evaluate(truth, reconciled, alerts, dead)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"evaluate: {exc}", file=sys.stderr)
+        return 2
+    print(render(evaluation))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(evaluation.to_json(), fh, indent=1)
+            fh.write("\n")
+    return 1 if args.require_perfect and not evaluation.perfect else 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "evaluate",
+        help="score reconciled/alert/dead-letter output against a simulation's truth",
+        description=(
+            "Compare OUT/reconciled.jsonl, OUT/alerts.jsonl and OUT/deadletter.jsonl with truth.json:\n"
+            "precision/recall per alert kind, outcome accuracy, revision integrity, dead-letter counts."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--truth", required=True, metavar="TRUTH.json", help="truth.json written by simulate")
+    parser.add_argument("--out", required=True, metavar="DIR", help="directory with the replay output files")
+    parser.add_argument("--json", metavar="RESULT.json", help="also write the evaluation as JSON")
+    parser.add_argument(
+        "--require-perfect",
+        action="store_true",
+        help="exit 1 unless every precision, recall and accuracy is 1.0 and integrity checks pass",
+    )
+    parser.set_defaults(func=_main)

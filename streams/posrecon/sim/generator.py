@@ -1,0 +1,141 @@
+"""Generates a stream of POS traffic with its ground truth: ``generate(...) -> Simulation``.
+
+Deterministic for a seed. ``Simulation.lines`` are in arrival order (sorted by ingest time, stable) and
+each is a small typed object (``Line``: source, ingest_time, record or raw garbage text, to_json_line()),
+so the same stream can be written as a replay file or produced to Kafka at a target rate.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+from posrecon.config import RuleConfig
+from posrecon.sim.line import Line
+from posrecon.sim.mix import ScenarioMix
+from posrecon.sim.oracle import cross_order_double_charges
+from posrecon.sim.pacing import pace
+from posrecon.sim.population import Population
+from posrecon.sim.records import IdMint, RecordFactory
+from posrecon.sim.scenarios import SCENARIOS, Emitted, Kit, Race, Scenario
+from posrecon.sim.timing import DEADLINE_MARGIN_MS, HOUR, Timing, check_rules
+from posrecon.sim.truth import Expectation, Truth
+from posrecon.sim.vocabulary import DUPLICATE_CHARGE
+
+#: 2026-01-01T00:00:00Z: the default start, so that a seed alone fixes the output
+DEFAULT_START_MS = 1_767_225_600_000
+DEFAULT_SPAN_MS = 72 * HOUR
+DEFAULT_FAULT_RATE = 0.3
+
+__all__ = ["DEFAULT_FAULT_RATE", "DEFAULT_SPAN_MS", "DEFAULT_START_MS", "Line", "Simulation", "generate"]
+
+
+@dataclass(frozen=True, slots=True)
+class Simulation:
+    """``lines`` in arrival order; ``truth``; ``infeasible``: scenarios the span had no room for;
+    ``races``: deadlines the truth relies on firing before a given line arrives (met, see ``sim.pacing``)."""
+
+    lines: list[Line]
+    truth: Truth
+    infeasible: tuple[str, ...] = ()
+    races: tuple[Race, ...] = ()
+
+    def __iter__(self) -> Iterator[Line]:
+        return iter(self.lines)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
+def generate(
+    orders: int,
+    seed: int,
+    rules: RuleConfig | None = None,
+    start_ms: int = DEFAULT_START_MS,
+    span_ms: int = DEFAULT_SPAN_MS,
+    fault_rate: float = DEFAULT_FAULT_RATE,
+    mix: Mapping[str, float] | None = None,
+    progress: Callable[[int], None] | None = None,
+    partitions: int = 1,
+) -> Simulation:
+    """``orders`` order slots of traffic starting over [start_ms, start_ms + span_ms], with its truth.
+
+    ``partitions``: the truth holds for one global watermark and for per-partition watermarks on that many
+    partitions (pacemaker orders are added where a partition's traffic is too thin to fire a deadline).
+    ``progress`` is called with the number of order slots just generated.
+    """
+    if orders < 1:
+        raise ValueError("orders must be >= 1")
+    if span_ms < 1:
+        raise ValueError("span must be positive")
+    rules = rules if rules is not None else RuleConfig()
+    check_rules(rules)
+    rng = random.Random(seed)
+    timing = Timing(rules)
+    kit = Kit(RecordFactory(rng, Population(rng, orders), IdMint(seed), timing))
+    windows = {
+        name: _start_window(scenario, timing, start_ms, span_ms) for name, scenario in SCENARIOS.items()
+    }
+    chooser = ScenarioMix(fault_rate, mix, {name for name, window in windows.items() if window is not None})
+
+    emitted: list[Emitted] = []
+    slots = 0
+    while slots < orders:
+        scenario = SCENARIOS[chooser.pick(rng, orders - slots)]
+        window = windows[scenario.name]
+        assert window is not None
+        emitted.append(scenario.build(kit, rng.randint(*window)))
+        slots += scenario.orders
+        if progress is not None:
+            progress(scenario.orders)
+
+    lines = [line for em in emitted for line in em.lines]
+    lines.sort(key=lambda line: line.ingest_time)
+    races = tuple(race for em in emitted for race in em.races)
+    emitted.extend(pace(kit, lines, races, partitions))
+
+    expectations: dict[str, Expectation] = {}
+    for em in emitted:
+        expectations.update(em.expectations)
+    for charge in cross_order_double_charges(lines, rules.duplicate_charge_window_ms):
+        expectations[charge.order_id] = expectations[charge.order_id].with_alert(DUPLICATE_CHARGE)
+
+    truth = Truth(
+        rules=rules,
+        until_ms=_until(lines, rules),
+        orders=expectations,
+        deadletters=dict(Counter(line.rejection for line in lines if line.rejection is not None)),
+        scenarios=dict(Counter(em.scenario for em in emitted)),
+        seed=seed,
+        start_ms=start_ms,
+        span_ms=span_ms,
+        fault_rate=fault_rate,
+        lines=len(lines),
+        notes=dict(Counter(note for em in emitted for note in em.notes)),
+        partitions=partitions,
+    )
+    return Simulation(lines, truth, tuple(chooser.infeasible), races)
+
+
+def _start_window(scenario: Scenario, timing: Timing, start_ms: int, span_ms: int) -> tuple[int, int] | None:
+    """Where orders of this scenario may start; None when the span leaves no room for its deadlines."""
+    end = start_ms + span_ms
+    if scenario.horizon is None:
+        return start_ms, end
+    latest = end - 2 * DEADLINE_MARGIN_MS - scenario.horizon(timing)
+    return (start_ms, latest) if latest >= start_ms else None
+
+
+def _until(lines: list[Line], rules: RuleConfig) -> int:
+    """A ``replay --until`` value past every deadline any record of the file can set."""
+    latest = max((t for t in (line.event_time for line in lines) if t is not None), default=0)
+    return (
+        latest
+        + rules.settlement_sla_ms
+        + rules.orphan_grace_ms
+        + rules.order_ttl_ms
+        + rules.allowed_lateness_ms
+        + HOUR
+    )

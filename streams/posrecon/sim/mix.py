@@ -1,0 +1,54 @@
+"""Which scenario each order gets: ``normal`` for 1 − fault_rate of them, the rest spread by weight."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection, Mapping
+
+from posrecon.sim.scenarios import FAULT_SCENARIOS, NORMAL, SCENARIOS
+
+#: relative weight of each fault scenario (equal by default)
+DEFAULT_WEIGHTS: dict[str, float] = dict.fromkeys(FAULT_SCENARIOS, 1.0)
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """``"late=3,missing=0.5,garbage=0"`` → weights overriding the defaults (0 disables a scenario)."""
+    weights = dict(DEFAULT_WEIGHTS)
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or name not in DEFAULT_WEIGHTS:
+            known = ", ".join(FAULT_SCENARIOS)
+            raise ValueError(f"--mix wants name=weight pairs with names among: {known}; got {item!r}")
+        weight = float(value)
+        if weight < 0:
+            raise ValueError(f"--mix weight of {name} must be >= 0")
+        weights[name] = weight
+    return weights
+
+
+class ScenarioMix:
+    """Draws scenario names; fault scenarios outside ``feasible`` (no room in the span) are never drawn."""
+
+    def __init__(
+        self, fault_rate: float, weights: Mapping[str, float] | None, feasible: Collection[str]
+    ) -> None:
+        if not 0.0 <= fault_rate <= 1.0:
+            raise ValueError("fault rate must be within [0, 1]")
+        chosen = DEFAULT_WEIGHTS if weights is None else weights
+        self._fault_rate = fault_rate
+        self._faults = [
+            (name, w) for name, w in chosen.items() if w > 0 and name in feasible and name != NORMAL
+        ]
+        self.infeasible = sorted(name for name, w in chosen.items() if w > 0 and name not in feasible)
+
+    def pick(self, rng: random.Random, room: int) -> str:
+        """A scenario needing at most ``room`` orders."""
+        if not self._faults or rng.random() >= self._fault_rate:
+            return NORMAL
+        while True:
+            name = rng.choices([n for n, _ in self._faults], weights=[w for _, w in self._faults], k=1)[0]
+            if SCENARIOS[name].orders <= room:
+                return name
+            if all(SCENARIOS[n].orders > room for n, _ in self._faults):
+                return NORMAL

@@ -1,0 +1,56 @@
+"""Cross-order double charges, found independently of the scenarios from the final arrival order.
+
+For each valid AUTH_APPROVED in arrival order (a retransmitted event_id counts once), every earlier-arrived
+approval of a different order with the same (card_token, merchant_id, amount_minor, currency) and event
+times at most ``window_ms`` apart — neither order VOIDED by an event that arrived before — is a double
+charge. It is reported once per pair of orders, on the order whose approval has the later event time
+(ties: the one arriving later).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from posrecon.sim.line import Line
+from posrecon.sim.vocabulary import AUTH_APPROVED, TERMINAL, VOIDED
+
+
+class DoubleCharge(NamedTuple):
+    order_id: str  # gets the DUPLICATE_CHARGE alert
+    earlier_order_id: str
+
+
+def cross_order_double_charges(lines: Iterable[Line], window_ms: int) -> list[DoubleCharge]:
+    seen_events: set[str] = set()
+    voided: set[str] = set()
+    approvals: dict[tuple[str, str, int, str], list[tuple[str, int]]] = {}
+    reported: set[frozenset[str]] = set()
+    found: list[DoubleCharge] = []
+    for line in lines:
+        record = line.record
+        if not line.valid or line.source != TERMINAL or record is None or record["event_id"] in seen_events:
+            continue
+        seen_events.add(record["event_id"])
+        order_id: str = record["order_id"]
+        if record["event_type"] == VOIDED:
+            voided.add(order_id)
+            continue
+        if record["event_type"] != AUTH_APPROVED or record["card_token"] is None:
+            continue
+        key = (record["card_token"], record["merchant_id"], record["amount_minor"], record["currency"])
+        event_time: int = record["event_time"]
+        earlier = approvals.setdefault(key, [])
+        for other_id, other_time in earlier:
+            pair = frozenset((order_id, other_id))
+            if other_id == order_id or pair in reported or abs(event_time - other_time) > window_ms:
+                continue
+            if order_id in voided or other_id in voided:
+                continue
+            reported.add(pair)
+            if other_time > event_time:
+                found.append(DoubleCharge(other_id, order_id))
+            else:
+                found.append(DoubleCharge(order_id, other_id))
+        earlier.append((order_id, event_time))
+    return found

@@ -1,0 +1,78 @@
+"""Makes sure deadlines that must fire before a record arrives really do, however thin the traffic.
+
+A deadline fires once the watermark (the largest event time among valid records so far, per partition)
+reaches it plus ``allowed_lateness_ms``. For each race declared by a scenario we check, in arrival order,
+that the records of the racing order's partition arriving before the racing record carry the watermark
+that far; where they do not, a pacemaker order (a plain declined order: no alert, no outcome) whose id
+lands on that partition is placed just past the deadline. Pacing for N partitions also paces for one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from posrecon.sim.line import Line
+from posrecon.sim.partitions import partition_of
+from posrecon.sim.scenarios import Emitted, Kit, Race
+from posrecon.sim.scenarios.authorisation import pacemaker
+from posrecon.sim.timing import MINUTE
+
+
+class _Partitioner:
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self._cache: dict[str, int] = {}
+
+    def __call__(self, order_id: str | None) -> int:
+        if self.partitions <= 1 or order_id is None:
+            return 0
+        partition = self._cache.get(order_id)
+        if partition is None:
+            partition = self._cache[order_id] = partition_of(order_id, self.partitions)
+        return partition
+
+
+def unmet_races(
+    lines: Sequence[Line], races: Sequence[Race], lateness: int, partitions: int = 1
+) -> list[Race]:
+    """Races whose deadline their partition's watermark has not reached when the racing line arrives."""
+    partition = _Partitioner(partitions)
+    wanted = {id(race.line) for race in races}
+    watermark_before: dict[int, int] = {}
+    watermarks = [-(2**63)] * max(1, partitions)
+    for line in lines:
+        if id(line) in wanted:
+            watermark_before[id(line)] = watermarks[partition(line.order_id)]
+        event_time = line.event_time
+        if line.valid and event_time is not None:
+            p = partition(line.order_id)
+            watermarks[p] = max(watermarks[p], event_time)
+    absent = [race for race in races if id(race.line) not in watermark_before]
+    if absent:
+        raise ValueError(f"racing line of order {absent[0].order_id} is not among the lines")
+    return [race for race in races if watermark_before[id(race.line)] < race.deadline + lateness]
+
+
+def pace(kit: Kit, lines: list[Line], races: Sequence[Race], partitions: int = 1) -> list[Emitted]:
+    """Adds pacemaker orders to ``lines`` (kept sorted by ingest time) until every race is met."""
+    lateness = kit.timing.lateness
+    partition = _Partitioner(partitions)
+    added: list[Emitted] = []
+    covered_until: dict[int, int] = {}
+    for race in sorted(unmet_races(lines, races, lateness, partitions), key=lambda race: race.deadline):
+        target = partition(race.order_id)
+        if race.deadline + lateness <= covered_until.get(target, -(2**63)):
+            continue
+        at = race.deadline + lateness + kit.rng.randint(MINUTE, 2 * MINUTE)
+        order_id = kit.records.ids.order()
+        while partition(order_id) != target:
+            order_id = kit.records.ids.order()
+        added.append(pacemaker(kit, at, order_id))
+        covered_until[target] = at
+    if added:
+        lines.extend(line for em in added for line in em.lines)
+        lines.sort(key=lambda line: line.ingest_time)
+        still = unmet_races(lines, races, lateness, partitions)
+        if still:
+            raise RuntimeError(f"pacemakers could not meet the deadline race of order {still[0].order_id}")
+    return added

@@ -1,0 +1,88 @@
+"""What a scenario is: a function emitting one order's lines and expectations, plus shared steps."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from posrecon.sim.line import Line
+from posrecon.sim.records import OrderSpec, RecordFactory
+from posrecon.sim.timing import Timing
+from posrecon.sim.truth import Expectation
+from posrecon.sim.vocabulary import AUTH_APPROVED, ORDER_CREATED, SETTLED
+
+DECLINE_CODES = ("05", "51", "54", "61", "65", "91")
+
+
+@dataclass(eq=False, slots=True)
+class Race:
+    """``deadline`` must have fired (the watermark of other traffic passed it) before ``line`` arrives."""
+
+    deadline: int
+    line: Line
+    order_id: str
+
+
+@dataclass(slots=True)
+class Emitted:
+    """The lines of one scenario instance and what a correct engine must make of them."""
+
+    scenario: str
+    lines: list[Line] = field(default_factory=list)
+    expectations: dict[str, Expectation] = field(default_factory=dict)
+    races: list[Race] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, line: Line) -> Line:
+        self.lines.append(line)
+        return line
+
+    def expect(self, order: OrderSpec, outcome: str | None, *alerts: str) -> None:
+        self.expectations[order.order_id] = Expectation(outcome, alerts, self.scenario)
+
+    def race(self, deadline: int, line: Line, order: OrderSpec) -> None:
+        self.races.append(Race(deadline, line, order.order_id))
+
+    def note(self, variant: str) -> None:
+        self.notes.append(f"{self.scenario}.{variant}")
+
+
+class Kit:
+    """What scenarios build with: the record factory, the random source and the time layout."""
+
+    def __init__(self, records: RecordFactory) -> None:
+        self.records = records
+        self.rng: random.Random = records.rng
+        self.timing: Timing = records.timing
+
+    def delay(self, span: tuple[int, int]) -> int:
+        return self.rng.randint(*span)
+
+    def decline_code(self) -> str:
+        return self.rng.choice(DECLINE_CODES)
+
+    def create_and_approve(self, em: Emitted, order: OrderSpec, start: int) -> int:
+        """ORDER_CREATED at ``start``, AUTH_APPROVED a few seconds later; returns the approval time."""
+        em.add(self.records.terminal(order, ORDER_CREATED, start))
+        approved_at = start + self.delay(self.timing.approval_delay)
+        em.add(self.records.terminal(order, AUTH_APPROVED, approved_at))
+        return approved_at
+
+    def settle_on_time(self, em: Emitted, order: OrderSpec, approved_at: int, status: str = SETTLED) -> Line:
+        return em.add(self.records.notice(order, status, approved_at + self.delay(self.timing.settle_lag)))
+
+
+Build = Callable[[Kit, int], Emitted]
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A named way an order can go. ``horizon`` is set for deadline-sensitive scenarios: how long after
+    its start the order's last record or deadline lies (they are only started early enough in the span
+    that other traffic carries the watermark past their deadlines)."""
+
+    name: str
+    build: Build
+    horizon: Callable[[Timing], int] | None = None
+    orders: int = 1

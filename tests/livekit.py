@@ -1,0 +1,149 @@
+"""Harness for broker-backed tests: worker processes (started and killed by pid), feeding, and the
+verifier modelled on Kafka's EOS system tests (read_committed, no duplicates, no loss, per-key order)
+plus Flink's per-key sequence check (revisions contiguous per order)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from posrecon.config import RuleConfig, Topics
+from posrecon.kafka.feeder import Feeder
+from posrecon.kafka.outputs import Outputs, read_outputs
+from posrecon.replay import run_replay
+
+ALERT_COMPARED = ("alert_id", "kind", "severity", "order_id", "merchant_id", "terminal_id", "reason", "event_time",
+                  "related_ids")  # fmt: skip
+
+
+def topic_env(topics: Topics) -> dict[str, str]:
+    return {
+        "POSRECON_TOPIC_TERMINAL": topics.terminal,
+        "POSRECON_TOPIC_SETTLEMENT": topics.settlement,
+        "POSRECON_TOPIC_RECONCILED": topics.reconciled,
+        "POSRECON_TOPIC_ALERTS": topics.alerts,
+        "POSRECON_TOPIC_DEADLETTER": topics.deadletter,
+    }
+
+
+class WorkerProcess:
+    """A `posrecon run` OS process; killed by its own pid."""
+
+    def __init__(self, bootstrap: str, topics: Topics, app_id: str, worker_id: str, log_dir: Path,
+                 extra: list[str] | None = None) -> None:  # fmt: skip
+        self.log_path = log_dir / f"worker-{worker_id}.log"
+        env = {**os.environ, **topic_env(topics)}
+        cmd = [sys.executable, "-m", "posrecon.cli", "run", "--bootstrap", bootstrap, "--app-id", app_id,
+               "--worker-id", worker_id, *(extra or ["--no-wall-clock-advance"])]  # fmt: skip
+        self._log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self._log.close()
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.alive():
+            os.kill(self.pid, signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        self._log.close()
+        return code
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def feed_file(bootstrap: str, topics: Topics, path: Path, start: int = 0, stop: int | None = None) -> int:
+    lines = path.read_text().splitlines()[start:stop]
+    return Feeder(bootstrap, topics).feed(lines)
+
+
+@dataclass
+class Oracle:
+    reconciled: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
+    deadletters: Counter[str]
+
+
+def replay_oracle(path: Path, out: Path, partitions: int, rules: RuleConfig | None = None) -> Oracle:
+    run_replay(path, out, rules or RuleConfig(), None, partitions, progress=False)
+    rec = [json.loads(line) for line in (out / "reconciled.jsonl").read_text().splitlines()]
+    alerts = [json.loads(line) for line in (out / "alerts.jsonl").read_text().splitlines()]
+    dead = Counter(json.loads(line)["reason"] for line in (out / "deadletter.jsonl").read_text().splitlines())
+    return Oracle(rec, alerts, dead)
+
+
+@dataclass
+class Verdict:
+    duplicates: int
+    missing: int
+    unexpected: int
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(outputs: Outputs, oracle: Oracle) -> Verdict:
+    """Exactly-once check of live outputs against the replay oracle."""
+    problems: list[str] = []
+    # reconciled: every (order_id, revision) exactly once, contiguous, in order per key, equal to the oracle
+    seen: Counter[tuple[str, int]] = Counter()
+    per_order: dict[str, list[int]] = defaultdict(list)
+    live_rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for rec in outputs.reconciled:
+        v = rec.value
+        if rec.key != v["order_id"].encode():
+            problems.append(f"reconciled key {rec.key!r} is not its order_id {v['order_id']}")
+        seen[(v["order_id"], v["revision"])] += 1
+        per_order[v["order_id"]].append(v["revision"])
+        live_rows[(v["order_id"], v["revision"])] = v
+    duplicates = sum(n - 1 for n in seen.values() if n > 1)
+    for order, revs in per_order.items():
+        if revs != list(range(1, len(revs) + 1)):
+            problems.append(f"order {order}: revisions {revs} not contiguous/in order")
+            break
+    expected_rows = {(r["order_id"], r["revision"]): r for r in oracle.reconciled}
+    missing = len(set(expected_rows) - set(live_rows))
+    unexpected = len(set(live_rows) - set(expected_rows))
+    differing = [k for k in set(expected_rows) & set(live_rows) if expected_rows[k] != live_rows[k]]
+    # alerts: every alert_id exactly once, equal to the oracle except detected_at (wall clock)
+    alert_ids = Counter(a.value["alert_id"] for a in outputs.alerts)
+    duplicates += sum(n - 1 for n in alert_ids.values() if n > 1)
+    live_alerts = {a.value["alert_id"]: tuple(a.value[f] for f in ALERT_COMPARED) for a in outputs.alerts}
+    expected_alerts = {a["alert_id"]: tuple(a[f] for f in ALERT_COMPARED) for a in oracle.alerts}
+    missing += len(set(expected_alerts) - set(live_alerts))
+    unexpected += len(set(live_alerts) - set(expected_alerts))
+    differing += [k for k in set(expected_alerts) & set(live_alerts) if expected_alerts[k] != live_alerts[k]]  # type: ignore[misc]
+    dead = Counter(d.headers.get("reason", "?") for d in outputs.deadletters)
+    if dead != oracle.deadletters:
+        problems.append(f"dead letters {dict(dead)} != oracle {dict(oracle.deadletters)}")
+    if duplicates:
+        problems.append(f"{duplicates} duplicated outputs")
+    if missing:
+        problems.append(f"{missing} outputs missing (oracle has them)")
+    if unexpected:
+        problems.append(f"{unexpected} outputs not in the oracle")
+    if differing:
+        problems.append(f"{len(differing)} outputs differ from the oracle, e.g. {differing[:3]}")
+    return Verdict(duplicates, missing, unexpected, problems)
+
+
+def read_all(bootstrap: str, topics: Topics) -> Outputs:
+    return read_outputs(bootstrap, topics)
