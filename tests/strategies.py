@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hypothesis import strategies as st
+
 from scenario import MIN, T0, note, term
 
 ORDERS = [f"o{i}" for i in range(6)]

@@ -22,7 +22,10 @@ class WorkerMetrics:
         self.deadletters = Counter("posrecon_deadletters", "Dead letters emitted", ["reason"], registry=r)
         self.open_orders = Gauge("posrecon_open_orders", "Orders held in state", registry=r)
         self.pending_settlements = Gauge(
-            "posrecon_pending_settlements", "Approved orders awaiting settlement, by age (event time)", ["age"], registry=r
+            "posrecon_pending_settlements",
+            "Approved orders awaiting settlement, by age (event time)",
+            ["age"],
+            registry=r,
         )
         self.settlement_lag = Histogram(
             "posrecon_settlement_lag_seconds", "settled_at - approved_at of reconciled orders",
@@ -39,7 +42,9 @@ class WorkerMetrics:
         self.watermark_lag = Gauge(
             "posrecon_watermark_lag_seconds", "Wall clock minus partition watermark", ["partition"], registry=r
         )
-        self.consumer_lag = Gauge("posrecon_consumer_lag", "Records behind the log end", ["topic", "partition"], registry=r)
+        self.consumer_lag = Gauge(
+            "posrecon_consumer_lag", "Records behind the log end", ["topic", "partition"], registry=r
+        )
         self.transactions = Counter("posrecon_transactions", "Kafka transactions", ["result"], registry=r)
         self.batch_records = Histogram(
             "posrecon_batch_records", "Input records per transaction",

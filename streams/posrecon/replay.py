@@ -130,7 +130,13 @@ class Replay:
 
     def _dead_letter(self, number: int, text: str, source: str | None, reason: str, detail: str) -> None:
         self.summary.deadletters[reason] += 1
-        entry = {"line": number, "reason": reason, "detail": scrub_text(detail), "source": source, "raw": scrub_text(text)}
+        entry = {
+            "line": number,
+            "reason": reason,
+            "detail": scrub_text(detail),
+            "source": source,
+            "raw": scrub_text(text),
+        }
         self._dead.write(_dumps(entry) + "\n")
 
     def _drain(self) -> None:
@@ -144,7 +150,11 @@ class Replay:
 
 
 def run_replay(
-    input_path: Path, out_dir: Path, rules: RuleConfig, until: int | None = None, partitions: int = 1,
+    input_path: Path,
+    out_dir: Path,
+    rules: RuleConfig,
+    until: int | None = None,
+    partitions: int = 1,
     progress: bool | None = None,
 ) -> ReplaySummary:
     from tqdm import tqdm
@@ -153,13 +163,20 @@ def run_replay(
     replay = Replay(rules, out_dir, partitions)
     try:
         size = os.path.getsize(input_path)
-        with open(input_path, encoding="utf-8", errors="replace") as fh, tqdm(
-            total=size, unit="B", unit_scale=True, desc="replay", disable=not (progress if progress is not None else sys.stderr.isatty()),
-        ) as bar:
+        with (
+            open(input_path, encoding="utf-8", errors="replace") as fh,
+            tqdm(
+                total=size,
+                unit="B",
+                unit_scale=True,
+                desc="replay",
+                disable=not (progress if progress is not None else sys.stderr.isatty()),
+            ) as bar,
+        ):
             for number, line in enumerate(fh, 1):
                 replay.feed_line(number, line)
                 if number % 4096 == 0:
-                    bar.update(fh.buffer.tell() - bar.n if hasattr(fh, "buffer") else 0)
+                    bar.update(fh.buffer.tell() - bar.n)  # type: ignore[attr-defined]
         if until is not None:
             replay.until(until)
     finally:

@@ -7,11 +7,11 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scenario import HOUR, MIN, T0, note, run, term
-from strategies import any_input, interleaving
 
 from posrecon.config import RuleConfig
 from posrecon.engine.engine import ReconciliationEngine
+from scenario import HOUR, MIN, T0, note, run, term
+from strategies import any_input, interleaving
 
 UNTIL = T0 + 30 * 24 * HOUR
 
@@ -26,7 +26,8 @@ def _final_outcomes(reconciled: list[dict[str, Any]]) -> dict[str, str]:
 
 def _alerts(alerts: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return sorted(
-        (a["alert_id"], a["kind"], a["severity"], a["order_id"], a["event_time"], tuple(a["related_ids"])) for a in alerts
+        (a["alert_id"], a["kind"], a["severity"], a["order_id"], a["event_time"], tuple(a["related_ids"]))
+        for a in alerts
     )
 
 
@@ -123,7 +124,9 @@ def _feed(engine: ReconciliationEngine, lines: list[dict[str, Any]]) -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(lines=any_input(t_max=40 * HOUR, max_size=50), cut=st.integers(0, 50), data=st.data())
-def test_snapshot_and_restore_anywhere_equals_uninterrupted(lines: list[dict[str, Any]], cut: int, data: st.DataObject) -> None:
+def test_snapshot_and_restore_anywhere_equals_uninterrupted(
+    lines: list[dict[str, Any]], cut: int, data: st.DataObject
+) -> None:
     rules = data.draw(st.sampled_from([RuleConfig(), RuleConfig(state_retention_ms=HOUR, allowed_lateness_ms=5 * MIN)]))
     cut = min(cut, len(lines))
     whole = ReconciliationEngine(rules)

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-from scenario import HOUR, MIN, T0, note, term
 
 from posrecon.config import RuleConfig
 from posrecon.engine.engine import ReconciliationEngine
 from posrecon.engine.order import TERMINAL_EVENT_INDEX, UNRESOLVED_TERMINAL, TerminalPhase
+from scenario import HOUR, MIN, T0, note, term
 
 TERMINAL_KINDS = sorted(TERMINAL_EVENT_INDEX)
 

@@ -11,7 +11,12 @@ def test_defaults_are_the_contract_defaults() -> None:
     r = RuleConfig()
     assert (r.settlement_sla_ms, r.orphan_grace_ms, r.order_ttl_ms, r.duplicate_charge_window_ms) == (
         86_400_000, 600_000, 900_000, 600_000)  # fmt: skip
-    assert (r.amount_tolerance_minor, r.max_amount_minor, r.max_clock_skew_ms, r.allowed_lateness_ms) == (0, 10_000_000, 300_000, 0)
+    assert (r.amount_tolerance_minor, r.max_amount_minor, r.max_clock_skew_ms, r.allowed_lateness_ms) == (
+        0,
+        10_000_000,
+        300_000,
+        0,
+    )
     assert r.state_retention_ms == 604_800_000
 
 

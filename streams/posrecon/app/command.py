@@ -65,18 +65,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="consumer group and internal topic prefix (default posrecon)")  # fmt: skip
     parser.add_argument("--worker-id", default=os.environ.get("POSRECON_WORKER_ID", socket.gethostname()),
                         help="stable id of this worker; its transactional.id is <app-id>-<worker-id>")  # fmt: skip
+    parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port")
+    parser.add_argument("--batch", type=int, default=5000, help="max input records per transaction (default 5000)")
     parser.add_argument(
-        "--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port"
+        "--no-wall-clock-advance",
+        action="store_true",
+        help="never advance an idle partition's watermark by wall clock (replay-identical output)",
     )
     parser.add_argument(
-        "--batch", type=int, default=5000, help="max input records per transaction (default 5000)"
+        "--wall-clock-lag-ms",
+        type=int,
+        default=300_000,
+        help="idle partitions advance their watermark to wall clock minus this (default 300000)",
     )
-    parser.add_argument("--no-wall-clock-advance", action="store_true",
-                        help="never advance an idle partition's watermark by wall clock (replay-identical output)")  # fmt: skip
-    parser.add_argument("--wall-clock-lag-ms", type=int, default=300_000,
-                        help="idle partitions advance their watermark to wall clock minus this (default 300000)")  # fmt: skip
-    parser.add_argument("--idle-advance-after-ms", type=int, default=2_000,
-                        help="a partition is idle after this long without records at its log end (default 2000)")  # fmt: skip
+    parser.add_argument(
+        "--idle-advance-after-ms",
+        type=int,
+        default=2_000,
+        help="a partition is idle after this long without records at its log end (default 2000)",
+    )
     parser.add_argument("--max-seconds", type=float, default=None, help="stop after this many seconds")
     parser.add_argument("--log-level", default="INFO")
     parser.set_defaults(func=_main)

@@ -32,9 +32,7 @@ def create_internal_topics(admin: AdminClient, app_id: str, partitions: int, rep
                     f"{partitions}; delete it (its state is rebuilt only from itself) or use another --app-id"
                 )
             continue
-        missing.append(
-            NewTopic(name, num_partitions=partitions, replication_factor=replication, config=config)
-        )
+        missing.append(NewTopic(name, num_partitions=partitions, replication_factor=replication, config=config))
     if not missing:
         return
     for name, future in admin.create_topics(missing, operation_timeout=30).items():

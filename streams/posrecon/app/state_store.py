@@ -84,9 +84,10 @@ def read_changelog(
                         continue
                     raise RuntimeError(f"restore of {topic}: {err}")
                 key = msg.key()
-                assert key is not None
+                partition = msg.partition()
+                assert key is not None and partition is not None
                 value = msg.value()
-                bucket = state[msg.partition()]
+                bucket = state[partition]
                 if value is None:
                     bucket.pop(key, None)
                 else:

@@ -65,9 +65,7 @@ def _wall_ms() -> int:
 
 
 class Worker:
-    def __init__(
-        self, settings: Settings, options: WorkerOptions, metrics: WorkerMetrics | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, options: WorkerOptions, metrics: WorkerMetrics | None = None) -> None:
         self.settings = settings
         self.options = options
         self.topics = settings.topics
@@ -192,8 +190,8 @@ class Worker:
         elapsed = time.monotonic() - started
         self.metrics.restore_seconds.set(elapsed)
         self.metrics.assigned_partitions.set(len(self.tasks))
-        log.info("partitions assigned", extra={"fields": {"inputs": inputs, "card_partitions": card_parts,
-                                                          "orders_restored": orders, "restore_s": round(elapsed, 3)}})  # fmt: skip
+        fields = {"inputs": inputs, "card_partitions": card_parts, "orders_restored": orders}
+        log.info("partitions assigned", extra={"fields": {**fields, "restore_s": round(elapsed, 3)}})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
@@ -328,9 +326,7 @@ class Worker:
         """Abort, then rebuild state from the changelogs and rewind to the committed offsets."""
         err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
         self.metrics.transactions.labels("aborted").inc()
-        log.warning(
-            "transaction failed; aborting and rewinding", extra={"fields": {"error": scrub_text(str(exc))}}
-        )
+        log.warning("transaction failed; aborting and rewinding", extra={"fields": {"error": scrub_text(str(exc))}})
         if err is not None and err.fatal():
             raise exc
         assert self.producer is not None and self.consumer is not None
@@ -391,11 +387,9 @@ class Worker:
             return
         try:
             raw = json.loads(msg.value() or b"")
-            sighting = CardSighting(tuple(raw[0]), *raw[1:8])  # type: ignore[arg-type]
+            sighting = CardSighting(tuple(raw[0]), *raw[1:8])
         except (ValueError, IndexError, TypeError) as exc:
-            self._dead_letter(
-                msg, InvalidReason.DECODE_ERROR.value, f"bad card sighting: {exc}", type(exc).__name__
-            )
+            self._dead_letter(msg, InvalidReason.DECODE_ERROR.value, f"bad card sighting: {exc}", type(exc).__name__)
             return
         for dup in index.apply(sighting):
             self._send_alert(duplicate_charge_alert(dup, self.settings.rules, now))
@@ -423,9 +417,7 @@ class Worker:
         lag = rec["settlement_lag_ms"]
         if lag is not None and rec["outcome"] in ("MATCHED", "MATCHED_LATE"):
             self.metrics.settlement_lag.observe(max(lag, 0) / 1000)
-        self._send(
-            self.topics.reconciled, rec["order_id"].encode(), self.reconciled_codec.encode(dict(rec)), None
-        )
+        self._send(self.topics.reconciled, rec["order_id"].encode(), self.reconciled_codec.encode(dict(rec)), None)
 
     def _send_alert(self, alert: Alert) -> None:
         self.metrics.alerts.labels(alert["kind"], alert["severity"]).inc()
@@ -460,9 +452,7 @@ class Worker:
             if not dirty:
                 continue
             for order_id in dirty:
-                self._send(
-                    self.changelog, order_id.encode(), encode_order(book.orders.get(order_id)), None, p
-                )
+                self._send(self.changelog, order_id.encode(), encode_order(book.orders.get(order_id)), None, p)
             self._send(self.changelog, WATERMARK_KEY, str(book.watermark).encode(), None, p)
             dirty.clear()
         for q, index in self.cards.items():
@@ -470,9 +460,7 @@ class Worker:
             if not dirty_keys:
                 continue
             for key in dirty_keys:
-                self._send(
-                    self.card_changelog, encode_card_key(key), encode_bucket(index.entries.get(key)), None, q
-                )
+                self._send(self.card_changelog, encode_card_key(key), encode_bucket(index.entries.get(key)), None, q)
             self._send(self.card_changelog, WATERMARK_KEY, encode_card_watermarks(index), None, q)
             dirty_keys.clear()
 
@@ -507,8 +495,6 @@ class Worker:
             for tp in consumer.position(assignment):
                 _, high = consumer.get_watermark_offsets(tp, cached=True)
                 if tp.offset >= 0 and high >= 0:
-                    self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
-                        max(0, high - tp.offset)
-                    )
+                    self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
         except KafkaException:
             pass

@@ -13,7 +13,7 @@ slower partition still needs.
 from __future__ import annotations
 
 import heapq
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from posrecon.config import RuleConfig
 from posrecon.engine.alerts import make_alert
@@ -72,7 +72,12 @@ class CardIndex:
         return sum(len(v) for v in self.entries.values())
 
     def on_sighting(self, sighting: CardSighting) -> list[DuplicateCharge]:
-        key, order_id, approved_at, terminal_id, voided = sighting[:5]
+        return self.on_approval(*sighting[:5], sighting.source_partition, sighting.source_watermark)
+
+    def on_approval(
+        self, key: CardKey, order_id: str, approved_at: int, terminal_id: str, voided: bool, source: int, mark: int
+    ) -> list[DuplicateCharge]:
+        """An approval of ``order_id``; returns the duplicate charges it completes."""
         found: list[DuplicateCharge] = []
         paired: tuple[str, ...] = ()
         bucket = self.entries.get(key)
@@ -84,7 +89,12 @@ class CardIndex:
             done.update(e.order_id for e in bucket if order_id in e.paired)
             for entry in bucket:
                 other = entry.order_id
-                if entry.voided or other == order_id or other in done or abs(entry.approved_at - approved_at) > self.window:
+                if (
+                    entry.voided
+                    or other == order_id
+                    or other in done
+                    or abs(entry.approved_at - approved_at) > self.window
+                ):
                     continue
                 done.add(other)
                 entry.paired += (order_id,)
@@ -97,18 +107,19 @@ class CardIndex:
         if self.dirty is not None:
             self.dirty.add(key)
         heapq.heappush(self.expiry, (approved_at + self.keep_for, order_id, key))
-        self._observe(sighting)
+        self._observe(source, mark)
         return found
 
-    def _observe(self, sighting: CardSighting) -> None:
+    def _observe(self, source: int, mark: int) -> None:
         marks = self.source_watermarks
-        if sighting.source_watermark > marks.get(sighting.source_partition, -(1 << 62)):
-            marks[sighting.source_partition] = sighting.source_watermark
+        if mark > marks.get(source, -(1 << 62)):
+            marks[source] = mark
             if len(marks) >= self.sources:
-                aligned = min(marks.values())
+                aligned = mark if self.sources == 1 else min(marks.values())
                 if aligned > self.watermark:
                     self.watermark = aligned
-                    self._prune()
+                    if self.expiry and self.expiry[0][0] < aligned:
+                        self._prune()
 
     def on_void(self, sighting: CardSighting) -> None:
         for entry in self.entries.get(sighting.key, ()):
@@ -116,7 +127,7 @@ class CardIndex:
                 entry.voided = True
                 if self.dirty is not None:
                     self.dirty.add(sighting.key)
-        self._observe(sighting)
+        self._observe(sighting.source_partition, sighting.source_watermark)
 
     def apply(self, sighting: CardSighting) -> list[DuplicateCharge]:
         """Route a sighting received from elsewhere (live card stage)."""
@@ -132,7 +143,9 @@ class CardIndex:
             bucket = self.entries.get(key)
             if bucket is None:
                 continue
-            bucket[:] = [e for e in bucket if not (e.order_id == order_id and e.approved_at + self.keep_for < self.watermark)]
+            bucket[:] = [
+                e for e in bucket if not (e.order_id == order_id and e.approved_at + self.keep_for < self.watermark)
+            ]
             if not bucket:
                 del self.entries[key]
             if self.dirty is not None:
@@ -146,12 +159,14 @@ class CardIndex:
             for key, bucket in self.entries.items()
         ]
 
-    def load_rows(self, rows: list[list[object]], watermark: int, source_watermarks: dict[int, int] | None = None) -> None:
+    def load_rows(
+        self, rows: list[list[Any]], watermark: int, source_watermarks: dict[int, int] | None = None
+    ) -> None:
         self.entries.clear()
         self.expiry.clear()
         for raw_key, raw_entries in rows:
-            key: CardKey = tuple(raw_key)  # type: ignore[call-overload,assignment]
-            bucket = [CardEntry(str(o), int(t), str(tid), bool(v), tuple(p)) for o, t, tid, v, p in raw_entries]  # type: ignore[attr-defined]
+            key: CardKey = tuple(raw_key)
+            bucket = [CardEntry(str(o), int(t), str(tid), bool(v), tuple(p)) for o, t, tid, v, p in raw_entries]
             self.entries[key] = bucket
             for entry in bucket:
                 self.expiry.append((entry.approved_at + self.keep_for, entry.order_id, key))

@@ -12,12 +12,12 @@ firing never scans the open orders) whose conditions still hold.
 
 from __future__ import annotations
 
-import heapq
 from typing import Any
 
 from posrecon.config import RuleConfig
 from posrecon.engine.alerts import make_alert, record_fingerprint
 from posrecon.engine.cards import CardIndex, CardKey, CardSighting, duplicate_charge_alert
+from posrecon.engine.deadlines import Deadline, DeadlineIndex
 from posrecon.engine.model import (
     Alert,
     AlertKind,
@@ -60,8 +60,6 @@ ORPHAN = 1
 MISSING = 2
 EVICT = 9
 
-Deadline = tuple[int, int, str]  # (due incl. allowed lateness, kind, order_id)
-
 
 class PartitionBook:
     """The orders of one input partition, its watermark and its deadline index."""
@@ -73,7 +71,7 @@ class PartitionBook:
         self.orders: dict[str, OrderState] = {}
         #: order ids changed (or evicted) since the shell last persisted this book; None: not tracked
         self.dirty: set[str] | None = None
-        self.deadlines: list[Deadline] = []
+        self.deadlines = DeadlineIndex()
         self.watermark = NO_WATERMARK
 
 
@@ -186,7 +184,11 @@ class ReconciliationEngine:
                 else:
                     self.cards.on_void(void)
         self._decide(order, now, book)
-        self._advance(book, event_time, now)
+        if event_time > book.watermark:
+            book.watermark = event_time
+        next_due = book.deadlines.next_due()
+        if next_due is not None and next_due <= book.watermark:
+            self._advance(book, event_time, now)
         order.last_seen = book.watermark
         return None
 
@@ -231,7 +233,11 @@ class ReconciliationEngine:
         elif order.reversal is None:
             order.reversal = facts
         self._decide(order, now, book)
-        self._advance(book, settled_at, now)
+        if settled_at > book.watermark:
+            book.watermark = settled_at
+        next_due = book.deadlines.next_due()
+        if next_due is not None and next_due <= book.watermark:
+            self._advance(book, settled_at, now)
         order.last_seen = book.watermark
         return None
 
@@ -249,7 +255,7 @@ class ReconciliationEngine:
         order = book.orders[order_id] = OrderState(order_id, merchant_id)
         order.last_seen = max(book.watermark, event_time)
         order.evict_at = self._evict_at(order)
-        heapq.heappush(book.deadlines, (order.evict_at, EVICT, order_id))
+        book.deadlines.push((order.evict_at, EVICT, order_id))
         return order
 
     def _evict_at(self, order: OrderState) -> int:
@@ -259,7 +265,7 @@ class ReconciliationEngine:
         due = deadline + self.rules.allowed_lateness_ms
         if due > order.pending_due:
             order.pending_due = due
-        heapq.heappush(book.deadlines, (due, kind, order.order_id))
+        book.deadlines.push((due, kind, order.order_id))
 
     def _first_approval(self, book: PartitionBook, order: OrderState, event: TerminalEvent, now: int | None) -> None:
         approval = order.approval = _approval_of(event)
@@ -273,14 +279,18 @@ class ReconciliationEngine:
         if approval.card_token is None:
             return
         voided = order.terminal_phase is TerminalPhase.VOIDED
-        sighting = CardSighting(
-            _card_key(approval), order.order_id, approval.event_time, approval.terminal_id, voided, False,
-            book.partition, max(book.watermark, approval.event_time),
-        )  # fmt: skip
+        key = (approval.card_token, approval.merchant_id, approval.amount_minor, approval.currency)
+        mark = max(book.watermark, approval.event_time)
         if self.card_sightings is not None:  # the cross-order check runs elsewhere (live: repartitioned by card)
-            self.card_sightings.append(sighting)
+            self.card_sightings.append(
+                CardSighting(
+                    key, order.order_id, approval.event_time, approval.terminal_id, voided, False, book.partition, mark
+                )  # fmt: skip
+            )
             return
-        for dup in self.cards.on_sighting(sighting):
+        found = self.cards.on_approval(key, order.order_id, approval.event_time, approval.terminal_id, voided,
+                                       book.partition, mark)  # fmt: skip
+        for dup in found:
             self.alerts.append(duplicate_charge_alert(dup, self.rules, self._now(now, book)))
 
     def _duplicate_charge(self, order: OrderState, event: TerminalEvent, now: int | None, book: PartitionBook) -> None:
@@ -430,8 +440,9 @@ class ReconciliationEngine:
                 (source, rejection.reason.value, record_fingerprint(record)),
                 order_id=order_id,
                 merchant_id=record["merchant_id"] or None,
-                terminal_id=record.get("terminal_id") or None,
-                reason=f"invalid {source} record {record_id or '<empty id>'}: {rejection.reason.value}: {rejection.detail}",
+                terminal_id=str(record.get("terminal_id") or "") or None,
+                reason=f"invalid {source} record {record_id or '<empty id>'}: "
+                f"{rejection.reason.value}: {rejection.detail}",
                 event_time=event_time,
                 detected_at=now if now is not None else event_time,
                 related_ids=[record_id] if record_id else [],
@@ -449,8 +460,11 @@ class ReconciliationEngine:
             book.watermark = event_time
         deadlines = book.deadlines
         watermark = book.watermark
-        while deadlines and deadlines[0][0] <= watermark:
-            due, kind, order_id = heapq.heappop(deadlines)
+        while True:
+            deadline = deadlines.pop_due(watermark)
+            if deadline is None:
+                return
+            due, kind, order_id = deadline
             order = book.orders.get(order_id)
             if order is not None:
                 if book.dirty is not None:
@@ -464,7 +478,7 @@ class ReconciliationEngine:
             evict_at = self._evict_at(order)
             if evict_at > due:
                 order.evict_at = evict_at
-                heapq.heappush(book.deadlines, (evict_at, EVICT, order.order_id))
+                book.deadlines.push((evict_at, EVICT, order.order_id))
             else:
                 del book.orders[order.order_id]
                 self.stats.evicted += 1
@@ -552,7 +566,7 @@ class ReconciliationEngine:
         if order.scheduled & SCHEDULED_MISSING and order.approval is not None:
             pending.append((order.approval.event_time + rules.settlement_sla_ms + lateness, MISSING, order.order_id))
         for deadline in pending:
-            heapq.heappush(book.deadlines, deadline)
+            book.deadlines.push(deadline)
 
 
 def _approval_of(event: TerminalEvent) -> Approval:

@@ -9,7 +9,7 @@ beside the phases so that decisions depend on what happened, not on the order it
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from posrecon.config import RuleConfig
 from posrecon.engine.model import Outcome, ReconciledOrder
@@ -252,25 +252,25 @@ class OrderState:
         ]
 
     @classmethod
-    def from_row(cls, row: list[object]) -> OrderState:
+    def from_row(cls, row: list[Any]) -> OrderState:
         state = cls(str(row[0]), str(row[1]))
         state.terminal_merchant = bool(row[2])
-        state.terminal_id = row[3]  # type: ignore[assignment]
+        state.terminal_id = row[3]
         state.terminal_phase = TerminalPhase(row[4])
         state.settlement_phase = SettlementPhase(row[5])
-        state.created_at = row[6]  # type: ignore[assignment]
-        state.approval = Approval(*row[7]) if row[7] is not None else None  # type: ignore[misc]
-        state.settled = Notice(*row[8]) if row[8] is not None else None  # type: ignore[misc]
-        state.failed = Notice(*row[9]) if row[9] is not None else None  # type: ignore[misc]
-        state.reversal = Notice(*row[10]) if row[10] is not None else None  # type: ignore[misc]
-        state.seen_events = tuple(row[11])  # type: ignore[call-overload]
-        state.seen_notices = tuple(row[12])  # type: ignore[call-overload]
-        state.fired = row[13]  # type: ignore[assignment]
-        state.scheduled = row[14]  # type: ignore[assignment]
-        state.revision = row[15]  # type: ignore[assignment]
-        state.last_fields = tuple(row[16]) if row[16] is not None else None  # type: ignore[call-overload,assignment]
-        state.last_seen = row[17]  # type: ignore[assignment]
-        state.pending_due = row[18]  # type: ignore[assignment]
-        state.evict_at = row[19]  # type: ignore[assignment]
-        state.phase_time = row[20]  # type: ignore[assignment]
+        state.created_at = row[6]
+        state.approval = Approval(*row[7]) if row[7] is not None else None
+        state.settled = Notice(*row[8]) if row[8] is not None else None
+        state.failed = Notice(*row[9]) if row[9] is not None else None
+        state.reversal = Notice(*row[10]) if row[10] is not None else None
+        state.seen_events = tuple(row[11])
+        state.seen_notices = tuple(row[12])
+        state.fired = row[13]
+        state.scheduled = row[14]
+        state.revision = row[15]
+        state.last_fields = tuple(row[16]) if row[16] is not None else None
+        state.last_seen = row[17]
+        state.pending_due = row[18]
+        state.evict_at = row[19]
+        state.phase_time = row[20]
         return state

@@ -7,25 +7,28 @@ from posrecon.engine.currency import ISO_4217_CODES
 from posrecon.engine.model import InvalidReason, Rejection, SettlementNotice, TerminalEvent
 from posrecon.engine.pan import is_pan
 
+_PAN_START = frozenset("0123456789 -")
 
-def _amount_rejection(amount: int, rules: RuleConfig) -> Rejection | None:
-    if amount <= 0 or amount > rules.max_amount_minor:
-        return Rejection(
-            InvalidReason.INVALID_AMOUNT, f"amount_minor {amount} outside 1..{rules.max_amount_minor}"
-        )
-    return None
+
+def _amount_rejection(amount: int, rules: RuleConfig) -> Rejection:
+    return Rejection(InvalidReason.INVALID_AMOUNT, f"amount_minor {amount} outside 1..{rules.max_amount_minor}")
+
+
+def _empty_id(record: TerminalEvent | SettlementNotice, names: tuple[str, ...]) -> Rejection:
+    empty = next(name for name in names if not record[name])  # type: ignore[literal-required]
+    return Rejection(InvalidReason.EMPTY_ID, f"{empty} is empty")
 
 
 def check_terminal_event(event: TerminalEvent, ingest_time: int | None, rules: RuleConfig) -> Rejection | None:
     token = event["card_token"]
-    if token is not None and is_pan(token):
+    # a card number starts with a digit (or a separator); opaque tokens are rejected by their first char
+    if token is not None and token[:1] in _PAN_START and is_pan(token):
         return Rejection(InvalidReason.PAN_IN_CARD_TOKEN, "card_token holds a card number (Luhn-valid digits)")
-    for name in ("event_id", "order_id", "merchant_id", "terminal_id"):
-        if not event[name]:  # type: ignore[literal-required]
-            return Rejection(InvalidReason.EMPTY_ID, f"{name} is empty")
-    rejection = _amount_rejection(event["amount_minor"], rules)
-    if rejection is not None:
-        return rejection
+    if not (event["event_id"] and event["order_id"] and event["merchant_id"] and event["terminal_id"]):
+        return _empty_id(event, ("event_id", "order_id", "merchant_id", "terminal_id"))
+    amount = event["amount_minor"]
+    if amount <= 0 or amount > rules.max_amount_minor:
+        return _amount_rejection(amount, rules)
     if event["currency"] not in ISO_4217_CODES:
         return Rejection(InvalidReason.INVALID_CURRENCY, f"currency {event['currency']!r} is not ISO 4217")
     if ingest_time is not None and abs(event["event_time"] - ingest_time) > rules.max_clock_skew_ms:
@@ -37,15 +40,12 @@ def check_terminal_event(event: TerminalEvent, ingest_time: int | None, rules: R
     return None
 
 
-def check_settlement_notice(
-    notice: SettlementNotice, ingest_time: int | None, rules: RuleConfig
-) -> Rejection | None:
-    for name in ("notice_id", "order_id", "merchant_id"):
-        if not notice[name]:  # type: ignore[literal-required]
-            return Rejection(InvalidReason.EMPTY_ID, f"{name} is empty")
-    rejection = _amount_rejection(notice["amount_minor"], rules)
-    if rejection is not None:
-        return rejection
+def check_settlement_notice(notice: SettlementNotice, ingest_time: int | None, rules: RuleConfig) -> Rejection | None:
+    if not (notice["notice_id"] and notice["order_id"] and notice["merchant_id"]):
+        return _empty_id(notice, ("notice_id", "order_id", "merchant_id"))
+    amount = notice["amount_minor"]
+    if amount <= 0 or amount > rules.max_amount_minor:
+        return _amount_rejection(amount, rules)
     if notice["currency"] not in ISO_4217_CODES:
         return Rejection(InvalidReason.INVALID_CURRENCY, f"currency {notice['currency']!r} is not ISO 4217")
     if ingest_time is not None and notice["settled_at"] - ingest_time > rules.max_clock_skew_ms:

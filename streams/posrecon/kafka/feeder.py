@@ -21,9 +21,7 @@ from posrecon.serde.codec import AvroCodec, DecodeError
 
 
 class Feeder:
-    def __init__(
-        self, bootstrap: str, topics: Topics, client_config: Mapping[str, str] | None = None
-    ) -> None:
+    def __init__(self, bootstrap: str, topics: Topics, client_config: Mapping[str, str] | None = None) -> None:
         self.topics = topics
         self.producer = Producer(
             {

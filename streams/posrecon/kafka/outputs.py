@@ -100,13 +100,9 @@ def read_outputs(
         )
     for msg in read_topic(bootstrap, topics.alerts, client_config, timeout_s):
         result.alerts.append(
-            OutputRecord(
-                msg.key(), alert_codec.decode(msg.value()), msg.partition(), msg.offset(), msg.timestamp()[1]
-            )
+            OutputRecord(msg.key(), alert_codec.decode(msg.value()), msg.partition(), msg.offset(), msg.timestamp()[1])
         )
     for msg in read_topic(bootstrap, topics.deadletter, client_config, timeout_s):
         headers = {k: (v or b"").decode("utf-8", "replace") for k, v in (msg.headers() or [])}
-        result.deadletters.append(
-            DeadLetterRecord(msg.key(), msg.value(), headers, msg.partition(), msg.offset())
-        )
+        result.deadletters.append(DeadLetterRecord(msg.key(), msg.value(), headers, msg.partition(), msg.offset()))
     return result

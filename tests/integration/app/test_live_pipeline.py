@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from livekit import WorkerProcess, feed_file, read_all, replay_oracle, verify
-from scenario import HOUR, MIN, T0, note, term
 
+from livekit import WorkerProcess, feed_file, read_all, replay_oracle, verify
 from posrecon.app.internal_topics import internal_topics
 from posrecon.config import Topics
 from posrecon.kafka.progress import wait_drained
+from scenario import HOUR, T0, note, term
 
 pytestmark = pytest.mark.broker
 PARTITIONS = 4
@@ -125,8 +125,9 @@ def test_restarted_worker_resumes_without_loss_or_repeats(bootstrap: str, fresh_
 
 
 def test_worker_refuses_topics_that_are_not_copartitioned(bootstrap: str, fresh_topics: Any, tmp_path: Path) -> None:
-    from posrecon.kafka.topics import admin_client
     from confluent_kafka.cimpl import NewTopic
+
+    from posrecon.kafka.topics import admin_client
 
     topics = fresh_topics(2, create=False)
     admin = admin_client(bootstrap)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from scenario import HOUR, MIN, T0, note, run, term, tick
 
 from posrecon.config import RuleConfig
+from scenario import HOUR, MIN, T0, note, run, term, tick
 
 BOTH_ORDERS = pytest.mark.parametrize("flip", [False, True], ids=["terminal-first", "settlement-first"])
 
@@ -38,7 +38,9 @@ def test_matched(flip: bool) -> None:
 
 def test_amount_within_tolerance_matches() -> None:
     rules = RuleConfig(amount_tolerance_minor=5)
-    res = run([term("o1", "AUTH_APPROVED", T0, amount=1000), note("o1", "SETTLED", T0 + HOUR, amount=1005)], rules=rules)
+    res = run(
+        [term("o1", "AUTH_APPROVED", T0, amount=1000), note("o1", "SETTLED", T0 + HOUR, amount=1005)], rules=rules
+    )
     assert res.outcomes("o1") == ["MATCHED"]
 
 
@@ -62,7 +64,13 @@ def test_missing_then_late_when_watermark_passes_first() -> None:
 @BOTH_ORDERS
 @pytest.mark.parametrize("amount,currency", [(999, "EUR"), (1000, "USD")])
 def test_amount_mismatch(flip: bool, amount: int, currency: str) -> None:
-    res = run(_ordered([term("o1", "AUTH_APPROVED", T0)], [note("o1", "SETTLED", T0 + HOUR, amount=amount, currency=currency)], flip))
+    res = run(
+        _ordered(
+            [term("o1", "AUTH_APPROVED", T0)],
+            [note("o1", "SETTLED", T0 + HOUR, amount=amount, currency=currency)],
+            flip,
+        )
+    )
     assert res.outcomes("o1") == ["AMOUNT_MISMATCH"]
     alert = res.alert("AMOUNT_MISMATCH")
     assert alert["severity"] == "CRITICAL" and alert["order_id"] == "o1"
@@ -115,7 +123,7 @@ def test_settled_for_declined_or_voided_is_status_conflict(flip: bool, kind: str
     if kind == "VOIDED":
         terminal.append(term("o1", "AUTH_APPROVED", T0 + 1000))
     terminal.append(term("o1", kind, T0 + MIN))
-    res = run(_ordered(terminal, [note("o1", "SETTLED", T0 + HOUR)], flip) + [tick(T0 + 3 * HOUR)])
+    res = run([*_ordered(terminal, [note("o1", "SETTLED", T0 + HOUR)], flip), tick(T0 + 3 * HOUR)])
     assert res.outcomes("o1")[-1] == "STATUS_CONFLICT"
     alert = res.alert("STATUS_CONFLICT", "o1")
     assert alert["severity"] == "CRITICAL"

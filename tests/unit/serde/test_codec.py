@@ -33,8 +33,15 @@ def test_truncated_and_trailing_bytes_do_not_decode() -> None:
 
 def test_other_record_type_is_rejected_by_fingerprint() -> None:
     notice = AvroCodec("SettlementNotice").encode(
-        {"notice_id": "n", "order_id": "o", "merchant_id": "m", "status": "SETTLED", "amount_minor": 1, "currency": "EUR",
-         "settled_at": 1}  # fmt: skip
+        {
+            "notice_id": "n",
+            "order_id": "o",
+            "merchant_id": "m",
+            "status": "SETTLED",
+            "amount_minor": 1,
+            "currency": "EUR",
+            "settled_at": 1,
+        }  # fmt: skip
     )
     with pytest.raises(DecodeError, match="fingerprint"):
         AvroCodec("TerminalEvent").decode(notice)
@@ -42,8 +49,15 @@ def test_other_record_type_is_rejected_by_fingerprint() -> None:
 
 @pytest.mark.parametrize(
     "change",
-    [{"amount_minor": 1.5}, {"amount_minor": True}, {"amount_minor": "100"}, {"event_type": "REFUND"},
-     {"order_id": None}, {"card_token": 1234}, {"amount_minor": 2**63}],  # fmt: skip
+    [
+        {"amount_minor": 1.5},
+        {"amount_minor": True},
+        {"amount_minor": "100"},
+        {"event_type": "REFUND"},
+        {"order_id": None},
+        {"card_token": 1234},
+        {"amount_minor": 2**63},
+    ],  # fmt: skip
 )
 def test_conform_is_strict(change: dict) -> None:
     with pytest.raises(DecodeError):
