@@ -19,7 +19,9 @@ COMMAND_MODULES = (
     "posrecon.sim.evaluate",
     "posrecon.kafka.broker",
     "posrecon.kafka.topics",
+    "posrecon.kafka.produce_command",
     "posrecon.app.command",
+    "posrecon.demo",
 )
 
 

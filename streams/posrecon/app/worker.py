@@ -35,7 +35,7 @@ from posrecon.app.state_store import (
 from posrecon.config import Settings
 from posrecon.deadletter import DeadLetter
 from posrecon.engine.cards import CardIndex, CardSighting, duplicate_charge_alert
-from posrecon.engine.engine import ReconciliationEngine
+from posrecon.engine.engine import NO_WATERMARK, ReconciliationEngine
 from posrecon.engine.model import Alert, InvalidReason, ReconciledOrder
 from posrecon.engine.order import TerminalPhase
 from posrecon.engine.pan import scrub_text
@@ -283,7 +283,9 @@ class Worker:
                 and now - self.last_activity.get(p, now) >= self.options.idle_advance_after_ms
             ):
                 lag = self.options.wall_clock_lag_ms or 0
-                if self.engine.book(p).watermark < now - lag - self.options.idle_advance_after_ms:
+                watermark = self.engine.book(p).watermark
+                # a partition that never saw a record keeps no watermark: a backlog may still be on its way
+                if NO_WATERMARK < watermark < now - lag - self.options.idle_advance_after_ms:
                     idle.append(p)
         return sorted(idle)
 

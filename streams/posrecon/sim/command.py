@@ -83,6 +83,10 @@ def _main(args: argparse.Namespace) -> int:
     write_input(simulation, out / INPUT_FILE, show)
     write_truth(out / TRUTH_FILE, simulation.truth)
     print(summarize(simulation, out, time.perf_counter() - started))
+    if args.kafka:
+        from posrecon.kafka.produce_command import produce_file
+
+        produce_file(out / INPUT_FILE, args.bootstrap, args.config, args.rate, show)
     return 0
 
 
@@ -132,4 +136,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         " live on N partitions): pacemaker orders are added where a partition's traffic is thin (default 1)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--kafka",
+        action="store_true",
+        help="also produce the traffic to the input topics (Kafka timestamp = ingest_time, key = order_id)",
+    )
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers for --kafka (default: the local broker)")
+    parser.add_argument("--rate", type=float, default=None, help="with --kafka: records per second (default: unthrottled)")
     parser.set_defaults(func=_main)
