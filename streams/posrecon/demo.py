@@ -148,13 +148,13 @@ def _print_summary(out: object, result: object, sent: int, seconds: float, metri
     print("\n=== posrecon demo: what the live pipeline found ===")
     print(f"events: {sent}   throughput: {sent / seconds:,.0f} events/s (produce → reconciled, 1 worker)")
     print(f"reconciled records: {len(out.reconciled)} for {len(final)} orders")
-    for k, v in sorted(outcomes.items()):
-        print(f"  {k:<22}{v:>8}")
+    for outcome, count in sorted(outcomes.items()):
+        print(f"  {outcome:<22}{count:>8}")
     print(f"alerts: {len(out.alerts)}")
     print(f"  {'kind':<22}{'count':>8}{'precision':>11}{'recall':>9}")
     for score in result.kinds:
         print(f"  {score.kind:<22}{alerts.get(score.kind, 0):>8}{score.precision:>11.4f}{score.recall:>9.4f}")
-    print(f"dead letters: {len(out.deadletters)}  " + "  ".join(f"{k}={v}" for k, v in sorted(dead.items())))
+    print(f"dead letters: {len(out.deadletters)}  " + "  ".join(f"{r}={n}" for r, n in sorted(dead.items())))
     print(f"outcome accuracy: {result.outcome_accuracy:.4f}   integrity: {'ok' if result.integrity.ok else 'FAILED'}")
     print(f"verdict: {'PERFECT (precision = recall = 1.0)' if result.perfect else 'NOT PERFECT'}")
     print(f"metrics were served at {metrics_url} (the worker has stopped now)")

@@ -142,5 +142,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="also produce the traffic to the input topics (Kafka timestamp = ingest_time, key = order_id)",
     )
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers for --kafka (default: the local broker)")
-    parser.add_argument("--rate", type=float, default=None, help="with --kafka: records per second (default: unthrottled)")
+    parser.add_argument(
+        "--rate", type=float, default=None, help="with --kafka: records per second (default: unthrottled)"
+    )
     parser.set_defaults(func=_main)
