@@ -33,6 +33,7 @@ def _main(args: argparse.Namespace) -> int:
         app_id=args.app_id,
         worker_id=args.worker_id,
         batch_max_records=args.batch,
+        max_task_idle_ms=args.max_task_idle_ms,
         wall_clock_lag_ms=None if args.no_wall_clock_advance else args.wall_clock_lag_ms,
         idle_advance_after_ms=args.idle_advance_after_ms,
     )
@@ -67,6 +68,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="stable id of this worker; its transactional.id is <app-id>-<worker-id>")  # fmt: skip
     parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port")
     parser.add_argument("--batch", type=int, default=5000, help="max input records per transaction (default 5000)")
+    parser.add_argument(
+        "--max-task-idle-ms",
+        type=int,
+        default=500,
+        help="wait this long for an empty input partition before taking the other's records (default 500)",
+    )
     parser.add_argument(
         "--no-wall-clock-advance",
         action="store_true",

@@ -1,10 +1,13 @@
 """Timestamp-ordered merge of a task's two co-partitioned input partitions (as Kafka Streams does).
 
 A task owns partition p of the terminal topic and partition p of the settlement topic. Records are taken
-in Kafka-timestamp order across the two. When one side has nothing buffered the task waits for it:
-not at all when that partition is at its log end; up to ``max_backlog_wait_ms`` when it is known (or
-not yet known) to have records still to fetch; up to ``max_idle_ms`` otherwise. So a backlog on one topic
-cannot race the watermark ahead of the other, and a silent topic does not stall the task for long.
+in Kafka-timestamp order across the two. When one side has nothing buffered the task waits for it (as
+Kafka Streams does with ``max.task.idle.ms``): up to ``max_backlog_wait_ms`` when that partition is known
+(or not yet known) to have records still to fetch, else until ``max_idle_ms`` have passed since it last
+delivered a record or reached its log end. Being at the log end is not enough to go on at once: a
+producer writing both topics may simply not have written the next record of the empty side yet. So a
+backlog on one topic cannot race the watermark ahead of the other, and a silent topic stalls a task by
+at most ``max_idle_ms``.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ class TaskMerger:
             taken += 1
 
     def _may_pass(self, empty: TaskQueue, now_ms: int) -> bool:
-        if empty.at_end:
-            return True
         waited = now_ms - empty.last_heard
-        return waited >= (self.max_backlog_wait_ms if empty.backlog else self.max_idle_ms)
+        if empty.backlog and not empty.at_end:
+            return waited >= self.max_backlog_wait_ms
+        return waited >= self.max_idle_ms
