@@ -87,6 +87,8 @@ class Worker:
         self.stopping = False
         self.processed = 0
         self._pending_latency: list[int] = []
+        #: metric increments of the current batch, applied once per label set after the commit
+        self._counts: dict[tuple[str, ...], int] = {}
         self._last_gauges = 0.0
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
@@ -318,6 +320,7 @@ class Worker:
             return
         self.metrics.transactions.labels("committed").inc()
         self.metrics.batch_records.observe(len(batch))
+        self._flush_counts()
         self.processed += len(batch)
         done = _wall_ms()
         for ts in self._pending_latency:
@@ -339,6 +342,7 @@ class Worker:
             if isinstance(abort_err, KafkaError) and abort_err.fatal():
                 raise
         self._pending_latency.clear()
+        self._counts.clear()
         self.engine.take()
         assert self.engine.card_sightings is not None
         self.engine.card_sightings.clear()
@@ -369,8 +373,9 @@ class Worker:
         except DecodeError as exc:
             self._dead_letter(msg, InvalidReason.DECODE_ERROR.value, str(exc), "DecodeError")
             return
-        source = "terminal" if terminal else "settlement"
-        self.metrics.events.labels(source, record["event_type"] if terminal else record["status"]).inc()
+        counts = self._counts
+        label = ("events", "terminal", record["event_type"]) if terminal else ("events", "settlement", record["status"])
+        counts[label] = counts.get(label, 0) + 1
         before = self.engine.stats.duplicates_dropped
         if terminal:
             rejection = self.engine.on_terminal_event(record, partition, ts, now)
@@ -379,7 +384,7 @@ class Worker:
         if rejection is not None:
             self._dead_letter(msg, rejection.reason.value, rejection.detail, "InvalidRecord")
         elif self.engine.stats.duplicates_dropped != before:
-            self.metrics.redeliveries.inc()
+            counts[("redeliveries",)] = counts.get(("redeliveries",), 0) + 1
         if self.processed & 15 == 0:
             self._pending_latency.append(ts)
 
@@ -414,20 +419,39 @@ class Worker:
             self.metrics.authorization_latency.observe(ms / 1000)
         latencies.clear()
 
+    def _count(self, label: tuple[str, ...]) -> None:
+        self._counts[label] = self._counts.get(label, 0) + 1
+
+    def _flush_counts(self) -> None:
+        m = self.metrics
+        for label, n in self._counts.items():
+            name = label[0]
+            if name == "events":
+                m.events.labels(label[1], label[2]).inc(n)
+            elif name == "reconciled":
+                m.reconciled.labels(label[1]).inc(n)
+            elif name == "alerts":
+                m.alerts.labels(label[1], label[2]).inc(n)
+            elif name == "deadletters":
+                m.deadletters.labels(label[1]).inc(n)
+            elif name == "redeliveries":
+                m.redeliveries.inc(n)
+        self._counts.clear()
+
     def _send_reconciled(self, rec: ReconciledOrder) -> None:
-        self.metrics.reconciled.labels(rec["outcome"]).inc()
+        self._count(("reconciled", rec["outcome"]))
         lag = rec["settlement_lag_ms"]
         if lag is not None and rec["outcome"] in ("MATCHED", "MATCHED_LATE"):
             self.metrics.settlement_lag.observe(max(lag, 0) / 1000)
         self._send(self.topics.reconciled, rec["order_id"].encode(), self.reconciled_codec.encode(dict(rec)), None)
 
     def _send_alert(self, alert: Alert) -> None:
-        self.metrics.alerts.labels(alert["kind"], alert["severity"]).inc()
+        self._count(("alerts", alert["kind"], alert["severity"]))
         key = alert["order_id"] or alert["merchant_id"] or ""
         self._send(self.topics.alerts, key.encode(), self.alert_codec.encode(dict(alert)), None)
 
     def _dead_letter(self, msg: Message, reason: str, detail: str, exc_class: str) -> None:
-        self.metrics.deadletters.labels(reason).inc()
+        self._count(("deadletters", reason))
         letter = DeadLetter.of(reason, detail, exc_class, msg.topic() or "", msg.partition() or 0, msg.offset() or 0,
                                msg.key(), msg.value())  # fmt: skip
         self._send(self.topics.deadletter, letter.key, letter.value, letter.headers())
