@@ -19,8 +19,20 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/posrecon demo
 
+## test tools outside the venv: promtool (Debian package prometheus) for the alert-rule tests in tests/unit/deploy
+.PHONY: tools
+tools: install
+	@if command -v promtool >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing promtool (Debian package prometheus)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	else \
+	  echo "promtool not found: install it with 'sudo apt-get update && sudo apt-get install -y prometheus' (Debian/Ubuntu)"; \
+	  echo "or put a promtool binary on PATH; tests/unit/deploy needs it (make test fails without it)"; \
+	fi
+
 ## every test tier, broker-backed ones included (they start their own Kafka); exit 5 (no tests) is an error
-test: install
+test: install tools
 	POSRECON_REQUIRE_BROKER=1 $(PY) -m pytest -q -m "not soak"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5): treating as failure"; exit 1; fi; exit $$rc
 

@@ -128,7 +128,7 @@ class ReconciliationEngine:
         if rejection is not None:
             self._invalid("terminal", event, event["event_id"], event["event_time"], rejection, now)
             return rejection
-        book = self.book(partition)
+        book = self.books.get(partition) or self.book(partition)
         order_id = event["order_id"]
         event_time = event["event_time"]
         order = book.orders.get(order_id)
@@ -153,9 +153,8 @@ class ReconciliationEngine:
         if phase is not previous:
             order.phase_time = event_time
             if (
-                previous in UNRESOLVED_TERMINAL
-                and phase is not TerminalPhase.TIMED_OUT
-                and phase not in UNRESOLVED_TERMINAL
+                previous <= TerminalPhase.TIMED_OUT  # unresolved (NONE, CREATED, TIMED_OUT) …
+                and phase > TerminalPhase.TIMED_OUT  # … to an authorisation result
                 and order.created_at is not None
                 and self.auth_latencies is not None
             ):
@@ -183,7 +182,8 @@ class ReconciliationEngine:
                     self.card_sightings.append(void)
                 else:
                     self.cards.on_void(void)
-        self._decide(order, now, book)
+        if order.settled is not None or order.failed is not None:  # no decision without a notice
+            self._decide(order, now, book)
         if event_time > book.watermark:
             book.watermark = event_time
         next_due = book.deadlines.next_due()
@@ -202,7 +202,7 @@ class ReconciliationEngine:
         if rejection is not None:
             self._invalid("settlement", notice, notice["notice_id"], notice["settled_at"], rejection, now)
             return rejection
-        book = self.book(partition)
+        book = self.books.get(partition) or self.book(partition)
         order_id = notice["order_id"]
         settled_at = notice["settled_at"]
         order = book.orders.get(order_id)

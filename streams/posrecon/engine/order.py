@@ -59,7 +59,8 @@ SETTLEMENT_TRANSITIONS: tuple[tuple[SettlementPhase, ...], ...] = (
     (_S.REVERSED, _S.REVERSED, _S.REVERSED),  # REVERSED
 )
 
-#: terminal phases in which a SETTLED notice has no authorisation result to match (orphan candidates)
+#: terminal phases in which a SETTLED notice has no authorisation result to match (orphan candidates);
+#: the phases are ordered so that "unresolved" is also ``phase <= TerminalPhase.TIMED_OUT``
 UNRESOLVED_TERMINAL = frozenset({TerminalPhase.NONE, TerminalPhase.CREATED, TerminalPhase.TIMED_OUT})
 
 # bits of OrderState.fired: conditions whose alert has fired (each fires at most once)
