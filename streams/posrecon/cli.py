@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "posrecon.kafka.topics",
     "posrecon.kafka.produce_command",
     "posrecon.app.command",
+    "posrecon.app.lookup",
     "posrecon.demo",
 )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -53,3 +55,24 @@ class WorkerMetrics:
         self.restore_seconds = Gauge("posrecon_restore_seconds", "Duration of the last state restore", registry=r)
         self.assigned_partitions = Gauge("posrecon_assigned_partitions", "Input partitions owned", registry=r)
         self.up = Gauge("posrecon_worker_up", "1 while the worker loop runs", registry=r)
+        self._preregister()
+
+    def _preregister(self) -> None:
+        """Start every bounded label set at 0, so rate()/increase() see the first alert of a kind."""
+        from posrecon.engine.model import AlertKind, InvalidReason, Outcome, Severity
+
+        for kind in AlertKind:
+            for severity in Severity:
+                self.alerts.labels(kind.value, severity.value)
+        for reason in InvalidReason:
+            self.deadletters.labels(reason.value)
+        for outcome in Outcome:
+            self.reconciled.labels(outcome.value)
+        for result in ("committed", "aborted"):
+            self.transactions.labels(result)
+
+    def forget_partition(self, topic: str, partition: int) -> None:
+        """Drop the per-partition series of a partition this worker no longer owns."""
+        for gauge, labels in ((self.consumer_lag, (topic, str(partition))), (self.watermark_lag, (str(partition),))):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels)

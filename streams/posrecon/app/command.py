@@ -26,8 +26,8 @@ def _main(args: argparse.Namespace) -> int:
     bootstrap = args.bootstrap or settings.kafka.get("bootstrap.servers") or default_bootstrap()
     metrics = WorkerMetrics()
     if args.metrics_port is not None:
-        start_http_server(args.metrics_port, addr="127.0.0.1", registry=metrics.registry)
-        log.info("metrics served", extra={"fields": {"url": f"http://127.0.0.1:{args.metrics_port}/metrics"}})
+        start_http_server(args.metrics_port, addr=args.listen, registry=metrics.registry)
+        log.info("metrics served", extra={"fields": {"url": f"http://{args.listen}:{args.metrics_port}/metrics"}})
     options = WorkerOptions(
         bootstrap=bootstrap,
         app_id=args.app_id,
@@ -36,17 +36,33 @@ def _main(args: argparse.Namespace) -> int:
         max_task_idle_ms=args.max_task_idle_ms,
         wall_clock_lag_ms=None if args.no_wall_clock_advance else args.wall_clock_lag_ms,
         idle_advance_after_ms=args.idle_advance_after_ms,
+        internal_replication=args.internal_replication,
     )
     worker = Worker(settings, options, metrics)
     worker.install_signal_handlers()
+    ops = None
+    if args.ops_port is not None:
+        from posrecon.app.ops_api import OpsApi
+
+        ops = OpsApi(worker, args.listen, args.ops_port)
+        ops.start()
+        log.info("ops API served", extra={"fields": {"url": f"http://{args.listen}:{ops.port}/healthz"}})
     try:
         worker.run(max_seconds=args.max_seconds)
     except CoPartitioningError as exc:
         log.error("input topics are not co-partitioned", extra={"fields": {"error": str(exc)}})
         print(f"posrecon run: {exc}")
         return 2
+    finally:
+        if ops is not None:
+            ops.stop()
     log.info("worker stopped", extra={"fields": {"records": worker.processed}})
     return 0
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else None
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -66,7 +82,29 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="consumer group and internal topic prefix (default posrecon)")  # fmt: skip
     parser.add_argument("--worker-id", default=os.environ.get("POSRECON_WORKER_ID", socket.gethostname()),
                         help="stable id of this worker; its transactional.id is <app-id>-<worker-id>")  # fmt: skip
-    parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=_env_int("POSRECON_METRICS_PORT"),
+        help="serve Prometheus /metrics on this port (env POSRECON_METRICS_PORT)",
+    )
+    parser.add_argument(
+        "--ops-port",
+        type=int,
+        default=_env_int("POSRECON_HEALTH_PORT"),
+        help="serve /healthz, /readyz, /orders/{id}, /pending on this port (env POSRECON_HEALTH_PORT)",
+    )
+    parser.add_argument(
+        "--listen",
+        default=os.environ.get("POSRECON_LISTEN", "127.0.0.1"),
+        help="address for the metrics and ops ports (default 127.0.0.1; 0.0.0.0 in containers)",
+    )
+    parser.add_argument(
+        "--internal-replication",
+        type=int,
+        default=_env_int("POSRECON_INTERNAL_REPLICATION") or 1,
+        help="replication factor of the internal topics the worker creates (default 1; use 3 in production)",
+    )
     parser.add_argument("--batch", type=int, default=5000, help="max input records per transaction (default 5000)")
     parser.add_argument(
         "--max-task-idle-ms",

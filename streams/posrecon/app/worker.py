@@ -57,6 +57,8 @@ class WorkerOptions:
     wall_clock_lag_ms: int | None = 300_000
     idle_advance_after_ms: int = 2_000
     transaction_timeout_ms: int = 30_000
+    #: replication factor of the internal topics the worker creates (3 in production clusters)
+    internal_replication: int = 1
     client_config: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -92,6 +94,8 @@ class Worker:
         self._last_gauges = 0.0
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
+        self.ready = False  # partitions assigned and state restored (GET /readyz)
+        self.last_turn = time.monotonic()  # the loop's heartbeat (GET /healthz)
 
     def _new_engine(self) -> ReconciliationEngine:
         engine = ReconciliationEngine(self.settings.rules, self.partitions)
@@ -104,7 +108,7 @@ class Worker:
     def setup(self) -> None:
         admin = admin_client(self.options.bootstrap, self.settings.kafka)
         self.partitions = check_copartitioned(admin, self.topics)
-        create_internal_topics(admin, self.options.app_id, self.partitions)
+        create_internal_topics(admin, self.options.app_id, self.partitions, self.options.internal_replication)
         self.producer = Producer(
             {
                 **self.client_config,
@@ -174,6 +178,7 @@ class Worker:
     # --- rebalance -------------------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.ready = False
         started = time.monotonic()
         now = _wall_ms()
         inputs = sorted({tp.partition for tp in partitions if tp.topic != self.sightings_topic})
@@ -192,12 +197,15 @@ class Worker:
         elapsed = time.monotonic() - started
         self.metrics.restore_seconds.set(elapsed)
         self.metrics.assigned_partitions.set(len(self.tasks))
+        self.ready = True
         fields = {"inputs": inputs, "card_partitions": card_parts, "orders_restored": orders}
         log.info("partitions assigned", extra={"fields": {**fields, "restore_s": round(elapsed, 3)}})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.ready = False
         for tp in partitions:
             self.queues.pop((tp.topic, tp.partition), None)
+            self.metrics.forget_partition(tp.topic, tp.partition)
             if tp.topic == self.sightings_topic:
                 self.cards.pop(tp.partition, None)
             else:
@@ -211,6 +219,7 @@ class Worker:
     def step(self) -> int:
         consumer = self.consumer
         assert consumer is not None
+        self.last_turn = time.monotonic()
         now = _wall_ms()
         for msg in consumer.consume(2000, timeout=0.05):
             err = msg.error()

@@ -2,61 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import random
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from livekit import WorkerProcess, feed_file, read_all, replay_oracle, verify
-from posrecon.app.internal_topics import internal_topics
-from posrecon.config import Topics
-from posrecon.kafka.progress import wait_drained
-from scenario import HOUR, T0, note, term
+from livekit import WorkerProcess, feed_file, mixed_input, read_all, replay_oracle, verify
+from livekit import drain as _drain
 
 pytestmark = pytest.mark.broker
 PARTITIONS = 4
-
-
-def mixed_input(path: Path, orders: int, seed: int) -> Path:
-    """A seeded mix touching every rule, sorted by ingest time (as producers would send it)."""
-    rng = random.Random(seed)
-    lines: list[dict[str, Any]] = []
-    for i in range(orders):
-        o, t = f"ord-{seed}-{i}", T0 + i * 20_000
-        card = f"tok_{rng.randrange(max(2, orders // 20))}"
-        amount = rng.choice([1000, 2500, 999_00])
-        kind = rng.choice(["normal"] * 6 + ["late", "missing", "mismatch", "orphan", "declined_settled", "failed",
-                                            "reversed", "dup_settle", "dup_charge", "expired", "invalid", "redeliver"])  # fmt: skip
-        c = term(o, "ORDER_CREATED", t, card=card, amount=amount)
-        a = term(o, "AUTH_APPROVED", t + 3_000, card=card, amount=amount)
-        s = note(o, "SETTLED", t + rng.randrange(1, 6) * HOUR, amount=amount)
-        per = {
-            "normal": [c, a, s], "late": [c, a, note(o, "SETTLED", t + 26 * HOUR, amount=amount)], "missing": [c, a],
-            "mismatch": [c, a, note(o, "SETTLED", t + HOUR, amount=amount + 1)], "orphan": [note(o, "SETTLED", t, amount=amount)],
-            "declined_settled": [c, term(o, "AUTH_DECLINED", t + 2_000), s], "failed": [c, a, note(o, "FAILED", t + HOUR)],
-            "reversed": [c, a, s, note(o, "REVERSED", t + 7 * HOUR, amount=amount)],
-            "dup_settle": [c, a, s, note(o, "SETTLED", t + 8 * HOUR, amount=amount)],
-            "dup_charge": [c, a, term(o, "AUTH_APPROVED", t + 9_000, card=card, amount=amount, attempt=2), s],
-            "expired": [c], "invalid": [term(o, "AUTH_APPROVED", t, card="4111111111111111")],
-            "redeliver": [c, a, a, s, s],
-        }[kind]  # fmt: skip
-        for line in per:
-            rec = line["record"]
-            lines.append({**line, "ingest_time": rec.get("event_time", rec.get("settled_at")) + rng.randrange(0, 2000)})
-    lines.sort(key=lambda x: x["ingest_time"])
-    text = [json.dumps(x) for x in lines]
-    text.insert(len(text) // 3, "this line is not json")
-    text.insert(len(text) // 2, json.dumps({"source": "settlement", "record": {"notice_id": "x"}}))
-    path.write_text("\n".join(text) + "\n")
-    return path
-
-
-def _drain(bootstrap: str, topics: Topics, app_id: str, timeout: float = 120) -> None:
-    _, sightings, _ = internal_topics(app_id)
-    wait_drained(bootstrap, app_id, [topics.terminal, topics.settlement], [sightings], timeout)
 
 
 def test_live_outputs_equal_replay(bootstrap: str, fresh_topics: Any, tmp_path: Path) -> None:

@@ -1,0 +1,161 @@
+"""``posrecon lookup ORDER_ID``: an order's state, timeline, alerts and decisions.
+
+Asks the workers given with ``--worker`` (their ops API) first; otherwise, or when none owns the order,
+reads Kafka directly: the order-state changelog partition of the order, and the order's records on
+``pos.reconciled`` and ``pos.alerts`` (same partition: every topic is keyed by order_id with murmur2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import quote
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+
+def _from_workers(order_id: str, workers: list[str]) -> dict[str, Any] | None:
+    for base in workers:
+        url = f"{base.rstrip('/')}/orders/{quote(order_id, safe='')}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                doc: dict[str, Any] = json.loads(resp.read())
+                doc["source"] = url
+                return doc
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                print(f"lookup: {url}: HTTP {exc.code}", file=sys.stderr)
+        except OSError as exc:
+            print(f"lookup: {url}: {exc}", file=sys.stderr)
+    return None
+
+
+def _scan_partition(bootstrap: str, client: dict[str, str], topic: str, partition: int, key: bytes) -> list[Any]:
+    consumer = Consumer({**client, "bootstrap.servers": bootstrap, "group.id": "posrecon-lookup",
+                         "enable.auto.commit": False, "isolation.level": "read_committed",
+                         "enable.partition.eof": True})  # fmt: skip
+    found: list[Any] = []
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        if high <= low:
+            return found
+        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
+        while True:
+            msgs = consumer.consume(5000, timeout=5)
+            if not msgs:
+                break
+            done = False
+            for msg in msgs:
+                err = msg.error()
+                if err is not None:
+                    done = err.code() == KafkaError._PARTITION_EOF
+                    continue
+                if msg.key() == key:
+                    found.append(msg)
+            if done:
+                break
+    finally:
+        consumer.close()
+    return found
+
+
+def lookup_in_kafka(order_id: str, bootstrap: str, app_id: str, config: str | None) -> dict[str, Any] | None:
+    from posrecon.app.internal_topics import internal_topics
+    from posrecon.app.ops_api import order_view
+    from posrecon.config import load_settings
+    from posrecon.engine.order import OrderState
+    from posrecon.kafka.partitioner import partition_for
+    from posrecon.serde.codec import AvroCodec
+
+    settings = load_settings(config)
+    client = dict(settings.kafka)
+    client.pop("bootstrap.servers", None)
+    changelog, _, _ = internal_topics(app_id)
+    meta = Consumer({**client, "bootstrap.servers": bootstrap, "group.id": "posrecon-lookup"})
+    try:
+        partitions = len(
+            meta.list_topics(settings.topics.terminal, timeout=10).topics[settings.topics.terminal].partitions
+        )
+    finally:
+        meta.close()
+    partition = partition_for(order_id.encode(), partitions)
+    key = order_id.encode()
+    state = _scan_partition(bootstrap, client, changelog, partition, key)
+    reconciled = [AvroCodec("ReconciledOrder").decode(m.value())
+                  for m in _scan_partition(bootstrap, client, settings.topics.reconciled, partition, key)]  # fmt: skip
+    alerts = [AvroCodec("Alert").decode(m.value())
+              for m in _scan_partition(bootstrap, client, settings.topics.alerts, partition, key)]  # fmt: skip
+    if not state and not reconciled and not alerts:
+        return None
+    view: dict[str, Any] = {"order_id": order_id, "partition": partition}
+    if state and state[-1].value() is not None:
+        view = order_view(OrderState.from_row(json.loads(state[-1].value())), partition, -1)
+        view.pop("watermark")
+    view["source"] = (
+        f"kafka {bootstrap} (changelog {changelog}, {settings.topics.reconciled}, {settings.topics.alerts})"
+    )
+    view["revisions"] = reconciled
+    view["alerts"] = alerts
+    return view
+
+
+def render(view: dict[str, Any]) -> str:
+    lines = [f"order {view['order_id']}  (partition {view.get('partition')}, from {view.get('source')})"]
+    if "terminal_state" in view:
+        lines.append(f"  terminal: {view['terminal_state']}   settlement: {view['settlement_state']}   "
+                     f"merchant {view['merchant_id']}  terminal {view['terminal_id']}")  # fmt: skip
+        lines.append("  timeline (event time, epoch ms):")
+        for item in view["timeline"]:
+            extra = "  ".join(f"{k}={v}" for k, v in item.items() if k not in ("at", "what"))
+            lines.append(f"    {item['at']}  {item['what']:<14} {extra}")
+    if view.get("alerts"):
+        lines.append("  alerts:")
+        for a in view["alerts"]:
+            lines.append(f"    {a['event_time']}  {a['kind']:<20} {a['severity']:<8} {a['reason']}")
+    elif view.get("alerts_fired"):
+        lines.append(f"  alerts fired: {', '.join(view['alerts_fired'])}")
+    revisions = view.get("revisions") or ([view["decision"]] if view.get("decision") else [])
+    if revisions:
+        lines.append("  decisions:")
+        for r in revisions:
+            lines.append(f"    revision {r['revision']}: {r['outcome']}  approved {r['approved_amount_minor']} "
+                         f"settled {r['settled_amount_minor']} {r['currency']}  notice {r['notice_id']}")  # fmt: skip
+    else:
+        lines.append("  decision: none yet")
+    return "\n".join(lines)
+
+
+def _main(args: argparse.Namespace) -> int:
+    view = _from_workers(args.order_id, args.worker) if args.worker else None
+    if view is None:
+        from posrecon.config import load_settings
+        from posrecon.kafka.broker import default_bootstrap
+
+        bootstrap = args.bootstrap or load_settings(args.config).kafka.get("bootstrap.servers") or default_bootstrap()
+        view = lookup_in_kafka(args.order_id, bootstrap, args.app_id, args.config)
+    if view is None:
+        print(f"order {args.order_id}: not found")
+        return 1
+    print(json.dumps(view, indent=2, default=str) if args.json else render(view))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "lookup",
+        help="show an order's state, timeline, alerts and decisions",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("order_id", metavar="ORDER_ID")
+    parser.add_argument("--worker", action="append", default=[], metavar="URL",
+                        help="a worker's ops API, e.g. http://127.0.0.1:8080 (repeatable)")  # fmt: skip
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (default: the local broker)")
+    parser.add_argument("--app-id", default="posrecon", help="the workers' --app-id (changelog topic prefix)")
+    parser.add_argument("--config", metavar="FILE.toml")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(func=_main)
