@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,14 @@ NAMESPACE = "posrecon.v1"
 
 
 def schema_dir() -> Path:
+    """``$POSRECON_SCHEMA_DIR``, else the source tree's ``schemas/``, else the installed data files."""
     override = os.environ.get("POSRECON_SCHEMA_DIR")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[3] / "schemas"
+    source_tree = Path(__file__).resolve().parents[3] / "schemas"
+    if source_tree.is_dir():
+        return source_tree
+    return Path(sys.prefix) / "share" / "posrecon" / "schemas"
 
 
 def load_schema_json(name: str, version: str | None = None) -> dict[str, Any]:
