@@ -14,6 +14,7 @@ INT_RANGE = (-(1 << 31), (1 << 31) - 1)
 LONG_RANGE = (-(1 << 63), (1 << 63) - 1)
 
 Check = Callable[[Any], bool]
+_MISSING = object()
 
 
 class SchemaMismatch(ValueError):
@@ -46,8 +47,26 @@ def _check_for(avro_type: Any) -> tuple[Check, str]:
     raise ValueError(f"unsupported Avro type in contract schema: {avro_type!r}")
 
 
+def _inline_test(avro_type: Any, var: str) -> str | None:
+    """A Python expression testing ``var`` against a simple Avro type, or None (use the generic check)."""
+    if avro_type == "string":
+        return f"type({var}) is str"
+    if avro_type in ("long", "int"):
+        low, high = LONG_RANGE if avro_type == "long" else INT_RANGE
+        return f"(type({var}) is int and {low} <= {var} <= {high})"
+    if isinstance(avro_type, dict) and avro_type.get("type") in ("long", "int") and "logicalType" in avro_type:
+        return _inline_test(avro_type["type"], var)
+    if isinstance(avro_type, list) and len(avro_type) == 2 and avro_type[0] == "null":
+        inner = _inline_test(avro_type[1], var)
+        return None if inner is None else f"({var} is None or {inner})"
+    return None
+
+
 class RecordShape:
-    """Field checks of one record schema (the JSON schema document, not the parsed one)."""
+    """Field checks of one record schema (the JSON schema document, not the parsed one).
+
+    ``conform`` is generated as straight-line code per schema (the generic per-field loop is kept as
+    the reference implementation, ``conform_slow``, and the tests compare the two)."""
 
     def __init__(self, schema: dict[str, Any]) -> None:
         self.name = schema["name"]
@@ -55,8 +74,35 @@ class RecordShape:
         for field in schema["fields"]:
             check, desc = _check_for(field["type"])
             self.fields.append((field["name"], check, desc, "default" in field, field.get("default")))
+        self.conform = self._compile(schema)  # type: ignore[method-assign]
 
-    def conform(self, record: Any) -> dict[str, Any]:
+    def _compile(self, schema: dict[str, Any]) -> Callable[[Any], dict[str, Any]]:
+        lines = ["def conform(record):", "    if type(record) is not dict:", "        return slow(record)", "    out = {}"]
+        env: dict[str, Any] = {"slow": self.conform_slow}
+        for i, field in enumerate(schema["fields"]):
+            name = field["name"]
+            test = _inline_test(field["type"], "v")
+            if test is None:
+                env[f"check{i}"] = self.fields[i][1]
+                test = f"check{i}(v)"
+            lines.append(f"    v = record.get({name!r}, MISSING)")
+            if "default" in field:
+                env[f"default{i}"] = field["default"]
+                lines.append(f"    if v is MISSING: v = default{i}")
+                lines.append(f"    elif not {test}: return slow(record)")
+            else:
+                lines.append(f"    if v is MISSING or not {test}: return slow(record)")
+            lines.append(f"    out[{name!r}] = v")
+        lines.append("    return out")
+        env["MISSING"] = _MISSING
+        exec("\n".join(lines), env)  # noqa: S102 - generated from the contract's own schema files
+        fn: Callable[[Any], dict[str, Any]] = env["conform"]
+        return fn
+
+    def conform(self, record: Any) -> dict[str, Any]:  # replaced per instance by the compiled version
+        return self.conform_slow(record)
+
+    def conform_slow(self, record: Any) -> dict[str, Any]:
         if type(record) is not dict:
             raise SchemaMismatch(f"{self.name} record must be a JSON object")
         out: dict[str, Any] = {}

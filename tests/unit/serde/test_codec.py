@@ -68,3 +68,32 @@ def test_conform_fills_defaults_and_ignores_unknown_fields() -> None:
     record = {k: v for k, v in EVENT.items() if k not in ("attempt", "card_token", "decline_code")}
     out = AvroCodec("TerminalEvent").conform({**record, "future_field": 1})
     assert out["attempt"] == 1 and out["card_token"] is None and "future_field" not in out
+
+
+@pytest.mark.parametrize("name", ["TerminalEvent", "SettlementNotice", "ReconciledOrder", "Alert"])
+def test_compiled_conformance_agrees_with_the_reference(name: str) -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from posrecon.serde.conformance import RecordShape, SchemaMismatch
+    from posrecon.serde.schemas import load_schema_json
+
+    shape = RecordShape(load_schema_json(name))
+    fields = [f["name"] for f in load_schema_json(name)["fields"]]
+    values = st.one_of(st.none(), st.booleans(), st.integers(-(2**64), 2**64), st.floats(allow_nan=False),
+                       st.text(max_size=4), st.sampled_from(["EUR", "SETTLED", "AUTH_APPROVED", "INFO", "MATCHED"]),
+                       st.lists(st.text(max_size=2), max_size=2))  # fmt: skip
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.dictionaries(st.sampled_from([*fields, "extra"]), values))
+    def check(record: dict) -> None:
+        try:
+            expected = shape.conform_slow(record)
+        except SchemaMismatch as exc:
+            with pytest.raises(SchemaMismatch):
+                shape.conform(record)
+            assert str(exc)
+            return
+        assert shape.conform(record) == expected
+
+    check()
