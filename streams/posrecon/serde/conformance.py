@@ -74,7 +74,7 @@ class RecordShape:
         for field in schema["fields"]:
             check, desc = _check_for(field["type"])
             self.fields.append((field["name"], check, desc, "default" in field, field.get("default")))
-        self.conform = self._compile(schema)  # type: ignore[method-assign]
+        self.conform = self._compile(schema)  # type: ignore[method-assign,assignment]
 
     def _compile(self, schema: dict[str, Any]) -> Callable[[Any], dict[str, Any]]:
         lines = ["def conform(record):", "    if type(record) is not dict:"]
