@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from hashlib import blake2b
 
 from posrecon.engine.model import Alert, AlertKind, Severity
@@ -42,7 +42,9 @@ def make_alert(
     }
 
 
-def record_fingerprint(record: object) -> str:
-    """A stable digest of a (masked) record, for conditions that have no trustworthy id (invalid input)."""
-    text = scrub_text(json.dumps(record, sort_keys=True, separators=(",", ":"), default=str))
+def record_fingerprint(record: Mapping[str, object]) -> str:
+    """A stable digest of a (masked) record, for conditions that have no trustworthy id (invalid input).
+
+    The record's values are str, int or None, whose repr is stable across processes."""
+    text = scrub_text(repr(sorted(record.items())))
     return blake2b(text.encode("utf-8"), digest_size=12).hexdigest()

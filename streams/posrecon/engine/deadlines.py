@@ -16,12 +16,13 @@ BUCKET_MS = 60_000
 
 
 class DeadlineIndex:
-    __slots__ = ("_buckets", "_keys", "_unsorted", "count")
+    __slots__ = ("_buckets", "_hint", "_keys", "_unsorted", "count")
 
     def __init__(self) -> None:
         self._buckets: dict[int, list[Deadline]] = {}
         self._keys: list[int] = []
         self._unsorted: set[int] = set()
+        self._hint: int | None = None  # the exact earliest due, when known
         self.count = 0
 
     def __len__(self) -> int:
@@ -34,10 +35,14 @@ class DeadlineIndex:
         self._buckets.clear()
         self._keys.clear()
         self._unsorted.clear()
+        self._hint = None
         self.count = 0
 
     def push(self, deadline: Deadline) -> None:
-        key = deadline[0] // BUCKET_MS
+        due = deadline[0]
+        if self._hint is not None and due < self._hint:
+            self._hint = due
+        key = due // BUCKET_MS
         bucket = self._buckets.get(key)
         if bucket is None:
             self._buckets[key] = [deadline]
@@ -48,7 +53,9 @@ class DeadlineIndex:
         self.count += 1
 
     def next_due(self) -> int | None:
-        """Lower bound of the earliest pending deadline (its bucket's start), or None."""
+        """Lower bound of the earliest pending deadline (exact when known, else its bucket's start)."""
+        if self._hint is not None:
+            return self._hint
         return self._keys[0] * BUCKET_MS if self._keys else None
 
     def pop_due(self, watermark: int) -> Deadline | None:
@@ -68,7 +75,9 @@ class DeadlineIndex:
                 bucket.sort(reverse=True)  # earliest last, popped from the end
                 self._unsorted.discard(key)
             if bucket[-1][0] > watermark:
+                self._hint = bucket[-1][0]
                 return None
             self.count -= 1
+            self._hint = None
             return bucket.pop()
         return None
