@@ -168,7 +168,8 @@ class ReconciliationEngine:
         elif event_type == "ORDER_CREATED":
             if order.created_at is None:
                 order.created_at = event_time
-                if not order.scheduled & SCHEDULED_EXPIRED:
+                # a deadline whose condition can no longer become true is not scheduled (phases only move on)
+                if not order.scheduled & SCHEDULED_EXPIRED and phase <= TerminalPhase.TIMED_OUT:
                     order.scheduled |= SCHEDULED_EXPIRED
                     self._schedule(book, order, event_time + rules.order_ttl_ms, EXPIRE)
         elif event_type == "VOIDED" and previous is not TerminalPhase.VOIDED and order.approval is not None:
@@ -222,7 +223,7 @@ class ReconciliationEngine:
         if status == "SETTLED":
             if order.settled is None:
                 order.settled = facts
-                if not order.scheduled & SCHEDULED_ORPHAN:
+                if not order.scheduled & SCHEDULED_ORPHAN and order.terminal_phase <= TerminalPhase.TIMED_OUT:
                     order.scheduled |= SCHEDULED_ORPHAN
                     self._schedule(book, order, settled_at + rules.orphan_grace_ms, ORPHAN)
             else:
@@ -269,7 +270,12 @@ class ReconciliationEngine:
 
     def _first_approval(self, book: PartitionBook, order: OrderState, event: TerminalEvent, now: int | None) -> None:
         approval = order.approval = _approval_of(event)
-        if not order.scheduled & SCHEDULED_MISSING:
+        if (
+            not order.scheduled & SCHEDULED_MISSING
+            and order.settled is None
+            and order.failed is None
+            and order.terminal_phase is not TerminalPhase.VOIDED
+        ):
             order.scheduled |= SCHEDULED_MISSING
             self._schedule(book, order, approval.event_time + self.rules.settlement_sla_ms, MISSING)
         self._sight_card(book, order, approval, now)
