@@ -89,6 +89,7 @@ class Worker:
         self.stopping = False
         self.processed = 0
         self._pending_latency: list[int] = []
+        self._sampled = 0
         #: metric increments of the current batch, applied once per label set after the commit
         self._counts: dict[tuple[str, ...], int] = {}
         self._last_gauges = 0.0
@@ -394,7 +395,8 @@ class Worker:
             self._dead_letter(msg, rejection.reason.value, rejection.detail, "InvalidRecord")
         elif self.engine.stats.duplicates_dropped != before:
             counts[("redeliveries",)] = counts.get(("redeliveries",), 0) + 1
-        if self.processed & 15 == 0:
+        self._sampled += 1
+        if not self._sampled & 15:  # one latency sample in 16 records
             self._pending_latency.append(ts)
 
     def _card_sighting(self, msg: Message, partition: int, now: int) -> None:
