@@ -157,10 +157,20 @@ def run_replay(
     partitions: int = 1,
     progress: bool | None = None,
 ) -> ReplaySummary:
-    from tqdm import tqdm
+
+    from posrecon.gcpolicy import long_lived_state
 
     started = time.perf_counter()
     replay = Replay(rules, out_dir, partitions)
+    with long_lived_state() as collector:
+        _feed_file(replay, input_path, until, progress, collector)
+    replay.summary.seconds = time.perf_counter() - started
+    return replay.summary
+
+
+def _feed_file(replay: Replay, input_path: Path, until: int | None, progress: bool | None, collector: Any) -> None:
+    from tqdm import tqdm
+
     try:
         size = os.path.getsize(input_path)
         with (
@@ -175,14 +185,13 @@ def run_replay(
         ):
             for number, line in enumerate(fh, 1):
                 replay.feed_line(number, line)
+                collector.tick()
                 if number % 4096 == 0:
                     bar.update(fh.buffer.tell() - bar.n)  # type: ignore[attr-defined]
         if until is not None:
             replay.until(until)
     finally:
         replay.close()
-    replay.summary.seconds = time.perf_counter() - started
-    return replay.summary
 
 
 def _main(args: argparse.Namespace) -> int:

@@ -39,6 +39,7 @@ from posrecon.engine.engine import NO_WATERMARK, ReconciliationEngine
 from posrecon.engine.model import Alert, InvalidReason, ReconciledOrder
 from posrecon.engine.order import TerminalPhase
 from posrecon.engine.pan import scrub_text
+from posrecon.gcpolicy import long_lived_state
 from posrecon.kafka.topics import admin_client, check_copartitioned
 from posrecon.metrics import PENDING_AGE_BUCKETS, WorkerMetrics
 from posrecon.serde.codec import AvroCodec, DecodeError
@@ -160,10 +161,11 @@ class Worker:
         self.metrics.up.set(1)
         started = time.monotonic()
         try:
-            while not self.stopping:
-                if max_seconds is not None and time.monotonic() - started > max_seconds:
-                    break
-                self.step()
+            with long_lived_state() as collector:
+                while not self.stopping:
+                    if max_seconds is not None and time.monotonic() - started > max_seconds:
+                        break
+                    collector.tick(self.step())
         finally:
             self.metrics.up.set(0)
             self.close()
