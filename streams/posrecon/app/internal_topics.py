@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
@@ -41,3 +43,24 @@ def create_internal_topics(admin: AdminClient, app_id: str, partitions: int, rep
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise RuntimeError(f"cannot create internal topic {name}: {exc}") from exc
+    _wait_for_leaders(admin, [t.topic for t in missing], partitions)
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], partitions: int, timeout_s: float = 30.0) -> None:
+    """create_topics returns before the partitions have leaders; wait until every one has."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        metadata = admin.list_topics(timeout=10)
+        ready = True
+        for name in names:
+            topic = metadata.topics.get(name)
+            if topic is None or topic.error is not None or len(topic.partitions) != partitions:
+                ready = False
+                break
+            if any(p.leader < 0 or p.error is not None for p in topic.partitions.values()):
+                ready = False
+                break
+        if ready:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"internal topics {names} have no leaders after {timeout_s} s")

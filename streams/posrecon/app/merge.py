@@ -23,10 +23,11 @@ class Record(Protocol):
 class TaskQueue:
     """Buffered records of one input partition, plus whether the consumer is at its log end."""
 
-    __slots__ = ("at_end", "backlog", "last_heard", "records")
+    __slots__ = ("at_end", "backlog", "last_heard", "records", "waiting_since")
 
     def __init__(self, now_ms: int) -> None:
         self.records: deque[Record] = deque()
+        self.waiting_since: int | None = None  # when the other side of the task started waiting for this one
         self.at_end = False
         self.backlog = True  # records known (or not known not) to wait on the broker
         self.last_heard = now_ms  # wall clock of the last record or end-of-partition event
@@ -57,7 +58,11 @@ class TaskMerger:
             taken += 1
 
     def _may_pass(self, empty: TaskQueue, now_ms: int) -> bool:
-        waited = now_ms - empty.last_heard
+        # the wait is timed from when the task became blocked on the empty side (as Kafka Streams does), not
+        # from that side's last record: after a quiet spell the other side must still get its full wait
+        if empty.waiting_since is None:
+            empty.waiting_since = now_ms
+        waited = now_ms - empty.waiting_since
         if empty.backlog and not empty.at_end:
             return waited >= self.max_backlog_wait_ms
         return waited >= self.max_idle_ms

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from posrecon.engine.cards import CardEntry, CardIndex, CardKey
 from posrecon.engine.engine import ReconciliationEngine
@@ -65,7 +65,7 @@ def read_changelog(
         pending = set()
         tps = []
         for p in parts:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            low, high = _watermarks(consumer, TopicPartition(topic, p), timeout_s)
             if high > low:
                 pending.add(p)
                 tps.append(TopicPartition(topic, p, OFFSET_BEGINNING))
@@ -95,6 +95,23 @@ def read_changelog(
     finally:
         consumer.close()
     return state
+
+
+def _watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float) -> tuple[int, int]:
+    """Low/high offsets, retrying transient errors (a just-created topic has no leader for a moment)."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.1
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            return int(low), int(high)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            retriable = isinstance(err, KafkaError) and not err.fatal()
+            if not retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 def load_books(engine: ReconciliationEngine, changelog: Mapping[int, Mapping[bytes, bytes]]) -> int:

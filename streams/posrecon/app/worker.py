@@ -243,6 +243,7 @@ class Worker:
             queue.records.append(msg)
             queue.at_end = False
             queue.last_heard = now
+            queue.waiting_since = None
         self._refresh_backlog()
         batch = self._select(now)
         idle = self._idle_partitions(now) if self.options.wall_clock_lag_ms is not None else []

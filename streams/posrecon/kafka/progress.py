@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 
 def group_lag(
@@ -51,11 +51,21 @@ def wait_drained(
     """Block until ``group`` has committed everything on ``inputs`` and its ``internal`` (transactional)
     topics; returns seconds waited. Raises TimeoutError."""
     started = time.monotonic()
+
+    def lag_now() -> int:
+        try:
+            return group_lag(bootstrap, group, [*inputs, *internal], internal, client_config)
+        except KafkaException as exc:  # e.g. NOT_COORDINATOR while a fresh broker loads __consumer_offsets
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.fatal():
+                raise
+            return -1
+
     while True:
-        lag = group_lag(bootstrap, group, [*inputs, *internal], internal, client_config)
+        lag = lag_now()
         if lag == 0:
             time.sleep(settle_s)  # let a last batch of sightings land, then confirm
-            if group_lag(bootstrap, group, [*inputs, *internal], internal, client_config) == 0:
+            if lag_now() == 0:
                 return time.monotonic() - started
         if time.monotonic() - started > timeout_s:
             raise TimeoutError(f"group {group} still {lag} records behind after {timeout_s} s")
