@@ -57,6 +57,11 @@ def _main(args: argparse.Namespace) -> int:
         if ops is not None:
             ops.stop()
     log.info("worker stopped", extra={"fields": {"records": worker.processed}})
+    if worker.has_abandoned_producers:
+        # a producer replaced after a stall may still sit inside librdkafka; destroying it could block
+        # forever, and its transaction is already fenced: leave without running destructors
+        logging.shutdown()
+        os._exit(0)
     return 0
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,6 +48,10 @@ from posrecon.serde.codec import AvroCodec, DecodeError
 log = logging.getLogger("posrecon.worker")
 
 
+class TransactionStalled(RuntimeError):
+    """A transactional call did not return in time."""
+
+
 @dataclass(frozen=True)
 class WorkerOptions:
     bootstrap: str
@@ -58,6 +63,8 @@ class WorkerOptions:
     wall_clock_lag_ms: int | None = 300_000
     idle_advance_after_ms: int = 2_000
     transaction_timeout_ms: int = 30_000
+    #: a send_offsets/commit call blocked longer than this replaces the producer (librdkafka can hang there)
+    transaction_stall_s: float = 20.0
     #: replication factor of the internal topics the worker creates (3 in production clusters)
     internal_replication: int = 1
     client_config: Mapping[str, str] = field(default_factory=dict)
@@ -97,6 +104,7 @@ class Worker:
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
         self.ready = False  # partitions assigned and state restored (GET /readyz)
+        self._stalled_producers: list[Producer | None] = []
         self.last_turn = time.monotonic()  # the loop's heartbeat (GET /healthz)
 
     def _new_engine(self) -> ReconciliationEngine:
@@ -111,16 +119,7 @@ class Worker:
         admin = admin_client(self.options.bootstrap, self.settings.kafka)
         self.partitions = check_copartitioned(admin, self.topics)
         create_internal_topics(admin, self.options.app_id, self.partitions, self.options.internal_replication)
-        self.producer = Producer(
-            {
-                **self.client_config,
-                "transactional.id": f"{self.options.app_id}-{self.options.worker_id}",
-                "transaction.timeout.ms": self.options.transaction_timeout_ms,
-                "partitioner": "murmur2_random",
-                "linger.ms": 5,
-                "queue.buffering.max.messages": 500_000,
-            }
-        )
+        self.producer = self._new_producer()
         self.producer.init_transactions(30)
         self.consumer = Consumer(
             {
@@ -147,6 +146,22 @@ class Worker:
             extra={"fields": {"app_id": self.options.app_id, "worker_id": self.options.worker_id,
                               "partitions": self.partitions, "bootstrap": self.options.bootstrap}},
         )  # fmt: skip
+
+    @property
+    def has_abandoned_producers(self) -> bool:
+        return bool(self._stalled_producers)
+
+    def _new_producer(self) -> Producer:
+        return Producer(
+            {
+                **self.client_config,
+                "transactional.id": f"{self.options.app_id}-{self.options.worker_id}",
+                "transaction.timeout.ms": self.options.transaction_timeout_ms,
+                "partitioner": "murmur2_random",
+                "linger.ms": 5,
+                "queue.buffering.max.messages": 500_000,
+            }
+        )
 
     def install_signal_handlers(self) -> None:
         def _stop(signum: int, _frame: object) -> None:
@@ -323,13 +338,18 @@ class Worker:
             self._emit(now)
             self._write_changelogs()
             if offsets:
-                producer.send_offsets_to_transaction(
+                self._guarded(
+                    producer.send_offsets_to_transaction,
                     [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())],
                     consumer.consumer_group_metadata(),
                 )
-            producer.commit_transaction()
+            self._guarded(producer.commit_transaction)
         except KafkaException as exc:
             self._recover(exc)
+            return
+        except TransactionStalled as exc:
+            self._replace_producer(str(exc))
+            self._recover(None)
             return
         self.metrics.transactions.labels("committed").inc()
         self.metrics.batch_records.observe(len(batch))
@@ -340,20 +360,54 @@ class Worker:
             self.metrics.processing_latency.observe(max(0, done - ts) / 1000)
         self._pending_latency.clear()
 
-    def _recover(self, exc: KafkaException) -> None:
+    def _guarded(self, call: Any, *args: Any) -> None:
+        """Run a blocking transactional call with a deadline.
+
+        librdkafka can block forever in ``send_offsets_to_transaction``/``commit_transaction`` after a broker
+        restart (a stale group-coordinator handle; the call's own timeout is not honoured), so the call runs on
+        a helper thread and a stall beyond ``transaction_stall_s`` raises :class:`TransactionStalled`.
+        """
+        outcome: list[BaseException | None] = []
+
+        def run() -> None:
+            try:
+                call(*args)
+                outcome.append(None)
+            except BaseException as exc:  # handed to the caller's thread
+                outcome.append(exc)
+
+        # a daemon thread: one stuck forever inside librdkafka must not keep the process from exiting
+        thread = threading.Thread(target=run, name="posrecon-txn", daemon=True)
+        thread.start()
+        thread.join(self.options.transaction_stall_s)
+        if not outcome:
+            raise TransactionStalled(f"{getattr(call, '__name__', call)} stalled")
+        if outcome[0] is not None:
+            raise outcome[0]
+
+    def _replace_producer(self, why: str) -> None:
+        """Abandon a stalled producer: a new one with the same transactional.id fences it and aborts its
+        open transaction (init_transactions), so nothing it may still send can commit."""
+        log.warning("transactional producer stalled; replacing it", extra={"fields": {"why": why}})
+        self._stalled_producers.append(self.producer)  # keep it referenced: its thread may still be inside
+        self.producer = self._new_producer()
+        self.producer.init_transactions(60)
+
+    def _recover(self, exc: KafkaException | None) -> None:
         """Abort, then rebuild state from the changelogs and rewind to the committed offsets."""
-        err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        err = exc.args[0] if exc is not None and exc.args and isinstance(exc.args[0], KafkaError) else None
         self.metrics.transactions.labels("aborted").inc()
         log.warning("transaction failed; aborting and rewinding", extra={"fields": {"error": scrub_text(str(exc))}})
-        if err is not None and err.fatal():
+        if exc is not None and err is not None and err.fatal():
             raise exc
         assert self.producer is not None and self.consumer is not None
-        try:
-            self.producer.abort_transaction(30)
-        except KafkaException as abort_exc:
-            abort_err = abort_exc.args[0]
-            if isinstance(abort_err, KafkaError) and abort_err.fatal():
-                raise
+        if exc is not None:
+            try:
+                self.producer.abort_transaction(30)
+            except KafkaException as abort_exc:
+                abort_err = abort_exc.args[0]
+                if isinstance(abort_err, KafkaError) and abort_err.fatal():
+                    raise
         self._pending_latency.clear()
         self._counts.clear()
         self.engine.take()
@@ -364,12 +418,25 @@ class Worker:
         self.cards.clear()
         self.tasks.clear()
         self._on_assign(self.consumer, assignment)
-        committed = self.consumer.committed(assignment, timeout=30)
+        committed = self._committed(assignment)
         for tp in committed:
             if tp.offset >= 0:
                 self.consumer.seek(tp)
             else:
                 self.consumer.seek(TopicPartition(tp.topic, tp.partition, -2))  # OFFSET_BEGINNING
+
+    def _committed(self, assignment: list[TopicPartition]) -> list[TopicPartition]:
+        """The group's committed offsets, retrying while the coordinator is unavailable."""
+        assert self.consumer is not None
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                return list(self.consumer.committed(assignment, timeout=15))
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if (isinstance(err, KafkaError) and err.fatal()) or time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
 
     def _process(self, msg: Message, now: int) -> None:
         topic = msg.topic()

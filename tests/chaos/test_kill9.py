@@ -1,0 +1,98 @@
+"""kill -9 of the worker at random points: exactly-once outputs, equal to the replay oracle.
+
+~3000 simulated orders (~8.6k input records) on 4 co-partitioned partitions. A worker with small batches
+(many transactions) is SIGKILLed at random progress points, three times as ``w0`` (the successor, same
+transactional.id, fences the dead one and aborts its open transaction at once), then once as ``w9``: a new
+transactional.id cannot fence ``w0``'s last transaction, so ``w9`` waits until the broker aborts it after
+``transaction.timeout.ms`` (KIP-447: the committed offsets it reads stay unstable until then). The last
+``w9`` drains the rest. Then: no duplicate (order_id, revision), revisions contiguous, every alert_id
+once, outputs == replay, committed offsets at the end of the input, no transaction open on any topic.
+
+Seed: ``POSRECON_CHAOS_SEED`` (printed; default random).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from chaoskit import (
+    Figures,
+    TxnProbe,
+    all_topic_names,
+    app_of,
+    assigned_lines,
+    check_exactly_once,
+    input_lag,
+    kill_inside_transaction,
+    simulate,
+    wait_until,
+)
+
+from livekit import WorkerProcess, feed_file, replay_oracle
+from posrecon.config import Topics
+
+pytestmark = [pytest.mark.chaos, pytest.mark.broker]
+PARTITIONS = 4
+
+
+def test_kill9_at_random_points_is_exactly_once(
+    warm_bootstrap: str, make_topics: Callable[..., Topics], spawn: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    seed = int(os.environ.get("POSRECON_CHAOS_SEED", str(time.time_ns() % 1_000_000)))
+    rng = random.Random(seed)
+    print(f"chaos seed {seed}")
+    bootstrap = warm_bootstrap
+    src = simulate(tmp_path / "sim", 3000, seed=seed % 1000 + 1, partitions=PARTITIONS)
+    topics = make_topics(bootstrap, PARTITIONS)
+    app = app_of(topics)
+    total = feed_file(bootstrap, topics, src)
+    oracle = replay_oracle(src, tmp_path / "replay", PARTITIONS)
+    figures = Figures(events=total)
+    probe = TxnProbe(bootstrap, all_topic_names(topics, app)[2:])  # outputs and internal topics
+    started = time.monotonic()
+
+    # progress bands (remaining input lag as a share of the input) inside which each kill lands
+    plan = [("w0", 0.80, 0.95), ("w0", 0.60, 0.75), ("w0", 0.40, 0.55), ("w9", 0.15, 0.35)]
+    incarnations: list[WorkerProcess] = []
+    last_lag = [total]
+    for worker_id, low, high in plan:
+        target = int(total * rng.uniform(low, high))
+        worker = spawn(bootstrap, topics, app, worker_id, batch=rng.choice([100, 200, 300]))
+        incarnations.append(worker)
+        born = time.monotonic()
+
+        def progressed(w: WorkerProcess = worker, t: int = target) -> bool:
+            assert w.alive(), f"worker died on its own (seed {seed}):\n{w.log()[-3000:]}"
+            last_lag[0] = input_lag(bootstrap, topics, app)
+            return last_lag[0] <= t
+
+        wait_until(progressed, 150, f"{worker_id} to get below {target} records of lag (seed {seed})")
+        time.sleep(rng.uniform(0, 0.25))
+        kill_inside_transaction(worker, probe)  # the hard case: outputs + changelog + offsets half written
+        figures.kills += 1
+        pending = probe.open()  # not the group's offsets: those block while a transaction is pending
+        figures.kills_with_open_transaction += bool(pending)
+        figures.notes.append(
+            f"{worker_id} pid {worker.pid}: lived {time.monotonic() - born:.1f} s, killed at lag "
+            f"<= {last_lag[0]}/{total}, leaving a transaction open on {len(pending)} partitions"
+        )
+        assert last_lag[0] > 0, "the input was fully processed before the kill: the kill proved nothing"
+
+    last = spawn(bootstrap, topics, app, "w9")
+    check = check_exactly_once(bootstrap, topics, app, oracle, drain_timeout=180, alive=last.alive)
+    assert last.stop() == 0, last.log()[-3000:]
+    figures.duplicates, figures.lost, figures.unexpected = (
+        check.verdict.duplicates, check.verdict.missing, check.verdict.unexpected)  # fmt: skip
+    figures.wall_seconds = round(time.monotonic() - started, 1)
+    print(figures.summary())
+    assert check.ok, f"seed {seed}: {check.explain()}\n" + "\n".join(figures.notes)
+    assert figures.kills >= 4
+    # every successor restored state from the changelogs rather than starting empty
+    for worker in [*incarnations[1:], last]:
+        restored = sum(row.get("orders_restored", 0) for row in assigned_lines(worker.log()))
+        assert restored > 0, f"{worker.log_path} restored no orders:\n{worker.log()[-2000:]}"

@@ -1,0 +1,80 @@
+"""A `posrecon run` worker that turns into a zombie at the one point KIP-447 cannot fence.
+
+It is the real :class:`posrecon.app.worker.Worker`; only its transactional producer is wrapped: right after
+``send_offsets_to_transaction`` of its N-th transaction returned (the group coordinator accepted the
+offsets under the current group generation) and before ``commit_transaction``, the process SIGSTOPs
+itself -- a GC pause, a VM stall, a laptop lid. Its consumer stops heartbeating, the group moves its
+partitions to another worker. After SIGCONT it finishes that one transaction and exits.
+
+usage: python zombie_worker.py BOOTSTRAP APP_ID WORKER_ID FREEZE_AT BATCH   (topics from POSRECON_TOPIC_*)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from posrecon.app.worker import Worker, WorkerOptions
+from posrecon.config import load_settings
+from posrecon.logs import setup_logging
+
+log = logging.getLogger("posrecon.zombie")
+
+
+class FreezingProducer:
+    def __init__(self, real: Any, freeze_at: int) -> None:
+        self.real = real
+        self.freeze_at = freeze_at
+        self.sent = 0
+        self.frozen = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def send_offsets_to_transaction(self, *args: Any, **kwargs: Any) -> None:
+        self.real.send_offsets_to_transaction(*args, **kwargs)
+        self.sent += 1
+        if self.sent == self.freeze_at:
+            offsets = {f"{tp.topic}[{tp.partition}]": tp.offset for tp in args[0]}
+            log.warning("zombie: offsets sent to the transaction, freezing before commit",
+                        extra={"fields": {"offsets": offsets}})  # fmt: skip
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            self.frozen = True
+            os.kill(os.getpid(), signal.SIGSTOP)
+            log.warning("zombie: woke up, committing")
+
+    def commit_transaction(self, *args: Any) -> None:
+        self.real.commit_transaction(*args)
+        if self.frozen:
+            log.warning("zombie: transaction committed after waking up; exiting")
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os._exit(0)
+
+
+class ZombieWorker(Worker):
+    freeze_at = 3
+
+    def setup(self) -> None:
+        super().setup()
+        self.producer = FreezingProducer(self.producer, self.freeze_at)  # type: ignore[assignment]
+
+
+def main(argv: list[str]) -> int:
+    bootstrap, app_id, worker_id, freeze_at, batch = argv
+    setup_logging("INFO")
+    ZombieWorker.freeze_at = int(freeze_at)
+    options = WorkerOptions(bootstrap=bootstrap, app_id=app_id, worker_id=worker_id,
+                            batch_max_records=int(batch), wall_clock_lag_ms=None)  # fmt: skip
+    worker = ZombieWorker(load_settings(), options)
+    worker.install_signal_handlers()
+    worker.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
