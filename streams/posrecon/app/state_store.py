@@ -73,18 +73,23 @@ def read_changelog(
             return state
         consumer.assign(tps)
         deadline = time.monotonic() + timeout_s
+        # the true log end: a read_committed consumer reports the last stable offset as its high watermark
+        probe = Consumer({**client_config, "group.id": f"{topic}-probe", "isolation.level": "read_uncommitted"})
+        highs = {p: _watermarks(probe, TopicPartition(topic, p), timeout_s)[1] for p in pending}
+        at_stable_end: set[int] = set()
         while pending:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"restoring {topic} partitions {sorted(pending)} took over {timeout_s} s")
             for msg in consumer.consume(5000, timeout=0.5):
                 err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        pending.discard(msg.partition())
-                        continue
-                    raise RuntimeError(f"restore of {topic}: {err}")
-                key = msg.key()
                 partition = msg.partition()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF and partition is not None:
+                        at_stable_end.add(partition)
+                    elif err.code() != KafkaError._PARTITION_EOF:
+                        raise RuntimeError(f"restore of {topic}: {err}")
+                    continue
+                key = msg.key()
                 assert key is not None and partition is not None
                 value = msg.value()
                 bucket = state[partition]
@@ -92,6 +97,16 @@ def read_changelog(
                     bucket.pop(key, None)
                 else:
                     bucket[key] = value
+            # read_committed stops at the last stable offset: while another producer (a zombie that lost
+            # its partitions) still has a transaction open here, wait until it is committed or aborted, or
+            # we would restore a state older than the input offsets that transaction commits
+            for partition in sorted(at_stable_end & pending):
+                tp = TopicPartition(topic, partition)
+                if consumer.position([tp])[0].offset >= highs[partition]:
+                    pending.discard(partition)
+            if pending:
+                time.sleep(0.05)
+        probe.close()
     finally:
         consumer.close()
     return state

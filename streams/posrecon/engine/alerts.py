@@ -42,9 +42,16 @@ def make_alert(
     }
 
 
+#: the v1 contract fields: a reader with a newer schema (an added optional field) must not change the id
+FINGERPRINT_FIELDS = (
+    "event_id", "notice_id", "order_id", "merchant_id", "terminal_id", "event_type", "status", "amount_minor",
+    "currency", "card_token", "event_time", "settled_at", "attempt", "decline_code", "batch_id", "fee_minor",
+)  # fmt: skip
+
+
 def record_fingerprint(record: Mapping[str, object]) -> str:
     """A stable digest of a (masked) record, for conditions that have no trustworthy id (invalid input).
 
-    The record's values are str, int or None, whose repr is stable across processes."""
-    text = scrub_text(repr(sorted(record.items())))
+    Only the v1 contract fields count; their values are str, int or None, whose repr is stable."""
+    text = scrub_text(repr([(k, record[k]) for k in FINGERPRINT_FIELDS if k in record]))
     return blake2b(text.encode("utf-8"), digest_size=12).hexdigest()

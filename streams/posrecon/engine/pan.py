@@ -11,9 +11,10 @@ import re
 PAN_MIN_DIGITS = 13
 PAN_MAX_DIGITS = 19
 _SEPARATORS = str.maketrans("", "", " -")
-# candidate runs: 13-19 digits, optionally grouped by single spaces or dashes
-_CANDIDATE = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
-_CANDIDATE_BYTES = re.compile(rb"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
+# runs of digits, optionally grouped by single spaces or dashes; every 13-19 digit window of a run is checked,
+# so a card number glued to other digits (an Avro length byte that happens to be an ASCII digit) is still found
+_RUN = re.compile(r"\d(?:[ -]?\d){12,}")
+_RUN_BYTES = re.compile(rb"\d(?:[ -]?\d){12,}")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -40,21 +41,36 @@ def mask_pan(value: str) -> str:
     return "*" * (len(digits) - 4) + digits[-4:]
 
 
+def _mask_run(run: str) -> str:
+    """Mask (all but the last four digits of) every Luhn-valid 13-19 digit window of a digit run."""
+    positions = [i for i, c in enumerate(run) if c.isdigit()]
+    digits = "".join(run[i] for i in positions)
+    hidden: set[int] = set()
+    for length in range(PAN_MAX_DIGITS, PAN_MIN_DIGITS - 1, -1):
+        for start in range(len(digits) - length + 1):
+            if luhn_valid(digits[start : start + length]):
+                hidden.update(range(start, start + length - 4))
+    if not hidden:
+        return run
+    chars = list(run)
+    for k in hidden:
+        chars[positions[k]] = "*"
+    return "".join(chars)
+
+
 def _mask_match(match: re.Match[str]) -> str:
-    text = match.group(0)
-    return mask_pan(text) if is_pan(text) else text
+    return _mask_run(match.group(0))
 
 
 def _mask_match_bytes(match: re.Match[bytes]) -> bytes:
-    text = match.group(0).decode("ascii")
-    return (mask_pan(text) if is_pan(text) else text).encode("ascii")
+    return _mask_run(match.group(0).decode("ascii")).encode("ascii")
 
 
 def scrub_text(text: str) -> str:
-    """Mask every card number inside free text."""
-    return _CANDIDATE.sub(_mask_match, text)
+    """Mask every card number inside free text (length-preserving)."""
+    return _RUN.sub(_mask_match, text)
 
 
 def scrub_bytes(data: bytes) -> bytes:
-    """Mask every ASCII card number inside raw bytes (Avro strings are UTF-8, so digits stay ASCII)."""
-    return _CANDIDATE_BYTES.sub(_mask_match_bytes, data)
+    """Mask every ASCII card number inside raw bytes (length-preserving, so an Avro body still decodes)."""
+    return _RUN_BYTES.sub(_mask_match_bytes, data)
