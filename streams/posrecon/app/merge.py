@@ -34,7 +34,7 @@ class TaskQueue:
 
 
 class TaskMerger:
-    def __init__(self, max_idle_ms: int, max_backlog_wait_ms: int = 10_000) -> None:
+    def __init__(self, max_idle_ms: int, max_backlog_wait_ms: int = 60_000) -> None:
         self.max_idle_ms = max_idle_ms
         self.max_backlog_wait_ms = max_backlog_wait_ms
 

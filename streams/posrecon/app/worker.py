@@ -62,9 +62,9 @@ class WorkerOptions:
     #: advance an idle partition's watermark to wall clock minus this lag; None disables (replay-equal mode)
     wall_clock_lag_ms: int | None = 300_000
     idle_advance_after_ms: int = 2_000
-    transaction_timeout_ms: int = 30_000
+    transaction_timeout_ms: int = 10_000  # a dead producer's open transaction blocks restores until aborted
     #: a send_offsets/commit call blocked longer than this replaces the producer (librdkafka can hang there)
-    transaction_stall_s: float = 20.0
+    transaction_stall_s: float = 15.0
     #: replication factor of the internal topics the worker creates (3 in production clusters)
     internal_replication: int = 1
     client_config: Mapping[str, str] = field(default_factory=dict)
@@ -190,7 +190,10 @@ class Worker:
             self.consumer.close()
             self.consumer = None
         if self.producer is not None:
-            self.producer.flush(10)
+            try:
+                self.producer.flush(10)
+            except KafkaException as exc:  # nothing is lost: an unfinished transaction is aborted by the broker
+                log.warning("producer flush at close failed", extra={"fields": {"error": scrub_text(str(exc))}})
             self.producer = None
 
     # --- rebalance -------------------------------------------------------------------------------------
@@ -398,16 +401,20 @@ class Worker:
         err = exc.args[0] if exc is not None and exc.args and isinstance(exc.args[0], KafkaError) else None
         self.metrics.transactions.labels("aborted").inc()
         log.warning("transaction failed; aborting and rewinding", extra={"fields": {"error": scrub_text(str(exc))}})
-        if exc is not None and err is not None and err.fatal():
-            raise exc
         assert self.producer is not None and self.consumer is not None
-        if exc is not None:
+        if exc is not None and err is not None and err.fatal():
+            # a fatal producer error (e.g. fenced, or the coordinator already aborted the transaction): start
+            # over with a new producer; init_transactions fences whatever the old one still holds
+            self._replace_producer(f"fatal producer error: {err}")
+        elif exc is not None:
             try:
-                self.producer.abort_transaction(30)
+                self._guarded(self.producer.abort_transaction, 30)
+            except TransactionStalled:
+                self._replace_producer("abort_transaction stalled")
             except KafkaException as abort_exc:
-                abort_err = abort_exc.args[0]
-                if isinstance(abort_err, KafkaError) and abort_err.fatal():
-                    raise
+                abort_err = abort_exc.args[0] if abort_exc.args else None
+                if not isinstance(abort_err, KafkaError) or abort_err.fatal() or not abort_err.retriable():
+                    self._replace_producer(f"abort failed: {abort_err}")
         self._pending_latency.clear()
         self._counts.clear()
         self.engine.take()
