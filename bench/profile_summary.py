@@ -1,9 +1,9 @@
 """Where a worker's time goes: summarize a py-spy raw profile (or a cProfile file) of ``posrecon run``.
 
 ``python bench/profile_summary.py PROFILE.raw`` (py-spy ``record --format raw --idle``) or ``PROFILE.prof``
-(cProfile). Prints the share of the worker loop's samples spent inside each stage (inclusive: a sample
-counts for every stage on its stack, the stages below are chosen to not nest) and the top functions by
-self time.
+(cProfile). Prints the share of the main loop's wall-clock samples per stage (each sample is charged to the
+leaf-most recognised frame: a C call such as ``commit_transaction`` by the source line that calls it, waits
+on the transaction helper thread included) and the top leaf frames.
 """
 
 from __future__ import annotations
@@ -14,33 +14,33 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-#: (label, frame pattern) — stages of one loop turn, inclusive; first match from the leaf wins
+#: (label, frame pattern): what a Python frame on the stack stands for; the leaf-most match wins
 STAGES: list[tuple[str, str]] = [
-    ("commit_transaction (broker round trips)", "commit_transaction"),
-    ("send_offsets_to_transaction", "send_offsets_to_transaction"),
-    ("begin_transaction", "begin_transaction"),
     ("Avro decode (fastavro)", "AvroCodec.decode"),
     ("Avro encode of outputs (fastavro)", "AvroCodec.encode"),
     ("changelog rows: to_row + json.dumps", "encode_order"),
+    ("cyclic GC (gcpolicy young collections)", "posrecon/gcpolicy.py"),
     ("engine (rules, deadlines)", "ReconciliationEngine."),
     ("card stage (sightings JSON + index)", "Worker._card_sighting"),
-    ("producer.produce calls", "Worker._send "),
     ("dead letters (scrub + headers)", "Worker._dead_letter"),
     ("metrics (prometheus_client)", "prometheus_client/"),
     ("merge / select (TaskMerger)", "Worker._select"),
     ("backlog check (position / watermarks)", "Worker._refresh_backlog"),
     ("gauges (every 5 s: scan of open orders)", "Worker._update_gauges"),
     ("restore on assignment", "Worker._on_assign"),
+    ("card changelog rows (JSON)", "encode_bucket"),
+    ("card changelog rows (JSON)", "encode_card_key"),
+    ("card changelog rows (JSON)", "encode_card_watermarks"),
+    ("emit: card sightings JSON + output loop", "Worker._emit"),
+    ("changelog loop (keys, dirty sets)", "Worker._write_changelogs"),
+    ("per-record shell code (_process: topic, timestamp, counters)", "Worker._process"),
 ]
 
-_FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:]*):(?P<line>\d+)\)$")
-_SOURCE_ROOTS = [Path(__file__).resolve().parent.parent / "streams"]
-
-#: C calls (no Python frame of their own): recognised by the source line of the leaf Python frame
+#: C calls have no Python frame of their own: recognised by the source line of the Python frame calling them
 C_CALLS: list[tuple[str, str]] = [
-    ("commit_transaction(", "commit_transaction (broker round trips)"),
-    ("send_offsets_to_transaction(", "send_offsets_to_transaction"),
-    ("begin_transaction(", "begin_transaction"),
+    ("commit_transaction", "commit_transaction (flush + EndTxn round trips)"),
+    ("send_offsets_to_transaction", "send_offsets_to_transaction"),
+    ("begin_transaction", "begin_transaction"),
     ("consumer.consume(", "consumer.consume (fetch wait)"),
     (".position(", "backlog check (position / watermarks)"),
     ("get_watermark_offsets(", "backlog check (position / watermarks)"),
@@ -50,6 +50,10 @@ C_CALLS: list[tuple[str, str]] = [
     ("schemaless_writer(", "Avro encode of outputs (fastavro)"),
 ]
 
+OTHER = "other Python (worker loop bookkeeping)"
+_FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:]*):(?P<line>\d+)\)$")
+_SOURCE_ROOTS = [Path(__file__).resolve().parent.parent / "streams"]
+
 
 def _source_line(file: str, line: int) -> str:
     import linecache
@@ -57,7 +61,10 @@ def _source_line(file: str, line: int) -> str:
     for root in _SOURCE_ROOTS:
         candidate = root / file
         if candidate.is_file():
-            return linecache.getline(str(candidate), line)
+            text = linecache.getline(str(candidate), line)
+            if text.rstrip().endswith("("):  # a call spread over lines: its callee is on the next one
+                text += linecache.getline(str(candidate), line + 1)
+            return text
     return ""
 
 
@@ -73,15 +80,15 @@ def _c_call(frame: str) -> str | None:
 
 
 def _stage(frames: list[str]) -> str:
-    c_call = _c_call(frames[-1])
-    if c_call is not None and not any("AvroCodec." in f or "encode_order" in f for f in frames):
-        return c_call
-    # the leaf-most frame that matches a stage decides (e.g. json.dumps under encode_order -> changelog)
+    """The stage of one sample: walk from the leaf to the root, the first recognised frame decides."""
     for frame in reversed(frames):
+        c_call = _c_call(frame)
+        if c_call is not None:
+            return c_call
         for label, pattern in STAGES:
             if pattern in frame:
                 return label
-    return "other Python (worker loop bookkeeping)"
+    return OTHER
 
 
 def summarize_raw(path: Path) -> dict[str, Any]:
@@ -93,8 +100,8 @@ def summarize_raw(path: Path) -> dict[str, Any]:
         if not stack or not count_text.isdigit():
             continue
         frames = stack.split(";")
-        if not any("posrecon/app/worker.py" in f for f in frames):
-            continue  # other threads
+        if not any(f.startswith("Worker.run (posrecon/app/worker.py") for f in frames):
+            continue  # other threads (transaction helper thread, metrics server): the main loop only
         count = int(count_text)
         total += count
         stages[_stage(frames)] += count

@@ -707,8 +707,8 @@ class Bench:
             self.step("broker", self.start_broker, 120)
             if self.ok("broker"):
                 self.run_steps()
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as exc:
+            interrupted = str(exc) or "SIGINT"
             self.log("\ninterrupted: stopping processes and the broker …")
         finally:
             self.children.stop_all()
@@ -976,8 +976,9 @@ def main() -> int:
         args.orders, args.recovery_orders, args.latency_s = 100_000, 200_000, 15.0
         args.live_orders, args.faust_per_partition, args.profile_s = 40_000, 1000, 10
 
-    def _interrupt(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
+    def _interrupt(signum: int, _frame: object) -> None:
+        print(f"\nreceived {signal.Signals(signum).name}", flush=True)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
