@@ -196,8 +196,11 @@ def frozen(workers: Iterable[Any]) -> Iterator[None]:
 
     Feeding a time-compressed replay file while a worker reads it lets one topic's partition run ahead of the
     other by a producer batch, i.e. hours of event time, and deadlines fire early (see test_feed_race.py).
-    Tests about other faults produce each chunk while the workers are frozen, so the whole chunk is on the
-    broker before they look; a freeze of a second is far below the 10 s session timeout."""
+    Producing each chunk while the workers are frozen puts the whole chunk on the broker before they look.
+    The freeze is itself a whole-process stall, though: with big chunks (thousands of records per partition)
+    it triggers the merge defect of test_burst_after_stall.py, so keep chunks small (about a thousand
+    records) where only exactly-once is under test. A freeze of a second is far below the 10 s session
+    timeout."""
     stopped = [w for w in workers if w.alive()]
     for w in stopped:
         os.kill(w.pid, signal.SIGSTOP)

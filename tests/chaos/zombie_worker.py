@@ -4,13 +4,17 @@ It is the real :class:`posrecon.app.worker.Worker`; only its transactional produ
 ``send_offsets_to_transaction`` of its N-th transaction returned (the group coordinator accepted the
 offsets under the current group generation) and before ``commit_transaction``, the process SIGSTOPs
 itself -- a GC pause, a VM stall, a laptop lid. Its consumer stops heartbeating, the group moves its
-partitions to another worker. After SIGCONT it finishes that one transaction and exits.
+partitions to another worker. After SIGCONT it finishes that one transaction and exits. Its
+``transaction.timeout.ms`` is 60 s so that the broker does not abort the frozen transaction before the
+takeover (with a shorter timeout the late commit is still possible -- the broker looks for expired
+transactions only every 10 s -- but not deterministic).
 
 usage: python zombie_worker.py BOOTSTRAP APP_ID WORKER_ID FREEZE_AT BATCH   (topics from POSRECON_TOPIC_*)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -68,8 +72,14 @@ def main(argv: list[str]) -> int:
     bootstrap, app_id, worker_id, freeze_at, batch = argv
     setup_logging("INFO")
     ZombieWorker.freeze_at = int(freeze_at)
+    # a transaction timeout well above the takeover time (session timeout + rebalance + restore), so the
+    # broker does not abort the frozen transaction first: the late commit is what this zombie is for
+    # (and no stall guard that would replace -- and so fence -- its own producer on waking up)
+    known = {f.name for f in dataclasses.fields(WorkerOptions)}
+    extra = {"transaction_stall_s": 120.0} if "transaction_stall_s" in known else {}
     options = WorkerOptions(bootstrap=bootstrap, app_id=app_id, worker_id=worker_id,
-                            batch_max_records=int(batch), wall_clock_lag_ms=None)  # fmt: skip
+                            batch_max_records=int(batch), wall_clock_lag_ms=None,
+                            transaction_timeout_ms=60_000, **extra)  # fmt: skip
     worker = ZombieWorker(load_settings(), options)
     worker.install_signal_handlers()
     worker.run()
