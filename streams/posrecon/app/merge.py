@@ -2,17 +2,27 @@
 
 A task owns partition p of the terminal topic and partition p of the settlement topic. Records are taken
 in Kafka-timestamp order across the two. When one side has nothing buffered the task waits for it (as
-Kafka Streams does with ``max.task.idle.ms``): up to ``max_backlog_wait_ms`` when that partition is known
-(or not yet known) to have records still to fetch, else until ``max_idle_ms`` have passed since it last
-delivered a record or reached its log end. Being at the log end is not enough to go on at once: a
-producer writing both topics may simply not have written the next record of the empty side yet. So a
-backlog on one topic cannot race the watermark ahead of the other, and a silent topic stalls a task by
-at most ``max_idle_ms``.
+Kafka Streams does with ``max.task.idle.ms``, KIP-695):
+
+* while that side is known (or not known not) to have records still to fetch, up to
+  ``max_backlog_wait_ms`` -- a backstop against an input transaction that never ends, not a timing bet;
+* else until ``max_idle_ms`` have passed since the task became blocked on it, and then only if a *fresh*
+  look at the broker (``confirm_caught_up``: a ListOffsets query by the worker) still shows nothing behind
+  the consumer's position. End-of-partition information can be stale: after a process stall (a VM pause,
+  CPU throttling) a burst may be on the broker while the flag says "at the end".
+
+Being at the log end is not enough to go on at once either: a producer writing both topics may simply not
+have written the next record of the empty side yet. So a backlog on one topic cannot race the watermark
+ahead of the other, and a silent topic stalls a task by at most ``max_idle_ms``.
+
+Waiting time counts only while the loop runs: :meth:`TaskMerger.discount` takes a stall of the whole
+process out of every wait, so a frozen worker does not wake up with all its waits expired.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 
@@ -21,16 +31,30 @@ class Record(Protocol):
 
 
 class TaskQueue:
-    """Buffered records of one input partition, plus whether the consumer is at its log end."""
+    """Buffered records of one input partition, plus what is known about the broker's side of it."""
 
-    __slots__ = ("at_end", "backlog", "last_heard", "records", "waiting_since")
+    __slots__ = ("at_end", "backlog", "end_offset", "last_heard", "partition", "paused", "records", "topic",
+                 "waiting_since")  # fmt: skip
 
-    def __init__(self, now_ms: int) -> None:
+    def __init__(self, now_ms: int, topic: str = "", partition: int = 0) -> None:
+        self.topic = topic
+        self.partition = partition
         self.records: deque[Record] = deque()
         self.waiting_since: int | None = None  # when the other side of the task started waiting for this one
-        self.at_end = False
+        self.at_end = False  # an end-of-partition event came after the last record
+        self.end_offset = -1  # the offset that event reported
         self.backlog = True  # records known (or not known not) to wait on the broker
         self.last_heard = now_ms  # wall clock of the last record or end-of-partition event
+        self.paused = False  # fetching paused by flow control (too many records buffered)
+
+
+#: asked before the other side may pass an apparently caught-up empty queue; False means "records are
+#: waiting on the broker after all" (the callee then marks the queue as having a backlog)
+CaughtUp = Callable[[TaskQueue], bool]
+
+
+def _always(_queue: TaskQueue) -> bool:
+    return True
 
 
 class TaskMerger:
@@ -38,7 +62,15 @@ class TaskMerger:
         self.max_idle_ms = max_idle_ms
         self.max_backlog_wait_ms = max_backlog_wait_ms
 
-    def take(self, first: TaskQueue, second: TaskQueue, limit: int, now_ms: int, out: list[Record]) -> None:
+    def take(
+        self,
+        first: TaskQueue,
+        second: TaskQueue,
+        limit: int,
+        now_ms: int,
+        out: list[Record],
+        confirm_caught_up: CaughtUp = _always,
+    ) -> None:
         """Move up to ``limit`` records, in timestamp order, from the two queues to ``out``."""
         a, b = first.records, second.records
         taken = 0
@@ -46,23 +78,32 @@ class TaskMerger:
             if a and b:
                 out.append(a.popleft() if a[0].timestamp()[1] <= b[0].timestamp()[1] else b.popleft())
             elif a:
-                if not self._may_pass(second, now_ms):
+                if not self._may_pass(second, now_ms, confirm_caught_up):
                     return
                 out.append(a.popleft())
             elif b:
-                if not self._may_pass(first, now_ms):
+                if not self._may_pass(first, now_ms, confirm_caught_up):
                     return
                 out.append(b.popleft())
             else:
                 return
             taken += 1
 
-    def _may_pass(self, empty: TaskQueue, now_ms: int) -> bool:
+    def _may_pass(self, empty: TaskQueue, now_ms: int, confirm_caught_up: CaughtUp) -> bool:
         # the wait is timed from when the task became blocked on the empty side (as Kafka Streams does), not
         # from that side's last record: after a quiet spell the other side must still get its full wait
         if empty.waiting_since is None:
             empty.waiting_since = now_ms
         waited = now_ms - empty.waiting_since
+        if waited >= self.max_backlog_wait_ms:
+            return True  # backstop: e.g. an input transaction left open on the empty side
         if empty.backlog and not empty.at_end:
-            return waited >= self.max_backlog_wait_ms
-        return waited >= self.max_idle_ms
+            return False
+        return waited >= self.max_idle_ms and confirm_caught_up(empty)
+
+    @staticmethod
+    def discount(queues: Iterable[TaskQueue], stalled_ms: int) -> None:
+        """Take ``stalled_ms`` during which the loop did not run out of every wait in progress."""
+        for queue in queues:
+            if queue.waiting_since is not None:
+                queue.waiting_since += stalled_ms

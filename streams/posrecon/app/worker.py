@@ -67,6 +67,9 @@ class WorkerOptions:
     transaction_stall_s: float = 15.0
     #: replication factor of the internal topics the worker creates (3 in production clusters)
     internal_replication: int = 1
+    #: flow control: pause fetching a partition with more records than this buffered, resume below the low mark
+    queue_high_records: int = 5_000
+    queue_low_records: int = 1_000
     client_config: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -75,6 +78,9 @@ def _wall_ms() -> int:
 
 
 class Worker:
+    #: the most of one loop turn that counts as waiting for input (more is a stall: see TaskMerger.discount)
+    STEP_CREDIT_MS = 250
+
     def __init__(self, settings: Settings, options: WorkerOptions, metrics: WorkerMetrics | None = None) -> None:
         self.settings = settings
         self.options = options
@@ -106,6 +112,9 @@ class Worker:
         self.ready = False  # partitions assigned and state restored (GET /readyz)
         self._stalled_producers: list[Producer | None] = []
         self.last_turn = time.monotonic()  # the loop's heartbeat (GET /healthz)
+        self._last_step_ms = _wall_ms()
+        #: wall clock of the last fresh look that found a partition caught up (see _caught_up)
+        self._checked: dict[tuple[str, int], int] = {}
 
     def _new_engine(self) -> ReconciliationEngine:
         engine = ReconciliationEngine(self.settings.rules, self.partitions)
@@ -199,13 +208,26 @@ class Worker:
     # --- rebalance -------------------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        positions = self._restore(partitions)
+        consumer.assign(positions)
+        consumer.resume(positions)  # a pause (flow control) must not outlive an earlier assignment
+
+    def _restore(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """Rebuild the state of ``partitions`` and return the positions to resume them from.
+
+        The committed offsets are fetched FIRST. Under read_committed librdkafka asks for stable offsets
+        (``require_stable``), so this waits while any transaction carrying offsets for these partitions is
+        still open -- e.g. a zombie that sent its offsets before it froze and commits after waking up. Only
+        then is the state read, so it is the state that matches the offsets we resume from.
+        """
         self.ready = False
         started = time.monotonic()
+        committed = self._committed(partitions)
         now = _wall_ms()
         inputs = sorted({tp.partition for tp in partitions if tp.topic != self.sightings_topic})
         card_parts = sorted({tp.partition for tp in partitions if tp.topic == self.sightings_topic})
         for tp in partitions:
-            self.queues[(tp.topic, tp.partition)] = TaskQueue(now)
+            self.queues[(tp.topic, tp.partition)] = TaskQueue(now, tp.topic, tp.partition)
         books = read_changelog(self.client_config, self.changelog, inputs)
         orders = load_books(self.engine, books)
         for p in inputs:
@@ -221,11 +243,17 @@ class Worker:
         self.ready = True
         fields = {"inputs": inputs, "card_partitions": card_parts, "orders_restored": orders}
         log.info("partitions assigned", extra={"fields": {**fields, "restore_s": round(elapsed, 3)}})
+        # OFFSET_BEGINNING (-2) where the group has committed nothing yet
+        return [TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else -2) for tp in committed]
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.ready = False
+        paused = [tp for tp in partitions if (q := self.queues.get((tp.topic, tp.partition))) and q.paused]
+        if paused:
+            consumer.resume(paused)
         for tp in partitions:
             self.queues.pop((tp.topic, tp.partition), None)
+            self._checked.pop((tp.topic, tp.partition), None)
             self.metrics.forget_partition(tp.topic, tp.partition)
             if tp.topic == self.sightings_topic:
                 self.cards.pop(tp.partition, None)
@@ -242,6 +270,14 @@ class Worker:
         assert consumer is not None
         self.last_turn = time.monotonic()
         now = _wall_ms()
+        gap = now - self._last_step_ms
+        self._last_step_ms = now
+        if gap > self.STEP_CREDIT_MS:
+            # the loop did not run (a process stall, or a slow turn): that time is not waiting for input
+            stalled = gap - self.STEP_CREDIT_MS
+            TaskMerger.discount(self.queues.values(), stalled)
+            for p in self.last_activity:
+                self.last_activity[p] += stalled
         for msg in consumer.consume(2000, timeout=0.05):
             err = msg.error()
             tp = (msg.topic(), msg.partition())
@@ -250,6 +286,7 @@ class Worker:
                 if err.code() == KafkaError._PARTITION_EOF:
                     if queue is not None:
                         queue.at_end = True
+                        queue.end_offset = msg.offset() or 0
                         queue.last_heard = now
                     continue
                 if err.fatal():
@@ -263,6 +300,7 @@ class Worker:
             queue.last_heard = now
             queue.waiting_since = None
         self._refresh_backlog()
+        self._flow_control()
         batch = self._select(now)
         idle = self._idle_partitions(now) if self.options.wall_clock_lag_ms is not None else []
         if batch or idle:
@@ -283,6 +321,58 @@ class Worker:
             high = consumer.get_watermark_offsets(tp, cached=True)[1]
             queue.backlog = position < 0 or high < 0 or position < high
 
+    def _flow_control(self) -> None:
+        """Bound what is buffered per partition (pause above the high mark, resume below the low mark).
+
+        Unbounded queues let librdkafka prefetch one topic far ahead of the other: the records a blocked task
+        waits for then sit behind thousands of others. Pausing a partition drops its prefetched records in
+        librdkafka; on resume it fetches again from the position of the last record handed to us.
+        """
+        consumer = self.consumer
+        assert consumer is not None
+        high, low = self.options.queue_high_records, self.options.queue_low_records
+        pause: list[TopicPartition] = []
+        resume: list[TopicPartition] = []
+        for (topic, partition), queue in self.queues.items():
+            depth = len(queue.records)
+            if not queue.paused and depth > high:
+                queue.paused = True
+                pause.append(TopicPartition(topic, partition))
+            elif queue.paused and depth < low:
+                queue.paused = False
+                resume.append(TopicPartition(topic, partition))
+        if pause:
+            consumer.pause(pause)
+        if resume:
+            consumer.resume(resume)
+
+    def _caught_up(self, queue: TaskQueue) -> bool:
+        """A fresh look at the broker: has the consumer really read everything of this partition?
+
+        A ListOffsets query (the end offset a read_committed reader can reach). Remembered for
+        ``max_task_idle_ms``, so a silent topic costs at most one query per partition per wait period.
+        """
+        consumer = self.consumer
+        assert consumer is not None
+        now = _wall_ms()
+        key = (queue.topic, queue.partition)
+        checked = self._checked.get(key)
+        if checked is not None and queue.at_end and now - checked < self.options.max_task_idle_ms:
+            return True
+        tp = TopicPartition(queue.topic, queue.partition)
+        try:
+            end = consumer.get_watermark_offsets(tp, timeout=5, cached=False)[1]
+            position = consumer.position([tp])[0].offset
+        except KafkaException:
+            return False  # cannot tell: keep waiting (bounded by the backstop)
+        reached = max(position, queue.end_offset if queue.at_end else -1)
+        if end < 0 or reached < end:
+            queue.at_end = False
+            queue.backlog = True
+            return False
+        self._checked[key] = now
+        return True
+
     def _select(self, now: int) -> list[Message]:
         out: list[Any] = []
         limit = self.options.batch_max_records
@@ -292,7 +382,7 @@ class Worker:
             if first is None or second is None:
                 continue
             before = len(out)
-            self.merger.take(first, second, limit - len(out), now, out)
+            self.merger.take(first, second, limit - len(out), now, out, self._caught_up)
             if len(out) > before:
                 self.last_activity[p] = now
             if len(out) >= limit:
@@ -318,7 +408,11 @@ class Worker:
                 lag = self.options.wall_clock_lag_ms or 0
                 watermark = self.engine.book(p).watermark
                 # a partition that never saw a record keeps no watermark: a backlog may still be on its way
-                if NO_WATERMARK < watermark < now - lag - self.options.idle_advance_after_ms:
+                if (
+                    NO_WATERMARK < watermark < now - lag - self.options.idle_advance_after_ms
+                    and self._caught_up(first)
+                    and self._caught_up(second)
+                ):
                     idle.append(p)
         return sorted(idle)
 
@@ -424,13 +518,11 @@ class Worker:
         self.engine = self._new_engine()
         self.cards.clear()
         self.tasks.clear()
-        self._on_assign(self.consumer, assignment)
-        committed = self._committed(assignment)
-        for tp in committed:
-            if tp.offset >= 0:
-                self.consumer.seek(tp)
-            else:
-                self.consumer.seek(TopicPartition(tp.topic, tp.partition, -2))  # OFFSET_BEGINNING
+        paused = [TopicPartition(t, p) for (t, p), q in self.queues.items() if q.paused]
+        if paused:
+            self.consumer.resume(paused)
+        for tp in self._restore(assignment):
+            self.consumer.seek(tp)
 
     def _committed(self, assignment: list[TopicPartition]) -> list[TopicPartition]:
         """The group's committed offsets, retrying while the coordinator is unavailable."""

@@ -1,0 +1,94 @@
+"""The task merge: timestamp order across a task's two inputs, and when an empty side may be passed."""
+
+from __future__ import annotations
+
+from posrecon.app.merge import TaskMerger, TaskQueue
+
+
+class Rec:
+    def __init__(self, ts: int, name: str) -> None:
+        self.ts, self.name = ts, name
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self.ts)
+
+
+def queue(*records: Rec, at_end: bool = False, backlog: bool = False) -> TaskQueue:
+    q = TaskQueue(0, "t", 0)
+    q.records.extend(records)
+    q.at_end, q.backlog = at_end, backlog
+    return q
+
+
+def names(out: list[Rec]) -> list[str]:
+    return [r.name for r in out]
+
+
+def test_records_of_both_sides_are_taken_in_timestamp_order() -> None:
+    a = queue(Rec(1, "a1"), Rec(5, "a5"), Rec(9, "a9"))
+    b = queue(Rec(2, "b2"), Rec(5, "b5"), at_end=True)
+    out: list[Rec] = []
+    TaskMerger(500).take(a, b, 10, 0, out)  # type: ignore[arg-type]
+    # ties go to the first side; a9 waits: b is empty now and the wait has only begun
+    assert names(out) == ["a1", "b2", "a5", "b5"]
+    assert list(a.records)[0].name == "a9"
+
+
+def test_an_empty_side_with_a_backlog_blocks_until_the_backstop() -> None:
+    merger = TaskMerger(500, max_backlog_wait_ms=60_000)
+    a, b = queue(Rec(1, "a1")), queue(backlog=True)
+    out: list[Rec] = []
+    merger.take(a, b, 10, 1_000, out)  # type: ignore[arg-type]
+    merger.take(a, b, 10, 30_000, out)  # type: ignore[arg-type]
+    assert out == []
+    merger.take(a, b, 10, 61_000, out)  # type: ignore[arg-type]
+    assert names(out) == ["a1"]
+
+
+def test_a_caught_up_side_is_passed_after_the_idle_wait_once_a_fresh_look_confirms_it() -> None:
+    merger = TaskMerger(500)
+    a, b = queue(Rec(1, "a1")), queue(at_end=True)
+    asked: list[TaskQueue] = []
+
+    def confirm(q: TaskQueue) -> bool:
+        asked.append(q)
+        return True
+
+    out: list[Rec] = []
+    merger.take(a, b, 10, 1_000, out, confirm)  # type: ignore[arg-type]
+    merger.take(a, b, 10, 1_499, out, confirm)  # type: ignore[arg-type]
+    assert out == [] and asked == []  # not asked before the idle wait is over
+    merger.take(a, b, 10, 1_500, out, confirm)  # type: ignore[arg-type]
+    assert names(out) == ["a1"] and asked == [b]
+
+
+def test_a_stale_end_flag_does_not_let_the_other_side_run_ahead() -> None:
+    """After a stall the flag says 'at the end' but the broker holds a burst: the fresh look says so."""
+    merger = TaskMerger(500)
+    a, b = queue(Rec(1, "a1")), queue(at_end=True)
+
+    def behind(q: TaskQueue) -> bool:
+        q.at_end, q.backlog = False, True
+        return False
+
+    out: list[Rec] = []
+    merger.take(a, b, 10, 0, out, behind)  # type: ignore[arg-type]
+    merger.take(a, b, 10, 10_000, out, behind)  # type: ignore[arg-type]
+    merger.take(a, b, 10, 50_000, out, behind)  # type: ignore[arg-type]
+    assert out == []
+    b.records.append(Rec(2, "b2"))
+    b.waiting_since = None
+    merger.take(a, b, 10, 50_001, out, behind)  # type: ignore[arg-type]
+    assert names(out) == ["a1"]  # b2 now waits for the (empty) first side in turn
+
+
+def test_a_stall_of_the_process_does_not_count_as_waiting() -> None:
+    merger = TaskMerger(500)
+    a, b = queue(Rec(1, "a1")), queue(at_end=True)
+    out: list[Rec] = []
+    merger.take(a, b, 10, 1_000, out)  # type: ignore[arg-type]
+    TaskMerger.discount([a, b], 20_000)  # the loop did not run for 20 s
+    merger.take(a, b, 10, 21_100, out)  # type: ignore[arg-type]
+    assert out == []  # 100 ms of real waiting
+    merger.take(a, b, 10, 21_500, out)  # type: ignore[arg-type]
+    assert names(out) == ["a1"]
