@@ -68,25 +68,27 @@ def state_bytes(sim_jsonl: Path) -> dict[str, Any]:
     }
 
 
-def _template(now: int) -> tuple[str, str]:
-    """(JSON changelog row with placeholders, order id placeholder) built by the engine for one order."""
+def _template(now: int) -> tuple[bytes, str]:
+    """(changelog row with placeholders, order id placeholder) built by the engine for one order.
+
+    Each placeholder is exactly as long as what replaces it: the row format length-prefixes strings."""
     engine = ReconciliationEngine()
     engine.book(0).dirty = set()
-    oid = "ord-rec-@@ID@@"
+    oid = "ord-rec-@@ID@@@@"
     base = {
         "order_id": oid,
         "merchant_id": "mch-@@M@@",
         "terminal_id": "trm-@@M@@-01",
         "amount_minor": 4242,
         "currency": "EUR",
-        "card_token": "tok_@@TOKEN@@",
+        "card_token": "tok_@@TOKEN@@@@@@@@@",
         "attempt": 1,
         "decline_code": None,
     }
     engine.on_terminal_event(
         {
             **base,
-            "event_id": "ev-@@ID@@-c",
+            "event_id": "ev-@@ID@@@@-c",
             "event_type": "ORDER_CREATED",  # type: ignore[typeddict-item]
             "event_time": now,
         },
@@ -97,7 +99,7 @@ def _template(now: int) -> tuple[str, str]:
     engine.on_terminal_event(
         {
             **base,
-            "event_id": "ev-@@ID@@-a",
+            "event_id": "ev-@@ID@@@@-a",
             "event_type": "AUTH_APPROVED",  # type: ignore[typeddict-item]
             "event_time": now + 900,
         },
@@ -107,7 +109,7 @@ def _template(now: int) -> tuple[str, str]:
     )
     row = encode_order(engine.book(0).orders[oid])
     assert row is not None
-    return row.decode(), oid
+    return row, oid
 
 
 def write_changelog(bootstrap: str, topic: str, partitions: int, orders: int, now: int) -> dict[str, Any]:
@@ -128,10 +130,10 @@ def write_changelog(bootstrap: str, topic: str, partitions: int, orders: int, no
         ident = f"{i:08d}"
         key = f"ord-rec-{ident}".encode()
         value = (
-            template.replace("@@ID@@", ident)
-            .replace("@@M@@", f"{i % 5000:05d}")
-            .replace("@@TOKEN@@", f"{(i * 2654435761) % (1 << 64):016x}")
-        ).encode()
+            template.replace(b"@@ID@@@@", ident.encode())
+            .replace(b"@@M@@", f"{i % 5000:05d}".encode())
+            .replace(b"@@TOKEN@@@@@@@@@", f"{(i * 2654435761) % (1 << 64):016x}".encode())
+        )
         total_bytes += len(key) + len(value)
         while True:
             try:

@@ -55,6 +55,9 @@ class WorkerMetrics:
         self.restore_seconds = Gauge("posrecon_restore_seconds", "Duration of the last state restore", registry=r)
         self.assigned_partitions = Gauge("posrecon_assigned_partitions", "Input partitions owned", registry=r)
         self.up = Gauge("posrecon_worker_up", "1 while the worker loop runs", registry=r)
+        self.input_pauses = Counter(
+            "posrecon_input_pauses", "Input partitions paused by flow control (too many records buffered)", registry=r
+        )
         self._preregister()
 
     def _preregister(self) -> None:

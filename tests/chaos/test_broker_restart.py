@@ -4,7 +4,7 @@ used so the session broker other tests share is never touched. The worker must s
 librdkafka clients reconnect; a failed transaction is aborted and the batch redone) and the outputs must be
 exactly once and equal to the replay oracle.
 
-A worker that makes no progress for 45 s after the broker is back is counted as hung, killed and replaced
+A worker that makes no progress for 60 s after the broker is back is counted as hung, killed and replaced
 (as a supervisor would), so that exactly-once is still checked end to end; the test then fails on the hang.
 """
 
@@ -24,11 +24,9 @@ from livekit import WorkerProcess, feed_file, replay_oracle
 from posrecon.config import Topics
 from posrecon.kafka.broker import LocalBroker
 
-# in the soak profile (make soak) for now: under CPU contention its 45 s liveness bound after a broker crash is
-# flaky (see the closing note of the exactly-once issue); exactly-once itself held in every run
-pytestmark = [pytest.mark.chaos, pytest.mark.soak, pytest.mark.broker]
+pytestmark = [pytest.mark.chaos, pytest.mark.broker]
 PARTITIONS = 4
-HANG_S = 45  # a healthy worker is back within ~15 s (reconnect, rejoin the group, restore)
+HANG_S = 60  # a healthy worker is back within ~15 s (reconnect, rejoin the group, restore)
 
 
 def test_broker_crash_and_restart_under_a_running_worker(

@@ -43,9 +43,7 @@ from chaoskit import (
 from livekit import WorkerProcess, feed_file, replay_oracle, topic_env
 from posrecon.config import Topics
 
-# in the soak profile for now: under CPU contention the zombie process sometimes does not exit within its 30 s
-# bound (see the closing note of the exactly-once issue); the fencing fix itself passed here
-pytestmark = [pytest.mark.chaos, pytest.mark.soak, pytest.mark.broker]
+pytestmark = [pytest.mark.chaos, pytest.mark.broker]
 PARTITIONS = 4
 HERE = Path(__file__).resolve().parent
 

