@@ -20,6 +20,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from posrecon.app.end_offsets import EndOffsets
 from posrecon.app.internal_topics import create_internal_topics, internal_topics
 from posrecon.app.merge import TaskMerger, TaskQueue
 from posrecon.app.state_store import (
@@ -118,9 +119,8 @@ class Worker:
         self._stalled_producers: list[Producer | None] = []
         self.last_turn = time.monotonic()  # the loop's heartbeat (GET /healthz)
         self._last_step_ms = _wall_ms()
-        #: wall clock of the last fresh look that found a partition caught up (see _caught_up)
-        self._checked: dict[tuple[str, int], int] = {}
         self.input_pauses = 0
+        self.end_offsets: EndOffsets  # set up with the Kafka clients (setup)
 
     def _new_engine(self) -> ReconciliationEngine:
         engine = ReconciliationEngine(self.settings.rules, self.partitions)
@@ -131,8 +131,9 @@ class Worker:
     # --- lifecycle -------------------------------------------------------------------------------------
 
     def setup(self) -> None:
-        admin = admin_client(self.options.bootstrap, self.settings.kafka)
+        admin = admin_client(self.options.bootstrap, self.client_config)
         self.partitions = check_copartitioned(admin, self.topics)
+        self.end_offsets = EndOffsets(admin)
         create_internal_topics(admin, self.options.app_id, self.partitions, self.options.internal_replication)
         self.producer = self._new_producer()
         self.producer.init_transactions(30)
@@ -216,9 +217,9 @@ class Worker:
     # --- rebalance -------------------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        positions = self._restore(partitions)
-        consumer.assign(positions)
-        consumer.resume(positions)  # a pause (flow control) must not outlive an earlier assignment
+        # (no resume() here: flow-control pauses are lifted when partitions are revoked, and a resume racing the
+        # start of fetching of a just-assigned partition is not something to rely on)
+        consumer.assign(self._restore(partitions))
 
     def _restore(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
         """Rebuild the state of ``partitions`` and return the positions to resume them from.
@@ -259,9 +260,9 @@ class Worker:
         paused = [tp for tp in partitions if (q := self.queues.get((tp.topic, tp.partition))) and q.paused]
         if paused:
             consumer.resume(paused)
+        self.end_offsets.forget((tp.topic, tp.partition) for tp in partitions)
         for tp in partitions:
             self.queues.pop((tp.topic, tp.partition), None)
-            self._checked.pop((tp.topic, tp.partition), None)
             self.metrics.forget_partition(tp.topic, tp.partition)
             if tp.topic == self.sightings_topic:
                 self.cards.pop(tp.partition, None)
@@ -311,11 +312,32 @@ class Worker:
         self._flow_control()
         batch = self._select(now)
         idle = self._idle_partitions(now) if self.options.wall_clock_lag_ms is not None else []
+        self.end_offsets.poll()  # answers from earlier turns in, this turn's questions out
         if batch or idle:
             self._transact(batch, idle, now)
         if time.monotonic() - self._last_gauges > 5:
             self._update_gauges()
+            self._report_waiting(now)
         return len(batch)
+
+    def _report_waiting(self, now: int) -> None:
+        """Log the tasks that have waited more than 5 s for one of their inputs (an on-call clue: a stuck
+        producer, an input transaction left open, or a partition that fell far behind the other)."""
+        consumer = self.consumer
+        assert consumer is not None
+        for queue in self.queues.values():
+            if queue.waiting_since is None or now - queue.waiting_since < 5_000 or queue.records:
+                continue
+            tp = TopicPartition(queue.topic, queue.partition)
+            try:
+                position = consumer.position([tp])[0].offset
+                high = consumer.get_watermark_offsets(tp, cached=True)[1]
+            except KafkaException:
+                position = high = -1
+            fields = {"topic": queue.topic, "partition": queue.partition, "waited_ms": now - queue.waiting_since,
+                      "at_end": queue.at_end, "end_offset": queue.end_offset, "backlog": queue.backlog,
+                      "paused": queue.paused, "position": position, "cached_high": high}  # fmt: skip
+            log.info("task waiting for input", extra={"fields": fields})
 
     def _refresh_backlog(self) -> None:
         """For empty input queues: are there records on the broker we have not fetched yet?"""
@@ -359,29 +381,19 @@ class Worker:
     def _caught_up(self, queue: TaskQueue) -> bool:
         """A fresh look at the broker: has the consumer really read everything of this partition?
 
-        A ListOffsets query (the end offset a read_committed reader can reach). Remembered for
-        ``max_task_idle_ms``, so a silent topic costs at most one query per partition per wait period.
+        Only an end offset asked for after the task began to wait (and within the last ``max_task_idle_ms``)
+        counts; until one has arrived the answer is "not yet" and the task keeps waiting. The question goes to
+        an admin client, off the loop (:class:`EndOffsets`).
         """
         consumer = self.consumer
         assert consumer is not None
         now = _wall_ms()
-        key = (queue.topic, queue.partition)
-        checked = self._checked.get(key)
-        if checked is not None and queue.at_end and now - checked < self.options.max_task_idle_ms:
-            return True
-        tp = TopicPartition(queue.topic, queue.partition)
-        try:
-            end = consumer.get_watermark_offsets(tp, timeout=5, cached=False)[1]
-            position = consumer.position([tp])[0].offset
-        except KafkaException:
-            return False  # cannot tell: keep waiting (bounded by the backstop)
-        reached = max(position, queue.end_offset if queue.at_end else -1)
-        if end < 0 or reached < end:
-            queue.at_end = False
-            queue.backlog = True
+        asked_after = max(queue.waiting_since or now, now - self.options.max_task_idle_ms)
+        end = self.end_offsets.answer((queue.topic, queue.partition), asked_after)
+        if end is None:
             return False
-        self._checked[key] = now
-        return True
+        position = consumer.position([TopicPartition(queue.topic, queue.partition)])[0].offset
+        return max(position, queue.end_offset if queue.at_end else -1) >= end
 
     def _select(self, now: int) -> list[Message]:
         out: list[Any] = []

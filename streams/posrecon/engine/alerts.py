@@ -6,12 +6,12 @@ from collections.abc import Mapping
 from hashlib import blake2b
 
 from posrecon.engine.model import Alert, AlertKind, Severity
-from posrecon.engine.pan import scrub_text
+from posrecon.engine.pan import PAN_MIN_DIGITS, scrub_text
 
 
 def alert_id(kind: AlertKind, *condition: str) -> str:
     """Deterministic id of one alert condition (kind + the ids that define it)."""
-    text = "\x1f".join((kind.value, *condition))
+    text = "\x1f".join((kind._value_, *condition))
     return blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
@@ -30,8 +30,8 @@ def make_alert(
 ) -> Alert:
     return {
         "alert_id": alert_id(kind, *condition),
-        "kind": kind.value,
-        "severity": severity.value,
+        "kind": kind._value_,
+        "severity": severity._value_,
         "order_id": order_id,
         "merchant_id": merchant_id,
         "terminal_id": terminal_id,
@@ -52,6 +52,17 @@ FINGERPRINT_FIELDS = (
 def record_fingerprint(record: Mapping[str, object]) -> str:
     """A stable digest of a (masked) record, for conditions that have no trustworthy id (invalid input).
 
-    Only the v1 contract fields count; their values are str, int or None, whose repr is stable."""
-    text = scrub_text(repr([(k, record[k]) for k in FINGERPRINT_FIELDS if k in record]))
+    Only the v1 contract fields count; their values are str, int or None, whose repr is stable.
+
+    The text is ``scrub_text(repr([(k, record[k]) ...]))``, built piecewise: a card number (a digit run) cannot
+    span the ``', `` before a value's repr or the ``)`` after it, so scrubbing each value's repr on its own
+    gives the same text, and a repr shorter than 13 characters cannot hold one at all."""
+    parts = []
+    for k in FINGERPRINT_FIELDS:
+        if k in record:
+            value = repr(record[k])
+            if len(value) >= PAN_MIN_DIGITS:
+                value = scrub_text(value)
+            parts.append(f"({k!r}, {value})")
+    text = "[" + ", ".join(parts) + "]"
     return blake2b(text.encode("utf-8"), digest_size=12).hexdigest()

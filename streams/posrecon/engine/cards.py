@@ -81,9 +81,37 @@ class CardIndex:
         found: list[DuplicateCharge] = []
         paired: tuple[str, ...] = ()
         bucket = self.entries.get(key)
-        if bucket is None:
-            bucket = self.entries[key] = []
-        elif not voided:
+        if bucket is None:  # the common case: a card key not seen within the window
+            self.entries[key] = [CardEntry(order_id, approved_at, terminal_id, voided, paired)]
+        else:
+            self._pair(bucket, key, order_id, approved_at, terminal_id, voided, found)
+        if self.dirty is not None:
+            self.dirty.add(key)
+        heapq.heappush(self.expiry, (approved_at + self.keep_for, order_id, key))
+        # = self._observe(source, mark), inlined
+        marks = self.source_watermarks
+        if mark > marks.get(source, -(1 << 62)):
+            marks[source] = mark
+            if len(marks) >= self.sources:
+                aligned = mark if self.sources == 1 else min(marks.values())
+                if aligned > self.watermark:
+                    self.watermark = aligned
+                    if self.expiry[0][0] < aligned:
+                        self._prune()
+        return found
+
+    def _pair(
+        self,
+        bucket: list[CardEntry],
+        key: CardKey,
+        order_id: str,
+        approved_at: int,
+        terminal_id: str,
+        voided: bool,
+        found: list[DuplicateCharge],
+    ) -> None:
+        paired: tuple[str, ...] = ()
+        if not voided:
             # each pair of orders raises at most one alert, whichever of their approvals meet first
             done = {o for e in bucket if e.order_id == order_id for o in e.paired}
             done.update(e.order_id for e in bucket if order_id in e.paired)
@@ -104,11 +132,6 @@ class CardIndex:
                 else:
                     found.append(DuplicateCharge(order_id, terminal_id, approved_at, other, key[1]))
         bucket.append(CardEntry(order_id, approved_at, terminal_id, voided, paired))
-        if self.dirty is not None:
-            self.dirty.add(key)
-        heapq.heappush(self.expiry, (approved_at + self.keep_for, order_id, key))
-        self._observe(source, mark)
-        return found
 
     def _observe(self, source: int, mark: int) -> None:
         marks = self.source_watermarks
@@ -138,16 +161,23 @@ class CardIndex:
 
     def _prune(self) -> None:
         expiry = self.expiry
-        while expiry and expiry[0][0] < self.watermark:
-            _, order_id, key = heapq.heappop(expiry)
-            bucket = self.entries.get(key)
+        entries = self.entries
+        watermark = self.watermark
+        keep_for = self.keep_for
+        heappop = heapq.heappop
+        while expiry and expiry[0][0] < watermark:
+            _, order_id, key = heappop(expiry)
+            bucket = entries.get(key)
             if bucket is None:
                 continue
-            bucket[:] = [
-                e for e in bucket if not (e.order_id == order_id and e.approved_at + self.keep_for < self.watermark)
-            ]
-            if not bucket:
-                del self.entries[key]
+            if len(bucket) == 1:  # the common case, without building a new list
+                entry = bucket[0]
+                if entry.order_id == order_id and entry.approved_at + keep_for < watermark:
+                    del entries[key]
+            else:
+                bucket[:] = [e for e in bucket if not (e.order_id == order_id and e.approved_at + keep_for < watermark)]
+                if not bucket:
+                    del entries[key]
             if self.dirty is not None:
                 self.dirty.add(key)
 

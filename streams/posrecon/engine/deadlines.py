@@ -9,6 +9,7 @@ total order that does not depend on insertion order (snapshot + restore gives th
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterator
 
 Deadline = tuple[int, int, str]  # (due incl. allowed lateness, kind, order_id)
 
@@ -16,12 +17,14 @@ BUCKET_MS = 60_000
 
 
 class DeadlineIndex:
-    __slots__ = ("_buckets", "_hint", "_keys", "_unsorted", "count")
+    __slots__ = ("_buckets", "_hint", "_keys", "_sorted", "count")
 
     def __init__(self) -> None:
         self._buckets: dict[int, list[Deadline]] = {}
         self._keys: list[int] = []
-        self._unsorted: set[int] = set()
+        #: the key of the one bucket known to be sorted (descending): only the earliest bucket is ever
+        #: sorted, and a push into it or a new earlier bucket makes it unknown again
+        self._sorted: int | None = None
         self._hint: int | None = None  # the exact earliest due, when known
         self.count = 0
 
@@ -34,13 +37,14 @@ class DeadlineIndex:
     def clear(self) -> None:
         self._buckets.clear()
         self._keys.clear()
-        self._unsorted.clear()
+        self._sorted = None
         self._hint = None
         self.count = 0
 
     def push(self, deadline: Deadline) -> None:
         due = deadline[0]
-        if self._hint is not None and due < self._hint:
+        hint = self._hint
+        if hint is not None and due < hint:
             self._hint = due
         key = due // BUCKET_MS
         bucket = self._buckets.get(key)
@@ -49,7 +53,8 @@ class DeadlineIndex:
             heapq.heappush(self._keys, key)
         else:
             bucket.append(deadline)
-            self._unsorted.add(key)
+            if key == self._sorted:
+                self._sorted = None
         self.count += 1
 
     def next_due(self) -> int | None:
@@ -57,6 +62,33 @@ class DeadlineIndex:
         if self._hint is not None:
             return self._hint
         return self._keys[0] * BUCKET_MS if self._keys else None
+
+    def due(self, watermark: int) -> Iterator[Deadline]:
+        """Pop the deadlines with due <= watermark, earliest first: the same sequence as calling
+        :meth:`pop_due` until it returns None (deadlines pushed while iterating are taken into account)."""
+        keys = self._keys
+        buckets = self._buckets
+        while keys:
+            key = keys[0]
+            if key * BUCKET_MS > watermark:
+                return
+            bucket = buckets[key]
+            if not bucket:
+                heapq.heappop(keys)
+                del buckets[key]
+                if key == self._sorted:
+                    self._sorted = None
+                continue
+            if key != self._sorted:
+                bucket.sort(reverse=True)  # earliest last, popped from the end
+                self._sorted = key
+            last = bucket[-1]
+            if last[0] > watermark:
+                self._hint = last[0]
+                return
+            self.count -= 1
+            self._hint = None
+            yield bucket.pop()
 
     def pop_due(self, watermark: int) -> Deadline | None:
         """The earliest deadline with due <= watermark, removed; None when nothing is due."""
@@ -69,13 +101,15 @@ class DeadlineIndex:
             if not bucket:
                 heapq.heappop(keys)
                 del self._buckets[key]
-                self._unsorted.discard(key)
+                if key == self._sorted:
+                    self._sorted = None
                 continue
-            if key in self._unsorted:
+            if key != self._sorted:
                 bucket.sort(reverse=True)  # earliest last, popped from the end
-                self._unsorted.discard(key)
-            if bucket[-1][0] > watermark:
-                self._hint = bucket[-1][0]
+                self._sorted = key
+            last = bucket[-1]
+            if last[0] > watermark:
+                self._hint = last[0]
                 return None
             self.count -= 1
             self._hint = None

@@ -17,6 +17,7 @@ from typing import Any
 from posrecon.config import RuleConfig
 from posrecon.engine.alerts import make_alert, record_fingerprint
 from posrecon.engine.cards import CardIndex, CardKey, CardSighting, duplicate_charge_alert
+from posrecon.engine.currency import ISO_4217_CODES
 from posrecon.engine.deadlines import Deadline, DeadlineIndex
 from posrecon.engine.model import (
     Alert,
@@ -47,9 +48,11 @@ from posrecon.engine.order import (
     Approval,
     Notice,
     OrderState,
+    RecordFields,
     SettlementPhase,
     TerminalPhase,
 )
+from posrecon.engine.validation import PAN_START as _PAN_START
 from posrecon.engine.validation import check_settlement_notice, check_terminal_event
 
 NO_WATERMARK = -(1 << 62)
@@ -59,6 +62,18 @@ EXPIRE = 0
 ORPHAN = 1
 MISSING = 2
 EVICT = 9
+
+#: ``tuple.__new__``: builds an Approval / Notice without the NamedTuple's Python-level ``__new__``
+_new_tuple: Any = tuple.__new__
+
+_MATCHED = Outcome.MATCHED
+_REVERSED = Outcome.REVERSED
+_OUTCOME_VALUE = {o: o.value for o in Outcome}
+_DECLINED = TerminalPhase.DECLINED
+_VOIDED = TerminalPhase.VOIDED
+_CREATED = TerminalPhase.CREATED
+_TIMED_OUT = TerminalPhase.TIMED_OUT
+_REVERSED_PHASE = SettlementPhase.REVERSED
 
 
 class PartitionBook:
@@ -122,20 +137,34 @@ class ReconciliationEngine:
         self, event: TerminalEvent, partition: int = 0, ingest_time: int | None = None, now: int | None = None
     ) -> Rejection | None:
         """Apply one decoded TerminalEvent. Returns the rejection when the record is invalid."""
+        # The hot path: validation, order lookup/opening, scheduling and the first approval are inlined
+        # (same steps, same order of effects as the helper methods they mirror).
         rules = self.rules
         self.stats.records += 1
-        rejection = check_terminal_event(event, ingest_time, rules)
-        if rejection is not None:
-            self._invalid("terminal", event, event["event_id"], event["event_time"], rejection, now)
-            return rejection
-        book = self.books.get(partition) or self.book(partition)
+        event_id = event["event_id"]
         order_id = event["order_id"]
+        merchant_id = event["merchant_id"]
+        terminal_id = event["terminal_id"]
         event_time = event["event_time"]
+        amount = event["amount_minor"]
+        token = event["card_token"]
+        if (
+            not (event_id and order_id and merchant_id and terminal_id)
+            or (token is not None and token[:1] in _PAN_START)
+            or amount <= 0
+            or amount > rules.max_amount_minor
+            or event["currency"] not in ISO_4217_CODES
+            or (ingest_time is not None and abs(event_time - ingest_time) > rules.max_clock_skew_ms)
+        ):  # possibly invalid: the full check decides (and says why)
+            rejection = check_terminal_event(event, ingest_time, rules)
+            if rejection is not None:
+                self._invalid("terminal", event, event_id, event_time, rejection, now)
+                return rejection
+        book = self.books.get(partition) or self.book(partition)
         order = book.orders.get(order_id)
         if order is None:
-            order = self._open_order(book, order_id, event["merchant_id"], event_time)
-        event_id = event["event_id"]
-        if event_id in order.seen_events:
+            order = self._open_order(book, order_id, merchant_id, event_time)
+        elif event_id in order.seen_events:
             self.stats.duplicates_dropped += 1
             self._advance(book, event_time, now)
             return None
@@ -143,36 +172,68 @@ class ReconciliationEngine:
         if book.dirty is not None:
             book.dirty.add(order_id)
         if not order.terminal_merchant:
-            order.merchant_id = event["merchant_id"]
+            order.merchant_id = merchant_id
             order.terminal_merchant = True
         if order.terminal_id is None:
-            order.terminal_id = event["terminal_id"]
+            order.terminal_id = terminal_id
         event_type = event["event_type"]
         previous = order.terminal_phase
         phase = order.terminal_phase = TERMINAL_TRANSITIONS[previous][TERMINAL_EVENT_INDEX[event_type]]
         if phase is not previous:
             order.phase_time = event_time
             if (
-                previous <= TerminalPhase.TIMED_OUT  # unresolved (NONE, CREATED, TIMED_OUT) …
-                and phase > TerminalPhase.TIMED_OUT  # … to an authorisation result
+                previous <= _TIMED_OUT  # unresolved (NONE, CREATED, TIMED_OUT) …
+                and phase > _TIMED_OUT  # … to an authorisation result
                 and order.created_at is not None
                 and self.auth_latencies is not None
             ):
                 self.auth_latencies.append(event_time - order.created_at)
         if event_type == "AUTH_APPROVED":
+            currency = event["currency"]
             if order.approval is None:
-                self._first_approval(book, order, event, now)
+                order.approval = _new_tuple(
+                    Approval, (event_id, event_time, amount, currency, terminal_id, token, merchant_id)
+                )
+                if (
+                    not order.scheduled & SCHEDULED_MISSING
+                    and order.settled is None
+                    and order.failed is None
+                    and phase is not _VOIDED
+                ):
+                    order.scheduled |= SCHEDULED_MISSING
+                    due = event_time + rules.settlement_sla_ms + rules.allowed_lateness_ms
+                    if due > order.pending_due:
+                        order.pending_due = due
+                    book.deadlines.push((due, MISSING, order_id))
             else:
                 self._duplicate_charge(order, event, now, book)
-                self._sight_card(book, order, _approval_of(event), now)
+            if token is not None:  # = self._sight_card(book, order, <this approval>, now), inlined
+                watermark = book.watermark
+                mark = watermark if watermark > event_time else event_time
+                key = (token, merchant_id, amount, currency)
+                if self.card_sightings is not None:
+                    self.card_sightings.append(
+                        CardSighting(
+                            key, order_id, event_time, terminal_id, phase is _VOIDED, False, book.partition, mark
+                        )
+                    )
+                else:
+                    found = self.cards.on_approval(
+                        key, order_id, event_time, terminal_id, phase is _VOIDED, book.partition, mark
+                    )
+                    for dup in found:
+                        self.alerts.append(duplicate_charge_alert(dup, rules, self._now(now, book)))
         elif event_type == "ORDER_CREATED":
             if order.created_at is None:
                 order.created_at = event_time
                 # a deadline whose condition can no longer become true is not scheduled (phases only move on)
-                if not order.scheduled & SCHEDULED_EXPIRED and phase <= TerminalPhase.TIMED_OUT:
+                if not order.scheduled & SCHEDULED_EXPIRED and phase <= _TIMED_OUT:
                     order.scheduled |= SCHEDULED_EXPIRED
-                    self._schedule(book, order, event_time + rules.order_ttl_ms, EXPIRE)
-        elif event_type == "VOIDED" and previous is not TerminalPhase.VOIDED and order.approval is not None:
+                    due = event_time + rules.order_ttl_ms + rules.allowed_lateness_ms
+                    if due > order.pending_due:
+                        order.pending_due = due
+                    book.deadlines.push((due, EXPIRE, order_id))
+        elif event_type == "VOIDED" and previous is not _VOIDED and order.approval is not None:
             approval = order.approval
             if approval.card_token is not None:
                 void = CardSighting(
@@ -185,12 +246,14 @@ class ReconciliationEngine:
                     self.cards.on_void(void)
         if order.settled is not None or order.failed is not None:  # no decision without a notice
             self._decide(order, now, book)
-        if event_time > book.watermark:
-            book.watermark = event_time
+        watermark = book.watermark
+        if event_time > watermark:
+            book.watermark = watermark = event_time
         next_due = book.deadlines.next_due()
-        if next_due is not None and next_due <= book.watermark:
+        if next_due is not None and next_due <= watermark:
             self._advance(book, event_time, now)
-        order.last_seen = book.watermark
+            watermark = book.watermark
+        order.last_seen = watermark
         return None
 
     def on_settlement_notice(
@@ -199,18 +262,28 @@ class ReconciliationEngine:
         """Apply one decoded SettlementNotice. Returns the rejection when the record is invalid."""
         rules = self.rules
         self.stats.records += 1
-        rejection = check_settlement_notice(notice, ingest_time, rules)
-        if rejection is not None:
-            self._invalid("settlement", notice, notice["notice_id"], notice["settled_at"], rejection, now)
-            return rejection
-        book = self.books.get(partition) or self.book(partition)
+        notice_id = notice["notice_id"]
         order_id = notice["order_id"]
+        merchant_id = notice["merchant_id"]
         settled_at = notice["settled_at"]
+        amount = notice["amount_minor"]
+        currency = notice["currency"]
+        if (
+            not (notice_id and order_id and merchant_id)
+            or amount <= 0
+            or amount > rules.max_amount_minor
+            or currency not in ISO_4217_CODES
+            or (ingest_time is not None and settled_at - ingest_time > rules.max_clock_skew_ms)
+        ):  # possibly invalid: the full check decides (and says why)
+            rejection = check_settlement_notice(notice, ingest_time, rules)
+            if rejection is not None:
+                self._invalid("settlement", notice, notice_id, settled_at, rejection, now)
+                return rejection
+        book = self.books.get(partition) or self.book(partition)
         order = book.orders.get(order_id)
         if order is None:
-            order = self._open_order(book, order_id, notice["merchant_id"], settled_at)
-        notice_id = notice["notice_id"]
-        if notice_id in order.seen_notices:
+            order = self._open_order(book, order_id, merchant_id, settled_at)
+        elif notice_id in order.seen_notices:
             self.stats.duplicates_dropped += 1
             self._advance(book, settled_at, now)
             return None
@@ -219,13 +292,16 @@ class ReconciliationEngine:
             book.dirty.add(order_id)
         status = notice["status"]
         order.settlement_phase = SETTLEMENT_TRANSITIONS[order.settlement_phase][SETTLEMENT_STATUS_INDEX[status]]
-        facts = Notice(notice_id, settled_at, notice["amount_minor"], notice["currency"])
+        facts: Notice = _new_tuple(Notice, (notice_id, settled_at, amount, currency))
         if status == "SETTLED":
             if order.settled is None:
                 order.settled = facts
-                if not order.scheduled & SCHEDULED_ORPHAN and order.terminal_phase <= TerminalPhase.TIMED_OUT:
+                if not order.scheduled & SCHEDULED_ORPHAN and order.terminal_phase <= _TIMED_OUT:
                     order.scheduled |= SCHEDULED_ORPHAN
-                    self._schedule(book, order, settled_at + rules.orphan_grace_ms, ORPHAN)
+                    due = settled_at + rules.orphan_grace_ms + rules.allowed_lateness_ms
+                    if due > order.pending_due:
+                        order.pending_due = due
+                    book.deadlines.push((due, ORPHAN, order_id))
             else:
                 self._duplicate_settlement(order, order.settled, facts, now, book)
         elif status == "FAILED":
@@ -234,12 +310,14 @@ class ReconciliationEngine:
         elif order.reversal is None:
             order.reversal = facts
         self._decide(order, now, book)
-        if settled_at > book.watermark:
-            book.watermark = settled_at
+        watermark = book.watermark
+        if settled_at > watermark:
+            book.watermark = watermark = settled_at
         next_due = book.deadlines.next_due()
-        if next_due is not None and next_due <= book.watermark:
+        if next_due is not None and next_due <= watermark:
             self._advance(book, settled_at, now)
-        order.last_seen = book.watermark
+            watermark = book.watermark
+        order.last_seen = watermark
         return None
 
     def advance(self, partition: int, event_time: int, now: int | None = None) -> None:
@@ -254,50 +332,15 @@ class ReconciliationEngine:
 
     def _open_order(self, book: PartitionBook, order_id: str, merchant_id: str, event_time: int) -> OrderState:
         order = book.orders[order_id] = OrderState(order_id, merchant_id)
-        order.last_seen = max(book.watermark, event_time)
-        order.evict_at = self._evict_at(order)
-        book.deadlines.push((order.evict_at, EVICT, order_id))
+        watermark = book.watermark
+        last_seen = order.last_seen = watermark if watermark > event_time else event_time
+        # = _evict_at(order): nothing is scheduled yet (pending_due 0)
+        evict_at = order.evict_at = (last_seen if last_seen > 0 else 0) + self.rules.state_retention_ms
+        book.deadlines.push((evict_at, EVICT, order_id))
         return order
 
     def _evict_at(self, order: OrderState) -> int:
         return max(order.last_seen, order.pending_due) + self.rules.state_retention_ms
-
-    def _schedule(self, book: PartitionBook, order: OrderState, deadline: int, kind: int) -> None:
-        due = deadline + self.rules.allowed_lateness_ms
-        if due > order.pending_due:
-            order.pending_due = due
-        book.deadlines.push((due, kind, order.order_id))
-
-    def _first_approval(self, book: PartitionBook, order: OrderState, event: TerminalEvent, now: int | None) -> None:
-        approval = order.approval = _approval_of(event)
-        if (
-            not order.scheduled & SCHEDULED_MISSING
-            and order.settled is None
-            and order.failed is None
-            and order.terminal_phase is not TerminalPhase.VOIDED
-        ):
-            order.scheduled |= SCHEDULED_MISSING
-            self._schedule(book, order, approval.event_time + self.rules.settlement_sla_ms, MISSING)
-        self._sight_card(book, order, approval, now)
-
-    def _sight_card(self, book: PartitionBook, order: OrderState, approval: Approval, now: int | None) -> None:
-        """Every approval of an order counts for the cross-order duplicate-charge check."""
-        if approval.card_token is None:
-            return
-        voided = order.terminal_phase is TerminalPhase.VOIDED
-        key = (approval.card_token, approval.merchant_id, approval.amount_minor, approval.currency)
-        mark = max(book.watermark, approval.event_time)
-        if self.card_sightings is not None:  # the cross-order check runs elsewhere (live: repartitioned by card)
-            self.card_sightings.append(
-                CardSighting(
-                    key, order.order_id, approval.event_time, approval.terminal_id, voided, False, book.partition, mark
-                )  # fmt: skip
-            )
-            return
-        found = self.cards.on_approval(key, order.order_id, approval.event_time, approval.terminal_id, voided,
-                                       book.partition, mark)  # fmt: skip
-        for dup in found:
-            self.alerts.append(duplicate_charge_alert(dup, self.rules, self._now(now, book)))
 
     def _duplicate_charge(self, order: OrderState, event: TerminalEvent, now: int | None, book: PartitionBook) -> None:
         first = order.approval
@@ -342,15 +385,84 @@ class ReconciliationEngine:
         )
 
     def _decide(self, order: OrderState, now: int | None, book: PartitionBook) -> None:
-        base = order.base_outcome(self.rules)
-        if base is None:
-            return
-        if base is not Outcome.MATCHED:
+        # OrderState.base_outcome + record_fields + next_revision in one pass (same results)
+        settled = order.settled
+        approval = order.approval
+        phase = order.terminal_phase
+        notice: Notice
+        if settled is not None:
+            notice = settled
+            if phase is _DECLINED or phase is _VOIDED:
+                base = Outcome.STATUS_CONFLICT
+            elif approval is not None:
+                rules = self.rules
+                if (
+                    settled.currency != approval.currency
+                    or abs(settled.amount_minor - approval.amount_minor) > rules.amount_tolerance_minor
+                ):
+                    base = Outcome.AMOUNT_MISMATCH
+                elif settled.settled_at - approval.event_time > rules.settlement_sla_ms:
+                    base = Outcome.MATCHED_LATE
+                else:
+                    base = _MATCHED
+            elif order.fired & FIRED_ORPHAN:
+                base = Outcome.UNMATCHED_SETTLEMENT
+            else:
+                return
+        else:
+            failed = order.failed
+            if failed is None or approval is None or phase is _VOIDED:
+                return
+            notice = failed
+            base = Outcome.SETTLEMENT_FAILED
+        if base is not _MATCHED:
             self._outcome_alert(order, base, now, book)
-        outcome = Outcome.REVERSED if order.settlement_phase is SettlementPhase.REVERSED else base
-        record = order.next_revision(order.record_fields(outcome))
-        if record is not None:
-            self.reconciled.append(record)
+        if order.settlement_phase is _REVERSED_PHASE:
+            outcome = _REVERSED
+            reversal = order.reversal
+            notice_id = reversal.notice_id if reversal is not None else notice.notice_id
+        else:
+            outcome = base
+            notice_id = notice.notice_id
+        if approval is not None:
+            terminal_id: str | None = approval.terminal_id
+            currency = approval.currency
+            approved_amount: int | None = approval.amount_minor
+            approved_at: int | None = approval.event_time
+        else:
+            terminal_id = order.terminal_id
+            currency = notice.currency
+            approved_amount = approved_at = None
+        if settled is not None:
+            settled_amount: int | None = settled.amount_minor
+            settled_at: int | None = settled.settled_at
+            lag = settled.settled_at - approved_at if approved_at is not None else None
+        else:
+            settled_amount = settled_at = lag = None
+        fields: RecordFields = (
+            order.order_id, order.merchant_id, terminal_id, _OUTCOME_VALUE[outcome], currency, approved_amount,
+            settled_amount, approved_at, settled_at, lag, notice_id,
+        )  # fmt: skip
+        if fields == order.last_fields:
+            return
+        order.last_fields = fields
+        revision = order.revision = order.revision + 1
+        self.reconciled.append(
+            {
+                "order_id": fields[0],
+                "merchant_id": fields[1],
+                "terminal_id": terminal_id,
+                "outcome": fields[3],
+                "currency": currency,
+                "approved_amount_minor": approved_amount,
+                "settled_amount_minor": settled_amount,
+                "approved_at": approved_at,
+                "settled_at": settled_at,
+                "settlement_lag_ms": lag,
+                "notice_id": notice_id,
+                "revision": revision,
+            }
+        )
 
     def _outcome_alert(self, order: OrderState, outcome: Outcome, now: int | None, book: PartitionBook) -> None:
         approval, settled = order.approval, order.settled
@@ -464,17 +576,21 @@ class ReconciliationEngine:
     def _advance(self, book: PartitionBook, event_time: int, now: int | None) -> None:
         if event_time > book.watermark:
             book.watermark = event_time
-        deadlines = book.deadlines
-        watermark = book.watermark
-        while True:
-            deadline = deadlines.pop_due(watermark)
-            if deadline is None:
-                return
-            due, kind, order_id = deadline
-            order = book.orders.get(order_id)
+        orders = book.orders
+        for due, kind, order_id in book.deadlines.due(book.watermark):
+            order = orders.get(order_id)
             if order is not None:
                 if book.dirty is not None:
                     book.dirty.add(order_id)
+                # the common no-op fires (condition already gone) are told apart here, without the call
+                if kind == EXPIRE:
+                    if order.fired & FIRED_EXPIRED or not (order.terminal_phase is _CREATED
+                                                           or order.terminal_phase is _TIMED_OUT):  # fmt: skip
+                        continue
+                elif kind == MISSING and (
+                    order.settled is not None or order.failed is not None or order.fired & FIRED_MISSING
+                ):
+                    continue
                 self._fire(book, order, kind, due, now)
 
     def _fire(self, book: PartitionBook, order: OrderState, kind: int, due: int, now: int | None) -> None:
@@ -573,18 +689,6 @@ class ReconciliationEngine:
             pending.append((order.approval.event_time + rules.settlement_sla_ms + lateness, MISSING, order.order_id))
         for deadline in pending:
             book.deadlines.push(deadline)
-
-
-def _approval_of(event: TerminalEvent) -> Approval:
-    return Approval(
-        event["event_id"],
-        event["event_time"],
-        event["amount_minor"],
-        event["currency"],
-        event["terminal_id"],
-        event["card_token"],
-        event["merchant_id"],
-    )
 
 
 def _card_key(approval: Approval) -> CardKey:

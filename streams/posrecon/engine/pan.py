@@ -17,7 +17,14 @@ _RUN = re.compile(r"\d(?:[ -]?\d){12,}")
 _RUN_BYTES = re.compile(rb"\d(?:[ -]?\d){12,}")
 
 
+_LUHN_PLAIN = {str(d): d for d in range(10)}
+_LUHN_DOUBLED = {str(d): 2 * d - 9 if 2 * d > 9 else 2 * d for d in range(10)}
+
+
 def luhn_valid(digits: str) -> bool:
+    if digits.isascii() and digits.isdigit():  # the usual case, summed in C (same result as the loop)
+        total = sum(map(_LUHN_PLAIN.__getitem__, digits[-1::-2])) + sum(map(_LUHN_DOUBLED.__getitem__, digits[-2::-2]))
+        return total % 10 == 0
     total = 0
     for position, char in enumerate(reversed(digits)):
         value = ord(char) - 48
@@ -43,10 +50,15 @@ def mask_pan(value: str) -> str:
 
 def _mask_run(run: str) -> str:
     """Mask (all but the last four digits of) every Luhn-valid 13-19 digit window of a digit run."""
-    positions = [i for i, c in enumerate(run) if c.isdigit()]
-    digits = "".join(run[i] for i in positions)
+    positions: range | list[int]
+    if run.isdigit():  # no separators (the usual case)
+        positions = range(len(run))
+        digits = run
+    else:
+        positions = [i for i, c in enumerate(run) if c.isdigit()]
+        digits = "".join(run[i] for i in positions)
     hidden: set[int] = set()
-    for length in range(PAN_MAX_DIGITS, PAN_MIN_DIGITS - 1, -1):
+    for length in range(min(PAN_MAX_DIGITS, len(digits)), PAN_MIN_DIGITS - 1, -1):
         for start in range(len(digits) - length + 1):
             if luhn_valid(digits[start : start + length]):
                 hidden.update(range(start, start + length - 4))

@@ -7,7 +7,9 @@ from posrecon.engine.currency import ISO_4217_CODES
 from posrecon.engine.model import InvalidReason, Rejection, SettlementNotice, TerminalEvent
 from posrecon.engine.pan import is_pan
 
-_PAN_START = frozenset("0123456789 -")
+#: first characters a card number can start with (the engine's inlined fast check uses this too)
+PAN_START = frozenset("0123456789 -")
+_PAN_START = PAN_START
 
 
 def _amount_rejection(amount: int, rules: RuleConfig) -> Rejection:

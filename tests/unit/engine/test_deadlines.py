@@ -41,3 +41,34 @@ def test_many_deadlines_in_one_bucket_fire_in_order() -> None:
     while (d := index.pop_due(10**9)) is not None:
         out.append(d)
     assert out == sorted(items)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 5 * 60_000), st.integers(0, 9)), max_size=60),
+    st.integers(0, 5 * 60_000),
+    st.lists(st.integers(0, 6 * 60_000), max_size=10),
+)
+def test_due_iterates_like_repeated_pop_due(
+    items: list[tuple[int, int]], watermark: int, pushed_while_firing: list[int]
+) -> None:
+    """``due()`` (the engine's loop) pops the same sequence as ``pop_due`` until None, also when deadlines are
+    pushed while firing (an EVICT deadline re-scheduled), and leaves the index in the same state."""
+    a, b = DeadlineIndex(), DeadlineIndex()
+    for i, (t, kind) in enumerate(items):
+        a.push((t, kind, f"o{i}"))
+        b.push((t, kind, f"o{i}"))
+    extra_a, extra_b = list(pushed_while_firing), list(pushed_while_firing)
+    out_a = []
+    for d in a.due(watermark):
+        out_a.append(d)
+        if extra_a:
+            a.push((extra_a.pop(), 9, f"x{len(out_a)}"))
+    out_b = []
+    while (d := b.pop_due(watermark)) is not None:
+        out_b.append(d)
+        if extra_b:
+            b.push((extra_b.pop(), 9, f"x{len(out_b)}"))
+    assert out_a == out_b
+    assert len(a) == len(b) and a.next_due() == b.next_due()
+    assert list(a.due(10**9)) == list(iter(lambda: b.pop_due(10**9), None))
