@@ -139,14 +139,6 @@ class Worker:
         self.producer.init_transactions(30)
         self.consumer = Consumer(
             {
-                # a shallow prefetch: librdkafka keeps ONE queue for all partitions, filled in fetch order. With
-                # its defaults (100k messages / 64 MB) the records a blocked task needs can sit behind 100k
-                # records of other partitions for many seconds; the worker buffers per partition itself, with
-                # flow control (measured: waits of 5-18 s on a 2M backlog before, see docs/performance.md)
-                "queued.min.messages": 10_000,
-                "queued.max.messages.kbytes": 8_192,
-                "fetch.max.bytes": 2_097_152,
-                "max.partition.fetch.bytes": 262_144,
                 **self.client_config,
                 "group.id": self.options.app_id,
                 "enable.auto.commit": False,
@@ -367,17 +359,24 @@ class Worker:
         """Bound what is buffered per partition (pause above the high mark, resume below the low mark).
 
         Unbounded queues let librdkafka prefetch one topic far ahead of the other: the records a blocked task
-        waits for then sit behind thousands of others. Pausing a partition drops its prefetched records in
-        librdkafka; on resume it fetches again from the position of the last record handed to us.
+        waits for then sit behind thousands of others (librdkafka keeps one prefetch queue for all partitions,
+        up to 100k messages). So a partition is also paused while its task waits for the other side, which has
+        records on the broker. Pausing a partition drops its prefetched records in librdkafka; on resume it
+        fetches again from the position of the last record handed to us.
         """
         consumer = self.consumer
         assert consumer is not None
         high, low = self.options.queue_high_records, self.options.queue_low_records
         pause: list[TopicPartition] = []
         resume: list[TopicPartition] = []
+        sides = {self.topics.terminal: self.topics.settlement, self.topics.settlement: self.topics.terminal}
         for (topic, partition), queue in self.queues.items():
             depth = len(queue.records)
-            if not queue.paused and depth > high:
+            other = self.queues.get((sides.get(topic, ""), partition))
+            # a task waiting for its other side cannot use more of this one: stop fetching it, so that
+            # librdkafka's single prefetch queue makes room for the records the task waits for
+            blocked = other is not None and depth > low and not other.records and other.backlog and not other.at_end
+            if not queue.paused and (depth > high or blocked):
                 queue.paused = True
                 pause.append(TopicPartition(topic, partition))
             elif queue.paused and depth < low:
