@@ -257,13 +257,15 @@ class OrderState:
         state = cls(str(row[0]), str(row[1]))
         state.terminal_merchant = bool(row[2])
         state.terminal_id = row[3]
-        state.terminal_phase = TerminalPhase(row[4])
-        state.settlement_phase = SettlementPhase(row[5])
+        # (a restore reads a million of these: dict lookups instead of enum calls, tuple.__new__ instead of the
+        # NamedTuples' Python-level __new__; a row of the wrong length still fails, on the field count check)
+        state.terminal_phase = _TERMINAL_PHASES[row[4]]
+        state.settlement_phase = _SETTLEMENT_PHASES[row[5]]
         state.created_at = row[6]
-        state.approval = Approval(*row[7]) if row[7] is not None else None
-        state.settled = Notice(*row[8]) if row[8] is not None else None
-        state.failed = Notice(*row[9]) if row[9] is not None else None
-        state.reversal = Notice(*row[10]) if row[10] is not None else None
+        state.approval = _tuple_of(Approval, row[7]) if row[7] is not None else None
+        state.settled = _tuple_of(Notice, row[8]) if row[8] is not None else None
+        state.failed = _tuple_of(Notice, row[9]) if row[9] is not None else None
+        state.reversal = _tuple_of(Notice, row[10]) if row[10] is not None else None
         state.seen_events = tuple(row[11])
         state.seen_notices = tuple(row[12])
         state.fired = row[13]
@@ -275,3 +277,13 @@ class OrderState:
         state.evict_at = row[19]
         state.phase_time = row[20]
         return state
+
+
+_TERMINAL_PHASES = {phase.value: phase for phase in TerminalPhase}
+_SETTLEMENT_PHASES = {phase.value: phase for phase in SettlementPhase}
+
+
+def _tuple_of(cls: Any, values: list[Any]) -> Any:
+    if len(values) != len(cls._fields):
+        raise ValueError(f"{cls.__name__} row has {len(values)} fields, not {len(cls._fields)}")
+    return tuple.__new__(cls, values)
