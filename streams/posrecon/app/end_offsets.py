@@ -10,7 +10,7 @@ look, answered on librdkafka's threads while the loop goes on. The loop reads th
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any
 
@@ -25,11 +25,18 @@ def _wall_ms() -> int:
 
 
 class EndOffsets:
-    """End offsets (what a ``read_committed`` reader can reach), each with the wall time it was asked for."""
+    """End offsets (what a ``read_committed`` reader can reach), each with the wall time it was asked for.
 
-    def __init__(self, admin: Any, request_timeout_s: float = 10.0) -> None:
-        self.admin: AdminClient = admin
+    A request that has not come back ``request_timeout_s`` + 2 s after it was sent is given up and asked
+    again; after three such, the admin client is replaced (``make_admin``): after a broker restart an admin
+    client's requests were seen never to complete."""
+
+    def __init__(self, make_admin: Callable[[], Any], request_timeout_s: float = 5.0) -> None:
+        self.make_admin = make_admin
+        self.admin: AdminClient = make_admin()
         self.request_timeout_s = request_timeout_s
+        self.lost = 0  # requests given up since the admin client was (re)made
+        self.replaced = 0
         self.known: dict[Key, tuple[int, int]] = {}  # partition -> (end offset, asked at ms)
         self._inflight: dict[Key, tuple[Future[Any], int]] = {}
         self._wanted: set[Key] = set()
@@ -50,14 +57,25 @@ class EndOffsets:
 
     def poll(self) -> None:
         """Collect finished answers, then send one request for everything wanted (once per loop turn)."""
+        overdue = _wall_ms() - int(self.request_timeout_s * 1000) - 2000
         for key, (future, asked) in list(self._inflight.items()):
             if not future.done():
+                if asked < overdue:
+                    del self._inflight[key]
+                    self._wanted.add(key)
+                    self.lost += 1
                 continue
             del self._inflight[key]
             try:
                 self.known[key] = (future.result().offset, asked)
             except KafkaException:
                 self._wanted.add(key)  # ask again with the next request
+        if self.lost >= 3:
+            self.admin = self.make_admin()
+            self.replaced += 1
+            self.lost = 0
+            self._wanted.update(self._inflight)
+            self._inflight.clear()
         wanted = [k for k in self._wanted if k not in self._inflight]
         self._wanted.clear()
         if not wanted:

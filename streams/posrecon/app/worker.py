@@ -133,7 +133,7 @@ class Worker:
     def setup(self) -> None:
         admin = admin_client(self.options.bootstrap, self.client_config)
         self.partitions = check_copartitioned(admin, self.topics)
-        self.end_offsets = EndOffsets(admin)
+        self.end_offsets = EndOffsets(lambda: admin_client(self.options.bootstrap, self.client_config))
         create_internal_topics(admin, self.options.app_id, self.partitions, self.options.internal_replication)
         self.producer = self._new_producer()
         self.producer.init_transactions(30)
@@ -404,10 +404,16 @@ class Worker:
         asked_after = now - self.options.max_task_idle_ms
         if queue.waiting_since is not None:
             asked_after = max(asked_after, queue.waiting_since)
+        tp = TopicPartition(queue.topic, queue.partition)
         end = self.end_offsets.answer((queue.topic, queue.partition), asked_after)
         if end is None:
-            return False
-        position = consumer.position([TopicPartition(queue.topic, queue.partition)])[0].offset
+            if queue.waiting_since is None or now - queue.waiting_since < 5 * self.options.max_task_idle_ms:
+                return False
+            try:  # the admin client is slow to answer (e.g. just after a broker restart): ask the consumer
+                end = consumer.get_watermark_offsets(tp, timeout=2, cached=False)[1]
+            except KafkaException:
+                return False
+        position = consumer.position([tp])[0].offset
         return max(position, queue.end_offset if queue.at_end else -1) >= end
 
     def _select(self, now: int) -> list[Message]:
