@@ -327,9 +327,8 @@ class Worker:
         producer, an input transaction left open, or a partition that fell far behind the other)."""
         consumer = self.consumer
         assert consumer is not None
-        sides = {self.topics.terminal: self.topics.settlement, self.topics.settlement: self.topics.terminal}
         for queue in self.queues.values():
-            other = self.queues.get((sides.get(queue.topic, ""), queue.partition))
+            other = self._other_side(queue.topic, queue.partition)
             if other is None or not other.records or queue.records:
                 continue  # not an input, or the task is not blocked on this side
             if queue.waiting_since is None or now - queue.waiting_since < 5_000:
@@ -357,6 +356,14 @@ class Worker:
             high = consumer.get_watermark_offsets(tp, cached=True)[1]
             queue.backlog = position < 0 or high < 0 or position < high
 
+    def _other_side(self, topic: str, partition: int) -> TaskQueue | None:
+        """The queue of the task's other input (None for the card-sightings topic)."""
+        if topic == self.topics.terminal:
+            return self.queues.get((self.topics.settlement, partition))
+        if topic == self.topics.settlement:
+            return self.queues.get((self.topics.terminal, partition))
+        return None
+
     def _flow_control(self) -> None:
         """Bound what is buffered per partition (pause above the high mark, resume below the low mark).
 
@@ -371,10 +378,9 @@ class Worker:
         high, low = self.options.queue_high_records, self.options.queue_low_records
         pause: list[TopicPartition] = []
         resume: list[TopicPartition] = []
-        sides = {self.topics.terminal: self.topics.settlement, self.topics.settlement: self.topics.terminal}
         for (topic, partition), queue in self.queues.items():
             depth = len(queue.records)
-            other = self.queues.get((sides.get(topic, ""), partition))
+            other = self._other_side(topic, partition)
             # a task waiting for its other side cannot use more of this one: stop fetching it, so that
             # librdkafka's single prefetch queue makes room for the records the task waits for
             blocked = other is not None and depth > low and not other.records and other.backlog and not other.at_end
