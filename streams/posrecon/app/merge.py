@@ -33,8 +33,8 @@ class Record(Protocol):
 class TaskQueue:
     """Buffered records of one input partition, plus what is known about the broker's side of it."""
 
-    __slots__ = ("at_end", "backlog", "end_offset", "last_heard", "partition", "paused", "records", "topic",
-                 "waiting_since")  # fmt: skip
+    __slots__ = ("at_end", "backlog", "end_offset", "heard", "last_heard", "partition", "paused", "records",
+                 "since", "topic", "waiting_since")  # fmt: skip
 
     def __init__(self, now_ms: int, topic: str = "", partition: int = 0) -> None:
         self.topic = topic
@@ -46,6 +46,8 @@ class TaskQueue:
         self.backlog = True  # records known (or not known not) to wait on the broker
         self.last_heard = now_ms  # wall clock of the last record or end-of-partition event
         self.paused = False  # fetching paused by flow control (too many records buffered)
+        self.since = now_ms  # when the partition was assigned
+        self.heard = False  # a record or an end-of-partition event has come since then
 
 
 #: asked before the other side may pass an apparently caught-up empty queue; False means "records are

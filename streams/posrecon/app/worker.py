@@ -308,6 +308,7 @@ class Worker:
                         queue.at_end = True
                         queue.end_offset = msg.offset() or 0
                         queue.last_heard = now
+                        queue.heard = True
                     continue
                 if err.fatal():
                     raise KafkaException(err)
@@ -316,6 +317,7 @@ class Worker:
             if queue is None:  # revoked meanwhile
                 continue
             queue.records.append(msg)
+            queue.heard = True
             queue.at_end = False
             queue.last_heard = now
             queue.waiting_since = None
@@ -329,7 +331,21 @@ class Worker:
         if time.monotonic() - self._last_gauges > 5:
             self._update_gauges()
             self._report_waiting(now)
+            self._check_fetching(now)
         return len(batch)
+
+    #: an assigned partition that has given neither a record nor an end-of-partition event for this long is
+    #: not being fetched (seen intermittently right after an assignment: the worker then fetched nothing)
+    FETCH_WATCHDOG_MS = 20_000
+
+    def _check_fetching(self, now: int) -> None:
+        silent = [q for q in self.queues.values() if not q.heard and now - q.since > self.FETCH_WATCHDOG_MS]
+        if not silent or self.consumer is None:
+            return
+        names = sorted(f"{q.topic}[{q.partition}]" for q in silent)
+        log.warning("assigned partitions are not being fetched; rewinding to the committed offsets",
+                    extra={"fields": {"partitions": names[:12], "count": len(names)}})  # fmt: skip
+        self._recover(None)
 
     def _report_waiting(self, now: int) -> None:
         """Log the tasks that have waited more than 5 s for one of their inputs (an on-call clue: a stuck
