@@ -33,8 +33,8 @@ class Record(Protocol):
 class TaskQueue:
     """Buffered records of one input partition, plus what is known about the broker's side of it."""
 
-    __slots__ = ("at_end", "backlog", "end_offset", "heard", "last_heard", "partition", "paused", "records",
-                 "since", "topic", "waiting_since")  # fmt: skip
+    __slots__ = ("at_end", "backlog", "end_offset", "heard", "partition", "paused", "records", "since", "topic",
+                 "waiting_since")  # fmt: skip
 
     def __init__(self, now_ms: int, topic: str = "", partition: int = 0) -> None:
         self.topic = topic
@@ -44,7 +44,6 @@ class TaskQueue:
         self.at_end = False  # an end-of-partition event came after the last record
         self.end_offset = -1  # the offset that event reported
         self.backlog = True  # records known (or not known not) to wait on the broker
-        self.last_heard = now_ms  # wall clock of the last record or end-of-partition event
         self.paused = False  # fetching paused by flow control (too many records buffered)
         self.since = now_ms  # when the partition was assigned
         self.heard = False  # a record or an end-of-partition event has come since then

@@ -307,7 +307,6 @@ class Worker:
                     if queue is not None:
                         queue.at_end = True
                         queue.end_offset = msg.offset() or 0
-                        queue.last_heard = now
                         queue.heard = True
                     continue
                 if err.fatal():
@@ -319,7 +318,6 @@ class Worker:
             queue.records.append(msg)
             queue.heard = True
             queue.at_end = False
-            queue.last_heard = now
             queue.waiting_since = None
         self._refresh_backlog()
         self._flow_control()
