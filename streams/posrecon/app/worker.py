@@ -330,7 +330,27 @@ class Worker:
             self._update_gauges()
             self._report_waiting(now)
             self._check_fetching(now)
+            if log.isEnabledFor(logging.DEBUG):
+                self._log_status(now)
         return len(batch)
+
+    def _log_status(self, now: int) -> None:
+        """Every queue's state, every 5 s at DEBUG (``--log-level DEBUG``): for diagnosing a task that is stuck."""
+        consumer = self.consumer
+        assert consumer is not None
+        queues = []
+        for queue in self.queues.values():
+            tp = TopicPartition(queue.topic, queue.partition)
+            try:
+                position = consumer.position([tp])[0].offset
+                low, high = consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                position = low = high = -1
+            queues.append([queue.topic.rsplit(".", 1)[0], queue.partition, len(queue.records), queue.at_end,
+                           queue.end_offset, queue.backlog, queue.paused, queue.heard, position, low, high,
+                           None if queue.waiting_since is None else now - queue.waiting_since])  # fmt: skip
+        fields = {"assignment": len(consumer.assignment()), "processed": self.processed, "queues": queues}
+        log.debug("worker status", extra={"fields": fields})
 
     #: an assigned partition that has given neither a record nor an end-of-partition event for this long is
     #: not being fetched (seen intermittently right after an assignment: the worker then fetched nothing)

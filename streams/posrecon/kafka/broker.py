@@ -269,7 +269,12 @@ def render_server_properties(
         "group.initial.rebalance.delay.ms": 0,
         "auto.create.topics.enable": "false",
         "delete.topic.enable": "true",
-        "log.retention.hours": 168,
+        # No time retention on this development/test broker. Its topics hold simulated traffic whose record
+        # timestamps are the simulated event times (2026-01-01 onwards by default): with Kafka's default
+        # 7 days, the retention check (30 s after start, then every 5 min) deleted input that had not been
+        # read yet, once the clock was a week past the simulated epoch -- the consumer's offset was then out
+        # of range, it reset to the new log start (= log end) and the records were gone (defect 9).
+        "log.retention.ms": -1,
         "num.recovery.threads.per.data.dir": 2,
         # After a kill -9 the restarted broker cannot register until the controller expires its previous
         # incarnation's session (default 9 s, ~15 s with retry backoff); heartbeats never leave the JVM's

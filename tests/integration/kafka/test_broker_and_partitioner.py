@@ -55,6 +55,9 @@ def test_create_topics_compacts_reconciled_and_is_idempotent(
     assert _partition_counts(bootstrap, names) == dict.fromkeys(names, 12)
     listed = {row[0]: row for row in describe_topics(admin)}
     assert listed[topics.reconciled][1:] == (12, 1, "compact")
+    # the dev broker keeps simulated history (2026-01-01 timestamps) whatever the clock says: defect 9
+    for name in (topics.terminal, topics.settlement):
+        assert configs[name]["retention.ms"] == "-1", name
 
 
 def test_check_copartitioned_raises_on_mismatch(bootstrap: str, fresh_topics: FreshTopics) -> None:

@@ -73,6 +73,14 @@ def test_server_properties_single_node_kraft(tmp_path: Path) -> None:
     assert int(props["broker.session.timeout.ms"]) > int(props["broker.heartbeat.interval.ms"])
 
 
+def test_dev_broker_keeps_simulated_history(tmp_path: Path) -> None:
+    """Simulated records carry 2026-01-01 event-time timestamps: with any time retention the broker's retention
+    check deletes them from under a running test once the clock is past it (defect 9 in docs/guarantees.md)."""
+    props = _props(render_server_properties(port=19092, controller_port=19093, log_dir=tmp_path / "logs"))
+    assert props["log.retention.ms"] == "-1"
+    assert not any(key.startswith("log.retention.") and key != "log.retention.ms" for key in props)
+
+
 def test_log4j_properties_logs_warn_to_file(tmp_path: Path) -> None:
     text = render_log4j_properties(tmp_path / "broker.log")
     props = _props(text)
