@@ -58,6 +58,12 @@ class WorkerMetrics:
         self.input_pauses = Counter(
             "posrecon_input_pauses", "Input partitions paused by flow control (too many records buffered)", registry=r
         )
+        self.input_records_lost = Counter(
+            "posrecon_input_records_lost",
+            "Input records deleted on the broker (retention, truncation) before the worker read them",
+            ["topic"],
+            registry=r,
+        )
         self._preregister()
 
     def _preregister(self) -> None:

@@ -72,18 +72,29 @@ class TaskMerger:
         out: list[Record],
         confirm_caught_up: CaughtUp = _always,
     ) -> None:
-        """Move up to ``limit`` records, in timestamp order, from the two queues to ``out``."""
+        """Move up to ``limit`` records, in timestamp order, from the two queues to ``out``.
+
+        Whether an empty side may be passed is decided once per call: nothing arrives on it meanwhile, and
+        ``confirm_caught_up`` may ask the broker (once per record, a 50k-record backlog opposite an empty
+        topic took minutes and starved the loop: no poll, no SIGTERM handling).
+        """
         a, b = first.records, second.records
         taken = 0
+        pass_first: bool | None = None
+        pass_second: bool | None = None
         while taken < limit:
             if a and b:
                 out.append(a.popleft() if a[0].timestamp()[1] <= b[0].timestamp()[1] else b.popleft())
             elif a:
-                if not self._may_pass(second, now_ms, confirm_caught_up):
+                if pass_second is None:
+                    pass_second = self._may_pass(second, now_ms, confirm_caught_up)
+                if not pass_second:
                     return
                 out.append(a.popleft())
             elif b:
-                if not self._may_pass(first, now_ms, confirm_caught_up):
+                if pass_first is None:
+                    pass_first = self._may_pass(first, now_ms, confirm_caught_up)
+                if not pass_first:
                     return
                 out.append(b.popleft())
             else:

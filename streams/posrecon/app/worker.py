@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from posrecon.app.end_offsets import EndOffsets
 from posrecon.app.internal_topics import create_internal_topics, internal_topics
@@ -147,7 +147,9 @@ class Worker:
                 "group.id": self.options.app_id,
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
-                "auto.offset.reset": "earliest",
+                # a new group starts at the beginning (_restore assigns OFFSET_BEGINNING explicitly); any other
+                # reset means records vanished before we read them: reported, not silent (_records_lost)
+                "auto.offset.reset": "error",
                 "partition.assignment.strategy": "range",
                 "enable.partition.eof": True,
                 "fetch.wait.max.ms": 50,
@@ -224,9 +226,9 @@ class Worker:
     # --- rebalance -------------------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # the library assigns the partitions when this returns and fetches the committed offsets itself: the
-        # same stable offsets _restore waited for (a fenced zombie cannot send new ones)
-        self._restore(partitions)
+        # resume exactly from the offsets the state was restored for; with auto.offset.reset=error, a position
+        # that is no longer on the broker then surfaces as an error (see _records_lost), never silently
+        consumer.assign(self._restore(partitions))
 
     def _restore(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
         """Rebuild the state of ``partitions`` and return the positions to resume them from.
@@ -309,6 +311,9 @@ class Worker:
                         queue.end_offset = msg.offset() or 0
                         queue.heard = True
                     continue
+                if err.code() == KafkaError._AUTO_OFFSET_RESET:
+                    self._records_lost(msg)
+                    continue
                 if err.fatal():
                     raise KafkaException(err)
                 log.warning("consumer error", extra={"fields": {"error": str(err)}})
@@ -364,6 +369,28 @@ class Worker:
         log.warning("assigned partitions are not being fetched; rewinding to the committed offsets",
                     extra={"fields": {"partitions": names[:12], "count": len(names)}})  # fmt: skip
         self._recover(None)
+
+    def _records_lost(self, msg: Message) -> None:
+        """The next record to read is gone from the broker: deleted by time/size retention (or a truncated
+        log) before this group processed it. Nothing can bring it back; say so loudly, count the records
+        (``posrecon_input_records_lost_total``, alert PosreconInputRecordsLost) and go on from the log start.
+        Production input topics need a retention longer than any backlog the workers may fall behind."""
+        consumer = self.consumer
+        topic, partition, wanted = msg.topic(), msg.partition(), msg.offset()
+        assert consumer is not None and topic is not None and partition is not None
+        tp = TopicPartition(topic, partition)
+        try:
+            start = consumer.get_watermark_offsets(tp, timeout=10, cached=False)[0]
+        except KafkaException:
+            start = -1
+        lost = start - wanted if wanted is not None and wanted >= 0 and start > wanted else 0
+        self.metrics.input_records_lost.labels(topic).inc(lost)
+        log.error(
+            "input records were deleted before they were processed; resuming at the log start",
+            extra={"fields": {"topic": topic, "partition": partition, "next_offset": wanted, "log_start": start,
+                              "records_lost": lost, "error": scrub_text(str(msg.error()))}},
+        )  # fmt: skip
+        consumer.seek(TopicPartition(topic, partition, OFFSET_BEGINNING))
 
     def _report_waiting(self, now: int) -> None:
         """Log the tasks that have waited more than 5 s for one of their inputs (an on-call clue: a stuck

@@ -62,6 +62,25 @@ def test_a_caught_up_side_is_passed_after_the_idle_wait_once_a_fresh_look_confir
     assert names(out) == ["a1"] and asked == [b]
 
 
+def test_the_broker_is_asked_once_per_take_not_once_per_record() -> None:
+    """A backlog opposite an empty topic: one look at the broker lets the whole batch through (a look per
+    record starved the worker's loop for minutes: no poll, no SIGTERM handling)."""
+    merger = TaskMerger(500)
+    a, b = queue(*(Rec(i, f"a{i}") for i in range(1000))), queue(at_end=True)
+    asked: list[TaskQueue] = []
+
+    def confirm(q: TaskQueue) -> bool:
+        asked.append(q)
+        return True
+
+    out: list[Rec] = []
+    merger.take(a, b, 10, 0, out, confirm)  # type: ignore[arg-type]
+    merger.take(a, b, 300, 600, out, confirm)  # type: ignore[arg-type]
+    assert len(out) == 300 and asked == [b]
+    merger.take(b, a, 300, 700, out, confirm)  # type: ignore[arg-type]  # the other way round
+    assert len(out) == 600 and asked == [b, b]
+
+
 def test_a_stale_end_flag_does_not_let_the_other_side_run_ahead() -> None:
     """After a stall the flag says 'at the end' but the broker holds a burst: the fresh look says so."""
     merger = TaskMerger(500)
