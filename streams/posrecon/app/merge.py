@@ -33,10 +33,9 @@ class Record(Protocol):
 class TaskQueue:
     """Buffered records of one input partition, plus what is known about the broker's side of it."""
 
-    __slots__ = ("at_end", "backlog", "end_offset", "heard", "partition", "paused", "records", "since", "topic",
-                 "waiting_since")  # fmt: skip
+    __slots__ = ("at_end", "backlog", "end_offset", "partition", "paused", "records", "topic", "waiting_since")
 
-    def __init__(self, now_ms: int, topic: str = "", partition: int = 0) -> None:
+    def __init__(self, topic: str = "", partition: int = 0) -> None:
         self.topic = topic
         self.partition = partition
         self.records: deque[Record] = deque()
@@ -45,8 +44,6 @@ class TaskQueue:
         self.end_offset = -1  # the offset that event reported
         self.backlog = True  # records known (or not known not) to wait on the broker
         self.paused = False  # fetching paused by flow control (too many records buffered)
-        self.since = now_ms  # when the partition was assigned
-        self.heard = False  # a record or an end-of-partition event has come since then
 
 
 #: asked before the other side may pass an apparently caught-up empty queue; False means "records are

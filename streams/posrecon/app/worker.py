@@ -159,6 +159,8 @@ class Worker:
                    if self.options.static_membership else {}),
             }
         )  # fmt: skip
+        for topic in (self.topics.terminal, self.topics.settlement, self.sightings_topic):
+            self.metrics.input_records_lost.labels(topic)  # at 0 from the start, so increase() sees the first
         self.consumer.subscribe(
             [self.topics.terminal, self.topics.settlement, self.sightings_topic],
             on_assign=self._on_assign,
@@ -249,7 +251,7 @@ class Worker:
         inputs = sorted({tp.partition for tp in partitions if tp.topic != self.sightings_topic})
         card_parts = sorted({tp.partition for tp in partitions if tp.topic == self.sightings_topic})
         for tp in partitions:
-            self.queues[(tp.topic, tp.partition)] = TaskQueue(now, tp.topic, tp.partition)
+            self.queues[(tp.topic, tp.partition)] = TaskQueue(tp.topic, tp.partition)
         books = read_changelog(self.client_config, self.changelog, inputs)
         orders = load_books(self.engine, books)
         for p in inputs:
@@ -309,7 +311,6 @@ class Worker:
                     if queue is not None:
                         queue.at_end = True
                         queue.end_offset = msg.offset() or 0
-                        queue.heard = True
                     continue
                 if err.code() == KafkaError._AUTO_OFFSET_RESET:
                     self._records_lost(msg)
@@ -321,7 +322,6 @@ class Worker:
             if queue is None:  # revoked meanwhile
                 continue
             queue.records.append(msg)
-            queue.heard = True
             queue.at_end = False
             queue.waiting_since = None
         self._refresh_backlog()
@@ -334,7 +334,6 @@ class Worker:
         if time.monotonic() - self._last_gauges > 5:
             self._update_gauges()
             self._report_waiting(now)
-            self._check_fetching(now)
             if log.isEnabledFor(logging.DEBUG):
                 self._log_status(now)
         return len(batch)
@@ -352,23 +351,10 @@ class Worker:
             except KafkaException:
                 position = low = high = -1
             queues.append([queue.topic.rsplit(".", 1)[0], queue.partition, len(queue.records), queue.at_end,
-                           queue.end_offset, queue.backlog, queue.paused, queue.heard, position, low, high,
+                           queue.end_offset, queue.backlog, queue.paused, position, low, high,
                            None if queue.waiting_since is None else now - queue.waiting_since])  # fmt: skip
         fields = {"assignment": len(consumer.assignment()), "processed": self.processed, "queues": queues}
         log.debug("worker status", extra={"fields": fields})
-
-    #: an assigned partition that has given neither a record nor an end-of-partition event for this long is
-    #: not being fetched (seen intermittently right after an assignment: the worker then fetched nothing)
-    FETCH_WATCHDOG_MS = 20_000
-
-    def _check_fetching(self, now: int) -> None:
-        silent = [q for q in self.queues.values() if not q.heard and now - q.since > self.FETCH_WATCHDOG_MS]
-        if not silent or self.consumer is None:
-            return
-        names = sorted(f"{q.topic}[{q.partition}]" for q in silent)
-        log.warning("assigned partitions are not being fetched; rewinding to the committed offsets",
-                    extra={"fields": {"partitions": names[:12], "count": len(names)}})  # fmt: skip
-        self._recover(None)
 
     def _records_lost(self, msg: Message) -> None:
         """The next record to read is gone from the broker: deleted by time/size retention (or a truncated

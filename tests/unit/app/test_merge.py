@@ -14,7 +14,7 @@ class Rec:
 
 
 def queue(*records: Rec, at_end: bool = False, backlog: bool = False) -> TaskQueue:
-    q = TaskQueue(0, "t", 0)
+    q = TaskQueue("t", 0)
     q.records.extend(records)
     q.at_end, q.backlog = at_end, backlog
     return q
