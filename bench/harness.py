@@ -237,6 +237,12 @@ def create_contract_topics(
     create_topics(bootstrap, specs, partitions)
 
 
+def worker_cmd(bootstrap: str, app_id: str, worker_id: str, config: Path, *extra: str) -> list[str]:
+    """The command line of one ``posrecon run`` worker process."""
+    return [PY, "-m", "posrecon.cli", "run", "--bootstrap", bootstrap, "--config", str(config),
+            "--app-id", app_id, "--worker-id", worker_id, *extra]  # fmt: skip
+
+
 def write_config(path: Path, topics: Topics) -> Path:
     """A posrecon TOML config naming ``topics`` (rules stay the contract's defaults)."""
     lines = ["[topics]"] + [

@@ -26,7 +26,6 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from harness import (
-    PY,
     Children,
     StepTimeout,
     cpu_seconds,
@@ -39,6 +38,7 @@ from harness import (
     tail,
     topic_set,
     wait_for_log,
+    worker_cmd,
     write_config,
 )
 
@@ -141,22 +141,7 @@ def measure_latency(
     port = free_port()
     proc = children.spawn(
         "latency-worker",
-        [
-            PY,
-            "-m",
-            "posrecon.cli",
-            "run",
-            "--bootstrap",
-            bootstrap,
-            "--config",
-            str(config),
-            "--app-id",
-            app_id,
-            "--worker-id",
-            "lat-0",
-            "--metrics-port",
-            str(port),
-        ],
+        worker_cmd(bootstrap, app_id, "lat-0", config, "--metrics-port", str(port)),
         wlog,
     )
     count = min(len(lines), int(rate * duration_s))
@@ -287,24 +272,7 @@ def measure_deadline(
     wlog = work / "logs" / "deadline-worker.log"
     proc = children.spawn(
         "deadline-worker",
-        [
-            PY,
-            "-m",
-            "posrecon.cli",
-            "run",
-            "--bootstrap",
-            bootstrap,
-            "--config",
-            str(config),
-            "--app-id",
-            app_id,
-            "--worker-id",
-            "wc-0",
-            "--wall-clock-lag-ms",
-            "0",
-            "--idle-advance-after-ms",
-            "500",
-        ],
+        worker_cmd(bootstrap, app_id, "wc-0", config, "--wall-clock-lag-ms", "0", "--idle-advance-after-ms", "500"),
         wlog,
     )
     wait_for_log(wlog, "partitions assigned", deadline, proc)

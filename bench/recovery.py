@@ -20,7 +20,6 @@ from typing import Any
 
 from confluent_kafka import Producer
 from harness import (
-    PY,
     Children,
     StepTimeout,
     create_contract_topics,
@@ -30,6 +29,7 @@ from harness import (
     tail,
     topic_set,
     wait_for_log,
+    worker_cmd,
     write_config,
 )
 
@@ -195,21 +195,7 @@ def measure_recovery(
     spawn_ms = _now_ms()
     proc = children.spawn(
         "recovery-worker",
-        [
-            PY,
-            "-m",
-            "posrecon.cli",
-            "run",
-            "--bootstrap",
-            bootstrap,
-            "--config",
-            str(config),
-            "--app-id",
-            app_id,
-            "--worker-id",
-            "rec-0",
-            "--no-wall-clock-advance",
-        ],
+        worker_cmd(bootstrap, app_id, "rec-0", config, "--no-wall-clock-advance"),
         wlog,
     )
     started = wait_for_log(wlog, "worker started", deadline, proc)

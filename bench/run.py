@@ -60,6 +60,7 @@ from harness import (
     tail,
     topic_set,
     topic_stats,
+    worker_cmd,
     write_config,
 )
 from machine import machine_info
@@ -143,21 +144,7 @@ class Bench:
         return cpu_seconds(pid) if pid else None
 
     def worker_cmd(self, app_id: str, worker_id: str, config: Path, *extra: str) -> list[str]:
-        return [
-            PY,
-            "-m",
-            "posrecon.cli",
-            "run",
-            "--bootstrap",
-            self.bootstrap,
-            "--config",
-            str(config),
-            "--app-id",
-            app_id,
-            "--worker-id",
-            worker_id,
-            *extra,
-        ]
+        return worker_cmd(self.bootstrap, app_id, worker_id, config, *extra)
 
     # --- steps -------------------------------------------------------------------------------------------
 

@@ -18,7 +18,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from posrecon.app.end_offsets import EndOffsets
 from posrecon.app.internal_topics import create_internal_topics, internal_topics
@@ -120,6 +129,8 @@ class Worker:
         self.last_turn = time.monotonic()  # the loop's heartbeat (GET /healthz)
         self._last_step_ms = _wall_ms()
         self.input_pauses = 0
+        #: offsets to commit for partitions whose unread records were deleted (see _records_lost)
+        self._skipped_to: dict[tuple[str, int], int] = {}
         self.end_offsets: EndOffsets  # set up with the Kafka clients (setup)
         self._offset_reader: Consumer
 
@@ -277,6 +288,8 @@ class Worker:
             consumer.resume(paused)
         self.end_offsets.forget((tp.topic, tp.partition) for tp in partitions)
         for tp in partitions:
+            self._skipped_to.pop((tp.topic, tp.partition), None)
+        for tp in partitions:
             self.queues.pop((tp.topic, tp.partition), None)
             self.metrics.forget_partition(tp.topic, tp.partition)
             if tp.topic == self.sightings_topic:
@@ -329,7 +342,7 @@ class Worker:
         batch = self._select(now)
         idle = self._idle_partitions(now) if self.options.wall_clock_lag_ms is not None else []
         self.end_offsets.poll()  # answers from earlier turns in, this turn's questions out
-        if batch or idle:
+        if batch or idle or self._skipped_to:
             self._transact(batch, idle, now)
         if time.monotonic() - self._last_gauges > 5:
             self._update_gauges()
@@ -357,26 +370,44 @@ class Worker:
         log.debug("worker status", extra={"fields": fields})
 
     def _records_lost(self, msg: Message) -> None:
-        """The next record to read is gone from the broker: deleted by time/size retention (or a truncated
-        log) before this group processed it. Nothing can bring it back; say so loudly, count the records
-        (``posrecon_input_records_lost_total``, alert PosreconInputRecordsLost) and go on from the log start.
+        """The next offset to read is not on the broker. Below the log start: records were deleted by
+        time/size retention before this group processed them. Nothing brings them back; say so loudly, count
+        them (``posrecon_input_records_lost_total``, alert PosreconInputRecordsLost) and go on from the log
+        start. Beyond the log end (a log truncated by an unclean leader election): go on from the new end,
+        never from the start, which would process the partition a second time.
         Production input topics need a retention longer than any backlog the workers may fall behind."""
         consumer = self.consumer
         topic, partition, wanted = msg.topic(), msg.partition(), msg.offset()
         assert consumer is not None and topic is not None and partition is not None
-        tp = TopicPartition(topic, partition)
         try:
-            start = consumer.get_watermark_offsets(tp, timeout=10, cached=False)[0]
+            start, end = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)
         except KafkaException:
-            start = -1
+            start = end = -1
+        truncated = wanted is not None and 0 <= end < wanted
         lost = start - wanted if wanted is not None and wanted >= 0 and start > wanted else 0
         self.metrics.input_records_lost.labels(topic).inc(lost)
         log.error(
+            "input offset out of range: the log was truncated; resuming at the log end" if truncated else
             "input records were deleted before they were processed; resuming at the log start",
             extra={"fields": {"topic": topic, "partition": partition, "next_offset": wanted, "log_start": start,
-                              "records_lost": lost, "error": scrub_text(str(msg.error()))}},
+                              "log_end": end, "records_lost": lost, "error": scrub_text(str(msg.error()))}},
         )  # fmt: skip
-        consumer.seek(TopicPartition(topic, partition, OFFSET_BEGINNING))
+        resume_at = OFFSET_END if truncated else OFFSET_BEGINNING
+        resume_offset = end if truncated else start
+        if resume_offset >= 0:  # committed with the next transaction, even if no record of it comes
+            self._skipped_to[(topic, partition)] = resume_offset
+        # the partition's fetcher has stopped (auto.offset.reset=error) and cannot be seek()ed: assign again,
+        # everything else at its position (INVALID where nothing was read yet: the committed offset, which the
+        # state was restored for), the pauses of flow control re-applied
+        assignment = consumer.assignment()
+        positions = consumer.position(assignment)
+        lost_tp = (topic, partition)
+        consumer.assign([TopicPartition(tp.topic, tp.partition,
+                                        resume_at if (tp.topic, tp.partition) == lost_tp else tp.offset)
+                         for tp in positions])  # fmt: skip
+        paused = [TopicPartition(q.topic, q.partition) for q in self.queues.values() if q.paused]
+        if paused:
+            consumer.pause(paused)
 
     def _report_waiting(self, now: int) -> None:
         """Log the tasks that have waited more than 5 s for one of their inputs (an on-call clue: a stuck
@@ -527,7 +558,7 @@ class Worker:
         producer = self.producer
         consumer = self.consumer
         assert producer is not None and consumer is not None
-        offsets: dict[tuple[str, int], int] = {}
+        offsets: dict[tuple[str, int], int] = dict(self._skipped_to)
         try:
             producer.begin_transaction()
             for msg in batch:
@@ -554,6 +585,7 @@ class Worker:
             self._recover(None)
             return
         self.metrics.transactions.labels("committed").inc()
+        self._skipped_to.clear()
         self.metrics.batch_records.observe(len(batch))
         self._flush_counts()
         self.processed += len(batch)
@@ -616,6 +648,7 @@ class Worker:
                     self._replace_producer(f"abort failed: {abort_err}")
         self._pending_latency.clear()
         self._counts.clear()
+        self._skipped_to.clear()  # the rewind to the committed offsets finds the same gap again
         self.engine.take()
         assert self.engine.card_sightings is not None
         self.engine.card_sightings.clear()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from posrecon.app.merge import TaskMerger, TaskQueue
 
 
@@ -18,6 +20,17 @@ def queue(*records: Rec, at_end: bool = False, backlog: bool = False) -> TaskQue
     q.records.extend(records)
     q.at_end, q.backlog = at_end, backlog
     return q
+
+
+def confirming() -> tuple[list[TaskQueue], Callable[[TaskQueue], bool]]:
+    """A ``confirm_caught_up`` that always says yes, and the list of the queues it was asked about."""
+    asked: list[TaskQueue] = []
+
+    def confirm(q: TaskQueue) -> bool:
+        asked.append(q)
+        return True
+
+    return asked, confirm
 
 
 def names(out: list[Rec]) -> list[str]:
@@ -48,12 +61,7 @@ def test_an_empty_side_with_a_backlog_blocks_until_the_backstop() -> None:
 def test_a_caught_up_side_is_passed_after_the_idle_wait_once_a_fresh_look_confirms_it() -> None:
     merger = TaskMerger(500)
     a, b = queue(Rec(1, "a1")), queue(at_end=True)
-    asked: list[TaskQueue] = []
-
-    def confirm(q: TaskQueue) -> bool:
-        asked.append(q)
-        return True
-
+    asked, confirm = confirming()
     out: list[Rec] = []
     merger.take(a, b, 10, 1_000, out, confirm)  # type: ignore[arg-type]
     merger.take(a, b, 10, 1_499, out, confirm)  # type: ignore[arg-type]
@@ -67,12 +75,7 @@ def test_the_broker_is_asked_once_per_take_not_once_per_record() -> None:
     record starved the worker's loop for minutes: no poll, no SIGTERM handling)."""
     merger = TaskMerger(500)
     a, b = queue(*(Rec(i, f"a{i}") for i in range(1000))), queue(at_end=True)
-    asked: list[TaskQueue] = []
-
-    def confirm(q: TaskQueue) -> bool:
-        asked.append(q)
-        return True
-
+    asked, confirm = confirming()
     out: list[Rec] = []
     merger.take(a, b, 10, 0, out, confirm)  # type: ignore[arg-type]
     merger.take(a, b, 300, 600, out, confirm)  # type: ignore[arg-type]
