@@ -153,6 +153,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="a partition is idle after this long without records at its log end (default 2000)",
     )
     parser.add_argument("--max-seconds", type=float, default=None, help="stop after this many seconds")
-    parser.add_argument("--log-level", default=os.environ.get("POSRECON_LOG_LEVEL", "INFO"),
-                        help="DEBUG adds a status line of every input queue every 5 s (env POSRECON_LOG_LEVEL)")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("POSRECON_LOG_LEVEL", "INFO"),
+        help="DEBUG adds a status line of every input queue every 5 s (env POSRECON_LOG_LEVEL)",
+    )
     parser.set_defaults(func=_main)

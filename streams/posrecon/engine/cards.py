@@ -189,9 +189,7 @@ class CardIndex:
             for key, bucket in self.entries.items()
         ]
 
-    def load_rows(
-        self, rows: list[list[Any]], watermark: int, source_watermarks: dict[int, int] | None = None
-    ) -> None:
+    def load_rows(self, rows: list[list[Any]], watermark: int, source_watermarks: dict[int, int] | None = None) -> None:
         self.entries.clear()
         self.expiry.clear()
         for raw_key, raw_entries in rows:

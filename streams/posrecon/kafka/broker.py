@@ -110,8 +110,7 @@ def pom_path() -> Path:
     root = _repo_root()
     if root is None:
         raise BrokerError(
-            "cannot find deploy/kafka/pom.xml (not running from a posrecon checkout); "
-            f"set {ENV_POM}=/path/to/pom.xml"
+            f"cannot find deploy/kafka/pom.xml (not running from a posrecon checkout); set {ENV_POM}=/path/to/pom.xml"
         )
     return root / "deploy" / "kafka" / "pom.xml"
 
@@ -162,9 +161,7 @@ def ensure_kafka_libs(*, verbose: bool = True) -> Path:
     if _libs_complete(libs):
         return libs
     if libs.exists():
-        raise BrokerError(
-            f"{libs} exists but does not hold the Kafka {KAFKA_VERSION} jars; remove it and retry"
-        )
+        raise BrokerError(f"{libs} exists but does not hold the Kafka {KAFKA_VERSION} jars; remove it and retry")
     mvn = require_mvn(libs)
     pom = pom_path()
     if not pom.is_file():
@@ -376,9 +373,7 @@ class LocalBroker:
     :meth:`restart` comes back on the same address with the same data.
     """
 
-    def __init__(
-        self, data_dir: str | Path, port: int | None = None, controller_port: int | None = None
-    ) -> None:
+    def __init__(self, data_dir: str | Path, port: int | None = None, controller_port: int | None = None) -> None:
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.port = port
         self.controller_port = controller_port
@@ -420,10 +415,7 @@ class LocalBroker:
         return f"{HOST}:{self.port}"
 
     def __repr__(self) -> str:
-        return (
-            f"LocalBroker(data_dir={str(self.data_dir)!r}, port={self.port}, "
-            f"controller_port={self.controller_port})"
-        )
+        return f"LocalBroker(data_dir={str(self.data_dir)!r}, port={self.port}, controller_port={self.controller_port})"
 
     # ---- process bookkeeping
     @property
@@ -489,15 +481,11 @@ class LocalBroker:
         assert self.port is not None and self.controller_port is not None
         for name, value in (("port", self.port), ("controller port", self.controller_port)):
             if not port_is_free(value):
-                raise BrokerError(
-                    f"{name} {HOST}:{value} is already in use; choose another or stop what uses it"
-                )
+                raise BrokerError(f"{name} {HOST}:{value} is already in use; choose another or stop what uses it")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.server_properties.write_text(
-            render_server_properties(
-                port=self.port, controller_port=self.controller_port, log_dir=self.log_dir
-            )
+            render_server_properties(port=self.port, controller_port=self.controller_port, log_dir=self.log_dir)
         )
         self.log4j_properties.write_text(render_log4j_properties(self.log_file))
         self._format_storage(java, libs)
@@ -618,9 +606,7 @@ class LocalBroker:
             code = self._proc.poll()
             if code is not None:
                 self._forget()
-                raise BrokerError(
-                    f"the Kafka broker exited during startup (exit code {code}).\n{self.log_tail()}"
-                )
+                raise BrokerError(f"the Kafka broker exited during startup (exit code {code}).\n{self.log_tail()}")
             if port_is_open(self.port):
                 if admin is None:
                     admin = AdminClient({"bootstrap.servers": self.bootstrap, "socket.timeout.ms": 5000})
@@ -764,9 +750,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         print(running.bootstrap)
         return 0
     state = read_state() or {}
-    data_dir = (
-        Path(args.data_dir) if args.data_dir else Path(state.get("data_dir") or cache_dir() / "broker-data")
-    )
+    data_dir = Path(args.data_dir) if args.data_dir else Path(state.get("data_dir") or cache_dir() / "broker-data")
     same_data = Path(state.get("data_dir") or "") == data_dir.expanduser().resolve()
     port: int
     controller_port: int | None = None
@@ -882,8 +866,7 @@ def register(subparsers: Any) -> None:
     down = sub.add_parser(
         "down",
         help="stop the broker (data is kept)",
-        description="Stop the recorded local broker: SIGTERM, then SIGKILL after --timeout seconds. "
-        "Data is kept.",
+        description="Stop the recorded local broker: SIGTERM, then SIGKILL after --timeout seconds. Data is kept.",
     )
     down.add_argument(
         "--timeout",

@@ -149,9 +149,7 @@ def create_topics(
     counts = _wait_for_topics(admin, names, timeout)
     for name in existing:
         if counts[name] != partitions:
-            log.warning(
-                "topic %s already exists with %s partitions (asked for %d)", name, counts[name], partitions
-            )
+            log.warning("topic %s already exists with %s partitions (asked for %d)", name, counts[name], partitions)
     if topics.reconciled in existing:
         _warn_if_not_compacted(admin, topics.reconciled, timeout)
     check_copartitioned(admin, topics, timeout)
@@ -177,9 +175,7 @@ def _wait_for_topics(admin: AdminClient, names: list[str], timeout: float) -> di
             return counts
         if time.monotonic() >= deadline:
             missing = [name for name, count in counts.items() if count is None]
-            raise TopicError(
-                f"topics not ready after {timeout:.0f} s (missing: {', '.join(missing) or 'none'})"
-            )
+            raise TopicError(f"topics not ready after {timeout:.0f} s (missing: {', '.join(missing) or 'none'})")
         time.sleep(0.1)
 
 
@@ -189,9 +185,7 @@ def _warn_if_not_compacted(admin: AdminClient, name: str, timeout: float) -> Non
         log.warning("topic %s exists with cleanup.policy=%s; the contract wants it compacted", name, policy)
 
 
-def describe_configs(
-    admin: AdminClient, names: list[str], timeout: float = 10.0
-) -> dict[str, dict[str, str]]:
+def describe_configs(admin: AdminClient, names: list[str], timeout: float = 10.0) -> dict[str, dict[str, str]]:
     """Effective topic configs (name -> key -> value) of existing topics."""
     if not names:
         return {}
@@ -318,9 +312,7 @@ def _common_args(parser: argparse.ArgumentParser) -> None:
         metavar="FILE.toml",
         help="posrecon TOML config: topic names from [topics], client settings from [kafka]",
     )
-    parser.add_argument(
-        "--timeout", type=float, default=30.0, help="seconds to wait for Kafka (default: %(default)s)"
-    )
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for Kafka (default: %(default)s)")
 
 
 def register(subparsers: Any) -> None:

@@ -50,9 +50,7 @@ def summarize(simulation: Simulation, out: Path, seconds: float) -> str:
         f"  until_ms: {truth.until_ms}",
     ]
     if simulation.infeasible:
-        rows.append(
-            "  not generated (span too short for their deadlines): " + ", ".join(simulation.infeasible)
-        )
+        rows.append("  not generated (span too short for their deadlines): " + ", ".join(simulation.infeasible))
     rows += [
         f"  outputs: {out / INPUT_FILE}, {out / TRUTH_FILE}",
         f"  next: posrecon replay {out / INPUT_FILE} --out OUT --until {truth.until_ms}"
@@ -112,9 +110,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="F",
         help=f"share of orders that get a non-normal scenario (default {DEFAULT_FAULT_RATE})",
     )
-    parser.add_argument(
-        "--span-hours", type=float, default=72.0, metavar="H", help="orders start over H hours (72)"
-    )
+    parser.add_argument("--span-hours", type=float, default=72.0, metavar="H", help="orders start over H hours (72)")
     parser.add_argument(
         "--start-ms",
         type=int,

@@ -46,14 +46,11 @@ def render(ev: Evaluation) -> str:
         )
     out.append(f"outcomes: {ev.outcomes_correct}/{ev.orders} correct, accuracy {ev.outcome_accuracy:.4f}")
     imperfect = {
-        n: s
-        for n, s in ev.by_scenario.items()
-        if s.outcomes_correct < s.orders or s.alerts_correct < s.orders
+        n: s for n, s in ev.by_scenario.items() if s.outcomes_correct < s.orders or s.alerts_correct < s.orders
     }
     for name, s in sorted(imperfect.items()):
         out.append(
-            f"  {name:<30} orders {s.orders:>7}  outcome ok {s.outcomes_correct:>7}"
-            f"  alerts ok {s.alerts_correct:>7}"
+            f"  {name:<30} orders {s.orders:>7}  outcome ok {s.outcomes_correct:>7}  alerts ok {s.alerts_correct:>7}"
         )
     integrity = ev.integrity
     out.append(
@@ -80,12 +77,9 @@ def _examples(ev: Evaluation) -> list[str]:
             out.append(f"{title}, first {min(EXAMPLES, len(misses))} of {len(misses)}:")
             out += [f"  {m.order_id} [{m.scenario or '?'}] {m.kind} x{m.count}" for m in misses[:EXAMPLES]]
     if ev.outcome_misses:
-        out.append(
-            f"wrong outcomes, first {min(EXAMPLES, len(ev.outcome_misses))} of {len(ev.outcome_misses)}:"
-        )
+        out.append(f"wrong outcomes, first {min(EXAMPLES, len(ev.outcome_misses))} of {len(ev.outcome_misses)}:")
         out += [
-            f"  {m.order_id} [{m.scenario}] expected {m.expected} got {m.actual}"
-            for m in ev.outcome_misses[:EXAMPLES]
+            f"  {m.order_id} [{m.scenario}] expected {m.expected} got {m.actual}" for m in ev.outcome_misses[:EXAMPLES]
         ]
     integrity = ev.integrity
     for title, items in (
@@ -95,9 +89,7 @@ def _examples(ev: Evaluation) -> list[str]:
         ("unknown orders", integrity.unknown_orders),
     ):
         if items:
-            out.append(
-                f"{title}: " + ", ".join(map(str, items[:EXAMPLES])) + (" …" if len(items) > EXAMPLES else "")
-            )
+            out.append(f"{title}: " + ", ".join(map(str, items[:EXAMPLES])) + (" …" if len(items) > EXAMPLES else ""))
     return out
 
 

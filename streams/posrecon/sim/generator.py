@@ -75,9 +75,7 @@ def generate(
     rng = random.Random(seed)
     timing = Timing(rules)
     kit = Kit(RecordFactory(rng, Population(rng, orders), IdMint(seed), timing))
-    windows = {
-        name: _start_window(scenario, timing, start_ms, span_ms) for name, scenario in SCENARIOS.items()
-    }
+    windows = {name: _start_window(scenario, timing, start_ms, span_ms) for name, scenario in SCENARIOS.items()}
     chooser = ScenarioMix(fault_rate, mix, {name for name, window in windows.items() if window is not None})
 
     emitted: list[Emitted] = []
@@ -132,10 +130,5 @@ def _until(lines: list[Line], rules: RuleConfig) -> int:
     """A ``replay --until`` value past every deadline any record of the file can set."""
     latest = max((t for t in (line.event_time for line in lines) if t is not None), default=0)
     return (
-        latest
-        + rules.settlement_sla_ms
-        + rules.orphan_grace_ms
-        + rules.order_ttl_ms
-        + rules.allowed_lateness_ms
-        + HOUR
+        latest + rules.settlement_sla_ms + rules.orphan_grace_ms + rules.order_ttl_ms + rules.allowed_lateness_ms + HOUR
     )

@@ -30,16 +30,12 @@ def parse_mix(text: str) -> dict[str, float]:
 class ScenarioMix:
     """Draws scenario names; fault scenarios outside ``feasible`` (no room in the span) are never drawn."""
 
-    def __init__(
-        self, fault_rate: float, weights: Mapping[str, float] | None, feasible: Collection[str]
-    ) -> None:
+    def __init__(self, fault_rate: float, weights: Mapping[str, float] | None, feasible: Collection[str]) -> None:
         if not 0.0 <= fault_rate <= 1.0:
             raise ValueError("fault rate must be within [0, 1]")
         chosen = DEFAULT_WEIGHTS if weights is None else weights
         self._fault_rate = fault_rate
-        self._faults = [
-            (name, w) for name, w in chosen.items() if w > 0 and name in feasible and name != NORMAL
-        ]
+        self._faults = [(name, w) for name, w in chosen.items() if w > 0 and name in feasible and name != NORMAL]
         self.infeasible = sorted(name for name, w in chosen.items() if w > 0 and name not in feasible)
 
     def pick(self, rng: random.Random, room: int) -> str:

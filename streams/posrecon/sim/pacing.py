@@ -32,9 +32,7 @@ class _Partitioner:
         return partition
 
 
-def unmet_races(
-    lines: Sequence[Line], races: Sequence[Race], lateness: int, partitions: int = 1
-) -> list[Race]:
+def unmet_races(lines: Sequence[Line], races: Sequence[Race], lateness: int, partitions: int = 1) -> list[Race]:
     """Races whose deadline their partition's watermark has not reached when the racing line arrives."""
     partition = _Partitioner(partitions)
     wanted = {id(race.line) for race in races}

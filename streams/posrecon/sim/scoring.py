@@ -98,9 +98,7 @@ class Integrity:
 
     @property
     def ok(self) -> bool:
-        return not (
-            self.revision_gaps or self.duplicate_revisions or self.duplicate_alert_ids or self.unknown_orders
-        )
+        return not (self.revision_gaps or self.duplicate_revisions or self.duplicate_alert_ids or self.unknown_orders)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,12 +180,8 @@ def evaluate(
         exp = truth.orders.get(order_id) if order_id is not None else None
         return exp.scenario if exp is not None else ""
 
-    missed = tuple(
-        AlertMiss(o, k, scenario_of(o), n) for (o, k), n in sorted((expected - actual).items(), key=_key)
-    )
-    extra = tuple(
-        AlertMiss(o, k, scenario_of(o), n) for (o, k), n in sorted((actual - expected).items(), key=_key)
-    )
+    missed = tuple(AlertMiss(o, k, scenario_of(o), n) for (o, k), n in sorted((expected - actual).items(), key=_key))
+    extra = tuple(AlertMiss(o, k, scenario_of(o), n) for (o, k), n in sorted((actual - expected).items(), key=_key))
     kinds = tuple(_kind_score(kind, expected, actual) for kind in _kinds(actual))
 
     wrong_alert_orders = {m.order_id for m in missed} | {m.order_id for m in extra}
@@ -246,12 +240,8 @@ def _read_reconciled(truth: Truth, rows: Iterable[Row]) -> tuple[dict[str, str |
         revisions[order_id][revision] += 1
         if order_id not in finals or revision >= finals[order_id][0]:
             finals[order_id] = (revision, row["outcome"])
-    duplicates = tuple(
-        sorted((o, rev) for o, counts in revisions.items() for rev, n in counts.items() if n > 1)
-    )
-    gaps = tuple(
-        sorted(o for o, counts in revisions.items() if sorted(counts) != list(range(1, len(counts) + 1)))
-    )
+    duplicates = tuple(sorted((o, rev) for o, counts in revisions.items() for rev, n in counts.items() if n > 1))
+    gaps = tuple(sorted(o for o, counts in revisions.items() if sorted(counts) != list(range(1, len(counts) + 1))))
     unknown = tuple(sorted(o for o in revisions if o not in truth.orders))
     integrity = Integrity(revision_gaps=gaps, duplicate_revisions=duplicates, unknown_orders=unknown)
     return {order_id: outcome for order_id, (_, outcome) in finals.items()}, integrity

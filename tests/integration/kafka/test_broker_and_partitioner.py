@@ -35,9 +35,7 @@ def _partition_counts(bootstrap: str, names: list[str]) -> dict[str, int]:
     return {name: len(metadata.topics[name].partitions) for name in names}
 
 
-def test_create_topics_compacts_reconciled_and_is_idempotent(
-    bootstrap: str, fresh_topics: FreshTopics
-) -> None:
+def test_create_topics_compacts_reconciled_and_is_idempotent(bootstrap: str, fresh_topics: FreshTopics) -> None:
     topics = fresh_topics(partitions=12)
     names = [topics.terminal, topics.settlement, topics.reconciled, topics.alerts, topics.deadletter]
     assert _partition_counts(bootstrap, names) == dict.fromkeys(names, 12)
@@ -127,9 +125,7 @@ def test_partition_for_matches_librdkafka_murmur2_random(bootstrap: str, fresh_t
     assert len(set(delivered.values())) == 12  # 500 keys spread over all partitions
 
 
-def _consume_all(
-    bootstrap: str, topic: str, isolation: str, until: int, timeout: float = 30.0
-) -> list[bytes]:
+def _consume_all(bootstrap: str, topic: str, isolation: str, until: int, timeout: float = 30.0) -> list[bytes]:
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,

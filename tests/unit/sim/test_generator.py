@@ -89,9 +89,7 @@ def test_settlements_sometimes_overtake_their_approval(big: Simulation) -> None:
         if line.valid and line.order_id and line.order_id not in first_seen and decisive:
             first_seen[line.order_id] = line.source
     overtaken = [
-        o
-        for o, source in first_seen.items()
-        if source == SETTLEMENT and big.truth.orders[o].outcome == MATCHED
+        o for o, source in first_seen.items() if source == SETTLEMENT and big.truth.orders[o].outcome == MATCHED
     ]
     assert len(overtaken) > 50
 

@@ -39,9 +39,7 @@ def test_ties_go_to_the_later_arrival() -> None:
 def test_outside_the_window_or_other_amount_or_no_token_is_no_double_charge() -> None:
     assert cross_order_double_charges([approval("a", T0), approval("b", T0 + WINDOW + 1)], WINDOW) == []
     assert cross_order_double_charges([approval("a", T0), approval("b", T0, amount=1001)], WINDOW) == []
-    assert (
-        cross_order_double_charges([approval("a", T0, card=None), approval("b", T0, card=None)], WINDOW) == []
-    )
+    assert cross_order_double_charges([approval("a", T0, card=None), approval("b", T0, card=None)], WINDOW) == []
     assert cross_order_double_charges([approval("a", T0), approval("b", T0 + WINDOW)], WINDOW) != []
 
 

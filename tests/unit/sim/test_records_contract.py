@@ -36,9 +36,7 @@ def violations(line: Line, rules: RuleConfig) -> set[str]:
     terminal = line.source == TERMINAL
     required = TERMINAL_REQUIRED if terminal else SETTLEMENT_REQUIRED
     symbol = record.get("event_type") if terminal else record.get("status")
-    if any(name not in record for name in required) or symbol not in (
-        TERMINAL_EVENT_TYPES if terminal else STATUSES
-    ):
+    if any(name not in record for name in required) or symbol not in (TERMINAL_EVENT_TYPES if terminal else STATUSES):
         return {DECODE_ERROR}
     found = set()
     if record["event_id" if terminal else "notice_id"] == "":

@@ -41,9 +41,7 @@ def truth() -> Truth:
         "o-late": Expectation("MATCHED_LATE", ("LATE_SETTLEMENT", "MISSING_SETTLEMENT"), "late"),
         "o-missing": Expectation(None, ("MISSING_SETTLEMENT",), "missing"),
         "o-orphan": Expectation("MATCHED", ("ORPHAN_SETTLEMENT",), "orphan_then_approved"),
-        "o-dup": Expectation(
-            "MATCHED", ("DUPLICATE_CHARGE", "DUPLICATE_CHARGE"), "duplicate_charge_same_order"
-        ),
+        "o-dup": Expectation("MATCHED", ("DUPLICATE_CHARGE", "DUPLICATE_CHARGE"), "duplicate_charge_same_order"),
         "o-declined": Expectation(None, (), "declined"),
     }
     return Truth(RuleConfig(), until_ms=10, orders=orders, deadletters={"DECODE_ERROR": 2, "CLOCK_SKEW": 1},
@@ -74,9 +72,7 @@ def test_missing_alert_lowers_recall(truth: Truth) -> None:
     ev = evaluate(truth, rows, alerts, dead)
     missing = next(k for k in ev.kinds if k.kind == "MISSING_SETTLEMENT")
     assert (missing.tp, missing.fp, missing.fn, missing.recall, missing.precision) == (1, 0, 1, 0.5, 1.0)
-    assert [(m.order_id, m.kind, m.scenario) for m in ev.missed_alerts] == [
-        ("o-late", "MISSING_SETTLEMENT", "late")
-    ]
+    assert [(m.order_id, m.kind, m.scenario) for m in ev.missed_alerts] == [("o-late", "MISSING_SETTLEMENT", "late")]
     assert not ev.perfect
 
 
@@ -90,9 +86,7 @@ def test_repeated_alert_counts_as_a_multiset(truth: Truth) -> None:
 
 def test_extra_alert_lowers_precision(truth: Truth) -> None:
     rows, alerts, dead = perfect(truth)
-    ev = evaluate(
-        truth, rows, [*alerts, alert("o-matched", "AMOUNT_MISMATCH"), alert(None, "EXPIRED_ORDER")], dead
-    )
+    ev = evaluate(truth, rows, [*alerts, alert("o-matched", "AMOUNT_MISMATCH"), alert(None, "EXPIRED_ORDER")], dead)
     amount = next(k for k in ev.kinds if k.kind == "AMOUNT_MISMATCH")
     expired = next(k for k in ev.kinds if k.kind == "EXPIRED_ORDER")
     assert (amount.fp, amount.precision) == (1, 0.0)

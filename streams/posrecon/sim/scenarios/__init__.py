@@ -17,9 +17,7 @@ _CATALOGUE = (
     Scenario("currency_mismatch", settlement.currency_mismatch),
     Scenario("orphan_silent", orphans.orphan_silent, horizon=orphans.orphan_horizon),
     Scenario("timeout_charged", orphans.timeout_charged, horizon=orphans.timeout_charged_horizon),
-    Scenario(
-        "orphan_then_approved", orphans.orphan_then_approved, horizon=orphans.orphan_then_approved_horizon
-    ),
+    Scenario("orphan_then_approved", orphans.orphan_then_approved, horizon=orphans.orphan_then_approved_horizon),
     Scenario("declined_settled", authorisation.declined_settled),
     Scenario("voided_settled", authorisation.voided_settled),
     Scenario("voided", authorisation.voided),

@@ -33,9 +33,7 @@ NOT_A_CURRENCY = "XXQ"
 def _record_line(kit: Kit, order: OrderSpec, start: int, source: str, ingest: int | None = None) -> Line:
     if source == TERMINAL:
         return kit.records.terminal(order, kit.rng.choice(TERMINAL_EVENT_TYPES), start, ingest=ingest)
-    return kit.records.notice(
-        order, kit.rng.choice((SETTLED, SETTLED, FAILED, REVERSED)), start, ingest=ingest
-    )
+    return kit.records.notice(order, kit.rng.choice((SETTLED, SETTLED, FAILED, REVERSED)), start, ingest=ingest)
 
 
 def _invalid(em: Emitted, order: OrderSpec, line: Line, reason: str, **changes: object) -> Emitted:

@@ -34,9 +34,7 @@ def orphan_then_approved(kit: Kit, start: int) -> Emitted:
     em = Emitted("orphan_then_approved")
     order = kit.records.new_order()
     em.add(kit.records.notice(order, SETTLED, start))
-    approval = em.add(
-        kit.records.terminal(order, AUTH_APPROVED, start + kit.delay(kit.timing.orphan_approval_lag))
-    )
+    approval = em.add(kit.records.terminal(order, AUTH_APPROVED, start + kit.delay(kit.timing.orphan_approval_lag)))
     em.race(start + kit.timing.rules.orphan_grace_ms, approval, order)
     em.expect(order, MATCHED, ORPHAN_SETTLEMENT)
     return em

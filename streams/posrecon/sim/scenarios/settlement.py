@@ -107,9 +107,7 @@ def amount_mismatch(kit: Kit, start: int) -> Emitted:
     up = order.amount_minor + delta <= rules.max_amount_minor
     down = order.amount_minor - delta >= 1
     settled_amount = (
-        order.amount_minor + delta
-        if up and (not down or kit.rng.random() < 0.5)
-        else order.amount_minor - delta
+        order.amount_minor + delta if up and (not down or kit.rng.random() < 0.5) else order.amount_minor - delta
     )
     settled_at = approved_at + kit.delay(kit.timing.settle_lag)
     em.add(kit.records.notice(order, SETTLED, settled_at, amount_minor=settled_amount))
