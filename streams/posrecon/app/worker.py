@@ -29,6 +29,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from posrecon.app.commit import PendingCommit, TransactionStalled
 from posrecon.app.end_offsets import EndOffsets
 from posrecon.app.internal_topics import create_internal_topics, internal_topics
 from posrecon.app.merge import TaskMerger, TaskQueue
@@ -57,10 +58,6 @@ from posrecon.metrics import PENDING_AGE_BUCKETS, WorkerMetrics
 from posrecon.serde.codec import AvroCodec, DecodeError
 
 log = logging.getLogger("posrecon.worker")
-
-
-class TransactionStalled(RuntimeError):
-    """A transactional call did not return in time."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +128,9 @@ class Worker:
         self.input_pauses = 0
         #: offsets to commit for partitions whose unread records were deleted (see _records_lost)
         self._skipped_to: dict[tuple[str, int], int] = {}
+        #: records of the batch being prepared: produced once its transaction has begun (see app/commit.py)
+        self._outbox: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None, int | None]] = []
+        self._committing: PendingCommit | None = None  # the previous batch's transaction, being committed
         self.end_offsets: EndOffsets  # set up with the Kafka clients (setup)
         self._offset_reader: Consumer
 
@@ -218,6 +218,7 @@ class Worker:
                     if max_seconds is not None and time.monotonic() - started > max_seconds:
                         break
                     collector.tick(self.step())
+                self._finish_commit(rebuild=False)  # the last batch's transaction, before the clients close
         finally:
             self.metrics.up.set(0)
             self.close()
@@ -239,6 +240,7 @@ class Worker:
     # --- rebalance -------------------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._finish_commit(rebuild=False)  # (none in flight after a revoke; kept for safety)
         # resume exactly from the offsets the state was restored for; with auto.offset.reset=error, a position
         # that is no longer on the broker then surfaces as an error (see _records_lost), never silently
         consumer.assign(self._restore(partitions))
@@ -282,6 +284,9 @@ class Worker:
         return [TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else -2) for tp in committed]
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # the transaction in flight carries offsets of these partitions: it ends (commits or aborts) before the
+        # group moves on; the state it leaves is dropped below anyway (eager rebalance: every partition goes)
+        self._finish_commit(rebuild=False)
         self.ready = False
         paused = [tp for tp in partitions if (q := self.queues.get((tp.topic, tp.partition))) and q.paused]
         if paused:
@@ -342,8 +347,9 @@ class Worker:
         batch = self._select(now)
         idle = self._idle_partitions(now) if self.options.wall_clock_lag_ms is not None else []
         self.end_offsets.poll()  # answers from earlier turns in, this turn's questions out
-        if batch or idle or self._skipped_to:
-            self._transact(batch, idle, now)
+        offsets = self._prepare(batch, idle, now) if batch or idle or self._skipped_to else None
+        if self._finish_commit() and offsets is not None:
+            self._start_commit(offsets, len(batch))
         if time.monotonic() - self._last_gauges > 5:
             self._update_gauges()
             self._report_waiting(now)
@@ -554,45 +560,72 @@ class Worker:
 
     # --- the transaction -------------------------------------------------------------------------------
 
-    def _transact(self, batch: list[Message], idle: list[int], now: int) -> None:
+    def _prepare(self, batch: list[Message], idle: list[int], now: int) -> dict[tuple[str, int], int]:
+        """Reconcile ``batch`` (and advance ``idle`` partitions) into the outbox; returns the offsets the
+        transaction will commit. Runs while the previous batch's transaction is still being committed."""
+        offsets: dict[tuple[str, int], int] = dict(self._skipped_to)
+        self._skipped_to.clear()  # a failed transaction rewinds to the committed offsets: found again then
+        for msg in batch:
+            self._process(msg, now)
+            offsets[(msg.topic(), msg.partition())] = msg.offset() + 1  # type: ignore[index,operator]
+        lag = self.options.wall_clock_lag_ms or 0
+        for p in idle:
+            self.engine.advance(p, now - lag, now)
+            self.last_activity[p] = now
+        self._emit(now)
+        self._write_changelogs()
+        return offsets
+
+    def _start_commit(self, offsets: dict[tuple[str, int], int], records: int) -> None:
+        """Begin the transaction, produce the outbox into it and hand the commit to a helper thread."""
         producer = self.producer
         consumer = self.consumer
         assert producer is not None and consumer is not None
-        offsets: dict[tuple[str, int], int] = dict(self._skipped_to)
         try:
             producer.begin_transaction()
-            for msg in batch:
-                self._process(msg, now)
-                offsets[(msg.topic(), msg.partition())] = msg.offset() + 1  # type: ignore[index,operator]
-            lag = self.options.wall_clock_lag_ms or 0
-            for p in idle:
-                self.engine.advance(p, now - lag, now)
-                self.last_activity[p] = now
-            self._emit(now)
-            self._write_changelogs()
-            if offsets:
-                self._guarded(
-                    producer.send_offsets_to_transaction,
-                    [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())],
-                    consumer.consumer_group_metadata(),
-                )
-            self._guarded(producer.commit_transaction)
+            self._produce_outbox(producer)
+            metadata = consumer.consumer_group_metadata()
         except KafkaException as exc:
             self._recover(exc)
             return
+        self._committing = PendingCommit(
+            producer, [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())], metadata, records,
+            self._counts, self._pending_latency,
+        )  # fmt: skip
+        self._counts = {}
+        self._pending_latency = []
+
+    def _finish_commit(self, rebuild: bool = True) -> bool:
+        """Wait for the transaction in flight (if any). True once it has committed; False if it failed, after
+        aborting it and -- with ``rebuild`` -- rebuilding the state and rewinding (:meth:`_recover`)."""
+        pending = self._committing
+        if pending is None:
+            return True
+        self._committing = None
+        failure: KafkaException | None = None
+        try:
+            pending.wait(self.options.transaction_stall_s)
+        except KafkaException as exc:
+            failure = exc
         except TransactionStalled as exc:
             self._replace_producer(str(exc))
-            self._recover(None)
-            return
+        else:
+            self._committed_batch(pending)
+            return True
+        if rebuild:
+            self._recover(failure)
+        else:
+            self._abort(failure)
+        return False
+
+    def _committed_batch(self, pending: PendingCommit) -> None:
         self.metrics.transactions.labels("committed").inc()
-        self._skipped_to.clear()
-        self.metrics.batch_records.observe(len(batch))
-        self._flush_counts()
-        self.processed += len(batch)
+        self.metrics.batch_records.observe(pending.records)
+        self._flush_counts(pending.counts)
+        self.processed += pending.records
         done = _wall_ms()
-        for ts in self._pending_latency:
+        for ts in pending.latency_samples:
             self.metrics.processing_latency.observe(max(0, done - ts) / 1000)
-        self._pending_latency.clear()
 
     def _guarded(self, call: Any, *args: Any) -> None:
         """Run a blocking transactional call with a deadline.
@@ -629,6 +662,23 @@ class Worker:
 
     def _recover(self, exc: KafkaException | None) -> None:
         """Abort, then rebuild state from the changelogs and rewind to the committed offsets."""
+        self._abort(exc)
+        assert self.consumer is not None
+        self.engine.take()
+        assert self.engine.card_sightings is not None
+        self.engine.card_sightings.clear()
+        assignment = self.consumer.assignment()
+        self.engine = self._new_engine()
+        self.cards.clear()
+        self.tasks.clear()
+        paused = [TopicPartition(t, p) for (t, p), q in self.queues.items() if q.paused]
+        if paused:
+            self.consumer.resume(paused)
+        for tp in self._restore(assignment):
+            self.consumer.seek(tp)
+
+    def _abort(self, exc: KafkaException | None) -> None:
+        """End a failed transaction (abort it, or replace the producer) and forget the prepared batch."""
         err = exc.args[0] if exc is not None and exc.args and isinstance(exc.args[0], KafkaError) else None
         self.metrics.transactions.labels("aborted").inc()
         log.warning("transaction failed; aborting and rewinding", extra={"fields": {"error": scrub_text(str(exc))}})
@@ -648,19 +698,8 @@ class Worker:
                     self._replace_producer(f"abort failed: {abort_err}")
         self._pending_latency.clear()
         self._counts.clear()
+        self._outbox.clear()
         self._skipped_to.clear()  # the rewind to the committed offsets finds the same gap again
-        self.engine.take()
-        assert self.engine.card_sightings is not None
-        self.engine.card_sightings.clear()
-        assignment = self.consumer.assignment()
-        self.engine = self._new_engine()
-        self.cards.clear()
-        self.tasks.clear()
-        paused = [TopicPartition(t, p) for (t, p), q in self.queues.items() if q.paused]
-        if paused:
-            self.consumer.resume(paused)
-        for tp in self._restore(assignment):
-            self.consumer.seek(tp)
 
     def _committed(self, assignment: list[TopicPartition], consumer: Consumer | None = None) -> list[TopicPartition]:
         """The group's committed offsets, retrying while the coordinator is unavailable."""
@@ -741,9 +780,9 @@ class Worker:
     def _count(self, label: tuple[str, ...]) -> None:
         self._counts[label] = self._counts.get(label, 0) + 1
 
-    def _flush_counts(self) -> None:
+    def _flush_counts(self, counts: dict[tuple[str, ...], int]) -> None:
         m = self.metrics
-        for label, n in self._counts.items():
+        for label, n in counts.items():
             name = label[0]
             if name == "events":
                 m.events.labels(label[1], label[2]).inc(n)
@@ -755,7 +794,6 @@ class Worker:
                 m.deadletters.labels(label[1]).inc(n)
             elif name == "redeliveries":
                 m.redeliveries.inc(n)
-        self._counts.clear()
 
     def _send_reconciled(self, rec: ReconciledOrder) -> None:
         self._count(("reconciled", rec["outcome"]))
@@ -777,19 +815,23 @@ class Worker:
 
     def _send(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None,
               partition: int | None = None) -> None:  # fmt: skip
-        producer = self.producer
-        assert producer is not None
-        kwargs: dict[str, Any] = {"key": key, "value": value}
-        if headers:
-            kwargs["headers"] = headers
-        if partition is not None:
-            kwargs["partition"] = partition
-        while True:
-            try:
-                producer.produce(topic, **kwargs)
-                return
-            except BufferError:
-                producer.poll(0.05)
+        self._outbox.append((topic, key, value, headers, partition))
+
+    def _produce_outbox(self, producer: Producer) -> None:
+        produce = producer.produce
+        for topic, key, value, headers, partition in self._outbox:
+            kwargs: dict[str, Any] = {"key": key, "value": value}
+            if headers:
+                kwargs["headers"] = headers
+            if partition is not None:
+                kwargs["partition"] = partition
+            while True:
+                try:
+                    produce(topic, **kwargs)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        self._outbox.clear()
 
     def _write_changelogs(self) -> None:
         for p, book in self.engine.books.items():
