@@ -42,6 +42,9 @@ class FreezingProducer:
         self.real.send_offsets_to_transaction(*args, **kwargs)
         self.sent += 1
         if self.sent == self.freeze_at:
+            # the batch's records on the broker, in the still open transaction (the worker produces its outbox
+            # right before the commit thread sends the offsets: without this they could still be queued here)
+            self.real.flush(10)
             offsets = {f"{tp.topic}[{tp.partition}]": tp.offset for tp in args[0]}
             log.warning("zombie: offsets sent to the transaction, freezing before commit",
                         extra={"fields": {"offsets": offsets}})  # fmt: skip
