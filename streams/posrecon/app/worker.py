@@ -92,6 +92,8 @@ def _wall_ms() -> int:
 class Worker:
     #: the most of one loop turn that counts as waiting for input (more is a stall: see TaskMerger.discount)
     STEP_CREDIT_MS = 250
+    #: records asked of the consumer per consume() call (a turn makes several while the input is behind)
+    CONSUME_CHUNK = 2000
 
     def __init__(self, settings: Settings, options: WorkerOptions, metrics: WorkerMetrics | None = None) -> None:
         self.settings = settings
@@ -320,7 +322,32 @@ class Worker:
             TaskMerger.discount(self.queues.values(), stalled)
             for p in self.last_activity:
                 self.last_activity[p] += stalled
-        for msg in consumer.consume(2000, timeout=0.05):
+        # one turn takes in up to a batch: when the input is behind, more per transaction (a commit costs
+        # round trips, not CPU: fixed 2,000-record turns capped the worker at 2,000 records per commit)
+        fetched = self._take_in(consumer.consume(self.CONSUME_CHUNK, timeout=0.05))
+        taken = fetched
+        while fetched == self.CONSUME_CHUNK and taken < self.options.batch_max_records:
+            fetched = self._take_in(consumer.consume(self.CONSUME_CHUNK, timeout=0))
+            taken += fetched
+        self._refresh_backlog()
+        self._flow_control()
+        batch = self._select(now)
+        idle = self._idle_partitions(now) if self.options.wall_clock_lag_ms is not None else []
+        self.end_offsets.poll()  # answers from earlier turns in, this turn's questions out
+        offsets = self._prepare(batch, idle, now) if batch or idle or self._skipped_to else None
+        if self._finish_commit() and offsets is not None:
+            self._start_commit(offsets, len(batch))
+        if time.monotonic() - self._last_gauges > 5:
+            self._update_gauges()
+            self._report_waiting(now)
+            if log.isEnabledFor(logging.DEBUG):
+                self._log_status(now)
+        return len(batch)
+
+    def _take_in(self, messages: list[Message]) -> int:
+        """Put consumed records into their task queues; handle end-of-partition and consumer errors.
+        Returns how many messages (records and events) there were."""
+        for msg in messages:
             err = msg.error()
             tp = (msg.topic(), msg.partition())
             queue = self.queues.get(tp)  # type: ignore[arg-type]
@@ -342,20 +369,7 @@ class Worker:
             queue.records.append(msg)
             queue.at_end = False
             queue.waiting_since = None
-        self._refresh_backlog()
-        self._flow_control()
-        batch = self._select(now)
-        idle = self._idle_partitions(now) if self.options.wall_clock_lag_ms is not None else []
-        self.end_offsets.poll()  # answers from earlier turns in, this turn's questions out
-        offsets = self._prepare(batch, idle, now) if batch or idle or self._skipped_to else None
-        if self._finish_commit() and offsets is not None:
-            self._start_commit(offsets, len(batch))
-        if time.monotonic() - self._last_gauges > 5:
-            self._update_gauges()
-            self._report_waiting(now)
-            if log.isEnabledFor(logging.DEBUG):
-                self._log_status(now)
-        return len(batch)
+        return len(messages)
 
     def _log_status(self, now: int) -> None:
         """Every queue's state, every 5 s at DEBUG (``--log-level DEBUG``): for diagnosing a task that is stuck."""
