@@ -530,8 +530,13 @@ class Worker:
         return max(position, queue.end_offset if queue.at_end else -1) >= end
 
     def _select(self, now: int) -> list[Message]:
+        """The next batch: card sightings (up to half of it), the tasks' records in timestamp order, then
+        more sightings if there is room. Sightings are an independent stage (each card partition in its own
+        order), so serving them first only keeps them from piling up behind a backlog of input: taken last,
+        165k of them were left for the end of a 2M-record drain."""
         out: list[Any] = []
         limit = self.options.batch_max_records
+        self._take_sightings(out, limit // 2)
         for p in sorted(self.tasks):
             first = self.queues.get((self.topics.terminal, p))
             second = self.queues.get((self.topics.settlement, p))
@@ -543,11 +548,14 @@ class Worker:
                 self.last_activity[p] = now
             if len(out) >= limit:
                 return out
+        self._take_sightings(out, limit)
+        return out
+
+    def _take_sightings(self, out: list[Any], limit: int) -> None:
         for q in sorted(self.cards):
             queue = self.queues.get((self.sightings_topic, q))
             while queue is not None and queue.records and len(out) < limit:
                 out.append(queue.records.popleft())
-        return out
 
     def _idle_partitions(self, now: int) -> list[int]:
         idle = []
