@@ -149,6 +149,17 @@ def verify(outputs: Outputs, oracle: Oracle) -> Verdict:
     return Verdict(duplicates, missing, unexpected, problems)
 
 
+def start_with_part_fed(bootstrap: str, topics: Topics, tmp_path: Path, orders: int, seed: int, divisor: int
+                        ) -> tuple[Path, int, str, WorkerProcess]:  # fmt: skip
+    """A mixed input of ``orders`` orders, its first 1/``divisor`` fed, and worker w0 started on it.
+    Returns (input file, its line count, app id, worker)."""
+    src = mixed_input(tmp_path / "input.jsonl", orders, seed=seed)
+    total = len(src.read_text().splitlines())
+    app = f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
+    feed_file(bootstrap, topics, src, 0, total // divisor)
+    return src, total, app, WorkerProcess(bootstrap, topics, app, "w0", tmp_path)
+
+
 def read_all(bootstrap: str, topics: Topics) -> Outputs:
     return read_outputs(bootstrap, topics)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from livekit import WorkerProcess, feed_file, mixed_input, read_all, replay_oracle, verify
+from livekit import WorkerProcess, feed_file, mixed_input, read_all, replay_oracle, start_with_part_fed, verify
 from livekit import drain as _drain
 
 pytestmark = pytest.mark.broker
@@ -63,11 +63,7 @@ def test_garbage_bytes_end_in_deadletter_with_reason_headers(bootstrap: str, fre
 
 def test_restarted_worker_resumes_without_loss_or_repeats(bootstrap: str, fresh_topics: Any, tmp_path: Path) -> None:
     topics = fresh_topics(PARTITIONS)
-    src = mixed_input(tmp_path / "input.jsonl", 400, seed=11)
-    total = len(src.read_text().splitlines())
-    app = f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
-    feed_file(bootstrap, topics, src, 0, total // 2)
-    first = WorkerProcess(bootstrap, topics, app, "w0", tmp_path)
+    src, total, app, first = start_with_part_fed(bootstrap, topics, tmp_path, 400, seed=11, divisor=2)
     _drain(bootstrap, topics, app)
     first.kill()  # no clean shutdown: state must come back from the changelog
     feed_file(bootstrap, topics, src, total // 2)

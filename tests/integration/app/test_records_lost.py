@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from livekit import WorkerProcess, feed_file, mixed_input
+from livekit import WorkerProcess, feed_file, start_with_part_fed
 from livekit import drain as _drain
 from posrecon.kafka.progress import group_lag
 
@@ -33,11 +33,7 @@ def test_input_deleted_before_it_was_read_is_reported_and_the_rest_processed(
     bootstrap: str, fresh_topics: Any, tmp_path: Path
 ) -> None:
     topics = fresh_topics(PARTITIONS)
-    src = mixed_input(tmp_path / "input.jsonl", 120, seed=5)
-    total = len(src.read_text().splitlines())
-    app = f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
-    feed_file(bootstrap, topics, src, 0, total // 3)
-    first = WorkerProcess(bootstrap, topics, app, "w0", tmp_path)
+    src, total, app, first = start_with_part_fed(bootstrap, topics, tmp_path, 120, seed=5, divisor=3)
     try:
         _drain(bootstrap, topics, app)
     finally:
