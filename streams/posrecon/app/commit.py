@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Producer, TopicPartition
@@ -27,8 +28,44 @@ class TransactionStalled(RuntimeError):
     """A transactional call did not return in time."""
 
 
-class PendingCommit:
-    """One transaction being committed, with what to account for once it is."""
+class DeadlinedCall:
+    """``call(*args)`` on a daemon thread; :meth:`wait` hands over its outcome, or gives up on it after a
+    deadline counted from the start (the thread is left behind: one stuck forever inside librdkafka must
+    not keep the process from exiting)."""
+
+    def __init__(self, call: Callable[..., object], *args: Any) -> None:
+        self.name = getattr(call, "__name__", str(call))
+        self.started = time.monotonic()
+        self._outcome: list[BaseException | None] = []
+        self._thread = threading.Thread(target=self._run, args=(call, *args), name="posrecon-txn", daemon=True)
+        self._thread.start()
+
+    def _run(self, call: Callable[..., object], *args: Any) -> None:
+        try:
+            call(*args)
+            self._outcome.append(None)
+        except BaseException as exc:  # handed to the waiting thread by wait()
+            self._outcome.append(exc)
+
+    def wait(self, stall_s: float) -> None:
+        """Return once the call has returned. Raises its exception, or TransactionStalled if it has not
+        returned ``stall_s`` seconds after it started."""
+        self._thread.join(max(0.0, self.started + stall_s - time.monotonic()))
+        if not self._outcome:
+            raise TransactionStalled(f"{self.name} stalled")
+        if self._outcome[0] is not None:
+            raise self._outcome[0]
+
+
+def _end_transaction(producer: Producer, offsets: list[TopicPartition], group_metadata: Any) -> None:
+    if offsets:
+        producer.send_offsets_to_transaction(offsets, group_metadata)
+    producer.commit_transaction()
+
+
+class PendingCommit(DeadlinedCall):
+    """One transaction being committed (send_offsets_to_transaction, then commit_transaction), with what to
+    account for once it is."""
 
     def __init__(
         self,
@@ -42,28 +79,4 @@ class PendingCommit:
         self.records = records
         self.counts = counts
         self.latency_samples = latency_samples
-        self.started = time.monotonic()
-        self._outcome: list[BaseException | None] = []
-        # a daemon thread: one stuck forever inside librdkafka must not keep the process from exiting
-        self._thread = threading.Thread(
-            target=self._run, args=(producer, offsets, group_metadata), name="posrecon-commit", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, producer: Producer, offsets: list[TopicPartition], group_metadata: Any) -> None:
-        try:
-            if offsets:
-                producer.send_offsets_to_transaction(offsets, group_metadata)
-            producer.commit_transaction()
-            self._outcome.append(None)
-        except BaseException as exc:  # handed to the loop's thread by wait()
-            self._outcome.append(exc)
-
-    def wait(self, stall_s: float) -> None:
-        """Return once committed. Raises the commit's exception (a KafkaException), or TransactionStalled if
-        it has not returned ``stall_s`` seconds after it started."""
-        self._thread.join(max(0.0, self.started + stall_s - time.monotonic()))
-        if not self._outcome:
-            raise TransactionStalled("send_offsets_to_transaction/commit_transaction stalled")
-        if self._outcome[0] is not None:
-            raise self._outcome[0]
+        super().__init__(_end_transaction, producer, offsets, group_metadata)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from posrecon.app.commit import PendingCommit, TransactionStalled
+from posrecon.app.commit import DeadlinedCall, PendingCommit, TransactionStalled
 from posrecon.app.end_offsets import EndOffsets
 from posrecon.app.internal_topics import create_internal_topics, internal_topics
 from posrecon.app.merge import TaskMerger, TaskQueue
@@ -377,12 +376,7 @@ class Worker:
         assert consumer is not None
         queues = []
         for queue in self.queues.values():
-            tp = TopicPartition(queue.topic, queue.partition)
-            try:
-                position = consumer.position([tp])[0].offset
-                low, high = consumer.get_watermark_offsets(tp, cached=True)
-            except KafkaException:
-                position = low = high = -1
+            position, low, high = self._local_view(queue)
             queues.append([queue.topic.rsplit(".", 1)[0], queue.partition, len(queue.records), queue.at_end,
                            queue.end_offset, queue.backlog, queue.paused, position, low, high,
                            None if queue.waiting_since is None else now - queue.waiting_since])  # fmt: skip
@@ -429,23 +423,28 @@ class Worker:
         if paused:
             consumer.pause(paused)
 
+    def _local_view(self, queue: TaskQueue) -> tuple[int, int, int]:
+        """(position, low, high) of the queue's partition as the consumer last saw them (no broker request);
+        -1 each when unknown."""
+        consumer = self.consumer
+        assert consumer is not None
+        tp = TopicPartition(queue.topic, queue.partition)
+        try:
+            low, high = consumer.get_watermark_offsets(tp, cached=True)
+            return consumer.position([tp])[0].offset, low, high
+        except KafkaException:
+            return -1, -1, -1
+
     def _report_waiting(self, now: int) -> None:
         """Log the tasks that have waited more than 5 s for one of their inputs (an on-call clue: a stuck
         producer, an input transaction left open, or a partition that fell far behind the other)."""
-        consumer = self.consumer
-        assert consumer is not None
         for queue in self.queues.values():
             other = self._other_side(queue.topic, queue.partition)
             if other is None or not other.records or queue.records:
                 continue  # not an input, or the task is not blocked on this side
             if queue.waiting_since is None or now - queue.waiting_since < 5_000:
                 continue
-            tp = TopicPartition(queue.topic, queue.partition)
-            try:
-                position = consumer.position([tp])[0].offset
-                high = consumer.get_watermark_offsets(tp, cached=True)[1]
-            except KafkaException:
-                position = high = -1
+            position, _, high = self._local_view(queue)
             fields = {"topic": queue.topic, "partition": queue.partition, "waited_ms": now - queue.waiting_since,
                       "at_end": queue.at_end, "end_offset": queue.end_offset, "backlog": queue.backlog,
                       "paused": queue.paused, "position": position, "cached_high": high}  # fmt: skip
@@ -650,29 +649,9 @@ class Worker:
             self.metrics.processing_latency.observe(max(0, done - ts) / 1000)
 
     def _guarded(self, call: Any, *args: Any) -> None:
-        """Run a blocking transactional call with a deadline.
-
-        librdkafka can block forever in ``send_offsets_to_transaction``/``commit_transaction`` after a broker
-        restart (a stale group-coordinator handle; the call's own timeout is not honoured), so the call runs on
-        a helper thread and a stall beyond ``transaction_stall_s`` raises :class:`TransactionStalled`.
-        """
-        outcome: list[BaseException | None] = []
-
-        def run() -> None:
-            try:
-                call(*args)
-                outcome.append(None)
-            except BaseException as exc:  # handed to the caller's thread
-                outcome.append(exc)
-
-        # a daemon thread: one stuck forever inside librdkafka must not keep the process from exiting
-        thread = threading.Thread(target=run, name="posrecon-txn", daemon=True)
-        thread.start()
-        thread.join(self.options.transaction_stall_s)
-        if not outcome:
-            raise TransactionStalled(f"{getattr(call, '__name__', call)} stalled")
-        if outcome[0] is not None:
-            raise outcome[0]
+        """Run a blocking transactional call with a deadline (``transaction_stall_s``): librdkafka can block
+        forever in them after a broker restart. Raises :class:`TransactionStalled` on a stall."""
+        DeadlinedCall(call, *args).wait(self.options.transaction_stall_s)
 
     def _replace_producer(self, why: str) -> None:
         """Abandon a stalled producer: a new one with the same transactional.id fences it and aborts its
