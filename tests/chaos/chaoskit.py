@@ -151,6 +151,28 @@ def total_lag(bootstrap: str, topics: Topics, app: str, client_config: Mapping[s
     )
 
 
+def lag_by_partition(bootstrap: str, topics: Topics, app: str,
+                     client_config: Mapping[str, str] | None = None) -> list[str]:  # fmt: skip
+    """``topic[partition] committed/low/high`` of every partition the group is behind on (for timeouts)."""
+    _, sightings, _ = internal_topics(app)
+    consumer = Consumer({**(client_config or {}), "bootstrap.servers": bootstrap, "group.id": app,
+                         "enable.auto.commit": False})  # fmt: skip
+    try:
+        tps = []
+        for topic in (topics.terminal, topics.settlement, sightings):
+            meta = consumer.list_topics(topic, timeout=10).topics[topic]
+            tps += [TopicPartition(topic, p) for p in sorted(meta.partitions)]
+        rows = []
+        for tp in consumer.committed(tps, timeout=10):
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            end = high - 1 if tp.topic == sightings and high > low else high
+            if tp.offset < end:
+                rows.append(f"{tp.topic}[{tp.partition}] committed={tp.offset} low={low} high={high}")
+        return rows
+    finally:
+        consumer.close()
+
+
 def drain(bootstrap: str, topics: Topics, app: str, timeout: float = 180.0,
           client_config: Mapping[str, str] | None = None, alive: Callable[[], bool] | None = None) -> float:  # fmt: skip
     """Wait until the group has committed every input and card-sighting record (as livekit's ``_drain``, but
@@ -167,7 +189,8 @@ def drain(bootstrap: str, topics: Topics, app: str, timeout: float = 180.0,
         if alive is not None and not alive():
             raise AssertionError(f"no worker alive while {lag} records are still to process")
         if time.monotonic() - started > timeout:
-            raise TimeoutError(f"group {app} still {lag} records behind after {timeout} s")
+            detail = retrying(lag_by_partition, bootstrap, topics, app, client_config)
+            raise TimeoutError(f"group {app} still {lag} records behind after {timeout} s: {detail}")
         time.sleep(0.5)
 
 
