@@ -14,8 +14,12 @@ def group_lag(
 ) -> int:  # fmt: skip
     """Records not yet committed by ``group`` on ``topics``.
 
-    For topics written by transactional producers (``transactional``) the log end is a commit marker, so
-    a partition counts as done once the committed offset reaches ``end - 1``.
+    On topics written by transactional producers (``transactional``) the offsets after the last record are
+    not all records: commit and abort markers, and records of aborted transactions, take offsets too, and a
+    consumer commits the offset after the last record it was given. A partition's tail can hold several of
+    them (a commit marker, then the abort marker that the coordinator writes when a killed producer's
+    transaction times out), so the lag there is counted as what a ``read_committed`` consumer would still be
+    given after the committed offset (exactly when that is a short tail; ``end - committed - 1`` otherwise).
     """
     consumer = Consumer(
         {
@@ -32,14 +36,61 @@ def group_lag(
             tps += [TopicPartition(topic, p) for p in sorted(meta.partitions)]
         committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(tps, timeout=10)}
         lag = 0
+        tails: list[TopicPartition] = []
         for tp in tps:
             low, high = consumer.get_watermark_offsets(tp, timeout=10)
             done = committed.get((tp.topic, tp.partition), -1)
             if done < 0:
                 done = low
-            end = high - 1 if tp.topic in transactional and high > low else high
-            lag += max(0, end - done)
+            if tp.topic not in transactional:
+                lag += max(0, high - done)
+            elif high - done > EXACT_TAIL:
+                lag += high - done - 1
+            elif high > done:
+                tails.append(TopicPartition(tp.topic, tp.partition, done))
+        if tails:
+            lag += visible_records(bootstrap, tails, client_config)
         return lag
+    finally:
+        consumer.close()
+
+
+#: transactional tails up to this many offsets are read to count their records exactly
+EXACT_TAIL = 1_000
+
+
+def visible_records(
+    bootstrap: str, starts: Sequence[TopicPartition], client_config: Mapping[str, str] | None = None,
+    timeout_s: float = 10.0,
+) -> int:  # fmt: skip
+    """How many records a ``read_committed`` consumer is given from each ``starts`` offset to the end of its
+    partition (markers, aborted records and the open transactions' records do not count)."""
+    consumer = Consumer(
+        {
+            **(client_config or {}),
+            "bootstrap.servers": bootstrap,
+            "group.id": "posrecon-progress-probe",  # never joins or commits: assign() only
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    try:
+        consumer.assign(list(starts))
+        open_tps = {(tp.topic, tp.partition) for tp in starts}
+        count = 0
+        deadline = time.monotonic() + timeout_s
+        while open_tps and time.monotonic() < deadline:
+            for msg in consumer.consume(500, 0.2):
+                err = msg.error()
+                if err is None:
+                    count += 1
+                elif err.code() == KafkaError._PARTITION_EOF:
+                    open_tps.discard((msg.topic(), msg.partition()))
+        if open_tps:  # not at the end in time: count the unread offsets as behind
+            count += len(open_tps)
+        return count
     finally:
         consumer.close()
 
