@@ -882,11 +882,7 @@ class Worker:
             assignment = consumer.assignment()
             for tp in consumer.position(assignment):
                 _, high = consumer.get_watermark_offsets(tp, cached=True)
-                # at the end of a partition the offsets after the last record are transaction markers (and
-                # aborted records): not lag. The end-of-partition event's offset is past them.
-                queue = self.queues.get((tp.topic, tp.partition))
-                read_to = max(tp.offset, queue.end_offset) if queue is not None and queue.at_end else tp.offset
-                if read_to >= 0 and high >= 0:
-                    self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - read_to))
+                if tp.offset >= 0 and high >= 0:
+                    self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
         except KafkaException:
             pass
