@@ -19,7 +19,8 @@ def group_lag(
     consumer commits the offset after the last record it was given. A partition's tail can hold several of
     them (a commit marker, then the abort marker that the coordinator writes when a killed producer's
     transaction times out), so the lag there is counted as what a ``read_committed`` consumer would still be
-    given after the committed offset (exactly when that is a short tail; ``end - committed - 1`` otherwise).
+    given after the committed offset (exactly when that is a short tail; ``end - committed - 1`` otherwise;
+    0 when only one offset is left, the usual commit marker).
     """
     consumer = Consumer(
         {
@@ -46,7 +47,7 @@ def group_lag(
                 lag += max(0, high - done)
             elif high - done > EXACT_TAIL:
                 lag += high - done - 1
-            elif high > done:
+            elif high - done > 1:  # one offset after the committed one: its commit marker (the usual end)
                 tails.append(TopicPartition(tp.topic, tp.partition, done))
         if tails:
             lag += visible_records(bootstrap, tails, client_config)
