@@ -129,6 +129,8 @@ class Worker:
         self.input_pauses = 0
         #: offsets to commit for partitions whose unread records were deleted (see _records_lost)
         self._skipped_to: dict[tuple[str, int], int] = {}
+        #: per partition, the offset the latest transaction begun commits (or the restored committed offset)
+        self._sent_to: dict[tuple[str, int], int] = {}
         #: records of the batch being prepared: produced once its transaction has begun (see app/commit.py)
         self._outbox: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None, int | None]] = []
         self._committing: PendingCommit | None = None  # the previous batch's transaction, being committed
@@ -281,6 +283,8 @@ class Worker:
         self.ready = True
         fields = {"inputs": inputs, "card_partitions": card_parts, "orders_restored": orders}
         log.info("partitions assigned", extra={"fields": {**fields, "restore_s": round(elapsed, 3)}})
+        for tp in committed:
+            self._sent_to[(tp.topic, tp.partition)] = tp.offset
         # OFFSET_BEGINNING (-2) where the group has committed nothing yet
         return [TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else -2) for tp in committed]
 
@@ -295,6 +299,7 @@ class Worker:
         self.end_offsets.forget((tp.topic, tp.partition) for tp in partitions)
         for tp in partitions:
             self._skipped_to.pop((tp.topic, tp.partition), None)
+            self._sent_to.pop((tp.topic, tp.partition), None)
         for tp in partitions:
             self.queues.pop((tp.topic, tp.partition), None)
             self.metrics.forget_partition(tp.topic, tp.partition)
@@ -333,7 +338,8 @@ class Worker:
         batch = self._select(now)
         idle = self._idle_partitions(now) if self.options.wall_clock_lag_ms is not None else []
         self.end_offsets.poll()  # answers from earlier turns in, this turn's questions out
-        offsets = self._prepare(batch, idle, now) if batch or idle or self._skipped_to else None
+        drained = self._drained_positions()
+        offsets = self._prepare(batch, idle, now, drained) if batch or idle or self._skipped_to or drained else None
         if self._finish_commit() and offsets is not None:
             self._start_commit(offsets, len(batch))
         if time.monotonic() - self._last_gauges > 5:
@@ -581,14 +587,19 @@ class Worker:
 
     # --- the transaction -------------------------------------------------------------------------------
 
-    def _prepare(self, batch: list[Message], idle: list[int], now: int) -> dict[tuple[str, int], int]:
+    def _prepare(
+        self, batch: list[Message], idle: list[int], now: int, drained: dict[tuple[str, int], int]
+    ) -> dict[tuple[str, int], int]:
         """Reconcile ``batch`` (and advance ``idle`` partitions) into the outbox; returns the offsets the
-        transaction will commit. Runs while the previous batch's transaction is still being committed."""
+        transaction will commit (``drained``: see :meth:`_drained_positions`). Runs while the previous batch's
+        transaction is still being committed."""
         offsets: dict[tuple[str, int], int] = dict(self._skipped_to)
         self._skipped_to.clear()  # a failed transaction rewinds to the committed offsets: found again then
         for msg in batch:
             self._process(msg, now)
             offsets[(msg.topic(), msg.partition())] = msg.offset() + 1  # type: ignore[index,operator]
+        for key, position in drained.items():
+            offsets[key] = max(position, offsets.get(key, -1))
         lag = self.options.wall_clock_lag_ms or 0
         for p in idle:
             self.engine.advance(p, now - lag, now)
@@ -596,6 +607,29 @@ class Worker:
         self._emit(now)
         self._write_changelogs()
         return offsets
+
+    def _drained_positions(self) -> dict[tuple[str, int], int]:
+        """Consumer positions of drained partitions (end of partition, nothing left in the queue) that are
+        beyond what the latest transaction commits.
+
+        The worker commits the offset after each record it processed. On a topic written in transactions (the
+        card sightings; an input whose producers use transactions) the offsets after a partition's last record
+        are a commit marker, sometimes also aborted records and an abort marker: never delivered, so never
+        committed, and the group's lag (consumer-group tools, the drain checks) stayed above 0 on them.
+        librdkafka's position moves past them (``tests/integration/kafka/test_progress.py``) and only ever
+        moves past what it delivered, so once a partition is drained its position is safe to commit.
+        """
+        consumer = self.consumer
+        assert consumer is not None
+        ends = [TopicPartition(q.topic, q.partition) for q in self.queues.values() if q.at_end and not q.records]
+        if not ends:
+            return {}
+        drained: dict[tuple[str, int], int] = {}
+        for tp in consumer.position(ends):
+            key = (tp.topic, tp.partition)
+            if tp.offset >= 0 and tp.offset > self._sent_to.get(key, -1):
+                drained[key] = tp.offset
+        return drained
 
     def _start_commit(self, offsets: dict[tuple[str, int], int], records: int) -> None:
         """Begin the transaction, produce the outbox into it and hand the commit to a helper thread."""
@@ -615,6 +649,7 @@ class Worker:
         )  # fmt: skip
         self._counts = {}
         self._pending_latency = []
+        self._sent_to.update(offsets)
 
     def _finish_commit(self, rebuild: bool = True) -> bool:
         """Wait for the transaction in flight (if any). True once it has committed; False if it failed, after

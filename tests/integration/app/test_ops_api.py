@@ -14,7 +14,9 @@ import pytest
 
 from livekit import WorkerProcess, feed_file, mixed_input, replay_oracle, topic_env
 from livekit import drain as _drain
+from posrecon.app.internal_topics import internal_topics
 from posrecon.kafka.broker import find_free_port
+from posrecon.kafka.progress import group_lag
 
 pytestmark = pytest.mark.broker
 
@@ -79,5 +81,14 @@ def test_ops_api_and_lookup_show_an_orders_timeline(bootstrap: str, fresh_topics
             time.sleep(1)
         assert any("card-sightings" in line for line in lags), lags
         assert not behind, behind
+        # ... and the group's committed offsets are at the log ends, the card sightings' commit markers included
+        # (Worker._drained_positions): consumer-group tools show a lag of 0
+        _, sightings, _ = internal_topics(app)
+        deadline = time.monotonic() + 15
+        while (lag := group_lag(bootstrap, app, [topics.terminal, topics.settlement, sightings])) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.5)
+        assert lag == 0
     finally:
         assert worker.stop() == 0, worker.log()[-2000:]
