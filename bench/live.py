@@ -17,6 +17,7 @@ past), no authorisation; a worker in wall-clock mode (``--wall-clock-lag-ms 0 --
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -24,7 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 from harness import (
     Children,
     StepTimeout,
@@ -120,6 +122,24 @@ def encode_traffic(
     return out
 
 
+def warm_producer(bootstrap: str, producer: Producer, inputs: list[str]) -> None:
+    """Make the traffic producer ready before the clock starts: its idempotent producer id, the connection
+    and the input topics' metadata. Otherwise the first records wait inside the generator for those (up to
+    seconds on a fresh broker) with their timestamps already set, and that wait was counted as the worker's
+    latency. The warm-up record goes to a topic of its own; the inputs stay exactly the simulated traffic."""
+    warmup = f"{inputs[0]}-warmup"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(warmup, 1, 1)]).values():
+        with contextlib.suppress(KafkaException):  # exists already
+            future.result(30)
+    producer.list_topics(timeout=10)
+    for topic in inputs:
+        producer.list_topics(topic, timeout=10)
+    producer.produce(warmup, b"warm-up")
+    if producer.flush(30) != 0:
+        raise RuntimeError("the latency traffic producer could not deliver its warm-up record")
+
+
 def measure_latency(
     bootstrap: str,
     children: Children,
@@ -130,6 +150,7 @@ def measure_latency(
     lines: list[Any],
     deadline: float,
     log: Callable[[str], None],
+    worker_args: list[str] | None = None,
 ) -> dict[str, Any]:
     topics = topic_set("bench-lat")
     public = Topics()
@@ -141,7 +162,7 @@ def measure_latency(
     port = free_port()
     proc = children.spawn(
         "latency-worker",
-        worker_cmd(bootstrap, app_id, "lat-0", config, "--metrics-port", str(port)),
+        worker_cmd(bootstrap, app_id, "lat-0", config, "--metrics-port", str(port), *(worker_args or [])),
         wlog,
     )
     count = min(len(lines), int(rate * duration_s))
@@ -164,6 +185,7 @@ def measure_latency(
             "log_level": 4,
         }
     )
+    warm_producer(bootstrap, producer, [topics.terminal, topics.settlement])
     metrics_before = scrape(port)
     cpu_before = cpu_seconds(proc.pid)
     names = {public.terminal: topics.terminal, public.settlement: topics.settlement}
@@ -258,6 +280,8 @@ def measure_latency(
         "input_to_reconciled_visible": summary_ms(visible_lat),
         "input_to_alert_stamp": summary_ms(alert_lat),
         "p50_ms_by_second_of_traffic": [percentile(by_second[k], 50) for k in sorted(by_second)],
+        "p99_ms_by_second_of_traffic": [percentile(by_second[k], 99) for k in sorted(by_second)],
+        "decisions_by_second_of_traffic": [len(by_second[k]) for k in sorted(by_second)],
     }
 
 

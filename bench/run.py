@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -364,8 +365,10 @@ class Bench:
         rate = 0.5 * one["events_per_s"] if one else self.args.fallback_rate
         lines = self.live_lines()
         figures = live.measure_latency(
-            self.bootstrap, self.children, self.work, PARTITIONS, rate, self.args.latency_s, lines, deadline, self.log
-        )
+            self.bootstrap, self.children, self.work, PARTITIONS, rate, self.args.latency_s, lines, deadline, self.log,
+            shlex.split(self.args.latency_worker_args),
+        )  # fmt: skip
+        figures["worker_args"] = self.args.latency_worker_args
         figures["rate_basis"] = "50% of the one-worker rate" if one else f"fallback {self.args.fallback_rate}/s"
         s = figures["input_to_reconciled_stamp"]
         v = figures["input_to_reconciled_visible"]
@@ -938,6 +941,7 @@ def main() -> int:
     parser.add_argument("--workdir", default=str(REPO / ".cache" / "bench"), help="cache + logs (default .cache/bench)")
     parser.add_argument("--results", default=str(BENCH_DIR / "results"))
     parser.add_argument("--latency-s", type=float, default=40.0, help="seconds of steady traffic for the latency run")
+    parser.add_argument("--latency-worker-args", default="", help="extra worker options, e.g. --max-task-idle-ms 100")
     parser.add_argument("--live-orders", type=int, default=120_000, help="simulated orders for the live traffic")
     parser.add_argument("--fallback-rate", type=float, default=5000.0, help="latency rate if the 1-worker step failed")
     parser.add_argument("--recovery-orders", type=int, default=1_000_000)

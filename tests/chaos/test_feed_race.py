@@ -17,7 +17,7 @@ librdkafka has already fetched but ``consume()`` has not handed out yet do not s
 
 Fixed: the wait is timed from when the task blocks, and a fresh ListOffsets look must confirm the empty side
 is caught up. What no merge can know is a record the producer has not sent yet: the bound for that is
-``max_task_idle_ms``. The worker here runs with 2 s (default 500 ms) so that a feeder process delayed by CPU
+``max_task_idle_ms``. The worker here runs with 2 s (default 100 ms) so that a feeder process delayed by CPU
 contention on a loaded 2-core CI machine is not taken for a silent topic; the test is about the merge
 honouring its bound, not about the bound's size.
 """

@@ -117,8 +117,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--max-task-idle-ms",
         type=int,
-        default=500,
-        help="wait this long for an empty input partition before taking the other's records (default 500)",
+        default=int(os.environ.get("POSRECON_MAX_TASK_IDLE_MS", "100")),
+        help="wait this long for an empty input partition before taking the other's records "
+        "(default 100; env POSRECON_MAX_TASK_IDLE_MS)",
     )
     parser.add_argument(
         "--static-membership",

@@ -65,7 +65,7 @@ class WorkerOptions:
     app_id: str = "posrecon"
     worker_id: str = "0"
     batch_max_records: int = 5000
-    max_task_idle_ms: int = 500
+    max_task_idle_ms: int = 100
     #: advance an idle partition's watermark to wall clock minus this lag; None disables (replay-equal mode)
     wall_clock_lag_ms: int | None = 300_000
     idle_advance_after_ms: int = 2_000
