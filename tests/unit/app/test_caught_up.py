@@ -1,0 +1,71 @@
+"""Worker._caught_up: an end-offset answer asked for after the task began to wait is a fresh look at the
+broker, even when the idle wait is shorter than a loop turn (the answer takes a turn or two to come)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from confluent_kafka import TopicPartition
+
+from posrecon.app import worker as worker_module
+from posrecon.app.merge import TaskQueue
+from posrecon.app.worker import Worker, WorkerOptions
+
+
+class FakeConsumer:
+    def __init__(self, position: int) -> None:
+        self.at = position
+        self.synchronous_looks = 0
+
+    def position(self, tps: list[TopicPartition]) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, self.at) for tp in tps]
+
+    def get_watermark_offsets(self, *_args: Any, **_kwargs: Any) -> tuple[int, int]:
+        self.synchronous_looks += 1  # the blocking fallback: must not be needed when an answer is there
+        return 0, self.at
+
+
+class KnownEnd:
+    """EndOffsets with one answer: ``end``, asked for at ``asked`` (wall ms)."""
+
+    def __init__(self, end: int, asked: int) -> None:
+        self.end, self.asked = end, asked
+
+    def answer(self, _key: tuple[str, int], asked_after: int) -> int | None:
+        return self.end if self.asked >= asked_after else None
+
+
+def _worker(idle_ms: int, consumer: FakeConsumer, ends: KnownEnd) -> Worker:
+    worker = Worker.__new__(Worker)
+    worker.options = WorkerOptions(bootstrap="unused", app_id="a", worker_id="w", max_task_idle_ms=idle_ms)
+    worker.consumer = consumer  # type: ignore[assignment]
+    worker.end_offsets = ends  # type: ignore[assignment]
+    return worker
+
+
+@pytest.mark.parametrize("idle_ms", [0, 100, 500])
+def test_an_answer_asked_after_the_wait_began_counts_whatever_the_idle_wait(
+    monkeypatch: pytest.MonkeyPatch, idle_ms: int
+) -> None:
+    now = 100_000
+    monkeypatch.setattr(worker_module, "_wall_ms", lambda: now)
+    queue = TaskQueue("settlements", 0)
+    queue.waiting_since = now - 400  # the task has waited 400 ms
+    consumer = FakeConsumer(position=42)
+    # asked 300 ms ago (after the wait began), arrived since: the consumer is at the end
+    worker = _worker(idle_ms, consumer, KnownEnd(end=42, asked=now - 300))
+    assert worker._caught_up(queue)
+    assert consumer.synchronous_looks == 0
+    # records behind the position: not caught up
+    assert not _worker(idle_ms, consumer, KnownEnd(end=50, asked=now - 300))._caught_up(queue)
+
+
+def test_an_answer_asked_before_the_wait_began_does_not_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = 100_000
+    monkeypatch.setattr(worker_module, "_wall_ms", lambda: now)
+    queue = TaskQueue("settlements", 0)
+    queue.waiting_since = now - 100
+    consumer = FakeConsumer(position=42)
+    assert not _worker(100, consumer, KnownEnd(end=42, asked=now - 150))._caught_up(queue)
+    assert consumer.synchronous_looks == 0
