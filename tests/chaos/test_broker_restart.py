@@ -85,7 +85,7 @@ def test_broker_crash_and_restart_under_a_running_worker(
     code = workers[-1].stop()
     figures.duplicates, figures.lost = check.verdict.duplicates, check.verdict.missing
     figures.wall_seconds = round(time.monotonic() - started, 1)
-    aborted = sum(w.log().count("transaction failed; aborting and rewinding") for w in workers[-1:])
+    aborted = sum(w.log().count("rebuilding the state from the changelogs and rewinding") for w in workers[-1:])
     figures.notes += [f"worker aborted and redid {aborted} transactions", *hung]
     print(figures.summary())
     assert check.ok, f"seed {seed}: {check.explain()}"

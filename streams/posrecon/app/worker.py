@@ -705,6 +705,7 @@ class Worker:
     def _recover(self, exc: KafkaException | None) -> None:
         """Abort, then rebuild state from the changelogs and rewind to the committed offsets."""
         self._abort(exc)
+        log.warning("rebuilding the state from the changelogs and rewinding to the committed offsets")
         assert self.consumer is not None
         self.engine.take()
         assert self.engine.card_sightings is not None
@@ -723,7 +724,7 @@ class Worker:
         """End a failed transaction (abort it, or replace the producer) and forget the prepared batch."""
         err = exc.args[0] if exc is not None and exc.args and isinstance(exc.args[0], KafkaError) else None
         self.metrics.transactions.labels("aborted").inc()
-        log.warning("transaction failed; aborting and rewinding", extra={"fields": {"error": scrub_text(str(exc))}})
+        log.warning("transaction failed; aborting it", extra={"fields": {"error": scrub_text(str(exc))}})
         assert self.producer is not None and self.consumer is not None
         if exc is not None and err is not None and err.fatal():
             # a fatal producer error (e.g. fenced, or the coordinator already aborted the transaction): start
