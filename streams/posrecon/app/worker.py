@@ -131,6 +131,7 @@ class Worker:
         self.input_pauses = 0
         #: offsets to commit for partitions whose unread records were deleted (see _records_lost)
         self._skipped_to: dict[tuple[str, int], int] = {}
+        self._closing = False  # close() has begun: a late assignment is not restored (see _on_assign)
         #: per partition, the offset the latest transaction begun commits (or the restored committed offset)
         self._sent_to: dict[tuple[str, int], int] = {}
         #: records of the batch being prepared: produced once its transaction has begun (see app/commit.py)
@@ -229,12 +230,13 @@ class Worker:
             self.close()
 
     def close(self) -> None:
+        self._closing = True
+        if self.consumer is not None:
+            self.consumer.close()  # may still call the rebalance callbacks (see _on_assign)
+            self.consumer = None
         reader = getattr(self, "_offset_reader", None)
         if reader is not None:
             reader.close()
-        if self.consumer is not None:
-            self.consumer.close()
-            self.consumer = None
         if self.producer is not None:
             try:
                 self.producer.flush(10)
@@ -245,6 +247,11 @@ class Worker:
     # --- rebalance -------------------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._closing:
+            # a rebalance that completes inside consumer.close() (a member joined meanwhile): nothing will be
+            # consumed any more, so no state is restored; the close leaves the group right after
+            consumer.assign(partitions)
+            return
         self._finish_commit(rebuild=False)  # (none in flight after a revoke; kept for safety)
         # resume exactly from the offsets the state was restored for; with auto.offset.reset=error, a position
         # that is no longer on the broker then surfaces as an error (see _records_lost), never silently

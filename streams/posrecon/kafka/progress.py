@@ -4,15 +4,38 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    topic: str
+    partition: int
+    committed: int  # the group's committed offset (the log start where it has committed nothing)
+    low: int
+    high: int
+    lag: int  # records still to process (see partition_lags)
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}] committed={self.committed} low={self.low} high={self.high}"
 
 
 def group_lag(
     bootstrap: str, group: str, topics: Sequence[str], transactional: Sequence[str] = (),
     client_config: Mapping[str, str] | None = None,
 ) -> int:  # fmt: skip
-    """Records not yet committed by ``group`` on ``topics``.
+    """Records not yet committed by ``group`` on ``topics`` (the sum of :func:`partition_lags`)."""
+    return sum(row.lag for row in partition_lags(bootstrap, group, topics, transactional, client_config))
+
+
+def partition_lags(
+    bootstrap: str, group: str, topics: Sequence[str], transactional: Sequence[str] = (),
+    client_config: Mapping[str, str] | None = None,
+) -> list[PartitionLag]:  # fmt: skip
+    """Per partition of ``topics``: the group's committed offset, the log's ends, and the records still to
+    process.
 
     On topics written by transactional producers (``transactional``) the offsets after the last record are
     not all records: commit and abort markers, and records of aborted transactions, take offsets too, and a
@@ -36,22 +59,25 @@ def group_lag(
             meta = consumer.list_topics(topic, timeout=10).topics[topic]
             tps += [TopicPartition(topic, p) for p in sorted(meta.partitions)]
         committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(tps, timeout=10)}
-        lag = 0
+        rows: list[PartitionLag] = []
         tails: list[TopicPartition] = []
         for tp in tps:
             low, high = consumer.get_watermark_offsets(tp, timeout=10)
             done = committed.get((tp.topic, tp.partition), -1)
             if done < 0:
                 done = low
+            lag = 0
             if tp.topic not in transactional:
-                lag += max(0, high - done)
+                lag = max(0, high - done)
             elif high - done > EXACT_TAIL:
-                lag += high - done - 1
+                lag = high - done - 1
             elif high - done > 1:  # one offset after the committed one: its commit marker (the usual end)
                 tails.append(TopicPartition(tp.topic, tp.partition, done))
+            rows.append(PartitionLag(tp.topic, tp.partition, done, low, high, lag))
         if tails:
-            lag += visible_records(bootstrap, tails, client_config)
-        return lag
+            visible = visible_by_partition(bootstrap, tails, client_config)
+            rows = [replace(row, lag=visible.get((row.topic, row.partition), row.lag)) for row in rows]
+        return rows
     finally:
         consumer.close()
 
@@ -60,12 +86,13 @@ def group_lag(
 EXACT_TAIL = 1_000
 
 
-def visible_records(
+def visible_by_partition(
     bootstrap: str, starts: Sequence[TopicPartition], client_config: Mapping[str, str] | None = None,
     timeout_s: float = 10.0,
-) -> int:  # fmt: skip
+) -> dict[tuple[str, int], int]:  # fmt: skip
     """How many records a ``read_committed`` consumer is given from each ``starts`` offset to the end of its
-    partition (markers, aborted records and the open transactions' records do not count)."""
+    partition (markers, aborted records and the open transactions' records do not count). A partition whose
+    end is not reached within ``timeout_s`` counts one more than was read (still behind)."""
     consumer = Consumer(
         {
             **(client_config or {}),
@@ -79,19 +106,20 @@ def visible_records(
     )
     try:
         consumer.assign(list(starts))
-        open_tps = {(tp.topic, tp.partition) for tp in starts}
-        count = 0
+        counts = {(tp.topic, tp.partition): 0 for tp in starts}
+        open_tps = set(counts)
         deadline = time.monotonic() + timeout_s
         while open_tps and time.monotonic() < deadline:
             for msg in consumer.consume(500, 0.2):
                 err = msg.error()
+                key = (msg.topic(), msg.partition())
                 if err is None:
-                    count += 1
+                    counts[key] += 1  # type: ignore[index]
                 elif err.code() == KafkaError._PARTITION_EOF:
-                    open_tps.discard((msg.topic(), msg.partition()))
-        if open_tps:  # not at the end in time: count the unread offsets as behind
-            count += len(open_tps)
-        return count
+                    open_tps.discard(key)
+        for key in open_tps:  # not at the end in time: still behind
+            counts[key] += 1
+        return counts
     finally:
         consumer.close()
 

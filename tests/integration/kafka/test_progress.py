@@ -9,7 +9,7 @@ import uuid
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from posrecon.kafka.progress import group_lag, visible_records
+from posrecon.kafka.progress import group_lag, partition_lags, visible_by_partition
 
 
 def _txn_producer(bootstrap: str, tid: str) -> Producer:
@@ -58,4 +58,6 @@ def test_a_tail_of_a_commit_marker_then_an_abort_marker_is_not_lag(bootstrap: st
         assert group_lag(bootstrap, group, [topic], []) == 2  # as a plain topic: offsets, not records
     finally:
         consumer.close()
-    assert visible_records(bootstrap, [TopicPartition(topic, 0, 0)]) == 4
+    assert visible_by_partition(bootstrap, [TopicPartition(topic, 0, 0)]) == {(topic, 0): 4}
+    (row,) = partition_lags(bootstrap, group, [topic], [topic])
+    assert (row.committed, row.low, row.high, row.lag) == (6, 0, 8, 0)
