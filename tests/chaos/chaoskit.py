@@ -144,19 +144,17 @@ def input_lag(bootstrap: str, topics: Topics, app: str, client_config: Mapping[s
     return retrying(group_lag, bootstrap, app, [topics.terminal, topics.settlement], (), client_config)
 
 
-def total_lag(bootstrap: str, topics: Topics, app: str, client_config: Mapping[str, str] | None = None) -> int:
-    _, sightings, _ = internal_topics(app)
-    return retrying(
-        group_lag, bootstrap, app, [topics.terminal, topics.settlement, sightings], [sightings], client_config
-    )
-
-
 def lag_rows(
     bootstrap: str, topics: Topics, app: str, client_config: Mapping[str, str] | None = None
 ) -> list[PartitionLag]:
     """The drain's view per partition (inputs and card sightings), for timeouts and tail reports."""
     _, sightings, _ = internal_topics(app)
     return partition_lags(bootstrap, app, [topics.terminal, topics.settlement, sightings], [sightings], client_config)
+
+
+def total_lag(bootstrap: str, topics: Topics, app: str, client_config: Mapping[str, str] | None = None) -> int:
+    """Input and card-sighting records the group has not committed yet (the sum of :func:`lag_rows`)."""
+    return sum(row.lag for row in retrying(lag_rows, bootstrap, topics, app, client_config))
 
 
 def drain(bootstrap: str, topics: Topics, app: str, timeout: float = 180.0,
