@@ -1,15 +1,17 @@
 """Raw baseline: the Python ceiling of the worker's I/O shape, with no rules.
 
 confluent-kafka consumer (the worker's settings: consumer group, range assignment, ``read_committed``,
-``fetch.wait.max.ms=50``) → fastavro decode of the single-object encoded record (same codec as the worker)
-→ fastavro encode → one transactional producer (the worker's settings: ``linger.ms=5``, murmur2) writing
-``--out`` keyed by the input key, and per transaction ``send_offsets_to_transaction`` with the consumer's
-group metadata (KIP-447) then ``commit_transaction``. The loop has the worker's shape: each turn
-``consume(2000, timeout=0.05)``, then one transaction over at most ``--batch`` (5000) buffered records.
-Records that do not decode are forwarded as their raw bytes (the worker dead-letters them).
+``fetch.wait.max.ms=50``) → fastavro decode of the single-object encoded record → fastavro encode (with
+``--codec compiled``: posrecon's compiled codec, ``posrecon/serde/compiled.py``, as the worker uses) → one
+transactional producer (the worker's settings: ``linger.ms=5``, murmur2) writing ``--out`` keyed by the input
+key, and per transaction ``send_offsets_to_transaction`` with the consumer's group metadata (KIP-447) then
+``commit_transaction``. The loop has the worker's shape: each turn ``consume(2000, timeout=0.05)``, then one
+transaction over at most ``--batch`` (5000) buffered records. Records that do not decode are forwarded as their
+raw bytes (the worker dead-letters them).
 
 ``python bench/passthrough.py --bootstrap HOST:PORT --group G --out TOPIC [--max-seconds S]
-[--exit-when-drained]``; SIGTERM/SIGINT stop it cleanly. Prints a JSON summary on stdout at exit.
+[--exit-when-drained] [--codec fastavro|compiled]``; SIGTERM/SIGINT stop it cleanly. Prints a JSON summary
+on stdout at exit.
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output topic")
     parser.add_argument("--batch", type=int, default=5000, help="max records per transaction (worker: 5000)")
     parser.add_argument("--max-seconds", type=float, default=None)
+    parser.add_argument(
+        "--codec",
+        choices=("fastavro", "compiled"),
+        default="fastavro",
+        help="fastavro (the raw baseline as defined) or posrecon's compiled codec (what the worker runs)",
+    )
     parser.add_argument("--exit-when-drained", action="store_true", help="stop once every partition is at its end")
     args = parser.parse_args(argv)
 
@@ -50,6 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _stop)
 
     codecs = {args.terminal: AvroCodec("TerminalEvent"), args.settlement: AvroCodec("SettlementNotice")}
+    compiled = args.codec == "compiled"
+    transcode = {
+        topic: (codec.decode, codec.encode) if compiled else (codec.decode_reference, codec.encode_reference)
+        for topic, codec in codecs.items()
+    }
     producer = Producer(
         {
             "bootstrap.servers": args.bootstrap,
@@ -130,8 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for _ in range(n):
                 msg = buffer.popleft()
                 topic = msg.topic()
+                decode, encode = transcode[topic]
                 try:
-                    value = codecs[topic].encode(codecs[topic].decode(msg.value()))
+                    value = encode(decode(msg.value()))
                 except DecodeError:
                     value = msg.value()
                     undecodable += 1
@@ -163,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.dumps(
             {
                 "records": processed,
+                "codec": args.codec,
                 "undecodable": undecodable,
                 "transactions": transactions,
                 "mean_batch": processed / max(transactions, 1),

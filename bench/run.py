@@ -5,7 +5,8 @@ One run, every step bounded in time, every process stopped on exit (also on Ctrl
  1. load: ≥ 2M simulated input records (710k orders, full fault mix, 12 partitions; simulated and encoded
     once, cached under ``--workdir``) into the input topics, by two producer processes;
  2. raw baseline: ``bench/passthrough.py`` — consume → fastavro decode → encode → transactional produce
-    with ``send_offsets_to_transaction`` per batch, the worker's loop shape, no rules;
+    with ``send_offsets_to_transaction`` per batch, the worker's loop shape, no rules; then the same with
+    posrecon's compiled codec (the worker's decoder/encoder), reported for information;
  3. one posrecon worker (``posrecon run --no-wall-clock-advance``, exactly-once) over the same records;
  4. two workers (fresh app id = fresh consumer group) over the same records;
  5. latency at 50% of (3)'s rate (steady live traffic, timestamps = now) and deadline → alert delay in
@@ -276,10 +277,11 @@ class Bench:
             "samples": samples,
         }
 
-    def passthrough(self, deadline: float) -> dict[str, Any]:
-        out = "bench.passthrough"
+    def passthrough(self, deadline: float, codec: str = "fastavro") -> dict[str, Any]:
+        suffix = "" if codec == "fastavro" else f"-{codec}"
+        out = f"bench.passthrough{suffix}"
         create_topics(self.bootstrap, {out: {}}, PARTITIONS)
-        log = self.work / "logs" / "passthrough.log"
+        log = self.work / "logs" / f"passthrough{suffix}.log"
         log.unlink(missing_ok=True)
         proc = self.children.spawn(
             "passthrough",
@@ -289,13 +291,15 @@ class Bench:
                 "--bootstrap",
                 self.bootstrap,
                 "--group",
-                "bench-passthrough",
+                f"bench-passthrough{suffix}",
                 "--out",
                 out,
+                "--codec",
+                codec,
             ],
             log,
         )
-        figures = self.drive([(proc, log, None)], "bench-passthrough", [], deadline)
+        figures = self.drive([(proc, log, None)], f"bench-passthrough{suffix}", [], deadline)
         self.children.stop(proc)
         summary = next(
             (json.loads(line) for line in reversed(log.read_text().splitlines()) if line.startswith('{"records"')), {}
@@ -305,7 +309,7 @@ class Bench:
         figures["outputs_committed"] = outputs
         figures["exactly_once_count_check"] = outputs == self.total_inputs
         self.log(
-            f"  raw baseline: {figures['events_per_s']:,} events/s "
+            f"  raw baseline ({codec}): {figures['events_per_s']:,} events/s "
             f"(outputs {outputs:,} = inputs: {outputs == self.total_inputs})"
         )
         return figures
@@ -661,6 +665,7 @@ class Bench:
             self.step("load", self.load, 300)
         if self.ok("load"):
             self.step("passthrough", self.passthrough, 300)
+            self.step("passthrough_compiled", lambda d: self.passthrough(d, "compiled"), 300)
             self.step("worker_1", lambda d: self.workers(1, d), 480)
             self.step("workers_2", lambda d: self.workers(2, d), 480)
             if a.flow_control_experiment:
@@ -737,8 +742,13 @@ class Bench:
         f["worker1_flow_control_events_per_s"] = get("worker_1_flow_control", "events_per_s")
         f["worker1_flow_control_output_matches_truth"] = get("worker_1_flow_control", "output_matches_truth")
         f["workers2_events_per_s"] = get("workers_2", "events_per_s")
+        f["baseline_compiled_codec_events_per_s"] = get("passthrough_compiled", "events_per_s")
         if f["baseline_events_per_s"] and f["worker1_events_per_s"]:
             f["ratio_vs_baseline"] = round(f["worker1_events_per_s"] / f["baseline_events_per_s"], 3)
+        if f["baseline_compiled_codec_events_per_s"] and f["worker1_events_per_s"]:
+            f["ratio_vs_compiled_codec_baseline"] = round(
+                f["worker1_events_per_s"] / f["baseline_compiled_codec_events_per_s"], 3
+            )
         if f["worker1_events_per_s"] and f["workers2_events_per_s"]:
             f["scaling_two_vs_one"] = round(f["workers2_events_per_s"] / f["worker1_events_per_s"], 3)
         f["latency_stamp_ms"] = get("latency", "input_to_reconciled_stamp")
@@ -796,6 +806,12 @@ class Bench:
             ("load: input records into 24 partitions", num(f.get("load_records_per_s"), " rec/s"), "", ""),
             ("raw baseline passthrough, EOS (1 process)", num(f.get("baseline_events_per_s"), " ev/s"), "", ""),
             (
+                "  same, posrecon's compiled codec",
+                num(f.get("baseline_compiled_codec_events_per_s"), " ev/s"),
+                "(info)",
+                "",
+            ),
+            (
                 "posrecon, 1 worker, exactly-once",
                 num(f.get("worker1_events_per_s"), " ev/s"),
                 f">= {t['worker_events_per_s']:,} ev/s",
@@ -812,6 +828,12 @@ class Bench:
                 num(f.get("ratio_vs_baseline"), "", 2),
                 f">= {t['ratio_vs_baseline']}",
                 verdict(f.get("ratio_vs_baseline"), lambda v: v >= t["ratio_vs_baseline"]),
+            ),
+            (
+                "  posrecon / compiled-codec baseline",
+                num(f.get("ratio_vs_compiled_codec_baseline"), "", 2),
+                "(info)",
+                "",
             ),
             ("posrecon, 2 workers, exactly-once", num(f.get("workers2_events_per_s"), " ev/s"), "", ""),
             (

@@ -135,7 +135,8 @@ class Worker:
         #: per partition, the offset the latest transaction begun commits (or the restored committed offset)
         self._sent_to: dict[tuple[str, int], int] = {}
         #: records of the batch being prepared: produced once its transaction has begun (see app/commit.py)
-        self._outbox: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None, int | None]] = []
+        # (topic, value, key, partition or -1 for the partitioner, headers): Producer.produce's positional order
+        self._outbox: list[tuple[str, bytes | None, bytes | None, int, list[tuple[str, bytes]] | None]] = []
         self._committing: PendingCommit | None = None  # the previous batch's transaction, being committed
         self.end_offsets: EndOffsets  # set up with the Kafka clients (setup)
         self._offset_reader: Consumer
@@ -819,7 +820,7 @@ class Worker:
         assert sightings is not None
         for s in sightings:
             key = f"{s.key[0]}|{s.key[1]}|{s.key[2]}|{s.key[3]}".encode()
-            self._send(self.sightings_topic, key, pack_row([list(s.key), *s[1:]]), None)
+            self._send(self.sightings_topic, key, pack_row([list(s.key), *s[1:]]))
         sightings.clear()
         latencies = self.engine.auth_latencies
         assert latencies is not None
@@ -850,12 +851,12 @@ class Worker:
         lag = rec["settlement_lag_ms"]
         if lag is not None and rec["outcome"] in ("MATCHED", "MATCHED_LATE"):
             self.metrics.settlement_lag.observe(max(lag, 0) / 1000)
-        self._send(self.topics.reconciled, rec["order_id"].encode(), self.reconciled_codec.encode(dict(rec)), None)
+        self._send(self.topics.reconciled, rec["order_id"].encode(), self.reconciled_codec.encode(rec))  # type: ignore[arg-type]
 
     def _send_alert(self, alert: Alert) -> None:
         self._count(("alerts", alert["kind"], alert["severity"]))
         key = alert["order_id"] or alert["merchant_id"] or ""
-        self._send(self.topics.alerts, key.encode(), self.alert_codec.encode(dict(alert)), None)
+        self._send(self.topics.alerts, key.encode(), self.alert_codec.encode(alert))  # type: ignore[arg-type]
 
     def _dead_letter(self, msg: Message, reason: str, detail: str, exc_class: str) -> None:
         self._count(("deadletters", reason))
@@ -863,42 +864,43 @@ class Worker:
                                msg.key(), msg.value())  # fmt: skip
         self._send(self.topics.deadletter, letter.key, letter.value, letter.headers())
 
-    def _send(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None,
-              partition: int | None = None) -> None:  # fmt: skip
-        self._outbox.append((topic, key, value, headers, partition))
+    def _send(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None = None,
+              partition: int = -1) -> None:  # fmt: skip
+        self._outbox.append((topic, value, key, partition, headers))
 
     def _produce_outbox(self, producer: Producer) -> None:
         produce = producer.produce
-        for topic, key, value, headers, partition in self._outbox:
-            kwargs: dict[str, Any] = {"key": key, "value": value}
-            if headers:
-                kwargs["headers"] = headers
-            if partition is not None:
-                kwargs["partition"] = partition
+        for topic, value, key, partition, headers in self._outbox:
             while True:
-                try:
-                    produce(topic, **kwargs)
+                try:  # positional arguments: a kwargs dict per record cost 0.5 us
+                    if headers is None:
+                        produce(topic, value, key, partition)
+                    else:
+                        produce(topic, value, key, partition, headers=headers)  # type: ignore[arg-type]
                     break
                 except BufferError:
                     producer.poll(0.05)
         self._outbox.clear()
 
     def _write_changelogs(self) -> None:
+        append = self._outbox.append
         for p, book in self.engine.books.items():
             dirty = book.dirty
             if not dirty:
                 continue
+            orders = book.orders
+            changelog = self.changelog
             for order_id in dirty:
-                self._send(self.changelog, order_id.encode(), encode_order(book.orders.get(order_id)), None, p)
-            self._send(self.changelog, WATERMARK_KEY, str(book.watermark).encode(), None, p)
+                append((changelog, encode_order(orders.get(order_id)), order_id.encode(), p, None))
+            append((changelog, str(book.watermark).encode(), WATERMARK_KEY, p, None))
             dirty.clear()
         for q, index in self.cards.items():
             dirty_keys = index.dirty
             if not dirty_keys:
                 continue
             for key in dirty_keys:
-                self._send(self.card_changelog, encode_card_key(key), encode_bucket(index.entries.get(key)), None, q)
-            self._send(self.card_changelog, WATERMARK_KEY, encode_card_watermarks(index), None, q)
+                append((self.card_changelog, encode_bucket(index.entries.get(key)), encode_card_key(key), q, None))
+            append((self.card_changelog, encode_card_watermarks(index), WATERMARK_KEY, q, None))
             dirty_keys.clear()
 
     # --- gauges ----------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
 
+from posrecon.serde.compiled import Decoder, Encoder, Unsupported, compile_decoder, compile_encoder
 from posrecon.serde.conformance import RecordShape, SchemaMismatch
 from posrecon.serde.schemas import history_versions, load_schema_json, schema_fingerprint, wire_schema
 
@@ -37,22 +38,52 @@ class AvroCodec:
             fp = schema_fingerprint(name, version)[::-1]
             if fp not in self._writers:
                 self._writers[fp] = wire_schema(name, version)
+        # the hot path: straight-line code compiled from the current schema (fastavro for older writers)
+        self._encode: Encoder | None = None
+        self._decode: Decoder | None = None
+        try:
+            self._encode = compile_encoder(self.schema, self.header)
+            self._decode = compile_decoder(self.schema)
+        except Unsupported:
+            self._encode = self._decode = None
 
     # -- single-object encoding (Kafka topics) --
 
     def encode(self, record: dict[str, Any]) -> bytes:
+        if self._encode is not None:
+            return self._encode(record)
+        return self.encode_reference(record)
+
+    def encode_reference(self, record: dict[str, Any]) -> bytes:
+        """:meth:`encode` with fastavro (the reference the compiled encoder is tested against)."""
         buf = io.BytesIO()
         buf.write(self.header)
         schemaless_writer(buf, self.schema, record)
         return buf.getvalue()
 
     def decode(self, data: bytes | None) -> dict[str, Any]:
+        if self._decode is not None and data is not None and data.startswith(self.header):
+            try:
+                record, end = self._decode(data, HEADER_LEN)
+            except Exception as exc:  # IndexError (truncated), UnicodeDecodeError, ValueError
+                raise DecodeError(f"{self.name} body does not decode: {type(exc).__name__}") from None
+            if end != len(data):
+                if end > len(data):
+                    raise DecodeError(f"{self.name} body does not decode: truncated")
+                raise DecodeError(f"{len(data) - end} trailing bytes after {self.name}")
+            return record
+        return self.decode_reference(data)  # older writer versions, and the errors
+
+    def decode_reference(self, data: bytes | None) -> dict[str, Any]:
+        """:meth:`decode` with fastavro only (the reference the compiled decoder is tested against)."""
         if data is None or len(data) < HEADER_LEN or data[:2] != MAGIC:
             raise DecodeError(f"not an Avro single-object encoded {self.name}")
         fp = data[2:HEADER_LEN]
         if fp not in self._writers:
             raise DecodeError(f"unknown writer schema fingerprint {fp.hex()} for {self.name}")
-        writer = self._writers[fp]
+        return self._decode_fastavro(data, self._writers[fp])
+
+    def _decode_fastavro(self, data: bytes, writer: Any) -> dict[str, Any]:
         buf = io.BytesIO(data)
         buf.seek(HEADER_LEN)
         try:
