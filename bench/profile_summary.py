@@ -16,8 +16,8 @@ from typing import Any
 
 #: (label, frame pattern): what a Python frame on the stack stands for; the leaf-most match wins
 STAGES: list[tuple[str, str]] = [
-    ("Avro decode (fastavro)", "AvroCodec.decode"),
-    ("Avro encode of outputs (fastavro)", "AvroCodec.encode"),
+    ("Avro decode (compiled codec; fastavro for old writers)", "AvroCodec.decode"),
+    ("Avro encode of outputs (compiled codec)", "AvroCodec.encode"),
     ("changelog rows: to_row + marshal", "encode_order"),
     ("cyclic GC (gcpolicy young collections)", "posrecon/gcpolicy.py"),
     ("engine (rules, deadlines)", "ReconciliationEngine."),
@@ -48,9 +48,10 @@ C_CALLS: list[tuple[str, str]] = [
     (".position(", "backlog check (position / watermarks)"),
     ("get_watermark_offsets(", "backlog check (position / watermarks)"),
     ("producer.produce(", "producer.produce calls"),
+    ("produce(topic, value", "producer.produce calls"),  # Worker._produce_outbox's local alias
     ("producer.poll(", "producer.produce calls"),
-    ("schemaless_reader(", "Avro decode (fastavro)"),
-    ("schemaless_writer(", "Avro encode of outputs (fastavro)"),
+    ("schemaless_reader(", "Avro decode (compiled codec; fastavro for old writers)"),
+    ("schemaless_writer(", "Avro encode of outputs (compiled codec)"),
 ]
 
 OTHER = "other Python (worker loop bookkeeping)"

@@ -52,6 +52,10 @@ class WorkerMetrics:
             "posrecon_batch_records", "Input records per transaction",
             buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000), registry=r,
         )  # fmt: skip
+        self.commit_seconds = Histogram(
+            "posrecon_transaction_commit_seconds", "send_offsets_to_transaction + commit_transaction, per transaction",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r,
+        )  # fmt: skip
         self.restore_seconds = Gauge("posrecon_restore_seconds", "Duration of the last state restore", registry=r)
         self.assigned_partitions = Gauge("posrecon_assigned_partitions", "Input partitions owned", registry=r)
         self.up = Gauge("posrecon_worker_up", "1 while the worker loop runs", registry=r)

@@ -122,6 +122,11 @@ def test_stricter_than_the_reference_where_the_spec_allows_no_reading() -> None:
     for index in (b"\x06", b"\x01"):  # 3 of 3 symbols; -1 (a Python index would read the last symbol)
         with pytest.raises(DecodeError):
             codec.decode(good[:at] + index + good[at + 1 :])
+    terminal = CODECS["TerminalEvent"].encode(TERMINAL)
+    amount = long_bytes(TERMINAL["amount_minor"])
+    for overlong in (b"\xff" * 10 + b"\x01", b"\xff" * 9 + b"\x7f"):  # 11 bytes; 70 bits
+        with pytest.raises(DecodeError):
+            CODECS["TerminalEvent"].decode(terminal.replace(amount, overlong, 1))
     negative_length = b"\x01" + good[11:]  # the first string's length -1
     with pytest.raises(DecodeError):
         codec.decode(good[:10] + negative_length)

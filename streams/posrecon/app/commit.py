@@ -36,6 +36,7 @@ class DeadlinedCall:
     def __init__(self, call: Callable[..., object], *args: Any) -> None:
         self.name = getattr(call, "__name__", str(call))
         self.started = time.monotonic()
+        self.finished: float | None = None
         self._outcome: list[BaseException | None] = []
         self._thread = threading.Thread(target=self._run, args=(call, *args), name="posrecon-txn", daemon=True)
         self._thread.start()
@@ -46,6 +47,7 @@ class DeadlinedCall:
             self._outcome.append(None)
         except BaseException as exc:  # handed to the waiting thread by wait()
             self._outcome.append(exc)
+        self.finished = time.monotonic()
 
     def wait(self, stall_s: float) -> None:
         """Return once the call has returned. Raises its exception, or TransactionStalled if it has not
@@ -55,6 +57,11 @@ class DeadlinedCall:
             raise TransactionStalled(f"{self.name} stalled")
         if self._outcome[0] is not None:
             raise self._outcome[0]
+
+    @property
+    def seconds(self) -> float:
+        """How long the call took (so far, while it runs)."""
+        return (self.finished or time.monotonic()) - self.started
 
 
 def _end_transaction(producer: Producer, offsets: list[TopicPartition], group_metadata: Any) -> None:

@@ -110,13 +110,34 @@ def _read_long(src: _Source, ind: int, target: str) -> None:
     src.emit(ind + 1, f"{target}, p = read_varint(d, p)")
 
 
+def _read_long_inline(src: _Source, ind: int, target: str) -> None:
+    """A long value (timestamps: 6 bytes) read without a call: read_varint's call and tuple cost 0.2 us."""
+    src.emit(ind, "b = d[p]")
+    src.emit(ind, "p += 1")
+    src.emit(ind, "z = b & 127")
+    src.emit(ind, "if b > 127:")
+    src.emit(ind + 1, "s = 7")
+    src.emit(ind + 1, "while True:")
+    src.emit(ind + 2, "b = d[p]")
+    src.emit(ind + 2, "p += 1")
+    src.emit(ind + 2, "z |= (b & 127) << s")
+    src.emit(ind + 2, "if b < 128:")
+    src.emit(ind + 3, "break")
+    src.emit(ind + 2, "s += 7")
+    src.emit(ind + 2, "if s > 63:")
+    src.emit(ind + 3, "raise ValueError('varint longer than 10 bytes')")
+    src.emit(ind + 1, "if z >> 64:")
+    src.emit(ind + 2, "raise ValueError('varint beyond 64 bits')")
+    src.emit(ind, f"{target} = (z >> 1) ^ -(z & 1)")
+
+
 def _read_value(src: _Source, ind: int, schema: Any, target: str) -> None:
     s = _named(schema)
     t = s["type"]
     if isinstance(schema, list):
         _read_union(src, ind, schema, target)
     elif t in ("long", "int"):
-        _read_long(src, ind, target)
+        _read_long_inline(src, ind, target)
         if t == "int":
             src.emit(ind, f"if not {_INT_MIN} <= {target} <= {_INT_MAX}:")
             src.emit(ind + 1, "raise ValueError('int out of range')")
