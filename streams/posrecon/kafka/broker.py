@@ -493,7 +493,7 @@ class LocalBroker:
         cmd = [
             java,
             f"-Xmx{self.heap}",
-            "-Xms128m",
+            f"-Xms{self.heap}",  # as kafka-server-start.sh: no heap growth (and its GCs) while warming up
             "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20",
             "-XX:+ExitOnOutOfMemoryError",
