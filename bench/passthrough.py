@@ -6,8 +6,8 @@ confluent-kafka consumer (the worker's settings: consumer group, range assignmen
 transactional producer (the worker's settings: ``linger.ms=5``, murmur2) writing ``--out`` keyed by the input
 key, and per transaction ``send_offsets_to_transaction`` with the consumer's group metadata (KIP-447) then
 ``commit_transaction``. The loop has the worker's shape: each turn ``consume(2000, timeout=0.05)``, then one
-transaction over at most ``--batch`` (5000) buffered records. Records that do not decode are forwarded as their
-raw bytes (the worker dead-letters them).
+transaction over at most ``--batch`` (10000, as the worker) buffered records. Records that do not decode are
+forwarded as their raw bytes (the worker dead-letters them).
 
 ``python bench/passthrough.py --bootstrap HOST:PORT --group G --out TOPIC [--max-seconds S]
 [--exit-when-drained] [--codec fastavro|compiled]``; SIGTERM/SIGINT stop it cleanly. Prints a JSON summary
@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--terminal", default="pos.terminal-events")
     parser.add_argument("--settlement", default="pos.settlement-notices")
     parser.add_argument("--out", required=True, help="output topic")
-    parser.add_argument("--batch", type=int, default=5000, help="max records per transaction (worker: 5000)")
+    parser.add_argument("--batch", type=int, default=10_000, help="max records per transaction (worker: 10000)")
     parser.add_argument("--max-seconds", type=float, default=None)
     parser.add_argument(
         "--codec",

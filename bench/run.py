@@ -724,7 +724,7 @@ class Bench:
             "orders": a.orders,
             "seed": a.seed,
             "partitions": PARTITIONS,
-            "batch_max_records": 5000,
+            "batch_max_records": 10_000,
             "latency_s": a.latency_s,
             "latency_warmup_s": a.latency_warmup_s,
             "recovery_orders": a.recovery_orders,

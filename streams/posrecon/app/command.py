@@ -113,7 +113,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=_env_int("POSRECON_INTERNAL_REPLICATION") or 1,
         help="replication factor of the internal topics the worker creates (default 1; use 3 in production)",
     )
-    parser.add_argument("--batch", type=int, default=5000, help="max input records per transaction (default 5000)")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=10_000,
+        help="max input records per transaction when behind (default 10000; fewer transactions, fewer markers)",
+    )
     parser.add_argument(
         "--max-task-idle-ms",
         type=int,
