@@ -51,8 +51,17 @@ class TaskQueue:
 CaughtUp = Callable[[TaskQueue], bool]
 
 
+#: told when a task starts (or goes on) waiting for an empty side that looks caught up, before its idle wait
+#: is over: the worker asks the broker then, so a fresh answer is there when the wait ends
+WaitStarts = Callable[[TaskQueue], None]
+
+
 def _always(_queue: TaskQueue) -> bool:
     return True
+
+
+def _nothing(_queue: TaskQueue) -> None:
+    return None
 
 
 class TaskMerger:
@@ -68,6 +77,7 @@ class TaskMerger:
         now_ms: int,
         out: list[Record],
         confirm_caught_up: CaughtUp = _always,
+        waiting: WaitStarts = _nothing,
     ) -> None:
         """Move up to ``limit`` records, in timestamp order, from the two queues to ``out``.
 
@@ -84,13 +94,13 @@ class TaskMerger:
                 out.append(a.popleft() if a[0].timestamp()[1] <= b[0].timestamp()[1] else b.popleft())
             elif a:
                 if pass_second is None:
-                    pass_second = self._may_pass(second, now_ms, confirm_caught_up)
+                    pass_second = self._may_pass(second, now_ms, confirm_caught_up, waiting)
                 if not pass_second:
                     return
                 out.append(a.popleft())
             elif b:
                 if pass_first is None:
-                    pass_first = self._may_pass(first, now_ms, confirm_caught_up)
+                    pass_first = self._may_pass(first, now_ms, confirm_caught_up, waiting)
                 if not pass_first:
                     return
                 out.append(b.popleft())
@@ -98,7 +108,7 @@ class TaskMerger:
                 return
             taken += 1
 
-    def _may_pass(self, empty: TaskQueue, now_ms: int, confirm_caught_up: CaughtUp) -> bool:
+    def _may_pass(self, empty: TaskQueue, now_ms: int, confirm_caught_up: CaughtUp, waiting: WaitStarts) -> bool:
         # the wait is timed from when the task became blocked on the empty side (as Kafka Streams does), not
         # from that side's last record: after a quiet spell the other side must still get its full wait
         if empty.waiting_since is None:
@@ -108,7 +118,10 @@ class TaskMerger:
             return True  # backstop: e.g. an input transaction left open on the empty side
         if empty.backlog and not empty.at_end:
             return False
-        return waited >= self.max_idle_ms and confirm_caught_up(empty)
+        if waited < self.max_idle_ms:
+            waiting(empty)
+            return False
+        return confirm_caught_up(empty)
 
     @staticmethod
     def discount(queues: Iterable[TaskQueue], stalled_ms: int) -> None:

@@ -524,6 +524,16 @@ class Worker:
         if resume:
             consumer.resume(resume)
 
+    def _ask_end(self, queue: TaskQueue) -> None:
+        """A task has begun to wait for this (empty, apparently caught-up) side: ask for its end offset now, so
+        that an answer asked after the wait began is there when the idle wait ends (:meth:`_caught_up`). Asked
+        only then, the answer took one or two more loop turns: the last records before a lull waited
+        ~100-300 ms longer (make bench: the last second of traffic had p50 527 ms against ~150 ms before)."""
+        key = (queue.topic, queue.partition)
+        known = self.end_offsets.known.get(key)
+        if known is None or queue.waiting_since is None or known[1] < queue.waiting_since:
+            self.end_offsets.want(key)
+
     def _caught_up(self, queue: TaskQueue) -> bool:
         """A fresh look at the broker: has the consumer really read everything of this partition?
 
@@ -579,7 +589,7 @@ class Worker:
                 if first is None or second is None:
                     continue
                 before = len(out)
-                self.merger.take(first, second, limit - len(out), now, out, self._caught_up)
+                self.merger.take(first, second, limit - len(out), now, out, self._caught_up, self._ask_end)
                 if len(out) > before:
                     self.last_activity[p] = now
                 if len(out) >= limit:

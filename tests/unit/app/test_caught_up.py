@@ -69,3 +69,25 @@ def test_an_answer_asked_before_the_wait_began_does_not_count(monkeypatch: pytes
     consumer = FakeConsumer(position=42)
     assert not _worker(100, consumer, KnownEnd(end=42, asked=now - 150))._caught_up(queue)
     assert consumer.synchronous_looks == 0
+
+
+class Wanting(KnownEnd):
+    def __init__(self, end: int, asked: int) -> None:
+        super().__init__(end, asked)
+        self.known = {("settlements", 0): (end, asked)}
+        self.wanted: list[tuple[str, int]] = []
+
+    def want(self, key: tuple[str, int]) -> None:
+        self.wanted.append(key)
+
+
+def test_a_wait_asks_for_the_end_offset_at_once_unless_a_fresh_answer_is_known() -> None:
+    queue = TaskQueue("settlements", 0)
+    queue.waiting_since = 100_000
+    ends = Wanting(end=42, asked=99_900)  # asked before the wait began: not fresh for it
+    worker = _worker(100, FakeConsumer(position=42), ends)  # type: ignore[arg-type]
+    worker._ask_end(queue)
+    assert ends.wanted == [("settlements", 0)]
+    ends.known[("settlements", 0)] = (42, 100_010)  # an answer asked after the wait began
+    worker._ask_end(queue)
+    assert ends.wanted == [("settlements", 0)]

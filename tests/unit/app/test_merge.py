@@ -114,3 +114,24 @@ def test_a_stall_of_the_process_does_not_count_as_waiting() -> None:
     assert out == []  # 100 ms of real waiting
     merger.take(a, b, 10, 21_500, out)  # type: ignore[arg-type]
     assert names(out) == ["a1"]
+
+
+def test_the_broker_is_asked_while_the_idle_wait_runs_not_only_when_it_ends() -> None:
+    merger = TaskMerger(max_idle_ms=100)
+    first, second = queue(Rec(1, "a")), queue(at_end=True)
+    told: list[TaskQueue] = []
+    asked, confirm = confirming()
+    out: list[Rec] = []
+    merger.take(first, second, 10, 1_000, out, confirm, told.append)  # the wait begins
+    merger.take(first, second, 10, 1_050, out, confirm, told.append)
+    assert told == [second, second] and asked == [] and out == []
+    merger.take(first, second, 10, 1_100, out, confirm, told.append)  # the wait is over: confirm, not told
+    assert told == [second, second] and asked == [second] and names(out) == ["a"]
+
+
+def test_a_side_with_records_on_the_broker_is_not_asked_about() -> None:
+    merger = TaskMerger(max_idle_ms=100)
+    first, second = queue(Rec(1, "a")), queue(backlog=True)  # not at its end: records are coming
+    told: list[TaskQueue] = []
+    merger.take(first, second, 10, 1_000, [], confirming()[1], told.append)
+    assert told == []
