@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -580,29 +580,28 @@ class Worker:
         limit = self.options.batch_max_records
         self._turn += 1
         self._take_sightings(out, limit // 2)
-        tasks = sorted(self.tasks)
-        if tasks:
-            start = self._turn % len(tasks)
-            for p in tasks[start:] + tasks[:start]:
-                first = self.queues.get((self.topics.terminal, p))
-                second = self.queues.get((self.topics.settlement, p))
-                if first is None or second is None:
-                    continue
-                before = len(out)
-                self.merger.take(first, second, limit - len(out), now, out, self._caught_up, self._ask_end)
-                if len(out) > before:
-                    self.last_activity[p] = now
-                if len(out) >= limit:
-                    return out
+        for p in self._rotation(self.tasks):
+            first = self.queues.get((self.topics.terminal, p))
+            second = self.queues.get((self.topics.settlement, p))
+            if first is None or second is None:
+                continue
+            before = len(out)
+            self.merger.take(first, second, limit - len(out), now, out, self._caught_up, self._ask_end)
+            if len(out) > before:
+                self.last_activity[p] = now
+            if len(out) >= limit:
+                return out
         self._take_sightings(out, limit)
         return out
 
+    def _rotation(self, partitions: Iterable[int]) -> list[int]:
+        """``partitions`` in order, starting from the one this batch serves first (see :meth:`_select`)."""
+        ordered = sorted(partitions)
+        start = self._turn % len(ordered) if ordered else 0
+        return ordered[start:] + ordered[:start]
+
     def _take_sightings(self, out: list[Any], limit: int) -> None:
-        cards = sorted(self.cards)
-        if not cards:
-            return
-        start = self._turn % len(cards)
-        for q in cards[start:] + cards[:start]:
+        for q in self._rotation(self.cards):
             queue = self.queues.get((self.sightings_topic, q))
             while queue is not None and queue.records and len(out) < limit:
                 out.append(queue.records.popleft())
@@ -724,12 +723,11 @@ class Worker:
         self.metrics.batch_records.observe(pending.records)
         seconds = pending.seconds
         self.metrics.commit_seconds.observe(seconds)
-        if seconds > self.SLOW_COMMIT_S or log.isEnabledFor(logging.DEBUG):
-            log.log(
-                logging.WARNING if seconds > self.SLOW_COMMIT_S else logging.DEBUG,
-                "slow transaction commit" if seconds > self.SLOW_COMMIT_S else "transaction committed",
-                extra={"fields": {"commit_s": round(seconds, 3), "records": pending.records}},
-            )
+        fields = {"fields": {"commit_s": round(seconds, 3), "records": pending.records}}
+        if seconds > self.SLOW_COMMIT_S:
+            log.warning("slow transaction commit", extra=fields)
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug("transaction committed", extra=fields)
         self._flush_counts(pending.counts)
         self.processed += pending.records
         done = _wall_ms()

@@ -81,9 +81,7 @@ class AvroCodec:
         fp = data[2:HEADER_LEN]
         if fp not in self._writers:
             raise DecodeError(f"unknown writer schema fingerprint {fp.hex()} for {self.name}")
-        return self._decode_fastavro(data, self._writers[fp])
-
-    def _decode_fastavro(self, data: bytes, writer: Any) -> dict[str, Any]:
+        writer = self._writers[fp]
         buf = io.BytesIO(data)
         buf.seek(HEADER_LEN)
         try:
