@@ -85,6 +85,12 @@ TARGETS = {
 }
 
 
+def _summary_line(log: Path) -> dict[str, Any]:
+    """The JSON summary ``bench/passthrough.py`` prints last (``{"records": …}``), or {} if there is none."""
+    lines = reversed(log.read_text().splitlines())
+    return next((json.loads(line) for line in lines if line.startswith('{"records"')), {})
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -303,9 +309,7 @@ class Bench:
         )
         figures = self.drive([(proc, log, None)], f"bench-passthrough{suffix}", [], deadline)
         self.children.stop(proc)
-        summary = next(
-            (json.loads(line) for line in reversed(log.read_text().splitlines()) if line.startswith('{"records"')), {}
-        )
+        summary = _summary_line(log)
         figures["self_reported"] = summary
         outputs = count_records(self.bootstrap, out)
         figures["outputs_committed"] = outputs
@@ -335,9 +339,7 @@ class Bench:
         proc.wait(max(1.0, deadline - time.monotonic()))
         self.children.stop(proc)
         cpu_broker1 = self.broker_cpu()
-        summary = next(
-            (json.loads(line) for line in reversed(log.read_text().splitlines()) if line.startswith('{"records"')), {}
-        )
+        summary = _summary_line(log)
         self.log(f"  {summary.get('records', 0):,} records passed through in {time.monotonic() - started:.0f} s")
         return {
             "records": summary.get("records"),

@@ -181,11 +181,23 @@ def _read_value(src: _Source, ind: int, schema: Any, target: str) -> None:
         raise Unsupported(f"type {t!r}")
 
 
-def _read_union(src: _Source, ind: int, branches: list[Any], target: str) -> None:
+def _nullable(branches: list[Any]) -> tuple[int, Any]:
+    """(index of the null branch, the other branch) of a ``["null", T]`` union, in either order."""
     if len(branches) != 2 or "null" not in branches:
         raise Unsupported("only [null, T] unions")
     null_index = branches.index("null")
-    other = branches[1 - null_index]
+    return null_index, branches[1 - null_index]
+
+
+def _record_fields(schema: Any) -> list[dict[str, Any]]:
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        raise Unsupported("top level must be a record")
+    fields: list[dict[str, Any]] = schema["fields"]
+    return fields
+
+
+def _read_union(src: _Source, ind: int, branches: list[Any], target: str) -> None:
+    null_index, other = _nullable(branches)
     branch = src.name("u")
     _read_long(src, ind, branch)
     src.emit(ind, f"if {branch} == {null_index}:")
@@ -199,11 +211,10 @@ def _read_union(src: _Source, ind: int, branches: list[Any], target: str) -> Non
 def compile_decoder(schema: Any) -> Decoder:
     """``decode(data, pos) -> (record, end)`` for a parsed record schema (logical types stripped).
     ``end > len(data)`` means the data was truncated inside the last string."""
-    if not isinstance(schema, dict) or schema.get("type") != "record":
-        raise Unsupported("top level must be a record")
+    fields = _record_fields(schema)
     src = _Source()
     names = []
-    for field in schema["fields"]:
+    for field in fields:
         target = src.name("f")
         names.append((field["name"], target))
         _read_value(src, 1, field["type"], target)
@@ -247,27 +258,24 @@ def _write_value(src: _Source, ind: int, schema: Any, value: str) -> None:
 
 
 def _write_union(src: _Source, ind: int, branches: list[Any], value: str) -> None:
-    if len(branches) != 2 or "null" not in branches:
-        raise Unsupported("only [null, T] unions")
-    null_index = branches.index("null")
+    null_index, other = _nullable(branches)
     v = src.name("o")
     src.emit(ind, f"{v} = {value}")
     src.emit(ind, f"if {v} is None:")
     src.emit(ind + 1, f"a({long_bytes(null_index)!r})")
     src.emit(ind, "else:")
     src.emit(ind + 1, f"a({long_bytes(1 - null_index)!r})")
-    _write_value(src, ind + 1, branches[1 - null_index], v)
+    _write_value(src, ind + 1, other, v)
 
 
 def compile_encoder(schema: Any, prefix: bytes = b"") -> Encoder:
     """``encode(record) -> prefix + Avro binary body`` for a parsed record schema (logical types stripped).
     A missing field without a default raises KeyError."""
-    if not isinstance(schema, dict) or schema.get("type") != "record":
-        raise Unsupported("top level must be a record")
+    fields = _record_fields(schema)
     src = _Source()
     src.emit(1, f"parts = [{src.constant(prefix)}]")
     src.emit(1, "a = parts.append")
-    for field in schema["fields"]:
+    for field in fields:
         if "default" in field:  # as fastavro: a missing field with a default is written as the default
             value = f"r.get({field['name']!r}, {src.constant(field['default'])})"
         else:
