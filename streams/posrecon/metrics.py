@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+from bisect import bisect_left
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -11,6 +13,26 @@ AUTH_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 900)
 SETTLEMENT_LAG_BUCKETS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 24 * 3600, 48 * 3600, 7 * 86400)
 PENDING_AGE_BUCKETS = (("lt_1h", 3600), ("1h_6h", 6 * 3600), ("6h_12h", 12 * 3600), ("12h_19h", 19 * 3600),
                        ("19h_24h", 24 * 3600), ("ge_24h", None))  # fmt: skip
+
+
+def observe_all(histogram: Histogram, amounts: Iterable[float]) -> None:
+    """``histogram.observe(a)`` for every ``a``, counted per bucket first: one locked increment per bucket
+    and one for the sum instead of two per observation (observe() was 3 % of the worker's time at 30k
+    events/s: an approval, a settled order and a latency sample each observe one value). Same bucket
+    choice as observe() (the first upper bound >= the amount); for a histogram without labels, or a
+    labelled child. ``tests/unit/test_metrics.py`` compares the exposition with observe()'s."""
+    bounds = histogram._upper_bounds  # prometheus-client's own fields: pinned and checked by that test
+    counts = [0] * len(bounds)
+    total = 0.0
+    for amount in amounts:
+        counts[bisect_left(bounds, amount)] += 1
+        total += amount
+    if not any(counts):
+        return
+    histogram._sum.inc(total)
+    for bucket, n in zip(histogram._buckets, counts, strict=True):
+        if n:
+            bucket.inc(n)
 
 
 class WorkerMetrics:

@@ -6,8 +6,10 @@ different record), and it raises DecodeError, nothing else."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
+import fastavro
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -132,10 +134,26 @@ def test_stricter_than_the_reference_where_the_spec_allows_no_reading() -> None:
         codec.decode(good[:10] + negative_length)
 
 
-@given(LONG)
+def _fastavro_long(n: int) -> bytes:
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, "long", n)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+# every varint length boundary (long_bytes has one-, two- and six-byte shortcuts), both signs
+BOUNDARIES = sorted(n for k in range(63) for d in (-1, 0, 1) for n in ((1 << k) + d, -(1 << k) - d)
+                    if -(1 << 63) <= n < 1 << 63)  # fmt: skip
+
+
+@given(LONG | st.sampled_from(BOUNDARIES))
 def test_varints_round_trip(n: int) -> None:
     encoded = long_bytes(n)
+    assert encoded == _fastavro_long(n)
     assert read_varint(encoded + b"\xff", 0) == (n, len(encoded))
+
+
+def test_varints_at_every_length_boundary_are_fastavros() -> None:
+    assert [long_bytes(n) for n in BOUNDARIES] == [_fastavro_long(n) for n in BOUNDARIES]
 
 
 def test_varint_limits() -> None:

@@ -60,7 +60,21 @@ def decode_order(value: bytes) -> OrderState:
     return OrderState.from_row(unpack_row(value))
 
 
+def _plain(text: str) -> bool:
+    """True if JSON writes ``text`` as is between its quotes (printable ASCII, no quote, no backslash)."""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+
+
 def encode_card_key(key: CardKey) -> bytes:
+    """The card key as compact JSON: ``["token","merchant",amount,"currency"]``.
+
+    Compaction needs these bytes stable forever, so they are exactly :func:`json.dumps`' (the property test
+    checks it on generated keys). Keys of plain strings take a formatted fast path: json.dumps was 3 % of the
+    worker's time for 200k card changelog rows.
+    """
+    token, merchant, amount, currency = key
+    if type(amount) is int and _plain(token) and _plain(merchant) and _plain(currency):
+        return f'["{token}","{merchant}",{amount},"{currency}"]'.encode()
     return _dumps(list(key))
 
 

@@ -53,7 +53,7 @@ from posrecon.engine.order import TerminalPhase
 from posrecon.engine.pan import scrub_text
 from posrecon.gcpolicy import long_lived_state
 from posrecon.kafka.topics import admin_client, check_copartitioned
-from posrecon.metrics import PENDING_AGE_BUCKETS, WorkerMetrics
+from posrecon.metrics import PENDING_AGE_BUCKETS, WorkerMetrics, observe_all
 from posrecon.serde.codec import AvroCodec, DecodeError
 
 log = logging.getLogger("posrecon.worker")
@@ -731,8 +731,7 @@ class Worker:
         self._flush_counts(pending.counts)
         self.processed += pending.records
         done = _wall_ms()
-        for ts in pending.latency_samples:
-            self.metrics.processing_latency.observe(max(0, done - ts) / 1000)
+        observe_all(self.metrics.processing_latency, [max(0, done - ts) / 1000 for ts in pending.latency_samples])
 
     def _guarded(self, call: Any, *args: Any) -> None:
         """Run a blocking transactional call with a deadline (``transaction_stall_s``): librdkafka can block
@@ -849,8 +848,10 @@ class Worker:
 
     def _emit(self, now: int) -> None:
         reconciled, alerts = self.engine.take()
+        lags: list[float] = []
         for rec in reconciled:
-            self._send_reconciled(rec)
+            self._send_reconciled(rec, lags)
+        observe_all(self.metrics.settlement_lag, lags)
         for alert in alerts:
             self._send_alert(alert)
         sightings = self.engine.card_sightings
@@ -861,8 +862,7 @@ class Worker:
         sightings.clear()
         latencies = self.engine.auth_latencies
         assert latencies is not None
-        for ms in latencies:
-            self.metrics.authorization_latency.observe(ms / 1000)
+        observe_all(self.metrics.authorization_latency, [ms / 1000 for ms in latencies])
         latencies.clear()
 
     def _count(self, label: tuple[str, ...]) -> None:
@@ -883,11 +883,12 @@ class Worker:
             elif name == "redeliveries":
                 m.redeliveries.inc(n)
 
-    def _send_reconciled(self, rec: ReconciledOrder) -> None:
+    def _send_reconciled(self, rec: ReconciledOrder, lags: list[float]) -> None:
+        """Into the outbox; a matched order's settlement lag (seconds) into ``lags`` (observed per batch)."""
         self._count(("reconciled", rec["outcome"]))
         lag = rec["settlement_lag_ms"]
         if lag is not None and rec["outcome"] in ("MATCHED", "MATCHED_LATE"):
-            self.metrics.settlement_lag.observe(max(lag, 0) / 1000)
+            lags.append(max(lag, 0) / 1000)
         self._send(self.topics.reconciled, rec["order_id"].encode(), self.reconciled_codec.encode(rec))  # type: ignore[arg-type]
 
     def _send_alert(self, alert: Alert) -> None:

@@ -33,6 +33,10 @@ class Unsupported(ValueError):
     """The schema uses a type the compiler does not handle (use fastavro)."""
 
 
+# lengths 0..63 (strings, arrays) as their one-byte varint, by index
+_SHORT_LENGTH = tuple(_ONE_BYTE[i] for i in range(64))
+
+
 def long_bytes(n: int) -> bytes:
     """Zig-zag varint of an Avro ``long``."""
     one = _ONE_BYTE.get(n)
@@ -41,6 +45,13 @@ def long_bytes(n: int) -> bytes:
     if not _LONG_MIN <= n <= _LONG_MAX:
         raise ValueError(f"{n} is out of range for an Avro long")
     z = (n << 1) ^ (n >> 63)
+    if z < 0x4000:  # amounts, lengths
+        return bytes(((z & 0x7F) | 0x80, z >> 7))
+    if 1 << 35 <= z < 1 << 42:  # epoch milliseconds (2004-2109): six bytes, unrolled
+        return bytes((
+            (z & 0x7F) | 0x80, (z >> 7 & 0x7F) | 0x80, (z >> 14 & 0x7F) | 0x80,
+            (z >> 21 & 0x7F) | 0x80, (z >> 28 & 0x7F) | 0x80, z >> 35,
+        ))  # fmt: skip
     out = bytearray()
     while z > 0x7F:
         out.append((z & 0x7F) | 0x80)
@@ -236,8 +247,10 @@ def _write_value(src: _Source, ind: int, schema: Any, value: str) -> None:
         src.emit(ind, f"a(int_bytes({value}))")
     elif t == "string":
         raw = src.name("s")
+        n = src.name("n")
         src.emit(ind, f"{raw} = {value}.encode()")
-        src.emit(ind, f"a(long_bytes(len({raw})))")
+        src.emit(ind, f"{n} = len({raw})")  # the length's varint without a call when it is one byte
+        src.emit(ind, f"a(SHORT[{n}] if {n} < 64 else long_bytes({n}))")
         src.emit(ind, f"a({raw})")
     elif t == "boolean":
         src.emit(ind, f"a(b'\\x01' if {value} else b'\\x00')")
@@ -287,7 +300,8 @@ def compile_encoder(schema: Any, prefix: bytes = b"") -> Encoder:
 
 def _build(name: str, params: str, src: _Source) -> Any:
     text = f"def {name}({params}):\n" + "\n".join(src.lines) + "\n"
-    namespace: dict[str, Any] = {"read_varint": read_varint, "long_bytes": long_bytes, "int_bytes": int_bytes}
+    namespace: dict[str, Any] = {"read_varint": read_varint, "long_bytes": long_bytes, "int_bytes": int_bytes,
+                                 "SHORT": _SHORT_LENGTH}  # fmt: skip
     namespace.update(src.constants)
     exec(compile(text, f"<posrecon.serde.compiled {name}>", "exec"), namespace)
     fn = namespace[name]

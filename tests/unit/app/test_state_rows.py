@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from posrecon.app.state_store import decode_order, encode_order, pack_row, unpack_row
+from posrecon.app.state_store import decode_order, encode_card_key, encode_order, pack_row, unpack_row
 from posrecon.engine.engine import ReconciliationEngine
 
 
@@ -44,3 +46,17 @@ def test_malformed_rows_raise_value_error(value: bytes) -> None:
 def test_rows_keep_nested_lists_none_and_big_ints() -> None:
     row = ["x", None, True, [1, [2, "y"]], 1 << 62, -(1 << 62)]
     assert unpack_row(pack_row(row)) == row
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.text(max_size=12) | st.sampled_from(["tok_abc", 'q"uote', "back\\slash", "del\x7f", "tab\t", "é", " "]),
+    st.text(max_size=8),
+    st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1),
+    st.text(max_size=4) | st.sampled_from(["EUR", "USD"]),
+)
+def test_card_keys_are_the_bytes_json_always_wrote(token: str, merchant: str, amount: int, currency: str) -> None:
+    # compacted changelog keys: a key written differently after an upgrade would never be overwritten
+    key = (token, merchant, amount, currency)
+    assert encode_card_key(key) == json.dumps(list(key), separators=(",", ":")).encode()
+    assert json.loads(encode_card_key(key)) == list(key)
