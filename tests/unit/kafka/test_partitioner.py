@@ -15,10 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
 
 import pytest
 
-from posrecon.kafka.partitioner import murmur2, murmur2_unsigned, partition_for, to_positive
+from posrecon.kafka import partitioner
+from posrecon.kafka.partitioner import murmur2, murmur2_unsigned, partition_for, partition_for_python, to_positive
+
+# partition_for (librdkafka's partitioner through ctypes) and its pure-Python fallback, held to the same results
+BOTH = pytest.mark.parametrize("place", [partition_for, partition_for_python], ids=["librdkafka", "python"])
 
 KAFKA_UTILS_TEST: list[tuple[bytes, int]] = [
     (b"21", -973932308),
@@ -85,19 +90,26 @@ def test_murmur2_matches_librdkafka_unittest_vectors(key: bytes, expected_unsign
     assert murmur2(key) == signed
 
 
+def test_the_live_worker_places_records_with_librdkafkas_partitioner() -> None:
+    assert partitioner._NATIVE is not None  # confluent-kafka's wheel links librdkafka, which exports it
+
+
+@BOTH
 @pytest.mark.parametrize("key", sorted(JAVA_PARTITIONS))
-def test_partition_for_matches_java_default_partitioner(key: str) -> None:
-    got = tuple(partition_for(key.encode("utf-8"), n) for n in PARTITION_COUNTS)
+def test_partition_for_matches_java_default_partitioner(key: str, place: Callable[[bytes, int], int]) -> None:
+    got = tuple(place(key.encode("utf-8"), n) for n in PARTITION_COUNTS)
     assert got == JAVA_PARTITIONS[key]
 
 
-def test_partition_assignment_of_order_ids_is_stable() -> None:
-    parts = [partition_for(f"ORD-{i:06d}".encode(), 12) for i in range(10_000)]
+@BOTH
+def test_partition_assignment_of_order_ids_is_stable(place: Callable[[bytes, int], int]) -> None:
+    parts = [place(f"ORD-{i:06d}".encode(), 12) for i in range(10_000)]
     assert parts[:24] == ORDER_KEYS_FIRST
     assert hashlib.sha256(bytes(parts)).hexdigest() == ORDER_KEYS_SHA256
 
 
-def test_signed_result_and_to_positive_semantics() -> None:
+@BOTH
+def test_signed_result_and_to_positive_semantics(place: Callable[[bytes, int], int]) -> None:
     rnd = random.Random(1234)
     for _ in range(2000):
         key = rnd.randbytes(rnd.randrange(0, 40))
@@ -105,19 +117,22 @@ def test_signed_result_and_to_positive_semantics() -> None:
         assert -(2**31) <= h < 2**31
         assert murmur2_unsigned(key) == h & 0xFFFFFFFF
         assert to_positive(h) == h & 0x7FFFFFFF  # Java's toPositive clears the sign bit, it is not abs()
-        assert 0 <= partition_for(key, 12) < 12
-        assert partition_for(key, 12) == to_positive(h) % 12
+        n = rnd.randrange(1, 200)
+        assert 0 <= place(key, n) < n
+        assert place(key, n) == to_positive(h) % n
     assert to_positive(-1) == 0x7FFFFFFF
     assert to_positive(-(2**31)) == 0
 
 
-def test_accepts_bytes_like_and_is_deterministic() -> None:
+@BOTH
+def test_accepts_bytes_like_and_is_deterministic(place: Callable[[bytes, int], int]) -> None:
     key = b"ORD-2024-000001"
     assert murmur2(key) == murmur2(bytearray(key))
-    assert partition_for(key, 12) == partition_for(key, 12)
+    assert place(key, 12) == place(bytearray(key), 12) == place(key, 12)
 
 
+@BOTH
 @pytest.mark.parametrize("partitions", [0, -1])
-def test_rejects_non_positive_partition_count(partitions: int) -> None:
+def test_rejects_non_positive_partition_count(partitions: int, place: Callable[[bytes, int], int]) -> None:
     with pytest.raises(ValueError):
-        partition_for(b"k", partitions)
+        place(b"k", partitions)
