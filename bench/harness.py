@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -261,11 +261,22 @@ class Offsets:
         )
         self.tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
 
+    def _committed(self) -> list[TopicPartition]:
+        """The group's committed offsets; a timed-out fetch is asked again (three times): a coordinator busy
+        for 10 s on this 2-core machine once failed a whole throughput step."""
+        for attempt in range(3):
+            try:
+                return list(self.consumer.committed(self.tps, timeout=10))
+            except KafkaException as exc:
+                if attempt == 2 or exc.args[0].code() != KafkaError._TIMED_OUT:
+                    raise
+        raise AssertionError("unreachable")
+
     def committed(self) -> int:
-        return sum(max(0, tp.offset) for tp in self.consumer.committed(self.tps, timeout=10))
+        return sum(max(0, tp.offset) for tp in self._committed())
 
     def committed_by_tp(self) -> dict[tuple[str, int], int]:
-        return {(tp.topic, tp.partition): tp.offset for tp in self.consumer.committed(self.tps, timeout=10)}
+        return {(tp.topic, tp.partition): tp.offset for tp in self._committed()}
 
     def log_end(self) -> int:
         return sum(self.consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in self.tps)
