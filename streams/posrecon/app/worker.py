@@ -21,6 +21,7 @@ from typing import Any
 from confluent_kafka import (
     OFFSET_BEGINNING,
     OFFSET_END,
+    OFFSET_INVALID,
     Consumer,
     KafkaError,
     KafkaException,
@@ -141,6 +142,9 @@ class Worker:
         self._closing = False  # close() has begun: a late assignment is not restored (see _on_assign)
         #: per partition, the offset the latest transaction begun commits (or the restored committed offset)
         self._sent_to: dict[tuple[str, int], int] = {}
+        #: per partition, the offset it was assigned at after the restore (OFFSET_BEGINNING where the group
+        #: had committed nothing): where a partition resumes that has not delivered a record since
+        self._resumed_from: dict[tuple[str, int], int] = {}
         #: records of the batch being prepared: produced once its transaction has begun (see app/commit.py)
         # (topic, value, key, partition or -1 for the partitioner, headers): Producer.produce's positional order
         self._outbox: list[tuple[str, bytes | None, bytes | None, int, list[tuple[str, bytes]] | None]] = []
@@ -303,7 +307,9 @@ class Worker:
         for tp in committed:
             self._sent_to[(tp.topic, tp.partition)] = tp.offset
         # OFFSET_BEGINNING (-2) where the group has committed nothing yet
-        return [TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else -2) for tp in committed]
+        resume = [TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else -2) for tp in committed]
+        self._resumed_from.update(((tp.topic, tp.partition), tp.offset) for tp in resume)
+        return resume
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # the transaction in flight carries offsets of these partitions: it ends (commits or aborts) before the
@@ -317,6 +323,7 @@ class Worker:
         for tp in partitions:
             self._skipped_to.pop((tp.topic, tp.partition), None)
             self._sent_to.pop((tp.topic, tp.partition), None)
+            self._resumed_from.pop((tp.topic, tp.partition), None)
         for tp in partitions:
             self.queues.pop((tp.topic, tp.partition), None)
             self.metrics.forget_partition(tp.topic, tp.partition)
@@ -434,17 +441,27 @@ class Worker:
         if resume_offset >= 0:  # committed with the next transaction, even if no record of it comes
             self._skipped_to[(topic, partition)] = resume_offset
         # the partition's fetcher has stopped (auto.offset.reset=error) and cannot be seek()ed: assign again,
-        # everything else at its position (INVALID where nothing was read yet: the committed offset, which the
-        # state was restored for), the pauses of flow control re-applied
+        # everything else at its position, or where it was assigned after the restore if it has delivered
+        # nothing yet. Not INVALID: that means "the committed offset", and a partition the group never
+        # committed (a card-sightings partition nobody wrote to) then fails with "no previously committed
+        # offset" -- and, assigned INVALID again here, failed forever. The pauses of flow control re-applied.
         assignment = consumer.assignment()
         positions = consumer.position(assignment)
         lost_tp = (topic, partition)
-        consumer.assign([TopicPartition(tp.topic, tp.partition,
-                                        resume_at if (tp.topic, tp.partition) == lost_tp else tp.offset)
+        self._resumed_from[lost_tp] = resume_at
+        consumer.assign([TopicPartition(tp.topic, tp.partition, resume_at if (tp.topic, tp.partition) == lost_tp
+                                        else self._resume_position(tp))
                          for tp in positions])  # fmt: skip
         paused = [TopicPartition(q.topic, q.partition) for q in self.queues.values() if q.paused]
         if paused:
             consumer.pause(paused)
+
+    def _resume_position(self, tp: TopicPartition) -> int:
+        """Where ``tp`` goes on from: its position (an offset, or the logical one it was last assigned at),
+        or where it was assigned at after the restore if its position is INVALID (nothing delivered yet)."""
+        if tp.offset != OFFSET_INVALID:
+            return int(tp.offset)
+        return self._resumed_from.get((tp.topic, tp.partition), OFFSET_BEGINNING)
 
     def _local_view(self, queue: TaskQueue) -> tuple[int, int, int]:
         """(position, low, high) of the queue's partition as the consumer last saw them (no broker request);
@@ -998,8 +1015,12 @@ class Worker:
         try:
             assignment = consumer.assignment()
             for tp in consumer.position(assignment):
-                _, high = consumer.get_watermark_offsets(tp, cached=True)
-                if tp.offset >= 0 and high >= 0:
-                    self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
+                low, high = consumer.get_watermark_offsets(tp, cached=True)
+                # a partition that has delivered nothing yet (an empty card-sightings partition) is behind by
+                # what lies after where it was assigned at
+                at = self._resume_position(tp)
+                at = low if at == OFFSET_BEGINNING else at
+                if at >= 0 and high >= 0:
+                    self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - at))
         except KafkaException:
             pass
