@@ -862,6 +862,10 @@ class Worker:
         except (ValueError, IndexError, TypeError) as exc:
             self._dead_letter(msg, InvalidReason.DECODE_ERROR.value, f"bad card sighting: {exc}", type(exc).__name__)
             return
+        self._apply_sighting(index, sighting, now)
+
+    def _apply_sighting(self, index: CardIndex, sighting: CardSighting, now: int) -> None:
+        """The card stage: ``sighting`` into its card partition's index, a DUPLICATE_CHARGE per pair found."""
         for dup in index.apply(sighting):
             self._send_alert(duplicate_charge_alert(dup, self.settings.rules, now))
 
@@ -880,7 +884,6 @@ class Worker:
         """
         cards = self.cards
         partitions = self.partitions
-        rules = self.settings.rules
         for s in sightings:
             k = s.key
             key = f"{k[0]}|{k[1]}|{k[2]}|{k[3]}".encode()
@@ -889,8 +892,7 @@ class Worker:
             if index is None:
                 self._send(self.sightings_topic, key, pack_row([list(k), *s[1:]]), None, q)
             else:
-                for dup in index.apply(s):
-                    self._send_alert(duplicate_charge_alert(dup, rules, now))
+                self._apply_sighting(index, s, now)
 
     def _emit(self, now: int) -> None:
         reconciled, alerts = self.engine.take()
