@@ -103,8 +103,8 @@ def partition_for(key: bytes | bytearray, partitions: int) -> int:
     Computed by librdkafka's partitioner when it can be reached (0.5 us: the live worker places every card
     sighting with it), else by :func:`partition_for_python`; ``tests/unit/kafka/test_partitioner.py`` holds
     both to the Java client's results."""
-    if partitions <= 0:
-        raise ValueError(f"partitions must be >= 1, got {partitions}")
     if _NATIVE is None:
-        return (murmur2_unsigned(key) & _POSITIVE) % partitions
+        return partition_for_python(key, partitions)
+    if partitions <= 0:  # checked here too: librdkafka would divide by zero
+        raise ValueError(f"partitions must be >= 1, got {partitions}")
     return _NATIVE(None, key if type(key) is bytes else bytes(key), len(key), partitions, None, None)
