@@ -19,16 +19,24 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/posrecon demo
 
-## test tools outside the venv: promtool (Debian package prometheus) for the alert-rule tests in tests/unit/deploy
+## test tools outside the venv (Debian packages; the Python ones, kubernetes-validate and podman-compose, are in
+## the dev extra): prometheus + promtool (rule tests, the Prometheus E2E), prometheus-alertmanager + amtool
+## (the Alertmanager E2E), iproute2 (`ip netns`: the namespace smoke test, run as root), openssl (TLS test
+## certificates). Installs only what is missing: quick when all is there.
+TOOL_PACKAGES := promtool:prometheus prometheus:prometheus amtool:prometheus-alertmanager \
+                 prometheus-alertmanager:prometheus-alertmanager ip:iproute2 openssl:openssl
 .PHONY: tools
 tools: install
-	@if command -v promtool >/dev/null 2>&1; then :; \
+	@missing=""; for pair in $(TOOL_PACKAGES); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	missing=$$(echo $$missing | tr ' ' '\n' | sort -u | xargs); \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing promtool (Debian package prometheus)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  echo "installing test tools (Debian packages): $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else \
-	  echo "promtool not found: install it with 'sudo apt-get update && sudo apt-get install -y prometheus' (Debian/Ubuntu)"; \
-	  echo "or put a promtool binary on PATH; tests/unit/deploy needs it (make test fails without it)"; \
+	  echo "missing test tools; install the Debian packages: sudo apt-get install -y $$missing"; \
+	  echo "make test fails without them (deploy rules, Prometheus/Alertmanager E2E, namespace smoke test)"; \
 	fi
 
 ## unit, property, integration (real broker) and deploy tests; the chaos suite runs with `make chaos` (not yet
@@ -46,7 +54,12 @@ chaos: install
 soak: install
 	POSRECON_REQUIRE_BROKER=1 POSRECON_SOAK=1 $(PY) -m pytest -q -s tests/chaos -m soak
 
-bench: install
+## the benchmark also runs the faust-streaming passthrough: the `bench` extra
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(PIP) install -q -e '.[dev,bench]'
+	@touch $@
+
+bench: $(VENV)/.installed-bench
 	$(PY) bench/run.py
 
 lint: install

@@ -206,7 +206,15 @@ def create_topics(bootstrap: str, specs: Mapping[str, Mapping[str, str]], partit
             err = exc.args[0] if exc.args else None
             if not (isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS):
                 raise RuntimeError(f"cannot create topic {name}: {exc}") from exc
-    deadline = time.monotonic() + 30
+    if not wait_for_leaders(admin, specs, partitions):
+        raise StepTimeout(f"topics {sorted(specs)} not ready")
+
+
+def wait_for_leaders(admin: AdminClient, names: Iterable[str], partitions: int, timeout_s: float = 30) -> bool:
+    """Wait until every topic of ``names`` exists with ``partitions`` partitions, each with a leader; False
+    when ``timeout_s`` passes first."""
+    names = list(names)
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         meta = admin.list_topics(timeout=10)
         if all(
@@ -214,11 +222,11 @@ def create_topics(bootstrap: str, specs: Mapping[str, Mapping[str, str]], partit
             and meta.topics[n].error is None
             and len(meta.topics[n].partitions) == partitions
             and all(p.leader >= 0 for p in meta.topics[n].partitions.values())
-            for n in specs
+            for n in names
         ):
-            return
+            return True
         time.sleep(0.1)
-    raise StepTimeout(f"topics {sorted(specs)} not ready")
+    return False
 
 
 def create_contract_topics(
@@ -363,7 +371,7 @@ def summary_ms(values: Sequence[float]) -> dict[str, Any]:
 
 
 def free_port() -> int:
-    from posrecon.kafka.broker import find_free_port
+    from posrecon.net import find_free_port
 
     return find_free_port()
 
@@ -379,16 +387,6 @@ def ensure_internal_topics(bootstrap: str, app_id: str, partitions: int) -> tupl
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
     create_internal_topics(admin, app_id, partitions)
     names = internal_topics(app_id)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        meta = admin.list_topics(timeout=10)
-        if all(
-            n in meta.topics
-            and meta.topics[n].error is None
-            and len(meta.topics[n].partitions) == partitions
-            and all(p.leader >= 0 for p in meta.topics[n].partitions.values())
-            for n in names
-        ):
-            return names
-        time.sleep(0.1)
-    raise StepTimeout(f"internal topics of {app_id} not ready")
+    if not wait_for_leaders(admin, names, partitions):
+        raise StepTimeout(f"internal topics of {app_id} not ready")
+    return names

@@ -49,14 +49,7 @@ def state_bytes(sim_jsonl: Path) -> dict[str, Any]:
 
     records = engine_bench.load_records(sim_jsonl)
     per_order, open_orders = engine_bench.state_bytes_per_open_order(records)
-    engine = ReconciliationEngine()
-    for terminal, rec, ingest in records:
-        if terminal:
-            engine.on_terminal_event(rec, 0, ingest, ingest)  # type: ignore[arg-type]
-        else:
-            engine.on_settlement_notice(rec, 0, ingest, ingest)  # type: ignore[arg-type]
-        engine.reconciled.clear()
-        engine.alerts.clear()
+    engine = engine_bench.feed(ReconciliationEngine(), records)
     rows = [
         len(oid.encode()) + len(encode_order(o) or b"") for b in engine.books.values() for oid, o in b.orders.items()
     ]

@@ -17,7 +17,7 @@ COMMAND_MODULES = (
     "posrecon.replay",
     "posrecon.sim.command",
     "posrecon.sim.evaluate",
-    "posrecon.kafka.broker",
+    "posrecon.localbroker",
     "posrecon.kafka.topics",
     "posrecon.kafka.produce_command",
     "posrecon.app.command",

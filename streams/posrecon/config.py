@@ -7,22 +7,49 @@ Sources, later wins: built-in defaults < TOML file < ``POSRECON_*`` environment 
 * Kafka client settings live under ``[kafka]`` and are passed through to librdkafka unchanged;
   env ``POSRECON_KAFKA_BOOTSTRAP_SERVERS=…`` sets ``bootstrap.servers`` (``_`` becomes ``.``).
 * Topic names live under ``[topics]``; env ``POSRECON_TOPIC_RECONCILED=…``.
+* :func:`default_bootstrap`: where the commands find Kafka when nothing else says (the env variable, else the
+  dev broker recorded by ``posrecon broker up`` in :func:`local_broker_state_file`, else ``127.0.0.1:19092``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+from posrecon.engine.pan import SCANNABLE_FIELDS
+from posrecon.net import LOOPBACK, port_is_open
+
+DEFAULT_KAFKA_PORT = 19092
+DEFAULT_BOOTSTRAP = f"{LOOPBACK}:{DEFAULT_KAFKA_PORT}"
+ENV_BOOTSTRAP = "POSRECON_KAFKA_BOOTSTRAP_SERVERS"
+ENV_CACHE_DIR = "POSRECON_CACHE_DIR"
+LOCAL_BROKER_STATE_FILE_NAME = "broker-state.json"
 
 
-@dataclass(frozen=True, slots=True)
+#: the keys a ``[merchants."<merchant_id>"]`` table may set (the contract's list); the rest are global
+MERCHANT_KEYS = (
+    "settlement_sla_ms", "orphan_grace_ms", "order_ttl_ms", "duplicate_charge_window_ms", "amount_tolerance_minor",
+    "amount_tolerance_bps", "max_amount_minor", "fee_rate_bps", "fee_fixed_minor", "fee_tolerance_minor",
+)  # fmt: skip
+#: pricing keys whose None means "merchant pricing not configured" (see posrecon.engine.pricing)
+_OPTIONAL_KEYS = frozenset({"fee_rate_bps", "fee_fixed_minor"})
+
+MerchantTable = Mapping[str, int | None]
+
+
+# not slots: the per-merchant RuleConfig objects are precomputed once into a plain attribute (see for_merchant)
+@dataclass(frozen=True)
 class RuleConfig:
-    """The contract's rule parameters (names and defaults are fixed by the contract)."""
+    """The contract's rule parameters (names and defaults are fixed by the contract).
+
+    ``merchants`` holds the validated ``[merchants."<id>"]`` override tables; :meth:`for_merchant` gives the rules
+    an order of that merchant follows."""
 
     settlement_sla_ms: int = 86_400_000
     orphan_grace_ms: int = 600_000
@@ -33,6 +60,25 @@ class RuleConfig:
     max_clock_skew_ms: int = 300_000
     allowed_lateness_ms: int = 0
     state_retention_ms: int = 604_800_000
+    # contract v2
+    amount_tolerance_bps: int = 0
+    fee_rate_bps: int | None = None  # None (and fee_fixed_minor None): merchant pricing not configured
+    fee_fixed_minor: int | None = None
+    fee_tolerance_minor: int = 0
+    batch_grace_ms: int = 3_600_000
+    pan_scan_fields: tuple[str, ...] = SCANNABLE_FIELDS
+    merchants: Mapping[str, MerchantTable] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        by_merchant = {
+            merchant_id: dataclasses.replace(self, merchants={}, **cast(dict[str, Any], table))
+            for merchant_id, table in self.merchants.items()
+        }
+        object.__setattr__(self, "_by_merchant", by_merchant)
+
+    def for_merchant(self, merchant_id: str) -> RuleConfig:
+        """The rules of ``merchant_id``'s orders: O(1); a merchant without a table gets ``self`` (identity)."""
+        return self._by_merchant.get(merchant_id, self)  # type: ignore[attr-defined, no-any-return]
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> RuleConfig:
@@ -40,15 +86,60 @@ class RuleConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown rule parameter(s): {', '.join(unknown)}")
-        parsed: dict[str, int] = {}
+        parsed: dict[str, Any] = {}
         for key, value in values.items():
-            if isinstance(value, bool) or not isinstance(value, int | str):
-                raise ValueError(f"rule parameter {key} must be an integer, got {value!r}")
-            number = int(value)
-            if number < 0:
-                raise ValueError(f"rule parameter {key} must be >= 0, got {number}")
-            parsed[key] = number
+            if key == "pan_scan_fields":
+                parsed[key] = _scan_fields(value)
+            elif key == "merchants":
+                parsed[key] = _merchant_tables(value)
+            elif value is None and key in _OPTIONAL_KEYS:
+                parsed[key] = None
+            else:
+                parsed[key] = _non_negative(f"rule parameter {key}", value, strings_ok=True)
         return cls(**parsed)
+
+
+def _non_negative(name: str, value: object, *, strings_ok: bool) -> int:
+    """An integer >= 0; strings of digits only where they may come from the environment."""
+    if isinstance(value, bool) or not isinstance(value, int | str) or (isinstance(value, str) and not strings_ok):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+    if number < 0:
+        raise ValueError(f"{name} must be >= 0, got {number}")
+    return number
+
+
+def _scan_fields(value: object) -> tuple[str, ...]:
+    """``pan_scan_fields``: a list of field names (or, from the environment, a comma-separated string)."""
+    names = [n.strip() for n in value.split(",") if n.strip()] if isinstance(value, str) else value
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"pan_scan_fields must be a list of field names, got {value!r}")
+    bad = sorted(set(names) - set(SCANNABLE_FIELDS))
+    if bad:
+        raise ValueError(f"pan_scan_fields: unknown field(s) {', '.join(bad)} (known: {', '.join(SCANNABLE_FIELDS)})")
+    return tuple(n for n in SCANNABLE_FIELDS if n in names)  # schema order, no repeats
+
+
+def _merchant_tables(value: object) -> dict[str, MerchantTable]:
+    """Validate ``[merchants."<id>"]`` tables: only MERCHANT_KEYS, TOML integers >= 0 (errors name the key)."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"merchants must be a table of merchant tables, got {value!r}")
+    tables: dict[str, MerchantTable] = {}
+    for merchant_id, table in value.items():
+        where = f"merchants.{json.dumps(merchant_id)}"
+        if not isinstance(table, Mapping):
+            raise ValueError(f"{where} must be a table, got {table!r}")
+        unknown = sorted(set(table) - set(MERCHANT_KEYS))
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(MERCHANT_KEYS)})")
+        tables[merchant_id] = {
+            key: None if v is None and key in _OPTIONAL_KEYS else _non_negative(f"{where}.{key}", v, strings_ok=False)
+            for key, v in table.items()
+        }
+    return tables
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +194,62 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     if unknown_topics:
         raise ValueError(f"unknown topic key(s): {', '.join(unknown_topics)}")
     return Settings(rules=RuleConfig.from_mapping(rules), topics=Topics(**topics), kafka=kafka)
+
+
+# ------------------------------------------------------------------------------ where Kafka is by default
+
+
+def repo_root() -> Path | None:
+    """The source checkout holding this package (the dir with ``deploy/kafka/pom.xml``), if any."""
+    for start in (Path(__file__).resolve().parent, Path.cwd().resolve()):
+        for candidate in (start, *start.parents):
+            if (candidate / "deploy" / "kafka" / "pom.xml").is_file():
+                return candidate
+    return None
+
+
+def cache_dir() -> Path:
+    """``$POSRECON_CACHE_DIR``, else ``<repo>/.cache`` (gitignored), else ``./.cache``."""
+    env = os.environ.get(ENV_CACHE_DIR)
+    if env:
+        return Path(env).expanduser().resolve()
+    root = repo_root()
+    return (root if root is not None else Path.cwd().resolve()) / ".cache"
+
+
+def local_broker_state_file() -> Path:
+    """Where ``posrecon broker up`` records the dev broker it started (written by ``posrecon.localbroker``)."""
+    return cache_dir() / LOCAL_BROKER_STATE_FILE_NAME
+
+
+def _recorded_local_bootstrap() -> str | None:
+    """The recorded dev broker's address if its process is alive and its port answers (read only: the
+    product never imports the dev broker launcher)."""
+    try:
+        state = json.loads(local_broker_state_file().read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(state, dict):
+        return None
+    pid, port = state.get("pid"), state.get("port")
+    if not isinstance(pid, int) or not isinstance(port, int):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, owned by another user
+    return f"{LOOPBACK}:{port}" if port_is_open(port) else None
+
+
+def default_bootstrap() -> str:
+    """Bootstrap servers for the commands.
+
+    ``$POSRECON_KAFKA_BOOTSTRAP_SERVERS``, else the broker started by ``posrecon broker up`` (if it
+    runs), else ``127.0.0.1:19092``.
+    """
+    env = os.environ.get(ENV_BOOTSTRAP)
+    if env:
+        return env
+    return _recorded_local_bootstrap() or DEFAULT_BOOTSTRAP

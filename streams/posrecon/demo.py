@@ -24,7 +24,7 @@ PARTITIONS = 12
 
 
 def _free_port() -> int:
-    from posrecon.kafka.broker import find_free_port
+    from posrecon.net import find_free_port
 
     return find_free_port()
 
@@ -42,11 +42,11 @@ def _watermark_lags(metrics: str) -> list[float]:
 def _main(args: argparse.Namespace) -> int:
     from posrecon.app.internal_topics import internal_topics
     from posrecon.config import RuleConfig, Topics
-    from posrecon.kafka.broker import LocalBroker
     from posrecon.kafka.outputs import read_outputs
     from posrecon.kafka.produce_command import produce_file
     from posrecon.kafka.progress import wait_drained
     from posrecon.kafka.topics import create_topics
+    from posrecon.localbroker import LocalBroker
     from posrecon.sim.scoring import evaluate
     from posrecon.sim.truth import read_truth
 

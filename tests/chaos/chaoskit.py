@@ -1,5 +1,6 @@
-"""Harness for the chaos suite: simulated input, robust drain, open-transaction probe, raw topic dumps,
-card-number search, and the end-of-test exactly-once check.
+"""Harness for the chaos suite: the run's seed and simulated input on fresh topics with its replay oracle
+(``chaos_seed``, ``chaos_input``), robust drain, open-transaction probe, the end-of-test exactly-once check and
+the figures. Raw topic dumps and the card-number search are in ``leakkit.py``.
 
 Built on ``tests/livekit.py`` (WorkerProcess, feed_file, replay_oracle, verify); nothing here changes how
 the worker runs, only how the tests drive and observe it.
@@ -10,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
+import random
 import signal
 import subprocess
 import sys
@@ -20,16 +21,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from confluent_kafka.cimpl import NewTopic
 
-from livekit import Oracle, Verdict, verify
+from livekit import Oracle, Verdict, replay_oracle, verify
 from posrecon.app.internal_topics import create_internal_topics, internal_topics
 from posrecon.config import Topics
-from posrecon.engine.pan import luhn_valid
 from posrecon.kafka.outputs import read_outputs
 from posrecon.kafka.progress import PartitionLag, group_lag, partition_lags
 from posrecon.kafka.topics import topic_configs
@@ -134,6 +134,33 @@ def simulate(out: Path, orders: int, seed: int, partitions: int = 4, extra: Iter
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out / "input.jsonl"
+
+
+def chaos_seed() -> tuple[int, random.Random]:
+    """This run's seed (``$POSRECON_CHAOS_SEED`` replays a failed run; printed so a failure can be replayed) and
+    a ``Random`` seeded with it."""
+    seed = int(os.environ.get("POSRECON_CHAOS_SEED", str(time.time_ns() % 1_000_000)))
+    print(f"chaos seed {seed}")
+    return seed, random.Random(seed)
+
+
+class ChaosInput(NamedTuple):
+    """A simulated input (not fed yet) with fresh topics for it, their app id and the replay oracle."""
+
+    src: Path
+    lines: int
+    topics: Topics
+    app: str
+    oracle: Oracle
+
+
+def chaos_input(bootstrap: str, make_topics: Callable[..., Topics], tmp_path: Path, orders: int, seed: int,
+                partitions: int) -> ChaosInput:  # fmt: skip
+    """Simulate ``orders`` orders, create fresh topics on ``bootstrap`` and replay the input for the oracle."""
+    src = simulate(tmp_path / "sim", orders, seed=seed, partitions=partitions)
+    topics = make_topics(bootstrap, partitions)
+    oracle = replay_oracle(src, tmp_path / "replay", partitions)
+    return ChaosInput(src, len(src.read_text().splitlines()), topics, app_of(topics), oracle)
 
 
 # ------------------------------------------------------------------------------------------ progress
@@ -281,91 +308,6 @@ def wait_no_open_transactions(bootstrap: str, names: Iterable[str], timeout: flo
         time.sleep(0.5)
 
 
-# ------------------------------------------------------------------------------------ raw topic dumps
-
-
-def raw_dump(bootstrap: str, topic: str, client_config: Mapping[str, str] | None = None,
-             committed_only: bool = False) -> list[Any]:  # fmt: skip
-    """Every message of ``topic`` (by default read_uncommitted: aborted transactions included)."""
-    consumer = Consumer({
-        **(client_config or {}), "bootstrap.servers": bootstrap, "group.id": f"chaos-dump-{time.monotonic_ns()}",
-        "enable.auto.commit": False, "enable.partition.eof": True,
-        "isolation.level": "read_committed" if committed_only else "read_uncommitted",
-    })  # fmt: skip
-    try:
-        meta = retrying(consumer.list_topics, topic, timeout=10).topics[topic]
-        tps, pending = [], set()
-        for p in sorted(meta.partitions):
-            low, high = retrying(consumer.get_watermark_offsets, TopicPartition(topic, p), timeout=10)
-            if high > low:
-                pending.add(p)
-                tps.append(TopicPartition(topic, p, OFFSET_BEGINNING))
-        out: list[Any] = []
-        if not tps:
-            return out
-        consumer.assign(tps)
-        deadline = time.monotonic() + 120
-        while pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"dumping {topic}: partitions {sorted(pending)} did not reach their end")
-            for msg in consumer.consume(5000, timeout=0.5):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        pending.discard(msg.partition())
-                    continue
-                out.append(msg)
-        return out
-    finally:
-        consumer.close()
-
-
-def message_bytes(msg: Any) -> bytes:
-    parts = [msg.key() or b"", msg.value() or b""]
-    for k, v in msg.headers() or []:
-        parts += [k.encode(), v or b""]
-    return b"\x00".join(parts)
-
-
-# -------------------------------------------------------------------------------------- card numbers
-
-_RUN = re.compile(rb"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
-
-
-def find_pans(data: bytes) -> set[str]:
-    """Every card number (13-19 digits, spaces/dashes allowed, Luhn-valid) in ``data``, as bare digits.
-    Also every Luhn-valid 13-19 digit window inside a longer digit run."""
-    found: set[str] = set()
-    for match in _RUN.finditer(data):
-        digits = re.sub(rb"[ -]", b"", match.group(0)).decode()
-        if luhn_valid(digits):
-            found.add(digits)
-    return found
-
-
-def contains_any(haystack: bytes, pans: Iterable[str]) -> set[str]:
-    """Which of ``pans`` occur in ``haystack`` in full: bare, or with spaces / dashes anywhere between digits."""
-    hits = set()
-    squeezed = haystack.replace(b" ", b"").replace(b"-", b"")
-    for pan in pans:
-        if pan.encode() in squeezed:
-            hits.add(pan)
-            continue
-        spaced = " ".join(pan[i : i + 4] for i in range(0, len(pan), 4))
-        for form in (pan, spaced, spaced.replace(" ", "-")):
-            if form.encode() in haystack:
-                hits.add(pan)
-    return hits
-
-
-def luhn_pan(rng: Any, prefix: str = "4", length: int = 16) -> str:
-    body = prefix + "".join(str(rng.randrange(10)) for _ in range(length - len(prefix) - 1))
-    for check in "0123456789":
-        if luhn_valid(body + check):
-            return body + check
-    raise AssertionError("unreachable")
-
-
 # ----------------------------------------------------------------------------------- the final check
 
 
@@ -429,6 +371,17 @@ class Figures:
 
     def summary(self) -> str:
         return "chaos figures: " + json.dumps(asdict(self), sort_keys=True)
+
+    def count(self, check: Check) -> None:
+        """Take the end-of-test check's duplicates, losses and unexpected outputs."""
+        self.duplicates, self.lost, self.unexpected = (
+            check.verdict.duplicates, check.verdict.missing, check.verdict.unexpected)  # fmt: skip
+
+
+def stop_cleanly(workers: Mapping[str, Any]) -> None:
+    """Stop every worker (SIGTERM) and require exit code 0, showing the log tail of one that did not."""
+    for wid, worker in workers.items():
+        assert worker.stop() == 0, f"{wid}:\n{worker.log()[-3000:]}"
 
 
 def assigned_lines(log: str) -> list[dict[str, Any]]:

@@ -40,13 +40,14 @@ broker = _integration.broker
 bootstrap = _integration.bootstrap
 fresh_topics = _integration.fresh_topics
 unique_topics = _integration.unique_topics
+require_local_broker = _integration.require_local_broker
 
 from chaoskit import app_of, create_topics_kept, precreate_internal_topics, retrying  # noqa: E402
 
 from livekit import WorkerProcess  # noqa: E402
 from posrecon.config import Topics  # noqa: E402
-from posrecon.kafka.broker import BrokerError, LocalBroker, ensure_kafka_libs, require_java  # noqa: E402
 from posrecon.kafka.progress import group_lag  # noqa: E402
+from posrecon.localbroker import LocalBroker  # noqa: E402
 
 SOAK = os.environ.get("POSRECON_SOAK") == "1"
 
@@ -95,13 +96,7 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
 @pytest.fixture
 def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     """A broker of this test alone (free ports, temp dir), for tests that stop, kill or restart it."""
-    try:
-        require_java()
-        ensure_kafka_libs()
-    except BrokerError as exc:
-        if os.environ.get("POSRECON_REQUIRE_BROKER") == "1":
-            pytest.fail(f"local Kafka broker unavailable: {exc}")
-        pytest.skip(f"local Kafka broker unavailable: {exc}")
+    require_local_broker()
     instance = LocalBroker(tmp_path_factory.mktemp("own-broker"))
     instance.start()
     try:

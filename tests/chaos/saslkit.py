@@ -16,8 +16,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import posrecon.kafka.broker as broker_module
-from posrecon.kafka.broker import HOST, BrokerError, LocalBroker, _new_cluster_id, find_free_port
+import posrecon.localbroker.process as broker_module
+from posrecon.localbroker import HOST, BrokerError, LocalBroker, find_free_port, new_cluster_id
 
 MECHANISM = "SCRAM-SHA-512"
 
@@ -114,7 +114,7 @@ class SaslBroker(LocalBroker):
             return
         scram = f"{MECHANISM}=[name={self.username},password={self.password}]"
         cmd = [java, "-Xmx256m", f"-Dlog4j.configuration=file:{self.log4j_properties}", "-cp", f"{libs}/*",
-               "kafka.tools.StorageTool", "format", "--ignore-formatted", "-t", _new_cluster_id(),
+               "kafka.tools.StorageTool", "format", "--ignore-formatted", "-t", new_cluster_id(),
                "-c", str(self.server_properties), "--add-scram", scram]  # fmt: skip
         proc = subprocess.run(cmd, cwd=self.data_dir, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               check=False)  # fmt: skip

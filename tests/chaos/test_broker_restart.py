@@ -10,19 +10,25 @@ A worker that makes no progress for 60 s after the broker is back is counted as 
 
 from __future__ import annotations
 
-import os
-import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from chaoskit import Figures, app_of, check_exactly_once, frozen, input_lag, simulate, wait_until
+from chaoskit import (
+    Figures,
+    chaos_input,
+    chaos_seed,
+    check_exactly_once,
+    frozen,
+    input_lag,
+    wait_until,
+)
 
 from conftest import warm
-from livekit import WorkerProcess, feed_file, replay_oracle
+from livekit import WorkerProcess, feed_file
 from posrecon.config import Topics
-from posrecon.kafka.broker import LocalBroker
+from posrecon.localbroker import LocalBroker
 
 pytestmark = [pytest.mark.chaos, pytest.mark.broker]
 PARTITIONS = 4
@@ -35,17 +41,11 @@ BATCH = 50
 def test_broker_crash_and_restart_under_a_running_worker(
     own_broker: LocalBroker, make_topics: Callable[..., Topics], spawn: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
-    seed = int(os.environ.get("POSRECON_CHAOS_SEED", str(time.time_ns() % 1_000_000)))
-    rng = random.Random(seed)
-    print(f"chaos seed {seed}")
+    seed, rng = chaos_seed()
     bootstrap = own_broker.bootstrap
     warm(bootstrap)
-    src = simulate(tmp_path / "sim", 2500, seed=seed % 1000 + 21, partitions=PARTITIONS)
-    lines = len(src.read_text().splitlines())
+    src, lines, topics, app, oracle = chaos_input(bootstrap, make_topics, tmp_path, 2500, seed % 1000 + 21, PARTITIONS)
     half = lines // 2
-    topics = make_topics(bootstrap, PARTITIONS)
-    app = app_of(topics)
-    oracle = replay_oracle(src, tmp_path / "replay", PARTITIONS)
     figures = Figures(events=lines)
     started = time.monotonic()
     hung: list[str] = []
@@ -92,7 +92,7 @@ def test_broker_crash_and_restart_under_a_running_worker(
 
     check = check_exactly_once(bootstrap, topics, app, oracle, drain_timeout=240, alive=workers[-1].alive)
     code = workers[-1].stop()
-    figures.duplicates, figures.lost = check.verdict.duplicates, check.verdict.missing
+    figures.count(check)
     figures.wall_seconds = round(time.monotonic() - started, 1)
     aborted = sum(w.log().count("rebuilding the state from the changelogs and rewinding") for w in workers[-1:])
     figures.notes += [f"worker aborted and redid {aborted} transactions", *hung]

@@ -6,7 +6,7 @@ four times. Nothing is missing on the broker when the worker looks, so a timesta
 reproduce replay exactly.
 
 It does not: the merge decides whether the empty side of a task may be passed from end-of-partition
-information that predates the stall -- the ``at_end`` flag of the queue (``_refresh_backlog`` never re-checks
+information that predates the stall -- the ``at_end`` flag of the queue (``Positions.refresh_backlog`` never re-checks
 a queue marked at the end) and the *cached* high watermark -- while the new records of that side sit in
 librdkafka's fetch queue behind thousands of records of the other topic, or arrive with the next fetch. After
 ``max_task_idle_ms`` one topic of the task runs ahead and deadlines fire early or late. On commit 8ed8dbd this
@@ -23,9 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from chaoskit import app_of, check_exactly_once, frozen, simulate
+from chaoskit import chaos_input, check_exactly_once, frozen
 
-from livekit import WorkerProcess, feed_file, replay_oracle
+from livekit import WorkerProcess, feed_file
 from posrecon.config import Topics
 
 pytestmark = [pytest.mark.chaos, pytest.mark.broker]
@@ -36,17 +36,13 @@ def test_outputs_equal_replay_after_bursts_during_stalls(
     warm_bootstrap: str, make_topics: Callable[..., Topics], spawn: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
     bootstrap = warm_bootstrap
-    src = simulate(tmp_path / "sim", 20_000, seed=90, partitions=PARTITIONS)
-    lines = len(src.read_text().splitlines())
-    topics = make_topics(bootstrap, PARTITIONS)
-    app = app_of(topics)
+    src, lines, topics, app, oracle = chaos_input(bootstrap, make_topics, tmp_path, 20_000, 90, PARTITIONS)
     worker = spawn(bootstrap, topics, app, "w0")
     for i in range(4):
         with frozen([worker]):
             feed_file(bootstrap, topics, src, lines * i // 4, lines * (i + 1) // 4)
         time.sleep(4)
-    check = check_exactly_once(bootstrap, topics, app, replay_oracle(src, tmp_path / "replay", PARTITIONS),
-                               alive=worker.alive)  # fmt: skip
+    check = check_exactly_once(bootstrap, topics, app, oracle, alive=worker.alive)
     assert worker.stop() == 0
     assert check.verdict.duplicates == 0 and not check.open_transactions, check.explain()
     assert check.ok, f"bursts during stalls: live outputs differ from replay: {check.explain()}"

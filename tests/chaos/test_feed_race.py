@@ -12,7 +12,7 @@ side last delivered a record or reached its end (``last_heard``) -- not since th
 Kafka Streams times ``max.task.idle.ms``. At the start of each chunk the empty side's ``last_heard`` is already
 1.5 s old, so the merge does not wait at all; the watermark jumps by a whole producer batch (hours of event
 time in a time-compressed feed) and orphan / expiry deadlines fire before the records they should have
-waited for. (``Worker._refresh_backlog`` also never re-checks a queue marked ``at_end``, so records that
+waited for. (``Positions.refresh_backlog`` also never re-checks a queue marked ``at_end``, so records that
 librdkafka has already fetched but ``consume()`` has not handed out yet do not stop the merge either.)
 
 Fixed: the wait is timed from when the task blocks, and a fresh ListOffsets look must confirm the empty side
@@ -29,9 +29,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from chaoskit import app_of, check_exactly_once, simulate
+from chaoskit import chaos_input, check_exactly_once
 
-from livekit import WorkerProcess, feed_file, replay_oracle
+from livekit import WorkerProcess, feed_file
 from posrecon.config import Topics
 
 pytestmark = [pytest.mark.chaos, pytest.mark.broker]
@@ -42,16 +42,12 @@ def test_outputs_equal_replay_when_fed_while_running(
     warm_bootstrap: str, make_topics: Callable[..., Topics], spawn: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
     bootstrap = warm_bootstrap
-    src = simulate(tmp_path / "sim", 2500, seed=89, partitions=PARTITIONS)
-    lines = len(src.read_text().splitlines())
-    topics = make_topics(bootstrap, PARTITIONS)
-    app = app_of(topics)
+    src, lines, topics, app, oracle = chaos_input(bootstrap, make_topics, tmp_path, 2500, 89, PARTITIONS)
     worker = spawn(bootstrap, topics, app, "w0", batch=200, extra=["--max-task-idle-ms", "2000"])
     for i in range(8):
         feed_file(bootstrap, topics, src, lines * i // 8, lines * (i + 1) // 8)
         time.sleep(1.5)
-    check = check_exactly_once(bootstrap, topics, app, replay_oracle(src, tmp_path / "replay", PARTITIONS),
-                               alive=worker.alive)  # fmt: skip
+    check = check_exactly_once(bootstrap, topics, app, oracle, alive=worker.alive)
     assert worker.stop() == 0
     assert check.verdict.duplicates == 0 and not check.open_transactions, check.explain()
     assert check.ok, f"fed while running, the live outputs differ from replay: {check.explain()}"

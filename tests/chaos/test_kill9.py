@@ -13,8 +13,6 @@ Seed: ``POSRECON_CHAOS_SEED`` (printed; default random).
 
 from __future__ import annotations
 
-import os
-import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,16 +22,16 @@ from chaoskit import (
     Figures,
     TxnProbe,
     all_topic_names,
-    app_of,
     assigned_lines,
+    chaos_input,
+    chaos_seed,
     check_exactly_once,
     input_lag,
     kill_inside_transaction,
-    simulate,
     wait_until,
 )
 
-from livekit import WorkerProcess, feed_file, replay_oracle
+from livekit import WorkerProcess, feed_file
 from posrecon.config import Topics
 
 pytestmark = [pytest.mark.chaos, pytest.mark.broker]
@@ -43,15 +41,10 @@ PARTITIONS = 4
 def test_kill9_at_random_points_is_exactly_once(
     warm_bootstrap: str, make_topics: Callable[..., Topics], spawn: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
-    seed = int(os.environ.get("POSRECON_CHAOS_SEED", str(time.time_ns() % 1_000_000)))
-    rng = random.Random(seed)
-    print(f"chaos seed {seed}")
+    seed, rng = chaos_seed()
     bootstrap = warm_bootstrap
-    src = simulate(tmp_path / "sim", 3000, seed=seed % 1000 + 1, partitions=PARTITIONS)
-    topics = make_topics(bootstrap, PARTITIONS)
-    app = app_of(topics)
+    src, _, topics, app, oracle = chaos_input(bootstrap, make_topics, tmp_path, 3000, seed % 1000 + 1, PARTITIONS)
     total = feed_file(bootstrap, topics, src)
-    oracle = replay_oracle(src, tmp_path / "replay", PARTITIONS)
     figures = Figures(events=total)
     probe = TxnProbe(bootstrap, all_topic_names(topics, app)[2:])  # outputs and internal topics
     started = time.monotonic()
@@ -86,8 +79,7 @@ def test_kill9_at_random_points_is_exactly_once(
     last = spawn(bootstrap, topics, app, "w9")
     check = check_exactly_once(bootstrap, topics, app, oracle, drain_timeout=180, alive=last.alive)
     assert last.stop() == 0, last.log()[-3000:]
-    figures.duplicates, figures.lost, figures.unexpected = (
-        check.verdict.duplicates, check.verdict.missing, check.verdict.unexpected)  # fmt: skip
+    figures.count(check)
     figures.wall_seconds = round(time.monotonic() - started, 1)
     print(figures.summary())
     assert check.ok, f"seed {seed}: {check.explain()}\n" + "\n".join(figures.notes)

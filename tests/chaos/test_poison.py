@@ -22,26 +22,15 @@ transactions too) and of the worker log is free of every card number fed in.
 from __future__ import annotations
 
 import json
-import os
 import random
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from chaoskit import (
-    all_topic_names,
-    app_of,
-    check_exactly_once,
-    contains_any,
-    luhn_pan,
-    message_bytes,
-    oracle_plus,
-    raw_dump,
-    simulate,
-)
+from chaoskit import all_topic_names, app_of, chaos_seed, check_exactly_once, oracle_plus, simulate
+from leakkit import contains_any, luhn_pan, message_bytes, raw_dump
 
 from livekit import WorkerProcess, replay_oracle
 from posrecon.config import Topics
@@ -130,9 +119,7 @@ def poison(rng: random.Random, topics: Topics, sample: dict[str, Any], codecs: d
 def test_poison_records_dead_lettered_pan_masked_nothing_lost(
     warm_bootstrap: str, make_topics: Callable[..., Topics], spawn: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
-    seed = int(os.environ.get("POSRECON_CHAOS_SEED", str(time.time_ns() % 1_000_000)))
-    rng = random.Random(seed)
-    print(f"chaos seed {seed}")
+    seed, rng = chaos_seed()
     bootstrap = warm_bootstrap
     sim = simulate(tmp_path / "sim", 2000, seed=seed % 1000 + 41, partitions=PARTITIONS)
     topics = make_topics(bootstrap, PARTITIONS)

@@ -8,16 +8,24 @@ feed-ordering race that test_feed_race.py is about.
 
 from __future__ import annotations
 
-import os
-import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from chaoskit import Figures, app_of, assigned_lines, check_exactly_once, frozen, input_lag, simulate, wait_until
+from chaoskit import (
+    Figures,
+    assigned_lines,
+    chaos_input,
+    chaos_seed,
+    check_exactly_once,
+    frozen,
+    input_lag,
+    stop_cleanly,
+    wait_until,
+)
 
-from livekit import WorkerProcess, feed_file, replay_oracle
+from livekit import WorkerProcess, feed_file
 from posrecon.config import Topics
 
 pytestmark = [pytest.mark.chaos, pytest.mark.broker]
@@ -27,15 +35,9 @@ PARTITIONS = 4
 def test_rebalances_under_traffic_are_exactly_once(
     warm_bootstrap: str, make_topics: Callable[..., Topics], spawn: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
-    seed = int(os.environ.get("POSRECON_CHAOS_SEED", str(time.time_ns() % 1_000_000)))
-    rng = random.Random(seed)
-    print(f"chaos seed {seed}")
+    seed, rng = chaos_seed()
     bootstrap = warm_bootstrap
-    src = simulate(tmp_path / "sim", 2500, seed=seed % 1000 + 11, partitions=PARTITIONS)
-    lines = len(src.read_text().splitlines())
-    topics = make_topics(bootstrap, PARTITIONS)
-    app = app_of(topics)
-    oracle = replay_oracle(src, tmp_path / "replay", PARTITIONS)
+    src, lines, topics, app, oracle = chaos_input(bootstrap, make_topics, tmp_path, 2500, seed % 1000 + 11, PARTITIONS)
     figures = Figures(events=lines)
     started = time.monotonic()
 
@@ -60,9 +62,8 @@ def test_rebalances_under_traffic_are_exactly_once(
         figures.rebalances += 2
     assert fed == lines
     check = check_exactly_once(bootstrap, topics, app, oracle, alive=lambda: any(w.alive() for w in workers.values()))
-    for wid, worker in workers.items():
-        assert worker.stop() == 0, f"{wid}:\n{worker.log()[-3000:]}"
-    figures.duplicates, figures.lost = check.verdict.duplicates, check.verdict.missing
+    stop_cleanly(workers)
+    figures.count(check)
     figures.wall_seconds = round(time.monotonic() - started, 1)
     logs = {w.log_path: w.log() for w in every}  # one log file per worker id, appended by each incarnation
     assignments = {path.name: len(assigned_lines(text)) for path, text in logs.items()}

@@ -24,8 +24,8 @@ from saslkit import SaslBroker, make_certificates
 from conftest import unique_topics, warm
 from livekit import WorkerProcess, replay_oracle
 from posrecon.config import load_settings
-from posrecon.kafka.broker import BrokerError, ensure_kafka_libs, require_java
 from posrecon.kafka.feeder import Feeder
+from posrecon.localbroker import BrokerError, ensure_kafka_libs, require_java
 
 pytestmark = [pytest.mark.chaos, pytest.mark.broker]
 PARTITIONS = 2

@@ -1,30 +1,34 @@
-"""Schema evolution on a live pipeline: producers move to v2 while workers run v1, and the other way round.
+"""Schema evolution on a live pipeline: producers on v1, v2 and a later v3 while workers run v2 or v3.
 
-v2 of TerminalEvent and SettlementNotice (built here, in a temp copy of ``schemas/``) adds one optional field,
-``channel: ["null","string"] default null`` -- the contract's rule for a compatible bump. The input mixes
-records written with v1 and with v2 (Avro single-object encoding: the v2 records carry the v2 fingerprint).
+The repo's schemas are version 2 (contract v2; ``schemas/history/v1`` and ``v2`` kept). v3 is built here, in a temp
+copy of ``schemas/``: TerminalEvent and SettlementNotice add one optional field, ``channel: ["null","string"]
+default null`` -- a FULL-compatible bump from v2 on (the output schemas stay v2, so this process reads every
+worker's outputs). The input mixes records written with v1 (SettlementNotice without the v2 capture fields, the
+producers not yet upgraded), v2 and v3 (Avro single-object encoding: each carries its writer's fingerprint).
 Three workers read the same input, each into its own output topics (``POSRECON_SCHEMA_DIR`` per process):
 
-* ``stock-v1``   -- the schemas of this repo, which know only v1;
-* ``v1+hist-v2`` -- reader schemas still v1, v2 added under ``schemas/history/v2`` (what a v1 deployment gets
-  when the v2 files are shipped to it before producers switch);
-* ``v2``         -- reader schemas v2, v1 kept under ``schemas/history/v1``.
+* ``stock-v2``   -- the schemas of this repo, which know v1 and v2;
+* ``v2+hist-v3`` -- reader schemas v2, v3 added under ``schemas/history/v3`` (what a v2 deployment gets when the v3
+  files are shipped to it before producers switch: "upgrade consumers first");
+* ``v3``         -- reader schemas v3, v1 and v2 kept under ``schemas/history``.
 
 Findings pinned by this test:
 
-* v1 reader + v2 writer: works *only* if the v2 schema is present in the reader's ``schemas/history``; the
-  wire carries a fingerprint, not the schema, and there is no registry to fetch it from. A stock v1 worker
-  dead-letters every v2 record (DECODE_ERROR "unknown writer schema fingerprint") and goes on; nothing is
-  lost for good (the dead letter keeps the original bytes) but its outputs lack those records.
-* v1 reader with v2 in history: outputs == replay oracle (``channel`` is dropped by schema resolution).
-* v2 reader reading v1 and v2: the reconciled decisions and the deadline alerts == replay oracle
-  (``channel`` defaults to null for v1 records), but INVALID_EVENT alerts get *new* ``alert_id`` values:
-  the id hashes the whole decoded record, and the reader's new field is part of it (fails until fixed).
+* every reader resolves v1 records to v2 (capture 1 of 1): consumers upgraded first read the old producers' data;
+* v2 reader + v3 writer: works *only* if the v3 schema is present in the reader's ``schemas/history``; the wire
+  carries a fingerprint, not the schema, and there is no registry to fetch it from. A stock v2 worker
+  dead-letters every v3 record (DECODE_ERROR "unknown writer schema fingerprint") and goes on; nothing is lost
+  for good (the dead letter keeps the original bytes) but its outputs lack those records;
+* v2 reader with v3 in history: outputs == replay oracle (``channel`` is dropped by schema resolution);
+* v3 reader reading v1, v2 and v3: outputs == replay oracle, INVALID_EVENT alert ids included: the id hashes the
+  record's contract fields (engine/alerts.record_fingerprint), not every decoded field, so a reader's new
+  optional field (``channel``) cannot mint new ids for the same input.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import json
 import os
@@ -54,23 +58,24 @@ EVOLVED = ("TerminalEvent", "SettlementNotice")
 ALL = ("TerminalEvent", "SettlementNotice", "ReconciledOrder", "Alert")
 
 
-def v2_schema(name: str) -> dict[str, Any]:
-    doc = json.loads((REPO_SCHEMAS / f"{name}.avsc").read_text())
-    if name in EVOLVED:
+def schema_of(name: str, version: str) -> dict[str, Any]:
+    """``name`` as version ``version``: v1 and v2 from the repo's history, v3 = v2 + ``channel`` on the inputs."""
+    base = "v2" if version == "v3" else version
+    doc: dict[str, Any] = json.loads((REPO_SCHEMAS / "history" / base / f"{name}.avsc").read_text())
+    if version == "v3" and name in EVOLVED:
         doc = copy.deepcopy(doc)
         doc["fields"].append({"name": "channel", "type": ["null", "string"], "default": None,
-                              "doc": "sales channel (v2)"})  # fmt: skip
+                              "doc": "sales channel (v3)"})  # fmt: skip
     return doc
 
 
 def write_dir(root: Path, current: str, history: list[str]) -> Path:
-    """A schema dir whose top level is ``current`` ('v1' | 'v2') with ``history/<v>`` for each of ``history``."""
+    """A schema dir whose top level is ``current`` with ``history/<v>`` for each of ``history``."""
 
     def put(where: Path, version: str) -> None:
         where.mkdir(parents=True, exist_ok=True)
         for name in ALL:
-            doc = json.loads((REPO_SCHEMAS / f"{name}.avsc").read_text()) if version == "v1" else v2_schema(name)
-            (where / f"{name}.avsc").write_text(json.dumps(doc, indent=2))
+            (where / f"{name}.avsc").write_text(json.dumps(schema_of(name, version), indent=2))
 
     shutil.rmtree(root, ignore_errors=True)
     put(root, current)
@@ -79,10 +84,10 @@ def write_dir(root: Path, current: str, history: list[str]) -> Path:
     return root
 
 
-def single_object(name: str, record: dict[str, Any]) -> bytes:
-    """``record`` in Avro single-object encoding with the v2 writer schema (computed here, not via the codec's
-    caches, so this process keeps its own v1 view)."""
-    doc = v2_schema(name)
+def single_object(name: str, version: str, record: dict[str, Any]) -> bytes:
+    """``record`` in Avro single-object encoding with writer schema ``version`` (computed here, not via the
+    codec's caches, so this process keeps the repo's view). Fields the writer does not have are left out."""
+    doc = schema_of(name, version)
     fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(fastavro.parse_schema(doc)), "CRC-64-AVRO"))
     buf = io.BytesIO()
     buf.write(b"\xc3\x01" + fp[::-1])
@@ -105,7 +110,14 @@ def schema_dir(path: Path | None) -> Iterator[None]:
             os.environ["POSRECON_SCHEMA_DIR"] = old
 
 
-def test_v1_and_v2_writers_and_readers(
+def writer_version(rng: random.Random, source: str, record: dict[str, Any]) -> str:
+    """v1, v2 or v3 at random; v1 only for a notice it can carry whole (the v2 capture fields at their defaults:
+    TerminalEvent's v1 is its v2, same fingerprint)."""
+    v1_fits = source == "settlement" and record["capture_seq"] == 1 and record["capture_count"] == 1
+    return rng.choice(["v1", "v2", "v3"] if v1_fits else ["v2", "v3"])
+
+
+def test_v1_v2_v3_writers_and_v2_v3_readers(
     warm_bootstrap: str, spawn: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
     bootstrap = warm_bootstrap
@@ -113,34 +125,36 @@ def test_v1_and_v2_writers_and_readers(
     src = simulate(tmp_path / "sim", 700, seed=3, partitions=PARTITIONS)
     inputs = fresh(bootstrap, PARTITIONS)
 
-    # feed: every valid record written with v1 or v2 at random (v2 ones carry a channel or null)
+    # feed: every record that fits the schema written with v1, v2 or v3 at random (v3 ones carry a channel or null)
     feeder = Feeder(bootstrap, inputs)
     written: Counter[str] = Counter()
     for line in src.read_text().splitlines():
         topic, key, value, ts = feeder.encode_line(line)
-        doc = json.loads(line) if value[:2] == b"\xc3\x01" else None
-        if doc is not None and rng.random() < 0.5:
-            name = "TerminalEvent" if doc["source"] == "terminal" else "SettlementNotice"
+        if value[:2] == b"\xc3\x01":
+            doc = json.loads(line)
             record = feeder.codecs[doc["source"]].conform(doc["record"])
-            record["channel"] = rng.choice([None, "in_store", "e_commerce", "moto"])
-            value = single_object(name, record)
-            written["v2"] += 1
+            version = writer_version(rng, doc["source"], record)
+            if version != "v2":
+                name = "TerminalEvent" if doc["source"] == "terminal" else "SettlementNotice"
+                if version == "v3":
+                    record["channel"] = rng.choice([None, "in_store", "e_commerce", "moto"])
+                value = single_object(name, version, record)
+            written[version] += 1
         else:
-            written["v1" if value[:2] == b"\xc3\x01" else "undecodable"] += 1
+            written["undecodable"] += 1
         feeder.send(topic, key, value, ts)
     feeder.flush()
-    assert written["v2"] > 500 and written["v1"] > 500, written
+    assert written["v1"] > 100 and written["v2"] > 500 and written["v3"] > 500, written
 
     dirs = {
-        "stock-v1": None,
-        "v1+hist-v2": write_dir(tmp_path / "schemas-v1-hist-v2", "v1", ["v1", "v2"]),
-        "v2": write_dir(tmp_path / "schemas-v2", "v2", ["v1", "v2"]),
+        "stock-v2": None,
+        "v2+hist-v3": write_dir(tmp_path / "schemas-v2-hist-v3", "v2", ["v1", "v2", "v3"]),
+        "v3": write_dir(tmp_path / "schemas-v3", "v3", ["v1", "v2", "v3"]),
     }
     variants: dict[str, tuple[Topics, str, WorkerProcess]] = {}
     for label, path in dirs.items():
         out = fresh(bootstrap, PARTITIONS)  # unique output names; the inputs are shared
-        topics = Topics(terminal=inputs.terminal, settlement=inputs.settlement, reconciled=out.reconciled,
-                        alerts=out.alerts, deadletter=out.deadletter)  # fmt: skip
+        topics = dataclasses.replace(out, terminal=inputs.terminal, settlement=inputs.settlement)
         app = app_of(out)
         with schema_dir(path):
             variants[label] = (topics, app, spawn(bootstrap, topics, app, f"w-{label}", log_dir=tmp_path))
@@ -148,33 +162,31 @@ def test_v1_and_v2_writers_and_readers(
     oracle = replay_oracle(src, tmp_path / "replay", PARTITIONS)
     results = {}
     for label, (topics, app, worker) in variants.items():
-        expected = oracle_plus(oracle, {"DECODE_ERROR": written["v2"]}) if label == "stock-v1" else oracle
+        expected = oracle_plus(oracle, {"DECODE_ERROR": written["v3"]}) if label == "stock-v2" else oracle
         results[label] = check_exactly_once(bootstrap, topics, app, expected, alive=worker.alive)
         assert worker.stop() == 0, f"{label}:\n{worker.log()[-3000:]}"
     report = {label: check.explain() for label, check in results.items()}
     print(f"records written: {dict(written)}; verdicts: {report}")
 
-    # 1. a v1 reader without the v2 schema cannot read v2 records: each is dead-lettered (original bytes kept),
-    #    the worker goes on, commits to the end, duplicates nothing
-    stock = results["stock-v1"]
+    # 1. a v2 reader without the v3 schema cannot read v3 records: each is dead-lettered (original bytes kept),
+    #    the worker goes on, commits to the end, duplicates nothing; the v1 and v2 records give the oracle's outputs
+    stock = results["stock-v2"]
     unknown = [d for d in stock.outputs.deadletters
                if "unknown writer schema fingerprint" in d.headers.get("exception.message", "")]  # fmt: skip
-    assert len(unknown) == written["v2"] and all(d.headers["reason"] == "DECODE_ERROR" for d in unknown), report
+    assert len(unknown) == written["v3"] and all(d.headers["reason"] == "DECODE_ERROR" for d in unknown), report
     assert stock.verdict.duplicates == 0 and not stock.open_transactions, report
-    # 2. with v2 in its history a v1 reader resolves v2 records to v1: outputs == oracle, exactly once
-    assert results["v1+hist-v2"].ok, report
-    # 3. a v2 reader resolves v1 records to v2: decisions and deadline alerts == oracle ...
-    v2 = results["v2"]
-    live_rows = {(r.value["order_id"], r.value["revision"]): r.value for r in v2.outputs.reconciled}
+    # 2. with v3 in its history a v2 reader resolves v3 records to v2 (and v1 records to v2): outputs == oracle
+    assert results["v2+hist-v3"].ok, report
+    # 3. a v3 reader: decisions == oracle ...
+    v3 = results["v3"]
+    live_rows = {(r.value["order_id"], r.value["revision"]): r.value for r in v3.outputs.reconciled}
     assert live_rows == {(r["order_id"], r["revision"]): r for r in oracle.reconciled}, report
-    live_alerts = {a.value["alert_id"] for a in v2.outputs.alerts}
+    live_alerts = {a.value["alert_id"] for a in v3.outputs.alerts}
     differing = Counter(a["kind"] for a in oracle.alerts if a["alert_id"] not in live_alerts)
-    assert set(differing) <= {"INVALID_EVENT"}, differing
-    # ... and every alert_id must be the same as a v1 reader's for the same input: the contract's "the same
-    # condition always gets the same id (reprocessing never mints a new one)" must survive a reader upgrade
-    assert v2.ok, (
-        f"v2 reader: {differing['INVALID_EVENT']} INVALID_EVENT alerts got a new alert_id for the same input "
-        "record. engine/alerts.record_fingerprint() hashes every field of the decoded record, so the reader "
-        "schema's new optional field (channel=None) changes the id; reprocessing after an upgrade re-alerts. "
-        f"{report['v2']}"
+    # ... and every alert_id the same as a v2 reader's for the same input: the contract's "the same condition
+    # always gets the same id (reprocessing never mints a new one)" must survive a reader upgrade
+    assert not differing and v3.ok, (
+        f"v3 reader: alerts with a new alert_id for the same input: {dict(differing)}. INVALID_EVENT ids come from "
+        "engine/alerts.record_fingerprint(); it must hash the contract's fields only, not a reader's new optional "
+        f"field (channel=None). {report['v3']}"
     )

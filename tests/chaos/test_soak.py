@@ -16,19 +16,18 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from chaoskit import Figures, app_of, check_exactly_once, input_lag, simulate, wait_until
+from chaoskit import Figures, chaos_input, chaos_seed, check_exactly_once, input_lag, wait_until
 
 from conftest import warm
-from livekit import WorkerProcess, feed_file, replay_oracle
+from livekit import WorkerProcess, feed_file
 from posrecon.config import Topics
-from posrecon.kafka.broker import LocalBroker
+from posrecon.localbroker import LocalBroker
 
 pytestmark = [pytest.mark.chaos, pytest.mark.soak, pytest.mark.broker]
 PARTITIONS = 4
@@ -38,19 +37,16 @@ SESSION_START = time.time()
 
 def test_soak(own_broker: LocalBroker, make_topics: Callable[..., Topics], spawn: Callable[..., WorkerProcess],
               tmp_path: Path) -> None:  # fmt: skip
-    seed = int(os.environ.get("POSRECON_CHAOS_SEED", str(time.time_ns() % 1_000_000)))
-    rng = random.Random(seed)
+    seed, rng = chaos_seed()
     orders = int(os.environ.get("POSRECON_SOAK_ORDERS", "180000"))
-    print(f"soak seed {seed}, {orders} orders")
+    print(f"soak: {orders} orders")
     bootstrap = own_broker.bootstrap
     warm(bootstrap)
     started = time.monotonic()
-    src = simulate(tmp_path / "sim", orders, seed=seed % 1000 + 51, partitions=PARTITIONS)
-    lines = len(src.read_text().splitlines())
+    src, lines, topics, app, oracle = chaos_input(
+        bootstrap, make_topics, tmp_path, orders, seed % 1000 + 51, PARTITIONS
+    )
     assert lines >= 500_000 or orders < 180_000, lines
-    topics = make_topics(bootstrap, PARTITIONS)
-    app = app_of(topics)
-    oracle = replay_oracle(src, tmp_path / "replay", PARTITIONS)
     figures = Figures(events=lines)
     # all input is on the broker before the workers start: the faults then hit a large backlog, and the
     # comparison with replay measures exactly-once only (not the merge timing of test_burst_after_stall.py)
@@ -109,8 +105,7 @@ def test_soak(own_broker: LocalBroker, make_topics: Callable[..., Topics], spawn
                                alive=lambda: any(w.alive() for w in workers.values()))  # fmt: skip
     for wid, worker in workers.items():
         assert worker.stop(60) == 0, f"{wid}:\n{worker.log()[-3000:]}"
-    figures.duplicates, figures.lost, figures.unexpected = (
-        check.verdict.duplicates, check.verdict.missing, check.verdict.unexpected)  # fmt: skip
+    figures.count(check)
     figures.wall_seconds = round(time.monotonic() - started, 1)
     figures.recovery_seconds = round(slowest_recovery, 2)
     summary = asdict(figures)

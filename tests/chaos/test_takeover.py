@@ -12,8 +12,6 @@ All input is produced before the workers start, so the comparison with replay is
 
 from __future__ import annotations
 
-import os
-import random
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,15 +21,16 @@ from chaoskit import (
     Figures,
     TxnProbe,
     all_topic_names,
-    app_of,
+    chaos_input,
+    chaos_seed,
     check_exactly_once,
     input_lag,
     kill_inside_transaction,
-    simulate,
+    stop_cleanly,
     wait_until,
 )
 
-from livekit import WorkerProcess, feed_file, replay_oracle
+from livekit import WorkerProcess, feed_file
 from posrecon.config import Topics
 
 pytestmark = [pytest.mark.chaos, pytest.mark.broker]
@@ -41,15 +40,10 @@ PARTITIONS = 4
 def test_kill9_with_takeover_by_the_other_worker(
     warm_bootstrap: str, make_topics: Callable[..., Topics], spawn: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
-    seed = int(os.environ.get("POSRECON_CHAOS_SEED", str(time.time_ns() % 1_000_000)))
-    rng = random.Random(seed)
-    print(f"chaos seed {seed}")
+    seed, rng = chaos_seed()
     bootstrap = warm_bootstrap
-    src = simulate(tmp_path / "sim", 9_000, seed=seed % 1000 + 61, partitions=PARTITIONS)
-    topics = make_topics(bootstrap, PARTITIONS)
-    app = app_of(topics)
+    src, _, topics, app, oracle = chaos_input(bootstrap, make_topics, tmp_path, 9_000, seed % 1000 + 61, PARTITIONS)
     total = feed_file(bootstrap, topics, src)
-    oracle = replay_oracle(src, tmp_path / "replay", PARTITIONS)
     probe = TxnProbe(bootstrap, all_topic_names(topics, app)[2:])
     figures = Figures(events=total)
     workers = {wid: spawn(bootstrap, topics, app, wid) for wid in ("w0", "w1")}  # default batch: long commits
@@ -66,9 +60,7 @@ def test_kill9_with_takeover_by_the_other_worker(
         workers[victim] = spawn(bootstrap, topics, app, victim)
     check = check_exactly_once(bootstrap, topics, app, oracle, drain_timeout=300,
                                alive=lambda: any(w.alive() for w in workers.values()))  # fmt: skip
-    for wid, worker in workers.items():
-        assert worker.stop() == 0, f"{wid}:\n{worker.log()[-3000:]}"
-    figures.duplicates, figures.lost, figures.unexpected = (
-        check.verdict.duplicates, check.verdict.missing, check.verdict.unexpected)  # fmt: skip
+    stop_cleanly(workers)
+    figures.count(check)
     print(figures.summary())
     assert check.ok, f"seed {seed}: {check.explain()}"

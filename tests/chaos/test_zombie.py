@@ -31,16 +31,15 @@ import pytest
 from chaoskit import (
     TxnProbe,
     all_topic_names,
-    app_of,
     assigned_lines,
+    chaos_input,
     check_exactly_once,
     frozen,
     group_members,
-    simulate,
     wait_until,
 )
 
-from livekit import WorkerProcess, feed_file, replay_oracle, topic_env
+from livekit import WorkerProcess, feed_file, topic_env
 from posrecon.config import Topics
 
 pytestmark = [pytest.mark.chaos, pytest.mark.broker]
@@ -78,11 +77,7 @@ def test_zombie_commit_after_takeover_keeps_exactly_once(
     warm_bootstrap: str, make_topics: Callable[..., Topics], spawn: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
     bootstrap = warm_bootstrap
-    src = simulate(tmp_path / "sim", 2000, seed=31, partitions=PARTITIONS)
-    lines = len(src.read_text().splitlines())
-    topics = make_topics(bootstrap, PARTITIONS)
-    app = app_of(topics)
-    oracle = replay_oracle(src, tmp_path / "replay", PARTITIONS)
+    src, lines, topics, app, oracle = chaos_input(bootstrap, make_topics, tmp_path, 2000, 31, PARTITIONS)
     feed_file(bootstrap, topics, src, 0, lines // 2)
     probe = TxnProbe(bootstrap, all_topic_names(topics, app)[2:])
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from posrecon.config import Topics
-from posrecon.kafka.broker import BrokerError, LocalBroker, ensure_kafka_libs, require_java
 from posrecon.kafka.topics import create_topics
+from posrecon.localbroker import BrokerError, LocalBroker, ensure_kafka_libs, require_java
 
 _BROKER_FIXTURES = {"broker", "bootstrap", "fresh_topics"}
 
@@ -35,9 +35,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.broker)
 
 
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
-    """One local KRaft broker for the whole session (free ports, temp data dir)."""
+def require_local_broker() -> None:
+    """Java and the Kafka jars are there, else skip the test (fail it under POSRECON_REQUIRE_BROKER=1)."""
     try:
         require_java()
         ensure_kafka_libs()
@@ -45,6 +44,12 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
         if os.environ.get("POSRECON_REQUIRE_BROKER") == "1":
             pytest.fail(f"local Kafka broker unavailable: {exc}")
         pytest.skip(f"local Kafka broker unavailable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """One local KRaft broker for the whole session (free ports, temp data dir)."""
+    require_local_broker()
     data_dir: Path = tmp_path_factory.mktemp("kafka-broker")
     instance = LocalBroker(data_dir)
     atexit.register(instance.kill)  # safety net if the session dies without running teardown

@@ -111,7 +111,8 @@ def test_corrupted_bytes_never_read_differently(named: tuple[str, dict[str, Any]
 def test_stricter_than_the_reference_where_the_spec_allows_no_reading() -> None:
     codec = CODECS["SettlementNotice"]
     record = {"notice_id": "n", "order_id": "o", "merchant_id": "m", "status": "SETTLED", "amount_minor": 1,
-              "currency": "EUR", "settled_at": 1, "batch_id": None, "fee_minor": 0}  # fmt: skip
+              "currency": "EUR", "settled_at": 1, "batch_id": None, "fee_minor": 0, "capture_seq": 1,
+              "capture_count": 1}  # fmt: skip
     good = codec.encode(record)
     assert codec.decode(good) == record
     with pytest.raises(DecodeError, match="trailing"):

@@ -15,15 +15,21 @@ log = logging.getLogger("posrecon.worker")
 def _main(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server
 
+    from posrecon.app import auth
     from posrecon.app.worker import Worker, WorkerOptions
     from posrecon.config import load_settings
-    from posrecon.kafka.broker import default_bootstrap
+    from posrecon.config import default_bootstrap
     from posrecon.kafka.topics import CoPartitioningError
     from posrecon.metrics import WorkerMetrics
 
     setup_logging(args.log_level)
     settings = load_settings(args.config)
     bootstrap = args.bootstrap or settings.kafka.get("bootstrap.servers") or default_bootstrap()
+    try:  # before anything starts: a bad tokens file or certificate stops here (message names no token)
+        ops_security = auth.from_arguments(args) if args.ops_port is not None else (None, None)
+    except (auth.TokensFileError, OSError) as exc:
+        print(f"posrecon run: {exc}")
+        return 2
     metrics = WorkerMetrics()
     if args.metrics_port is not None:
         start_http_server(args.metrics_port, addr=args.listen, registry=metrics.registry)
@@ -47,7 +53,7 @@ def _main(args: argparse.Namespace) -> int:
     if args.ops_port is not None:
         from posrecon.app.ops_api import OpsApi
 
-        ops = OpsApi(worker, args.listen, args.ops_port)
+        ops = OpsApi(worker, args.listen, args.ops_port, *ops_security)
         ops.start()
         log.info("ops API served", extra={"fields": {"url": f"http://{args.listen}:{ops.port}/healthz"}})
     try:
@@ -107,6 +113,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=os.environ.get("POSRECON_LISTEN", "127.0.0.1"),
         help="address for the metrics and ops ports (default 127.0.0.1; 0.0.0.0 in containers)",
     )
+    from posrecon.app.auth import add_arguments as add_ops_auth_arguments
+
+    add_ops_auth_arguments(parser)
     parser.add_argument(
         "--internal-replication",
         type=int,

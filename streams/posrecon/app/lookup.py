@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -18,11 +19,12 @@ from urllib.parse import quote
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 
-def _from_workers(order_id: str, workers: list[str]) -> dict[str, Any] | None:
+def _from_workers(order_id: str, workers: list[str], token: str | None = None) -> dict[str, Any] | None:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}  # viewer is enough (docs/operations.md)
     for base in workers:
         url = f"{base.rstrip('/')}/orders/{quote(order_id, safe='')}"
         try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as resp:
                 doc: dict[str, Any] = json.loads(resp.read())
                 doc["source"] = url
                 return doc
@@ -130,10 +132,10 @@ def render(view: dict[str, Any]) -> str:
 
 
 def _main(args: argparse.Namespace) -> int:
-    view = _from_workers(args.order_id, args.worker) if args.worker else None
+    view = _from_workers(args.order_id, args.worker, args.token) if args.worker else None
     if view is None:
         from posrecon.config import load_settings
-        from posrecon.kafka.broker import default_bootstrap
+        from posrecon.config import default_bootstrap
 
         bootstrap = args.bootstrap or load_settings(args.config).kafka.get("bootstrap.servers") or default_bootstrap()
         view = lookup_in_kafka(args.order_id, bootstrap, args.app_id, args.config)
@@ -154,6 +156,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("order_id", metavar="ORDER_ID")
     parser.add_argument("--worker", action="append", default=[], metavar="URL",
                         help="a worker's ops API, e.g. http://127.0.0.1:8080 (repeatable)")  # fmt: skip
+    parser.add_argument("--token", default=os.environ.get("POSRECON_TOKEN"),
+                        help="bearer token for --worker (a viewer's is enough; env POSRECON_TOKEN)")  # fmt: skip
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers (default: the local broker)")
     parser.add_argument("--app-id", default="posrecon", help="the workers' --app-id (changelog topic prefix)")
     parser.add_argument("--config", metavar="FILE.toml")

@@ -6,17 +6,21 @@
   when this worker owns its partition; 404 with the owning partition otherwise (``posrecon lookup``
   asks every worker it is given, or reads the changelog and output topics itself).
 * ``GET /pending?older_than=MS``: approved orders still waiting for settlement, older than MS (event time).
+
+Every route but ``/healthz`` and ``/readyz`` needs a bearer token (posrecon.app.auth: viewer reads,
+operator acts); optional TLS.
 """
 
 from __future__ import annotations
 
-import json
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlparse
 
+from posrecon.app.auth import Authenticator, send_json
 from posrecon.engine.order import (
     FIRED_CONFLICT,
     FIRED_EXPIRED,
@@ -87,24 +91,27 @@ def order_view(order: OrderState, partition: int, watermark: int) -> dict[str, A
 
 
 class OpsApi:
-    def __init__(self, worker: Worker, host: str, port: int) -> None:
+    def __init__(self, worker: Worker, host: str, port: int, auth: Authenticator | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:  # fmt: skip
         self.worker = worker
+        # no authenticator given: closed (every route but the open ones answers 401), never open
+        self.auth = auth or Authenticator(None)
         api = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *_args: Any) -> None:  # access logs would carry order ids: keep quiet
                 return
 
+            def parse_request(self) -> bool:  # every method passes here before its do_*: the one auth gate
+                return super().parse_request() and api.auth.admit(self)
+
             def do_GET(self) -> None:
-                status, body = api.handle(self.path)
-                data = json.dumps(body, default=str).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, *api.handle(self.path))
 
         self.server = ThreadingHTTPServer((host, port), Handler)
+        if tls is not None:
+            # handshake on the handler thread's first read, not in accept(): a slow client cannot stall the server
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True, do_handshake_on_connect=False)
         self.thread = threading.Thread(target=self.server.serve_forever, name="posrecon-ops-api", daemon=True)
 
     @property
@@ -152,10 +159,8 @@ class OpsApi:
         rows: list[dict[str, Any]] = []
         for partition, book in list(self.worker.engine.books.items()):
             for order in list(book.orders.values()):
-                a = order.approval
-                if a is None or order.settled is not None or order.failed is not None:
-                    continue
-                if order.terminal_phase is TerminalPhase.VOIDED:
+                a = order.awaiting_settlement()
+                if a is None:
                     continue
                 age = book.watermark - a.event_time
                 if age >= older_than:

@@ -64,8 +64,8 @@ class DeadlineIndex:
         return self._keys[0] * BUCKET_MS if self._keys else None
 
     def due(self, watermark: int) -> Iterator[Deadline]:
-        """Pop the deadlines with due <= watermark, earliest first: the same sequence as calling
-        :meth:`pop_due` until it returns None (deadlines pushed while iterating are taken into account)."""
+        """Pop the deadlines with due <= watermark, earliest first; deadlines pushed while iterating are taken
+        into account (firing may re-schedule an eviction). The one walk of the index: see :meth:`pop_due`."""
         keys = self._keys
         buckets = self._buckets
         while keys:
@@ -91,27 +91,6 @@ class DeadlineIndex:
             yield bucket.pop()
 
     def pop_due(self, watermark: int) -> Deadline | None:
-        """The earliest deadline with due <= watermark, removed; None when nothing is due."""
-        keys = self._keys
-        while keys:
-            key = keys[0]
-            if key * BUCKET_MS > watermark:
-                return None
-            bucket = self._buckets[key]
-            if not bucket:
-                heapq.heappop(keys)
-                del self._buckets[key]
-                if key == self._sorted:
-                    self._sorted = None
-                continue
-            if key != self._sorted:
-                bucket.sort(reverse=True)  # earliest last, popped from the end
-                self._sorted = key
-            last = bucket[-1]
-            if last[0] > watermark:
-                self._hint = last[0]
-                return None
-            self.count -= 1
-            self._hint = None
-            return bucket.pop()
-        return None
+        """The earliest deadline with due <= watermark, removed; None when nothing is due. (The walk of
+        :meth:`due` stopped after one step: each step is complete before it yields.)"""
+        return next(self.due(watermark), None)

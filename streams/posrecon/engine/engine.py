@@ -8,6 +8,10 @@ which the shell drains with :meth:`take`.
 Time: each partition has a watermark (largest event time among its valid records). A record is applied
 to its order first; then the watermark it carries fires the due deadlines (a min-heap per partition, so
 firing never scans the open orders) whose conditions still hold.
+
+The engine is one class in rooms: this module applies records (the hot path), :mod:`~posrecon.engine.decisions`
+decides outcomes and raises their alerts, :mod:`~posrecon.engine.timers` schedules and fires deadlines,
+:mod:`~posrecon.engine.snapshot` saves and restores state (mixins, so the hot path calls no extra layer).
 """
 
 from __future__ import annotations
@@ -15,28 +19,11 @@ from __future__ import annotations
 from typing import Any
 
 from posrecon.config import RuleConfig
-from posrecon.engine.alerts import make_alert, record_fingerprint
+from posrecon.engine.book import NO_WATERMARK, EngineStats, PartitionBook
 from posrecon.engine.cards import CardIndex, CardKey, CardSighting, duplicate_charge_alert
 from posrecon.engine.currency import ISO_4217_CODES
-from posrecon.engine.deadlines import Deadline, DeadlineIndex
-from posrecon.engine.model import (
-    Alert,
-    AlertKind,
-    Outcome,
-    ReconciledOrder,
-    Rejection,
-    SettlementNotice,
-    Severity,
-    TerminalEvent,
-)
+from posrecon.engine.model import Alert, ReconciledOrder, Rejection, SettlementNotice, TerminalEvent
 from posrecon.engine.order import (
-    FIRED_CONFLICT,
-    FIRED_EXPIRED,
-    FIRED_FAILED_CONFLICT,
-    FIRED_LATE,
-    FIRED_MISMATCH,
-    FIRED_MISSING,
-    FIRED_ORPHAN,
     SCHEDULED_EXPIRED,
     SCHEDULED_MISSING,
     SCHEDULED_ORPHAN,
@@ -44,74 +31,57 @@ from posrecon.engine.order import (
     SETTLEMENT_TRANSITIONS,
     TERMINAL_EVENT_INDEX,
     TERMINAL_TRANSITIONS,
-    UNRESOLVED_TERMINAL,
     Approval,
     Notice,
     OrderState,
-    RecordFields,
-    SettlementPhase,
     TerminalPhase,
 )
+from posrecon.engine.snapshot import Snapshots
+from posrecon.engine.timers import EVICT, EXPIRE, MISSING, ORPHAN, deadline_waits
 from posrecon.engine.validation import PAN_START as _PAN_START
 from posrecon.engine.validation import check_settlement_notice, check_terminal_event
 
-NO_WATERMARK = -(1 << 62)
-
-# deadline kinds, in the order they fire when due at the same instant
-EXPIRE = 0
-ORPHAN = 1
-MISSING = 2
-EVICT = 9
+__all__ = ["NO_WATERMARK", "EngineStats", "PartitionBook", "ReconciliationEngine"]
 
 #: ``tuple.__new__``: builds an Approval / Notice without the NamedTuple's Python-level ``__new__``
 _new_tuple: Any = tuple.__new__
 
-_MATCHED = Outcome.MATCHED
-_REVERSED = Outcome.REVERSED
-_OUTCOME_VALUE = {o: o.value for o in Outcome}
-_DECLINED = TerminalPhase.DECLINED
 _VOIDED = TerminalPhase.VOIDED
-_CREATED = TerminalPhase.CREATED
 _TIMED_OUT = TerminalPhase.TIMED_OUT
-_REVERSED_PHASE = SettlementPhase.REVERSED
 
 
-class PartitionBook:
-    """The orders of one input partition, its watermark and its deadline index."""
+class ReconciliationEngine(Snapshots):
+    """Applies records to the orders of their partition: the public API and the per-record hot path."""
 
-    __slots__ = ("deadlines", "dirty", "orders", "partition", "watermark")
-
-    def __init__(self, partition: int = 0) -> None:
-        self.partition = partition
-        self.orders: dict[str, OrderState] = {}
-        #: order ids changed (or evicted) since the shell last persisted this book; None: not tracked
-        self.dirty: set[str] | None = None
-        self.deadlines = DeadlineIndex()
-        self.watermark = NO_WATERMARK
-
-
-class EngineStats:
-    __slots__ = ("duplicates_dropped", "evicted", "invalid", "records")
-
-    def __init__(self) -> None:
-        self.records = 0
-        self.duplicates_dropped = 0
-        self.invalid = 0
-        self.evicted = 0
-
-
-class ReconciliationEngine:
-    def __init__(self, rules: RuleConfig | None = None, partitions: int = 1) -> None:
+    def __init__(
+        self,
+        rules: RuleConfig | None = None,
+        partitions: int = 1,
+        *,
+        collect_card_sightings: bool = False,
+        collect_auth_latencies: bool = False,
+    ) -> None:
+        """``collect_card_sightings``: hand approvals and voids out in ``card_sightings`` instead of checking
+        them against ``cards`` here (the worker routes them to the card stage); ``collect_auth_latencies``:
+        record ORDER_CREATED -> authorisation result latencies (ms, event time) in ``auth_latencies``."""
         self.rules = rules or RuleConfig()
+        self._waits = deadline_waits(self.rules)
         self.books: dict[int, PartitionBook] = {}
         self.cards = CardIndex(self.rules, sources=partitions)
-        #: when a list, approvals and voids are handed out here instead of checked against ``cards``
-        self.card_sightings: list[CardSighting] | None = None
-        #: when a list, ORDER_CREATED -> authorisation result latencies (ms, event time) for metrics
-        self.auth_latencies: list[int] | None = None
+        #: None unless collected (see above): the hot path tests ``is not None``
+        self.card_sightings: list[CardSighting] | None = [] if collect_card_sightings else None
+        self.auth_latencies: list[int] | None = [] if collect_auth_latencies else None
         self.reconciled: list[ReconciledOrder] = []
         self.alerts: list[Alert] = []
         self.stats = EngineStats()
+
+    @classmethod
+    def restore(
+        cls, snapshot: dict[str, Any], rules: RuleConfig | None = None, partitions: int = 1
+    ) -> ReconciliationEngine:
+        engine = cls(rules, partitions)
+        engine.load_snapshot(snapshot)
+        return engine
 
     # --- public API ------------------------------------------------------------------------------------
 
@@ -121,15 +91,6 @@ class ReconciliationEngine:
         self.reconciled, self.alerts = [], []
         return reconciled, alerts
 
-    def book(self, partition: int) -> PartitionBook:
-        book = self.books.get(partition)
-        if book is None:
-            book = self.books[partition] = PartitionBook(partition)
-        return book
-
-    def watermark(self, partition: int = 0) -> int:
-        return self.book(partition).watermark
-
     def open_orders(self) -> int:
         return sum(len(b.orders) for b in self.books.values())
 
@@ -137,8 +98,8 @@ class ReconciliationEngine:
         self, event: TerminalEvent, partition: int = 0, ingest_time: int | None = None, now: int | None = None
     ) -> Rejection | None:
         """Apply one decoded TerminalEvent. Returns the rejection when the record is invalid."""
-        # The hot path: validation, order lookup/opening, scheduling and the first approval are inlined
-        # (same steps, same order of effects as the helper methods they mirror).
+        # The hot path: the validation's common case, the order lookup and the first approval's card sighting
+        # are inlined here (check_terminal_event decides the rest; deadlines go through _schedule).
         rules = self.rules
         self.stats.records += 1
         event_id = event["event_id"]
@@ -194,20 +155,11 @@ class ReconciliationEngine:
                 order.approval = _new_tuple(
                     Approval, (event_id, event_time, amount, currency, terminal_id, token, merchant_id)
                 )
-                if (
-                    not order.scheduled & SCHEDULED_MISSING
-                    and order.settled is None
-                    and order.failed is None
-                    and phase is not _VOIDED
-                ):
-                    order.scheduled |= SCHEDULED_MISSING
-                    due = event_time + rules.settlement_sla_ms + rules.allowed_lateness_ms
-                    if due > order.pending_due:
-                        order.pending_due = due
-                    book.deadlines.push((due, MISSING, order_id))
+                if not order.scheduled & SCHEDULED_MISSING and order.awaiting_settlement() is not None:
+                    self._schedule(book, order, MISSING, event_time)
             else:
                 self._duplicate_charge(order, event, now, book)
-            if token is not None:  # = self._sight_card(book, order, <this approval>, now), inlined
+            if token is not None:  # the card stage: here (CardIndex), or the worker's (card_sightings)
                 watermark = book.watermark
                 mark = watermark if watermark > event_time else event_time
                 key = (token, merchant_id, amount, currency)
@@ -228,11 +180,7 @@ class ReconciliationEngine:
                 order.created_at = event_time
                 # a deadline whose condition can no longer become true is not scheduled (phases only move on)
                 if not order.scheduled & SCHEDULED_EXPIRED and phase <= _TIMED_OUT:
-                    order.scheduled |= SCHEDULED_EXPIRED
-                    due = event_time + rules.order_ttl_ms + rules.allowed_lateness_ms
-                    if due > order.pending_due:
-                        order.pending_due = due
-                    book.deadlines.push((due, EXPIRE, order_id))
+                    self._schedule(book, order, EXPIRE, event_time)
         elif event_type == "VOIDED" and previous is not _VOIDED and order.approval is not None:
             approval = order.approval
             if approval.card_token is not None:
@@ -297,11 +245,7 @@ class ReconciliationEngine:
             if order.settled is None:
                 order.settled = facts
                 if not order.scheduled & SCHEDULED_ORPHAN and order.terminal_phase <= _TIMED_OUT:
-                    order.scheduled |= SCHEDULED_ORPHAN
-                    due = settled_at + rules.orphan_grace_ms + rules.allowed_lateness_ms
-                    if due > order.pending_due:
-                        order.pending_due = due
-                    book.deadlines.push((due, ORPHAN, order_id))
+                    self._schedule(book, order, ORPHAN, settled_at)
             else:
                 self._duplicate_settlement(order, order.settled, facts, now, book)
         elif status == "FAILED":
@@ -320,375 +264,13 @@ class ReconciliationEngine:
         order.last_seen = watermark
         return None
 
-    def advance(self, partition: int, event_time: int, now: int | None = None) -> None:
-        """Move a partition's watermark forward (``--until``, or wall-clock advance of an idle partition)."""
-        self._advance(self.book(partition), event_time, now)
-
-    def advance_all(self, event_time: int, now: int | None = None) -> None:
-        for partition in sorted(self.books):
-            self._advance(self.books[partition], event_time, now)
-
-    # --- rules -----------------------------------------------------------------------------------------
-
     def _open_order(self, book: PartitionBook, order_id: str, merchant_id: str, event_time: int) -> OrderState:
         order = book.orders[order_id] = OrderState(order_id, merchant_id)
         watermark = book.watermark
-        last_seen = order.last_seen = watermark if watermark > event_time else event_time
-        # = _evict_at(order): nothing is scheduled yet (pending_due 0)
-        evict_at = order.evict_at = (last_seen if last_seen > 0 else 0) + self.rules.state_retention_ms
+        order.last_seen = watermark if watermark > event_time else event_time
+        evict_at = order.evict_at = self._evict_at(order)
         book.deadlines.push((evict_at, EVICT, order_id))
         return order
-
-    def _evict_at(self, order: OrderState) -> int:
-        return max(order.last_seen, order.pending_due) + self.rules.state_retention_ms
-
-    def _duplicate_charge(self, order: OrderState, event: TerminalEvent, now: int | None, book: PartitionBook) -> None:
-        first = order.approval
-        assert first is not None
-        self.alerts.append(
-            make_alert(
-                AlertKind.DUPLICATE_CHARGE,
-                Severity.WARNING,
-                (order.order_id, "approval", event["event_id"]),
-                order_id=order.order_id,
-                merchant_id=order.merchant_id,
-                terminal_id=event["terminal_id"],
-                reason=(
-                    f"order {order.order_id} approved again by event {event['event_id']} "
-                    f"(first approval {first.event_id}, attempt {event['attempt']})"
-                ),
-                event_time=max(first.event_time, event["event_time"]),
-                detected_at=self._now(now, book),
-                related_ids=[first.event_id, event["event_id"]],
-            )
-        )
-
-    def _duplicate_settlement(
-        self, order: OrderState, first: Notice, second: Notice, now: int | None, book: PartitionBook
-    ) -> None:
-        self.alerts.append(
-            make_alert(
-                AlertKind.DUPLICATE_SETTLEMENT,
-                Severity.CRITICAL,
-                (order.order_id, second.notice_id),
-                order_id=order.order_id,
-                merchant_id=order.merchant_id,
-                terminal_id=order.terminal_id,
-                reason=(
-                    f"order {order.order_id} settled twice: notice {second.notice_id} "
-                    f"({second.amount_minor} {second.currency}) after {first.notice_id}"
-                ),
-                event_time=max(first.settled_at, second.settled_at),
-                detected_at=self._now(now, book),
-                related_ids=[first.notice_id, second.notice_id],
-            )
-        )
-
-    def _decide(self, order: OrderState, now: int | None, book: PartitionBook) -> None:
-        # OrderState.base_outcome + record_fields + next_revision in one pass (same results)
-        settled = order.settled
-        approval = order.approval
-        phase = order.terminal_phase
-        notice: Notice
-        if settled is not None:
-            notice = settled
-            if phase is _DECLINED or phase is _VOIDED:
-                base = Outcome.STATUS_CONFLICT
-            elif approval is not None:
-                rules = self.rules
-                if (
-                    settled.currency != approval.currency
-                    or abs(settled.amount_minor - approval.amount_minor) > rules.amount_tolerance_minor
-                ):
-                    base = Outcome.AMOUNT_MISMATCH
-                elif settled.settled_at - approval.event_time > rules.settlement_sla_ms:
-                    base = Outcome.MATCHED_LATE
-                else:
-                    base = _MATCHED
-            elif order.fired & FIRED_ORPHAN:
-                base = Outcome.UNMATCHED_SETTLEMENT
-            else:
-                return
-        else:
-            failed = order.failed
-            if failed is None or approval is None or phase is _VOIDED:
-                return
-            notice = failed
-            base = Outcome.SETTLEMENT_FAILED
-        if base is not _MATCHED:
-            self._outcome_alert(order, base, now, book)
-        if order.settlement_phase is _REVERSED_PHASE:
-            outcome = _REVERSED
-            reversal = order.reversal
-            notice_id = reversal.notice_id if reversal is not None else notice.notice_id
-        else:
-            outcome = base
-            notice_id = notice.notice_id
-        if approval is not None:
-            terminal_id: str | None = approval.terminal_id
-            currency = approval.currency
-            approved_amount: int | None = approval.amount_minor
-            approved_at: int | None = approval.event_time
-        else:
-            terminal_id = order.terminal_id
-            currency = notice.currency
-            approved_amount = approved_at = None
-        if settled is not None:
-            settled_amount: int | None = settled.amount_minor
-            settled_at: int | None = settled.settled_at
-            lag = settled.settled_at - approved_at if approved_at is not None else None
-        else:
-            settled_amount = settled_at = lag = None
-        fields: RecordFields = (
-            order.order_id, order.merchant_id, terminal_id, _OUTCOME_VALUE[outcome], currency, approved_amount,
-            settled_amount, approved_at, settled_at, lag, notice_id,
-        )  # fmt: skip
-        if fields == order.last_fields:
-            return
-        order.last_fields = fields
-        revision = order.revision = order.revision + 1
-        self.reconciled.append(
-            {
-                "order_id": fields[0],
-                "merchant_id": fields[1],
-                "terminal_id": terminal_id,
-                "outcome": fields[3],
-                "currency": currency,
-                "approved_amount_minor": approved_amount,
-                "settled_amount_minor": settled_amount,
-                "approved_at": approved_at,
-                "settled_at": settled_at,
-                "settlement_lag_ms": lag,
-                "notice_id": notice_id,
-                "revision": revision,
-            }
-        )
-
-    def _outcome_alert(self, order: OrderState, outcome: Outcome, now: int | None, book: PartitionBook) -> None:
-        approval, settled = order.approval, order.settled
-        if outcome is Outcome.MATCHED_LATE:
-            assert approval is not None and settled is not None
-            if order.fired & FIRED_LATE:
-                return
-            order.fired |= FIRED_LATE
-            lag_h = (settled.settled_at - approval.event_time) / 3_600_000
-            self._order_alert(
-                order, AlertKind.LATE_SETTLEMENT, Severity.WARNING, ("late", settled.notice_id),
-                f"settled {lag_h:.1f} h after approval (SLA {self.rules.settlement_sla_ms / 3_600_000:.1f} h)",
-                settled.settled_at, [approval.event_id, settled.notice_id], now, book,
-            )  # fmt: skip
-        elif outcome is Outcome.AMOUNT_MISMATCH:
-            assert approval is not None and settled is not None
-            if order.fired & FIRED_MISMATCH:
-                return
-            order.fired |= FIRED_MISMATCH
-            self._order_alert(
-                order, AlertKind.AMOUNT_MISMATCH, Severity.CRITICAL, ("amount", settled.notice_id),
-                f"approved {approval.amount_minor} {approval.currency} but settled "
-                f"{settled.amount_minor} {settled.currency} (tolerance {self.rules.amount_tolerance_minor})",
-                max(approval.event_time, settled.settled_at), [approval.event_id, settled.notice_id], now, book,
-            )  # fmt: skip
-        elif outcome is Outcome.STATUS_CONFLICT:
-            assert settled is not None
-            if order.fired & FIRED_CONFLICT:
-                return
-            order.fired |= FIRED_CONFLICT
-            state = "declined" if order.terminal_phase is TerminalPhase.DECLINED else "voided"
-            related = [approval.event_id, settled.notice_id] if approval is not None else [settled.notice_id]
-            self._order_alert(
-                order, AlertKind.STATUS_CONFLICT, Severity.CRITICAL, ("settled", state),
-                f"settled by notice {settled.notice_id} but the terminal {state} the order",
-                max(order.phase_time, settled.settled_at), related, now, book,
-            )  # fmt: skip
-        elif outcome is Outcome.SETTLEMENT_FAILED:
-            failed = order.failed
-            assert approval is not None and failed is not None
-            if order.fired & FIRED_FAILED_CONFLICT:
-                return
-            order.fired |= FIRED_FAILED_CONFLICT
-            self._order_alert(
-                order, AlertKind.STATUS_CONFLICT, Severity.WARNING, ("failed", failed.notice_id),
-                f"approved by the terminal but settlement notice {failed.notice_id} FAILED",
-                max(approval.event_time, failed.settled_at), [approval.event_id, failed.notice_id], now, book,
-            )  # fmt: skip
-
-    def _order_alert(
-        self,
-        order: OrderState,
-        kind: AlertKind,
-        severity: Severity,
-        condition: tuple[str, ...],
-        reason: str,
-        event_time: int,
-        related_ids: list[str],
-        now: int | None,
-        book: PartitionBook,
-    ) -> None:
-        approval = order.approval
-        self.alerts.append(
-            make_alert(
-                kind,
-                severity,
-                (order.order_id, *condition),
-                order_id=order.order_id,
-                merchant_id=order.merchant_id,
-                terminal_id=approval.terminal_id if approval is not None else order.terminal_id,
-                reason=f"order {order.order_id}: {reason}",
-                event_time=event_time,
-                detected_at=self._now(now, book),
-                related_ids=related_ids,
-            )
-        )
-
-    def _invalid(
-        self,
-        source: str,
-        record: TerminalEvent | SettlementNotice,
-        record_id: str,
-        event_time: int,
-        rejection: Rejection,
-        now: int | None,
-    ) -> None:
-        self.stats.invalid += 1
-        order_id = record["order_id"] or None
-        self.alerts.append(
-            make_alert(
-                AlertKind.INVALID_EVENT,
-                Severity.WARNING,
-                (source, rejection.reason.value, record_fingerprint(record)),
-                order_id=order_id,
-                merchant_id=record["merchant_id"] or None,
-                terminal_id=str(record.get("terminal_id") or "") or None,
-                reason=f"invalid {source} record {record_id or '<empty id>'}: "
-                f"{rejection.reason.value}: {rejection.detail}",
-                event_time=event_time,
-                detected_at=now if now is not None else event_time,
-                related_ids=[record_id] if record_id else [],
-            )
-        )
-
-    # --- time ------------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _now(now: int | None, book: PartitionBook) -> int:
-        return now if now is not None else max(book.watermark, 0)
-
-    def _advance(self, book: PartitionBook, event_time: int, now: int | None) -> None:
-        if event_time > book.watermark:
-            book.watermark = event_time
-        orders = book.orders
-        for due, kind, order_id in book.deadlines.due(book.watermark):
-            order = orders.get(order_id)
-            if order is not None:
-                if book.dirty is not None:
-                    book.dirty.add(order_id)
-                # the common no-op fires (condition already gone) are told apart here, without the call
-                if kind == EXPIRE:
-                    if order.fired & FIRED_EXPIRED or not (order.terminal_phase is _CREATED
-                                                           or order.terminal_phase is _TIMED_OUT):  # fmt: skip
-                        continue
-                elif kind == MISSING and (
-                    order.settled is not None or order.failed is not None or order.fired & FIRED_MISSING
-                ):
-                    continue
-                self._fire(book, order, kind, due, now)
-
-    def _fire(self, book: PartitionBook, order: OrderState, kind: int, due: int, now: int | None) -> None:
-        rules = self.rules
-        deadline = due - rules.allowed_lateness_ms
-        if kind == EVICT:
-            evict_at = self._evict_at(order)
-            if evict_at > due:
-                order.evict_at = evict_at
-                book.deadlines.push((evict_at, EVICT, order.order_id))
-            else:
-                del book.orders[order.order_id]
-                self.stats.evicted += 1
-        elif kind == MISSING:
-            approval = order.approval
-            if (
-                approval is not None
-                and not order.fired & FIRED_MISSING
-                and order.terminal_phase is not TerminalPhase.VOIDED
-                and order.settled is None
-                and order.failed is None
-            ):
-                order.fired |= FIRED_MISSING
-                self._order_alert(
-                    order, AlertKind.MISSING_SETTLEMENT, Severity.WARNING, ("missing",),
-                    f"no settlement {rules.settlement_sla_ms / 3_600_000:.1f} h after approval {approval.event_id}",
-                    deadline, [approval.event_id], now, book,
-                )  # fmt: skip
-        elif kind == ORPHAN:
-            settled = order.settled
-            if settled is not None and not order.fired & FIRED_ORPHAN and order.terminal_phase in UNRESOLVED_TERMINAL:
-                order.fired |= FIRED_ORPHAN
-                self._order_alert(
-                    order, AlertKind.ORPHAN_SETTLEMENT, Severity.CRITICAL, ("orphan", settled.notice_id),
-                    f"settled by notice {settled.notice_id} ({settled.amount_minor} {settled.currency}) "
-                    f"but no approval, decline or void {rules.orphan_grace_ms // 60_000} min later "
-                    f"(terminal state {order.terminal_phase.name})",
-                    deadline, [settled.notice_id], now, book,
-                )  # fmt: skip
-                self._decide(order, now, book)
-        elif kind == EXPIRE:
-            if not order.fired & FIRED_EXPIRED and order.terminal_phase in (
-                TerminalPhase.CREATED,
-                TerminalPhase.TIMED_OUT,
-            ):
-                order.fired |= FIRED_EXPIRED
-                self._order_alert(
-                    order, AlertKind.EXPIRED_ORDER, Severity.INFO, ("expired",),
-                    f"created but neither approved, declined nor voided within "
-                    f"{rules.order_ttl_ms // 60_000} min (terminal state {order.terminal_phase.name})",
-                    deadline, [order.order_id], now, book,
-                )  # fmt: skip
-
-    # --- snapshot / restore ----------------------------------------------------------------------------
-
-    def snapshot(self) -> dict[str, Any]:
-        """Everything needed to continue exactly where this engine is (JSON-able)."""
-        return {
-            "version": 1,
-            "partitions": {
-                str(p): {"watermark": b.watermark, "orders": [o.to_row() for o in b.orders.values()]}
-                for p, b in sorted(self.books.items())
-            },
-            "cards": {
-                "watermark": self.cards.watermark,
-                "sources": {str(k): v for k, v in self.cards.source_watermarks.items()},
-                "rows": self.cards.to_rows(),
-            },
-        }
-
-    @classmethod
-    def restore(
-        cls, snapshot: dict[str, Any], rules: RuleConfig | None = None, partitions: int = 1
-    ) -> ReconciliationEngine:
-        engine = cls(rules, partitions)
-        for key, part in snapshot["partitions"].items():
-            book = engine.book(int(key))
-            book.watermark = part["watermark"]
-            for row in part["orders"]:
-                engine.load_order(book, OrderState.from_row(row))
-        cards = snapshot["cards"]
-        engine.cards.load_rows(cards["rows"], cards["watermark"], {int(k): v for k, v in cards["sources"].items()})
-        return engine
-
-    def load_order(self, book: PartitionBook, order: OrderState) -> None:
-        """Install a restored order and rebuild its deadlines (already-settled ones re-check harmlessly)."""
-        rules = self.rules
-        book.orders[order.order_id] = order
-        pending: list[Deadline] = [(order.evict_at, EVICT, order.order_id)]
-        lateness = rules.allowed_lateness_ms
-        if order.scheduled & SCHEDULED_EXPIRED and order.created_at is not None:
-            pending.append((order.created_at + rules.order_ttl_ms + lateness, EXPIRE, order.order_id))
-        if order.scheduled & SCHEDULED_ORPHAN and order.settled is not None:
-            pending.append((order.settled.settled_at + rules.orphan_grace_ms + lateness, ORPHAN, order.order_id))
-        if order.scheduled & SCHEDULED_MISSING and order.approval is not None:
-            pending.append((order.approval.event_time + rules.settlement_sla_ms + lateness, MISSING, order.order_id))
-        for deadline in pending:
-            book.deadlines.push(deadline)
 
 
 def _card_key(approval: Approval) -> CardKey:

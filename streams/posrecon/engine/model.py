@@ -1,7 +1,13 @@
 """Domain vocabulary of the contract: enums, input record shapes and output records.
 
 Input records are the decoded Avro dicts (field names of the contract) typed as TypedDicts, so the engine
-reads them without copying. Outputs are plain dicts with the Avro field names, ready for the serde.
+reads them without copying. Outputs are plain dicts with the Avro field names, ready for the serde: an output dict
+carries every field of its TypedDict (the encoder would write a missing one as its Avro default, but replay writes
+the dict as JSON, so a missing key makes replay differ from live).
+
+The enums are the symbols the engine reads and writes. The Avro enums that schema v2 touches also have ``UNKNOWN``,
+the reader's stand-in for a symbol a later schema version adds (Avro enum ``default``); the engine never emits it,
+so it is not a member here (``tests/unit/serde/test_schema_evolution.py`` pins enums == schema symbols - UNKNOWN).
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ class Outcome(str, Enum):
     UNMATCHED_SETTLEMENT = "UNMATCHED_SETTLEMENT"
     SETTLEMENT_FAILED = "SETTLEMENT_FAILED"
     REVERSED = "REVERSED"
+    PARTIALLY_SETTLED = "PARTIALLY_SETTLED"
+    PARTIALLY_REVERSED = "PARTIALLY_REVERSED"
+    NOT_CHARGED = "NOT_CHARGED"
 
 
 class AlertKind(str, Enum):
@@ -44,6 +53,16 @@ class AlertKind(str, Enum):
     STATUS_CONFLICT = "STATUS_CONFLICT"
     EXPIRED_ORDER = "EXPIRED_ORDER"
     INVALID_EVENT = "INVALID_EVENT"
+    FEE_MISMATCH = "FEE_MISMATCH"
+    BATCH_INCOMPLETE = "BATCH_INCOMPLETE"
+    BATCH_MISMATCH = "BATCH_MISMATCH"
+
+
+class AlertStatus(str, Enum):
+    """v2: an alert opens (OPEN) and may be closed by one later record of the same kind (RESOLVED)."""
+
+    OPEN = "OPEN"
+    RESOLVED = "RESOLVED"
 
 
 class Severity(str, Enum):
@@ -61,6 +80,16 @@ class InvalidReason(str, Enum):
     INVALID_CURRENCY = "INVALID_CURRENCY"
     PAN_IN_CARD_TOKEN = "PAN_IN_CARD_TOKEN"
     CLOCK_SKEW = "CLOCK_SKEW"
+    PAN_IN_FIELD = "PAN_IN_FIELD"  # v2: a card number in any other string field
+    INVALID_CAPTURE = "INVALID_CAPTURE"  # v2: capture_seq / capture_count outside 1 <= capture_seq <= capture_count
+
+
+class BatchStatus(str, Enum):
+    """v2: the decision on a settlement batch's control totals."""
+
+    BALANCED = "BALANCED"
+    INCOMPLETE = "INCOMPLETE"
+    MISMATCH = "MISMATCH"
 
 
 Source = Literal["terminal", "settlement"]
@@ -92,6 +121,8 @@ class SettlementNotice(TypedDict):
     settled_at: int
     batch_id: str | None
     fee_minor: int
+    capture_seq: int
+    capture_count: int
 
 
 class ReconciledOrder(TypedDict):
@@ -107,6 +138,10 @@ class ReconciledOrder(TypedDict):
     settlement_lag_ms: int | None
     notice_id: str | None
     revision: int
+    settled_parts: int | None
+    fee_minor: int | None
+    reversed_amount_minor: int | None
+    net_amount_minor: int | None
 
 
 class Alert(TypedDict):
@@ -120,6 +155,32 @@ class Alert(TypedDict):
     event_time: int
     detected_at: int
     related_ids: list[str]
+    status: str
+    resolves_alert_id: str | None
+    batch_id: str | None
+
+
+class SettlementBatch(TypedDict):
+    batch_id: str
+    merchant_id: str | None
+    currency: str
+    notice_count: int
+    gross_amount_minor: int
+    fee_amount_minor: int
+    closed_at: int
+
+
+class BatchReconciliation(TypedDict):
+    batch_id: str
+    currency: str
+    expected_count: int
+    received_count: int
+    expected_gross_minor: int
+    received_gross_minor: int
+    expected_fee_minor: int
+    received_fee_minor: int
+    status: str
+    revision: int
 
 
 class Rejection(NamedTuple):

@@ -11,9 +11,6 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any, NamedTuple
 
-from posrecon.config import RuleConfig
-from posrecon.engine.model import Outcome, ReconciledOrder
-
 
 class TerminalPhase(IntEnum):
     NONE = 0  # no terminal event yet (settlement side only)
@@ -149,80 +146,14 @@ class OrderState:
         self.pending_due = 0  # latest due time of the deadlines scheduled for this order
         self.evict_at = 0
 
-    # --- decisions -------------------------------------------------------------------------------------
+    # --- settlement -----------------------------------------------------------------------------------
 
-    def base_outcome(self, rules: RuleConfig) -> Outcome | None:
-        """The decision before a reversal is taken into account (alerts follow this one)."""
-        settled = self.settled
-        approval = self.approval
-        phase = self.terminal_phase
-        if settled is not None:
-            if phase is TerminalPhase.DECLINED or phase is TerminalPhase.VOIDED:
-                return Outcome.STATUS_CONFLICT
-            if approval is not None:
-                if (
-                    settled.currency != approval.currency
-                    or abs(settled.amount_minor - approval.amount_minor) > rules.amount_tolerance_minor
-                ):
-                    return Outcome.AMOUNT_MISMATCH
-                if settled.settled_at - approval.event_time > rules.settlement_sla_ms:
-                    return Outcome.MATCHED_LATE
-                return Outcome.MATCHED
-            if self.fired & FIRED_ORPHAN:
-                return Outcome.UNMATCHED_SETTLEMENT
-            return None
-        if self.failed is not None and approval is not None and phase is not TerminalPhase.VOIDED:
-            return Outcome.SETTLEMENT_FAILED
+    def awaiting_settlement(self) -> Approval | None:
+        """The approval still waiting for its settlement (approved, not voided, no SETTLED or FAILED notice
+        yet), else None: the condition of the MISSING_SETTLEMENT deadline and of the pending-settlement views."""
+        if self.settled is None and self.failed is None and self.terminal_phase is not _VOIDED:
+            return self.approval
         return None
-
-    def record_fields(self, outcome: Outcome) -> RecordFields:
-        approval = self.approval
-        reversed_ = outcome is Outcome.REVERSED
-        notice = self.settled if self.settled is not None else self.failed
-        assert notice is not None  # an outcome always has a notice behind it
-        settled = self.settled
-        terminal_id = approval.terminal_id if approval is not None else self.terminal_id
-        currency = approval.currency if approval is not None else notice.currency
-        approved_amount = approval.amount_minor if approval is not None else None
-        approved_at = approval.event_time if approval is not None else None
-        settled_amount = settled.amount_minor if settled is not None else None
-        settled_at = settled.settled_at if settled is not None else None
-        lag = settled_at - approved_at if settled_at is not None and approved_at is not None else None
-        notice_id = self.reversal.notice_id if reversed_ and self.reversal is not None else notice.notice_id
-        return (
-            self.order_id,
-            self.merchant_id,
-            terminal_id,
-            outcome.value,
-            currency,
-            approved_amount,
-            settled_amount,
-            approved_at,
-            settled_at,
-            lag,
-            notice_id,
-        )
-
-    def next_revision(self, fields: RecordFields) -> ReconciledOrder | None:
-        """A new revision when the decision record changed, else None."""
-        if fields == self.last_fields:
-            return None
-        self.last_fields = fields
-        self.revision += 1
-        return {
-            "order_id": fields[0],
-            "merchant_id": fields[1],
-            "terminal_id": fields[2],
-            "outcome": fields[3],
-            "currency": fields[4],
-            "approved_amount_minor": fields[5],
-            "settled_amount_minor": fields[6],
-            "approved_at": fields[7],
-            "settled_at": fields[8],
-            "settlement_lag_ms": fields[9],
-            "notice_id": fields[10],
-            "revision": self.revision,
-        }
 
     # --- snapshot --------------------------------------------------------------------------------------
 
@@ -279,6 +210,7 @@ class OrderState:
         return state
 
 
+_VOIDED = TerminalPhase.VOIDED
 _TERMINAL_PHASES = {phase.value: phase for phase in TerminalPhase}
 _SETTLEMENT_PHASES = {phase.value: phase for phase in SettlementPhase}
 

@@ -15,7 +15,7 @@ def produce_file(
 ) -> int:
     from tqdm import tqdm
 
-    from posrecon.kafka.broker import default_bootstrap
+    from posrecon.config import default_bootstrap
     from posrecon.kafka.feeder import Feeder
 
     settings = load_settings(config)

@@ -224,7 +224,7 @@ def describe_topics(
 
 
 def _resolve(args: argparse.Namespace) -> tuple[str, Topics, dict[str, str]]:
-    from posrecon.kafka.broker import default_bootstrap
+    from posrecon.config import default_bootstrap
 
     settings = load_settings(args.config)
     client = dict(settings.kafka)
@@ -234,7 +234,8 @@ def _resolve(args: argparse.Namespace) -> tuple[str, Topics, dict[str, str]]:
 
 
 def _reachable(bootstrap: str) -> bool:
-    from posrecon.kafka.broker import port_is_open
+    """True when some server of ``bootstrap`` accepts a TCP connection, and told on stderr when none does."""
+    from posrecon.net import port_is_open
 
     for server in bootstrap.split(","):
         server = server.strip().rsplit("://", 1)[-1]
@@ -243,16 +244,13 @@ def _reachable(bootstrap: str) -> bool:
             return True  # let librdkafka judge what it can parse
         if port_is_open(int(port), host.strip("[]"), timeout=2.0):
             return True
+    print(f"error: no Kafka broker reachable at {bootstrap} (start one with `posrecon broker up`)", file=sys.stderr)
     return False
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
     bootstrap, topics, client = _resolve(args)
     if not _reachable(bootstrap):
-        print(
-            f"error: no Kafka broker reachable at {bootstrap} (start one with `posrecon broker up`)",
-            file=sys.stderr,
-        )
         return 1
     try:
         create_topics(
@@ -278,10 +276,6 @@ def _cmd_create(args: argparse.Namespace) -> int:
 def _cmd_list(args: argparse.Namespace) -> int:
     bootstrap, topics, client = _resolve(args)
     if not _reachable(bootstrap):
-        print(
-            f"error: no Kafka broker reachable at {bootstrap} (start one with `posrecon broker up`)",
-            file=sys.stderr,
-        )
         return 1
     try:
         rows = describe_topics(admin_client(bootstrap, client), args.timeout, include_internal=args.all)

@@ -15,7 +15,7 @@ from fastavro import schemaless_reader, schemaless_writer
 
 from posrecon.serde.compiled import Decoder, Encoder, Unsupported, compile_decoder, compile_encoder
 from posrecon.serde.conformance import RecordShape, SchemaMismatch
-from posrecon.serde.schemas import history_versions, load_schema_json, schema_fingerprint, wire_schema
+from posrecon.serde.schemas import load_schema_json, schema_fingerprint, versions_of, wire_schema
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
@@ -34,7 +34,7 @@ class AvroCodec:
         self.shape = RecordShape(load_schema_json(name))
         self.header = MAGIC + schema_fingerprint(name)[::-1]  # spec: fingerprint little-endian
         self._writers: dict[bytes, Any] = {self.header[2:]: None}
-        for version in history_versions():
+        for version in versions_of(name):
             fp = schema_fingerprint(name, version)[::-1]
             if fp not in self._writers:
                 self._writers[fp] = wire_schema(name, version)

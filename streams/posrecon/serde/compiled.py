@@ -6,7 +6,7 @@ write a ``ReconciledOrder`` here. The functions below are generated once per sch
 (the way Avro's Java ``SpecificRecord`` codecs are generated ahead of time): 2.5 us and 4.0 us. They handle
 the types the contract's schemas use (records of ``string``, ``long``, ``int``, ``boolean``, ``enum``,
 ``["null", T]`` unions and arrays of those) and raise :class:`Unsupported` for anything else, so the caller
-falls back to fastavro. fastavro stays the reference: ``tests/property/serde/test_compiled.py`` checks both
+falls back to fastavro. fastavro stays the reference: ``tests/property/test_compiled_codec.py`` checks both
 directions byte for byte on generated records and on corrupted bytes.
 
 The decoders are stricter than fastavro where the Avro spec allows no other reading (a negative length, a

@@ -19,7 +19,14 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-RECORD_NAMES = ("TerminalEvent", "SettlementNotice", "ReconciledOrder", "Alert")
+RECORD_NAMES = (
+    "TerminalEvent",
+    "SettlementNotice",
+    "ReconciledOrder",
+    "Alert",
+    "SettlementBatch",
+    "BatchReconciliation",
+)
 NAMESPACE = "posrecon.v1"
 
 
@@ -44,6 +51,11 @@ def load_schema_json(name: str, version: str | None = None) -> dict[str, Any]:
 def history_versions() -> list[str]:
     root = schema_dir() / "history"
     return sorted((p.name for p in root.iterdir() if p.is_dir()), key=lambda v: int(v.lstrip("v")))
+
+
+def versions_of(name: str) -> list[str]:
+    """The committed versions that define record ``name`` (a record added in v2 has no v1)."""
+    return [v for v in history_versions() if (schema_dir() / "history" / v / f"{name}.avsc").is_file()]
 
 
 def strip_logical_types(schema: Any) -> Any:

@@ -3,20 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
 
 from tqdm import tqdm
 
-from posrecon.config import load_rules
+from posrecon.config import RuleConfig, load_rules
 from posrecon.sim.generator import DEFAULT_FAULT_RATE, DEFAULT_START_MS, Simulation, generate
 from posrecon.sim.mix import parse_mix
 from posrecon.sim.timing import HOUR
 from posrecon.sim.truth import write_truth
+from posrecon.sim.vocabulary import CONTRACT_V1, CONTRACT_V2, CONTRACTS
 
 INPUT_FILE = "input.jsonl"
 TRUTH_FILE = "truth.json"
+CONFIG_FILE = "posrecon.toml"
+
+
+def write_config(path: Path, rules: RuleConfig) -> None:
+    """The rules as a TOML config for ``replay --config``/``run --config``: every top-level key, then one
+    ``[merchants."<id>"]`` table per merchant with its own terms."""
+    rows = ["# written by posrecon simulate: the rules its truth.json assumes"]
+    for key, value in dataclasses.asdict(rules).items():
+        if key == "merchants" or value is None:
+            continue
+        rows.append(f"{key} = {json.dumps(list(value) if isinstance(value, tuple) else value)}")
+    for merchant_id, table in sorted(rules.merchants.items()):
+        rows += ["", f"[merchants.{json.dumps(merchant_id)}]"]
+        rows += [f"{key} = {value}" for key, value in table.items() if value is not None]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
 
 
 def write_input(simulation: Simulation, path: Path, progress: bool) -> None:
@@ -43,25 +61,34 @@ def summarize(simulation: Simulation, out: Path, seconds: float) -> str:
     records = sum(1 for line in simulation.lines if line.raw is None)
     rows = [
         f"simulated {len(truth.orders)} orders, {len(simulation.lines)} lines ({records} JSON records) "
-        f"in {seconds:.2f} s (seed {truth.seed})",
+        f"in {seconds:.2f} s (seed {truth.seed}, contract {truth.contract})",
         "  scenarios: " + "  ".join(f"{k}={v}" for k, v in sorted(truth.scenarios.items())),
         "  expected alerts: " + "  ".join(f"{k}={v}" for k, v in truth.expected_alerts().items()),
         "  expected dead letters: " + "  ".join(f"{k}={v}" for k, v in sorted(truth.deadletters.items())),
         f"  until_ms: {truth.until_ms}",
     ]
+    if truth.contract != CONTRACT_V1:
+        resolved = truth.expected_resolutions()
+        rows.insert(3, "  expected resolutions: " + "  ".join(f"{k}={v}" for k, v in resolved.items()))
+    config = f" --config {out / truth.config_file}" if truth.config_file else ""
     if simulation.infeasible:
         rows.append("  not generated (span too short for their deadlines): " + ", ".join(simulation.infeasible))
+    outputs = [out / INPUT_FILE, out / TRUTH_FILE] + ([out / truth.config_file] if truth.config_file else [])
     rows += [
-        f"  outputs: {out / INPUT_FILE}, {out / TRUTH_FILE}",
-        f"  next: posrecon replay {out / INPUT_FILE} --out OUT --until {truth.until_ms}"
+        "  outputs: " + ", ".join(map(str, outputs)),
+        f"  next: posrecon replay {out / INPUT_FILE} --out OUT --until {truth.until_ms}{config}"
         f" && posrecon evaluate --truth {out / TRUTH_FILE} --out OUT",
     ]
     return "\n".join(rows)
 
 
 def _main(args: argparse.Namespace) -> int:
-    rules = load_rules(args.config)
-    mix = parse_mix(args.mix) if args.mix else None
+    try:
+        rules = load_rules(args.config)
+        mix = parse_mix(args.mix, args.contract) if args.mix else None
+    except ValueError as exc:
+        print(f"simulate: {exc}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     show = sys.stderr.isatty() and not args.quiet
@@ -77,7 +104,13 @@ def _main(args: argparse.Namespace) -> int:
             mix,
             progress=bar.update,
             partitions=args.partitions,
+            contract=args.contract,
         )
+    if args.contract == CONTRACT_V2:
+        simulation = dataclasses.replace(
+            simulation, truth=dataclasses.replace(simulation.truth, config_file=CONFIG_FILE)
+        )
+        write_config(out / CONFIG_FILE, simulation.truth.rules)
     write_input(simulation, out / INPUT_FILE, show)
     write_truth(out / TRUTH_FILE, simulation.truth)
     print(summarize(simulation, out, time.perf_counter() - started))
@@ -103,6 +136,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
     parser.add_argument("--seed", type=int, default=1, metavar="S", help="random seed (default 1)")
     parser.add_argument("--config", metavar="FILE.toml", help="rule parameters (TOML, contract key names)")
+    parser.add_argument(
+        "--contract",
+        choices=CONTRACTS,
+        default=CONTRACT_V2,
+        help="v2 (default): the v2 scenarios too, truth format 2 (alerts that resolve), merchant pricing written to"
+        f" DIR/{CONFIG_FILE} (pass it to replay/run --config); v1: the v1 simulation byte for byte, truth format 1",
+    )
     parser.add_argument(
         "--fault-rate",
         type=float,

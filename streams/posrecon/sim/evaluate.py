@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from posrecon.sim.ledger import AMOUNT_FIELDS
 from posrecon.sim.scoring import Evaluation, evaluate
 from posrecon.sim.truth import read_truth
+from posrecon.sim.vocabulary import OPEN, RESOLVED
 
 __all__ = ["evaluate", "read_jsonl", "register", "render"]
 
@@ -32,19 +34,28 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             yield row
 
 
-def _score(value: float, defined: bool) -> str:
-    return f"{value:9.4f}" if defined else f"{'n/a':>9}"
-
-
 def render(ev: Evaluation) -> str:
-    header = f"{'alert kind':<22}{'expected':>9}{'actual':>9}{'TP':>8}{'FP':>7}{'FN':>7}"
-    out = [header + f"{'precision':>10}{'recall':>9}"]
-    for k in ev.kinds:
-        out.append(
-            f"{k.kind:<22}{k.expected:>9}{k.actual:>9}{k.tp:>8}{k.fp:>7}{k.fn:>7}"
-            f" {_score(k.precision, k.actual > 0)}{_score(k.recall, k.expected > 0)}"
-        )
+    out = [f"{'alert kind':<22}{'status':<10}{'expected':>9}{'actual':>9}{'TP':>8}{'FP':>7}{'FN':>7}"
+           f"{'precision':>10}{'recall':>9}"]  # fmt: skip
+    quiet = 0
+    for status in (OPEN, RESOLVED):
+        scores = ev.kind_scores(status)
+        for k in scores:
+            if k.expected == 0 and k.actual == 0:
+                quiet += 1
+                continue
+            out.append(_score_row(k.kind, status, k.expected, k.actual, k.tp))
+        if scores:
+            total = [sum(getattr(k, name) for k in scores) for name in ("expected", "actual", "tp")]
+            out.append(_score_row("all kinds", status, *total))
+    if quiet:
+        out.append(f"  ({quiet} kind/status rows with nothing expected and nothing seen not shown)")
+    if not ev.resolved_scored:
+        out.append("  RESOLVED records not scored: the truth is of contract v1 (format posrecon-truth/1)")
     out.append(f"outcomes: {ev.outcomes_correct}/{ev.orders} correct, accuracy {ev.outcome_accuracy:.4f}")
+    out.append(f"  {'expected outcome':<24}{'orders':>9}{'correct':>9}{'accuracy':>10}")
+    for name, (orders, correct) in sorted(ev.by_outcome.items()):
+        out.append(f"  {name:<24}{orders:>9}{correct:>9}{correct / orders if orders else 1.0:>10.4f}")
     imperfect = {
         n: s for n, s in ev.by_scenario.items() if s.outcomes_correct < s.orders or s.alerts_correct < s.orders
     }
@@ -52,13 +63,18 @@ def render(ev: Evaluation) -> str:
         out.append(
             f"  {name:<30} orders {s.orders:>7}  outcome ok {s.outcomes_correct:>7}  alerts ok {s.alerts_correct:>7}"
         )
+    if ev.amounts_checked:
+        right = ev.amounts_checked - len(ev.amount_misses)
+        out.append(f"ledger amounts ({', '.join(AMOUNT_FIELDS)}): {right}/{ev.amounts_checked} final records right")
     integrity = ev.integrity
-    out.append(
+    out += [
         f"integrity: {'ok' if integrity.ok else 'FAILED'} — revision gaps {len(integrity.revision_gaps)}, "
         f"duplicate (order, revision) {len(integrity.duplicate_revisions)}, "
-        f"duplicate alert ids {len(integrity.duplicate_alert_ids)}, "
-        f"unknown orders {len(integrity.unknown_orders)}"
-    )
+        f"duplicate alert ids {len(integrity.duplicate_alert_ids)}, unknown orders {len(integrity.unknown_orders)}",
+        f"  RESOLVED records not closing an OPEN alert of their kind and order {len(integrity.bad_resolutions)}, "
+        f"alerts resolved more than once {len(integrity.repeated_resolutions)}, "
+        f"card numbers in the output {integrity.card_numbers}",
+    ]
     out.append(f"dead letters: {'ok' if ev.deadletters_ok else 'MISMATCH'}")
     for reason in sorted(set(ev.deadletters_expected) | set(ev.deadletters_actual)):
         out.append(
@@ -70,16 +86,35 @@ def render(ev: Evaluation) -> str:
     return "\n".join(out)
 
 
+def _score(value: float, defined: bool) -> str:
+    return f"{value:9.4f}" if defined else f"{'n/a':>9}"
+
+
+def _score_row(kind: str, status: str, expected: int, actual: int, tp: int) -> str:
+    precision = tp / actual if actual else 1.0
+    recall = tp / expected if expected else 1.0
+    return (
+        f"{kind:<22}{status:<10}{expected:>9}{actual:>9}{tp:>8}{actual - tp:>7}{expected - tp:>7}"
+        f" {_score(precision, actual > 0)}{_score(recall, expected > 0)}"
+    )
+
+
 def _examples(ev: Evaluation) -> list[str]:
     out = []
     for title, misses in (("missed alerts (FN)", ev.missed_alerts), ("extra alerts (FP)", ev.extra_alerts)):
         if misses:
             out.append(f"{title}, first {min(EXAMPLES, len(misses))} of {len(misses)}:")
-            out += [f"  {m.order_id} [{m.scenario or '?'}] {m.kind} x{m.count}" for m in misses[:EXAMPLES]]
+            out += [f"  {m.order_id} [{m.scenario or '?'}] {m.kind} {m.status} x{m.count}" for m in misses[:EXAMPLES]]
     if ev.outcome_misses:
         out.append(f"wrong outcomes, first {min(EXAMPLES, len(ev.outcome_misses))} of {len(ev.outcome_misses)}:")
         out += [
             f"  {m.order_id} [{m.scenario}] expected {m.expected} got {m.actual}" for m in ev.outcome_misses[:EXAMPLES]
+        ]
+    if ev.amount_misses:
+        out.append(f"wrong amounts, first {min(EXAMPLES, len(ev.amount_misses))} of {len(ev.amount_misses)}:")
+        out += [
+            f"  {m.order_id} [{m.scenario}] expected {list(m.expected)} got {m.actual and list(m.actual)}"
+            for m in ev.amount_misses[:EXAMPLES]
         ]
     integrity = ev.integrity
     for title, items in (
@@ -87,6 +122,8 @@ def _examples(ev: Evaluation) -> list[str]:
         ("duplicate revisions", integrity.duplicate_revisions),
         ("duplicate alert ids", integrity.duplicate_alert_ids),
         ("unknown orders", integrity.unknown_orders),
+        ("bad RESOLVED records", integrity.bad_resolutions),
+        ("alerts resolved more than once", integrity.repeated_resolutions),
     ):
         if items:
             out.append(f"{title}: " + ", ".join(map(str, items[:EXAMPLES])) + (" …" if len(items) > EXAMPLES else ""))
@@ -120,7 +157,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="score reconciled/alert/dead-letter output against a simulation's truth",
         description=(
             "Compare OUT/reconciled.jsonl, OUT/alerts.jsonl and OUT/deadletter.jsonl with truth.json:\n"
-            "precision/recall per alert kind, outcome accuracy, revision integrity, dead-letter counts."
+            "precision/recall per alert kind and status (OPEN/RESOLVED), outcome accuracy per outcome, revision\n"
+            "integrity, RESOLVED records closing their alerts, card numbers in the output, dead-letter counts."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -130,6 +168,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--require-perfect",
         action="store_true",
-        help="exit 1 unless every precision, recall and accuracy is 1.0 and integrity checks pass",
+        help="exit 1 unless every precision and recall (both statuses) and accuracy is 1.0 and integrity checks pass",
     )
     parser.set_defaults(func=_main)

@@ -7,22 +7,34 @@ so the same stream can be written as a replay file or produced to Kafka at a tar
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from posrecon.config import RuleConfig
+from posrecon.sim.ledger import ledger_amounts
 from posrecon.sim.line import Line
-from posrecon.sim.mix import ScenarioMix
+from posrecon.sim.mix import ScenarioMix, default_weights, has_v2_traffic
 from posrecon.sim.oracle import cross_order_double_charges
 from posrecon.sim.pacing import pace
+from posrecon.sim.pan import card_number_runs
 from posrecon.sim.population import Population
 from posrecon.sim.records import IdMint, RecordFactory
-from posrecon.sim.scenarios import SCENARIOS, Emitted, Kit, Race, Scenario
+from posrecon.sim.scenarios import SCENARIOS, V2_SCENARIOS, Emitted, Kit, Race, Scenario
+from posrecon.sim.terms import MerchantTerms, draw_pricing, with_pricing
 from posrecon.sim.timing import DEADLINE_MARGIN_MS, HOUR, Timing, check_rules
 from posrecon.sim.truth import Expectation, Truth
-from posrecon.sim.vocabulary import DUPLICATE_CHARGE
+from posrecon.sim.vocabulary import (
+    CONTRACT_V1,
+    CONTRACT_V2,
+    CONTRACTS,
+    DUPLICATE_CHARGE,
+    SETTLEMENT_ID_FIELDS,
+    TERMINAL,
+    TERMINAL_ID_FIELDS,
+)
 
 #: 2026-01-01T00:00:00Z: the default start, so that a seed alone fixes the output
 DEFAULT_START_MS = 1_767_225_600_000
@@ -59,9 +71,14 @@ def generate(
     mix: Mapping[str, float] | None = None,
     progress: Callable[[int], None] | None = None,
     partitions: int = 1,
+    contract: str = CONTRACT_V2,
 ) -> Simulation:
     """``orders`` order slots of traffic starting over [start_ms, start_ms + span_ms], with its truth.
 
+    ``contract``: v2 (default) draws the v2 scenarios too and its truth says which alerts resolve; when the mix
+    draws v2 scenarios, merchant pricing tables are added to the rules (``truth.rules``: write them beside the
+    input). v1 gives the v1 simulation byte for byte, as does v2 with every v2 scenario weighing 0 (the input;
+    the truth then still says which alerts a v2 engine resolves).
     ``partitions``: the truth holds for one global watermark and for per-partition watermarks on that many
     partitions (pacemaker orders are added where a partition's traffic is too thin to fire a deadline).
     ``progress`` is called with the number of order slots just generated.
@@ -70,11 +87,22 @@ def generate(
         raise ValueError("orders must be >= 1")
     if span_ms < 1:
         raise ValueError("span must be positive")
+    if contract not in CONTRACTS:
+        raise ValueError(f"contract must be one of {', '.join(CONTRACTS)}")
+    if contract == CONTRACT_V1:
+        if mix is not None and any(mix.get(name, 0.0) > 0 for name in V2_SCENARIOS):
+            raise ValueError("a contract v1 simulation cannot draw contract v2 scenarios")
+        mix = {**default_weights(CONTRACT_V1), **(mix or {})}
     rules = rules if rules is not None else RuleConfig()
     check_rules(rules)
     rng = random.Random(seed)
+    population = Population(rng, orders)
+    v2_traffic = contract == CONTRACT_V2 and has_v2_traffic(mix)
+    if v2_traffic:
+        rules = with_pricing(rules, draw_pricing(seed, [m.merchant_id for m in population.merchants]))
     timing = Timing(rules)
-    kit = Kit(RecordFactory(rng, Population(rng, orders), IdMint(seed), timing))
+    terms = MerchantTerms(rules, v2=contract == CONTRACT_V2)
+    kit = Kit(RecordFactory(rng, population, IdMint(seed), timing, terms))
     windows = {name: _start_window(scenario, timing, start_ms, span_ms) for name, scenario in SCENARIOS.items()}
     chooser = ScenarioMix(fault_rate, mix, {name for name, window in windows.items() if window is not None})
 
@@ -97,8 +125,17 @@ def generate(
     expectations: dict[str, Expectation] = {}
     for em in emitted:
         expectations.update(em.expectations)
+    if contract == CONTRACT_V1:  # v1 knows no resolution
+        expectations = {key: dataclasses.replace(exp, resolved=()) for key, exp in expectations.items()}
     for charge in cross_order_double_charges(lines, rules.duplicate_charge_window_ms):
-        expectations[charge.order_id] = expectations[charge.order_id].with_alert(DUPLICATE_CHARGE)
+        resolved = charge.resolved and contract == CONTRACT_V2
+        expectations[charge.order_id] = expectations[charge.order_id].with_alert(DUPLICATE_CHARGE, resolved)
+    if contract == CONTRACT_V2:
+        _refuse_stray_card_numbers(lines)
+        for order_id, amounts in ledger_amounts(lines).items():
+            exp = expectations.get(order_id)
+            if exp is not None and exp.outcome is not None:
+                expectations[order_id] = dataclasses.replace(exp, amounts=tuple(amounts))
 
     truth = Truth(
         rules=rules,
@@ -113,8 +150,20 @@ def generate(
         lines=len(lines),
         notes=dict(Counter(note for em in emitted for note in em.notes)),
         partitions=partitions,
+        contract=contract,
     )
     return Simulation(lines, truth, tuple(chooser.infeasible), races)
+
+
+def _refuse_stray_card_numbers(lines: list[Line]) -> None:
+    """A valid line must hold no card number in a scanned field (e.g. an order id minted from a huge seed)."""
+    for line in lines:
+        if not line.valid or line.record is None:
+            continue
+        for name in TERMINAL_ID_FIELDS if line.source == TERMINAL else SETTLEMENT_ID_FIELDS:
+            value = line.record.get(name)
+            if isinstance(value, str) and len(value) >= 13 and card_number_runs(value):
+                raise ValueError(f"a valid record's {name} holds a card number (choose another seed)")
 
 
 def _start_window(scenario: Scenario, timing: Timing, start_ms: int, span_ms: int) -> tuple[int, int] | None:

@@ -5,21 +5,37 @@ from __future__ import annotations
 import random
 from collections.abc import Collection, Mapping
 
-from posrecon.sim.scenarios import FAULT_SCENARIOS, NORMAL, SCENARIOS
+from posrecon.sim.scenarios import FAULT_SCENARIOS, NORMAL, SCENARIOS, V2_SCENARIOS
+from posrecon.sim.vocabulary import CONTRACT_V1
 
 #: relative weight of each fault scenario (equal by default)
 DEFAULT_WEIGHTS: dict[str, float] = dict.fromkeys(FAULT_SCENARIOS, 1.0)
+#: the v1 mix: contract v2's scenarios weigh 0 (draws exactly as the v1 simulator did)
+V1_WEIGHTS: dict[str, float] = {name: 0.0 if name in V2_SCENARIOS else w for name, w in DEFAULT_WEIGHTS.items()}
 
 
-def parse_mix(text: str) -> dict[str, float]:
-    """``"late=3,missing=0.5,garbage=0"`` → weights overriding the defaults (0 disables a scenario)."""
-    weights = dict(DEFAULT_WEIGHTS)
+def default_weights(contract: str) -> dict[str, float]:
+    return dict(V1_WEIGHTS if contract == CONTRACT_V1 else DEFAULT_WEIGHTS)
+
+
+def has_v2_traffic(weights: Mapping[str, float] | None) -> bool:
+    """Whether a mix draws contract v2 scenarios (then merchant pricing is configured too)."""
+    chosen = DEFAULT_WEIGHTS if weights is None else weights
+    return any(chosen.get(name, 0.0) > 0 for name in V2_SCENARIOS)
+
+
+def parse_mix(text: str, contract: str = "v2") -> dict[str, float]:
+    """``"late=3,missing=0.5,garbage=0"`` → weights overriding the defaults (0 disables a scenario).
+    Under contract v1 the v2 scenarios weigh 0 and may not be named."""
+    weights = default_weights(contract)
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, sep, value = item.partition("=")
         name = name.strip()
         if not sep or name not in DEFAULT_WEIGHTS:
             known = ", ".join(FAULT_SCENARIOS)
             raise ValueError(f"--mix wants name=weight pairs with names among: {known}; got {item!r}")
+        if contract == CONTRACT_V1 and name in V2_SCENARIOS:
+            raise ValueError(f"--mix: {name} is a contract v2 scenario (not with --contract v1)")
         weight = float(value)
         if weight < 0:
             raise ValueError(f"--mix weight of {name} must be >= 0")

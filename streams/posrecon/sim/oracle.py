@@ -5,6 +5,9 @@ approval of a different order with the same (card_token, merchant_id, amount_min
 times at most ``window_ms`` apart — neither order VOIDED by an event that arrived before — is a double
 charge. It is reported once per pair of orders, on the order whose approval has the later event time
 (ties: the one arriving later).
+
+Contract v2: the alert resolves when the order that got it is VOIDED by an event arriving after the alert
+(``resolved``; each alert on that order resolves).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from posrecon.sim.vocabulary import AUTH_APPROVED, TERMINAL, VOIDED
 class DoubleCharge(NamedTuple):
     order_id: str  # gets the DUPLICATE_CHARGE alert
     earlier_order_id: str
+    resolved: bool = False  # the order that got it was VOIDED afterwards (contract v2)
 
 
 def cross_order_double_charges(lines: Iterable[Line], window_ms: int) -> list[DoubleCharge]:
@@ -27,6 +31,7 @@ def cross_order_double_charges(lines: Iterable[Line], window_ms: int) -> list[Do
     approvals: dict[tuple[str, str, int, str], list[tuple[str, int]]] = {}
     reported: set[frozenset[str]] = set()
     found: list[DoubleCharge] = []
+    voided_after: dict[str, list[int]] = {}  # order with an alert -> indexes into ``found`` awaiting its void
     for line in lines:
         record = line.record
         if not line.valid or line.source != TERMINAL or record is None or record["event_id"] in seen_events:
@@ -35,6 +40,8 @@ def cross_order_double_charges(lines: Iterable[Line], window_ms: int) -> list[Do
         order_id: str = record["order_id"]
         if record["event_type"] == VOIDED:
             voided.add(order_id)
+            for index in voided_after.pop(order_id, ()):
+                found[index] = found[index]._replace(resolved=True)
             continue
         if record["event_type"] != AUTH_APPROVED or record["card_token"] is None:
             continue
@@ -48,9 +55,8 @@ def cross_order_double_charges(lines: Iterable[Line], window_ms: int) -> list[Do
             if order_id in voided or other_id in voided:
                 continue
             reported.add(pair)
-            if other_time > event_time:
-                found.append(DoubleCharge(other_id, order_id))
-            else:
-                found.append(DoubleCharge(order_id, other_id))
+            charge = DoubleCharge(other_id, order_id) if other_time > event_time else DoubleCharge(order_id, other_id)
+            voided_after.setdefault(charge.order_id, []).append(len(found))
+            found.append(charge)
         earlier.append((order_id, event_time))
     return found

@@ -1,7 +1,9 @@
 """Builds the contract records of simulated orders, with ids and arrival (ingest) times.
 
-Every field of the schema is present in every record. Within one order, each stream (terminal,
-settlement) arrives in event-time order; ingest follows event time by a small delay.
+Every field of the v1 schema is present in every record; notices of contract v2 scenarios also carry the v2
+fields capture_seq and capture_count (v1 scenarios leave them to their defaults, so v1 traffic stays
+byte-identical). Within one order, each stream (terminal, settlement) arrives in event-time order; ingest follows
+event time by a small delay.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ import random
 from dataclasses import dataclass, field
 
 from posrecon.sim.line import Line, Record
-from posrecon.sim.population import Population
+from posrecon.sim.population import Merchant, Population
+from posrecon.sim.terms import MerchantTerms
 from posrecon.sim.timing import Timing
 from posrecon.sim.vocabulary import SETTLED, SETTLEMENT, TERMINAL, Source
 
@@ -36,6 +39,7 @@ class IdMint:
         self._orders = 0
         self._events = 0
         self._notices = 0
+        self._claimed: set[str] = set()
 
     def order(self) -> str:
         self._orders += 1
@@ -49,17 +53,29 @@ class IdMint:
         self._notices += 1
         return f"nt-{self._seed}-{self._notices}"
 
+    def claim(self, order_id: str) -> bool:
+        """Reserve an order id made outside the ``ord-`` scheme (numeric look-alikes); False if already taken."""
+        if order_id in self._claimed:
+            return False
+        self._claimed.add(order_id)
+        return True
+
 
 class RecordFactory:
     """Creates orders and the lines (records + ingest time) that describe them."""
 
-    def __init__(self, rng: random.Random, population: Population, ids: IdMint, timing: Timing) -> None:
+    def __init__(
+        self, rng: random.Random, population: Population, ids: IdMint, timing: Timing, terms: MerchantTerms
+    ) -> None:
         self.rng = rng
         self.population = population
         self.ids = ids
         self.timing = timing
+        self.terms = terms
 
-    def new_order(self, like: OrderSpec | None = None, order_id: str | None = None) -> OrderSpec:
+    def new_order(
+        self, like: OrderSpec | None = None, order_id: str | None = None, merchant: Merchant | None = None
+    ) -> OrderSpec:
         """A fresh order; ``like`` copies merchant, card, amount and currency (a second charge)."""
         order_id = self.ids.order() if order_id is None else order_id
         if like is not None:
@@ -71,7 +87,7 @@ class RecordFactory:
                 like.amount_minor,
                 like.currency,
             )
-        merchant = self.population.merchant()
+        merchant = self.population.merchant() if merchant is None else merchant
         return OrderSpec(
             order_id=order_id,
             merchant_id=merchant.merchant_id,
@@ -116,8 +132,14 @@ class RecordFactory:
         amount_minor: int | None = None,
         currency: str | None = None,
         ingest: int | None = None,
+        capture: tuple[int, int] | None = None,
+        fee_minor: int | None = None,
     ) -> Line:
+        """A settlement notice; ``capture`` (capture_seq, capture_count) adds the v2 fields (v1 records lack them);
+        a SETTLED notice of a priced merchant carries its correct fee unless ``fee_minor`` says otherwise."""
         amount = order.amount_minor if amount_minor is None else amount_minor
+        if fee_minor is None and status == SETTLED:
+            fee_minor = self.terms.fee(order.merchant_id, amount)
         record: Record = {
             "notice_id": self.ids.notice(),
             "order_id": order.order_id,
@@ -127,10 +149,15 @@ class RecordFactory:
             "currency": order.currency if currency is None else currency,
             "settled_at": settled_at,
             "batch_id": self._batch_id(order, settled_at),
-            "fee_minor": amount * self.rng.randint(5, 30) // 1000 if status == SETTLED else 0,
+            "fee_minor": fee_minor if fee_minor is not None else self._unpriced_fee(status, amount),
         }
+        if capture is not None:
+            record["capture_seq"], record["capture_count"] = capture
         delay = self.timing.settlement_ingest_delay
         return Line(SETTLEMENT, self._arrival(order, SETTLEMENT, settled_at, delay, ingest), record)
+
+    def _unpriced_fee(self, status: str, amount: int) -> int:
+        return amount * self.rng.randint(5, 30) // 1000 if status == SETTLED else 0
 
     @staticmethod
     def redeliver(line: Line, ingest: int) -> Line:

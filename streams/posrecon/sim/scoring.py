@@ -18,10 +18,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from posrecon.sim.alert_rows import AlertKey, Row, card_numbers, read_alerts
+from posrecon.sim.ledger import AMOUNT_FIELDS
 from posrecon.sim.truth import Truth
-from posrecon.sim.vocabulary import ALERT_KINDS
+from posrecon.sim.vocabulary import ALERT_KINDS, ALERT_KINDS_V2, ALERT_STATUSES, CONTRACT_V1, OPEN, RESOLVED
 
-Row = Mapping[str, Any]
+#: how an expected "no reconciled record" is shown per outcome
+NO_RECORD = "(none)"
 
 
 def _ratio(hits: int, total: int) -> float:
@@ -34,6 +37,7 @@ class KindScore:
     expected: int
     actual: int
     tp: int
+    status: str = OPEN
 
     @property
     def fp(self) -> int:
@@ -54,6 +58,7 @@ class KindScore:
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
+            "status": self.status,
             "expected": self.expected,
             "actual": self.actual,
             "tp": self.tp,
@@ -80,6 +85,17 @@ class AlertMiss:
     kind: str
     scenario: str
     count: int
+    status: str = OPEN
+
+
+@dataclass(frozen=True, slots=True)
+class AmountMiss:
+    """The final record of ``order_id`` carries other amounts (AMOUNT_FIELDS order) than the truth's."""
+
+    order_id: str
+    scenario: str
+    expected: tuple[int, ...]
+    actual: tuple[Any, ...] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +111,21 @@ class Integrity:
     duplicate_revisions: tuple[tuple[str, int], ...] = ()
     duplicate_alert_ids: tuple[str, ...] = ()
     unknown_orders: tuple[str, ...] = ()
+    bad_resolutions: tuple[str, ...] = ()
+    repeated_resolutions: tuple[str, ...] = ()
+    card_numbers: int = 0
 
     @property
     def ok(self) -> bool:
-        return not (self.revision_gaps or self.duplicate_revisions or self.duplicate_alert_ids or self.unknown_orders)
+        return not (
+            self.revision_gaps
+            or self.duplicate_revisions
+            or self.duplicate_alert_ids
+            or self.unknown_orders
+            or self.bad_resolutions
+            or self.repeated_resolutions
+            or self.card_numbers
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +140,16 @@ class Evaluation:
     integrity: Integrity
     deadletters_expected: Mapping[str, int]
     deadletters_actual: Mapping[str, int]
+    #: expected outcome (NO_RECORD for none) -> (orders, correct)
+    by_outcome: Mapping[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    #: False for a truth of contract v1: RESOLVED records are not scored
+    resolved_scored: bool = True
+    #: orders whose final record's amounts the truth states, and those that differ
+    amounts_checked: int = 0
+    amount_misses: tuple[AmountMiss, ...] = ()
+
+    def kind_scores(self, status: str) -> tuple[KindScore, ...]:
+        return tuple(k for k in self.kinds if k.status == status)
 
     @property
     def outcome_accuracy(self) -> float:
@@ -125,16 +162,22 @@ class Evaluation:
     @property
     def perfect(self) -> bool:
         scores_perfect = all(k.precision == 1.0 and k.recall == 1.0 for k in self.kinds)
-        return scores_perfect and self.outcome_accuracy == 1.0 and self.integrity.ok and self.deadletters_ok
+        amounts_ok = not self.amount_misses
+        return (
+            scores_perfect and self.outcome_accuracy == 1.0 and self.integrity.ok and self.deadletters_ok and amounts_ok
+        )
 
     def to_json(self, examples: int = 100) -> dict[str, Any]:
         return {
             "perfect": self.perfect,
             "alerts": [k.to_json() for k in self.kinds],
+            "resolved_scored": self.resolved_scored,
+            "amounts": {"checked": self.amounts_checked, "wrong": len(self.amount_misses), "fields": AMOUNT_FIELDS},
             "outcomes": {
                 "orders": self.orders,
                 "correct": self.outcomes_correct,
                 "accuracy": self.outcome_accuracy,
+                "by_outcome": {name: {"orders": n, "correct": ok} for name, (n, ok) in sorted(self.by_outcome.items())},
             },
             "by_scenario": {
                 name: {
@@ -150,6 +193,9 @@ class Evaluation:
                 "duplicate_revisions": [list(pair) for pair in self.integrity.duplicate_revisions[:examples]],
                 "duplicate_alert_ids": list(self.integrity.duplicate_alert_ids[:examples]),
                 "unknown_orders": list(self.integrity.unknown_orders[:examples]),
+                "bad_resolutions": list(self.integrity.bad_resolutions[:examples]),
+                "repeated_resolutions": list(self.integrity.repeated_resolutions[:examples]),
+                "card_numbers": self.integrity.card_numbers,
             },
             "deadletters": {
                 "ok": self.deadletters_ok,
@@ -160,6 +206,7 @@ class Evaluation:
                 "outcome_misses": [dataclasses.asdict(m) for m in self.outcome_misses[:examples]],
                 "missed_alerts": [dataclasses.asdict(m) for m in self.missed_alerts[:examples]],
                 "extra_alerts": [dataclasses.asdict(m) for m in self.extra_alerts[:examples]],
+                "amount_misses": [dataclasses.asdict(m) for m in self.amount_misses[:examples]],
             },
         }
 
@@ -167,32 +214,55 @@ class Evaluation:
 def evaluate(
     truth: Truth, reconciled_rows: Iterable[Row], alert_rows: Iterable[Row], deadletter_rows: Iterable[Row]
 ) -> Evaluation:
+    reconciled_rows, alert_rows, deadletter_rows = list(reconciled_rows), list(alert_rows), list(deadletter_rows)
     finals, integrity = _read_reconciled(truth, reconciled_rows)
-    actual, duplicate_ids = _read_alerts(alert_rows)
-    expected: Counter[tuple[str | None, str]] = Counter(
-        (order_id, kind) for order_id, exp in truth.orders.items() for kind in exp.alerts
+    reading = read_alerts(alert_rows)
+    resolved_scored = truth.contract != CONTRACT_V1
+    actual = Counter({key: n for key, n in reading.actual.items() if resolved_scored or key[2] != RESOLVED})
+    expected: Counter[AlertKey] = Counter()
+    for order_id, exp in truth.orders.items():
+        expected.update((order_id, kind, OPEN) for kind in exp.alerts)
+        expected.update((order_id, kind, RESOLVED) for kind in exp.resolved)
+    integrity = dataclasses.replace(
+        integrity,
+        duplicate_alert_ids=reading.duplicate_ids,
+        bad_resolutions=reading.bad_resolutions,
+        repeated_resolutions=reading.repeated_resolutions,
+        card_numbers=card_numbers([*reconciled_rows, *alert_rows, *deadletter_rows]),
     )
-    integrity = Integrity(
-        integrity.revision_gaps, integrity.duplicate_revisions, duplicate_ids, integrity.unknown_orders
-    )
+
+    def misses(counts: Counter[AlertKey]) -> tuple[AlertMiss, ...]:
+        return tuple(
+            AlertMiss(o, k, scenario_of(o), n, status) for (o, k, status), n in sorted(counts.items(), key=_key)
+        )
 
     def scenario_of(order_id: str | None) -> str:
         exp = truth.orders.get(order_id) if order_id is not None else None
         return exp.scenario if exp is not None else ""
 
-    missed = tuple(AlertMiss(o, k, scenario_of(o), n) for (o, k), n in sorted((expected - actual).items(), key=_key))
-    extra = tuple(AlertMiss(o, k, scenario_of(o), n) for (o, k), n in sorted((actual - expected).items(), key=_key))
-    kinds = tuple(_kind_score(kind, expected, actual) for kind in _kinds(actual))
+    missed, extra = misses(expected - actual), misses(actual - expected)
+    statuses = ALERT_STATUSES if resolved_scored else (OPEN,)
+    kinds = tuple(_kind_score(kind, status, expected, actual) for status in statuses for kind in _kinds(actual, truth))
 
     wrong_alert_orders = {m.order_id for m in missed} | {m.order_id for m in extra}
     outcome_misses: list[OutcomeMiss] = []
     tally: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    by_outcome: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    amount_misses: list[AmountMiss] = []
     for order_id, exp in truth.orders.items():
-        outcome = finals.get(order_id)
+        final = finals.get(order_id)
+        outcome = None if final is None else final["outcome"]
+        if exp.amounts is not None:
+            actual_amounts = None if final is None else tuple(final.get(name) for name in AMOUNT_FIELDS)
+            if actual_amounts != exp.amounts:
+                amount_misses.append(AmountMiss(order_id, exp.scenario, exp.amounts, actual_amounts))
         counts = tally[exp.scenario]
+        per_outcome = by_outcome[exp.outcome or NO_RECORD]
         counts[0] += 1
+        per_outcome[0] += 1
         if outcome == exp.outcome:
             counts[1] += 1
+            per_outcome[1] += 1
         else:
             outcome_misses.append(OutcomeMiss(order_id, exp.scenario, exp.outcome, outcome))
         if order_id not in wrong_alert_orders:
@@ -208,50 +278,43 @@ def evaluate(
         integrity=integrity,
         deadletters_expected=dict(sorted(truth.deadletters.items())),
         deadletters_actual=dict(sorted(Counter(str(row["reason"]) for row in deadletter_rows).items())),
+        by_outcome={name: (n, ok) for name, (n, ok) in by_outcome.items()},
+        resolved_scored=resolved_scored,
+        amounts_checked=sum(1 for exp in truth.orders.values() if exp.amounts is not None),
+        amount_misses=tuple(amount_misses),
     )
 
 
-def _key(item: tuple[tuple[str | None, str], int]) -> tuple[str, str]:
-    (order_id, kind), _ = item
-    return order_id or "", kind
+def _key(item: tuple[AlertKey, int]) -> tuple[str, str, str]:
+    (order_id, kind, status), _ = item
+    return order_id or "", kind, status
 
 
-def _kinds(actual: Counter[tuple[str | None, str]]) -> list[str]:
-    unknown = sorted({kind for _, kind in actual} - set(ALERT_KINDS))
-    return [*ALERT_KINDS, *unknown]
+def _kinds(actual: Counter[AlertKey], truth: Truth) -> list[str]:
+    known = ALERT_KINDS if truth.contract == CONTRACT_V1 else ALERT_KINDS_V2
+    unknown = sorted({kind for _, kind, _ in actual} - set(known))
+    return [*known, *unknown]
 
 
-def _kind_score(
-    kind: str, expected: Counter[tuple[str | None, str]], actual: Counter[tuple[str | None, str]]
-) -> KindScore:
-    exp = {key: n for key, n in expected.items() if key[1] == kind}
-    act = {key: n for key, n in actual.items() if key[1] == kind}
+def _kind_score(kind: str, status: str, expected: Counter[AlertKey], actual: Counter[AlertKey]) -> KindScore:
+    exp = {key: n for key, n in expected.items() if key[1] == kind and key[2] == status}
+    act = {key: n for key, n in actual.items() if key[1] == kind and key[2] == status}
     tp = sum(min(n, act.get(key, 0)) for key, n in exp.items())
-    return KindScore(kind, sum(exp.values()), sum(act.values()), tp)
+    return KindScore(kind, sum(exp.values()), sum(act.values()), tp, status)
 
 
-def _read_reconciled(truth: Truth, rows: Iterable[Row]) -> tuple[dict[str, str | None], Integrity]:
-    """Final outcome per order (highest revision; the later row wins a tie) and revision integrity."""
-    finals: dict[str, tuple[int, str | None]] = {}
+def _read_reconciled(truth: Truth, rows: Iterable[Row]) -> tuple[dict[str, Row], Integrity]:
+    """Final record per order (highest revision; the later row wins a tie) and revision integrity."""
+    finals: dict[str, tuple[int, Row]] = {}
     revisions: dict[str, Counter[int]] = defaultdict(Counter)
     for row in rows:
         order_id = str(row["order_id"])
         revision = int(row["revision"])
         revisions[order_id][revision] += 1
         if order_id not in finals or revision >= finals[order_id][0]:
-            finals[order_id] = (revision, row["outcome"])
+            finals[order_id] = (revision, row)
     duplicates = tuple(sorted((o, rev) for o, counts in revisions.items() for rev, n in counts.items() if n > 1))
     gaps = tuple(sorted(o for o, counts in revisions.items() if sorted(counts) != list(range(1, len(counts) + 1))))
     unknown = tuple(sorted(o for o in revisions if o not in truth.orders))
     integrity = Integrity(revision_gaps=gaps, duplicate_revisions=duplicates, unknown_orders=unknown)
-    return {order_id: outcome for order_id, (_, outcome) in finals.items()}, integrity
-
-
-def _read_alerts(rows: Iterable[Row]) -> tuple[Counter[tuple[str | None, str]], tuple[str, ...]]:
-    actual: Counter[tuple[str | None, str]] = Counter()
-    ids: Counter[str] = Counter()
-    for row in rows:
-        order_id = row.get("order_id")
-        actual[(None if order_id is None else str(order_id), str(row["kind"]))] += 1
-        ids[str(row["alert_id"])] += 1
-    return actual, tuple(sorted(alert_id for alert_id, n in ids.items() if n > 1))
+    return {order_id: row for order_id, (_, row) in finals.items()}, integrity

@@ -21,6 +21,8 @@ DEADLINE_MARGIN_MS = 8 * HOUR
 #: largest amount a simulated order pays (minor units), capped by ``max_amount_minor``
 MAX_ORDER_AMOUNT = 500_000
 MIN_ORDER_AMOUNT = 100
+#: largest tolerance in basis points (20 %) that leaves room to build a mismatch
+MAX_TOLERANCE_BPS = 2_000
 
 
 def check_rules(rules: RuleConfig) -> None:
@@ -38,6 +40,9 @@ def check_rules(rules: RuleConfig) -> None:
         problems.append(f"max_amount_minor must be >= {10 * MIN_ORDER_AMOUNT}")
     if rules.amount_tolerance_minor * 4 >= min(MAX_ORDER_AMOUNT, rules.max_amount_minor):
         problems.append("amount_tolerance_minor is too large to build a mismatch")
+    bps = [rules.amount_tolerance_bps, *(t.get("amount_tolerance_bps") or 0 for t in rules.merchants.values())]
+    if max(bps) > MAX_TOLERANCE_BPS:
+        problems.append(f"amount_tolerance_bps must be <= {MAX_TOLERANCE_BPS} (room to build a mismatch)")
     if problems:
         raise ValueError("rule parameters outside what the simulator models: " + "; ".join(problems))
 

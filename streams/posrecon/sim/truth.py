@@ -1,39 +1,78 @@
-"""Ground truth of a simulation: what a correct engine must output, and its JSON form (truth.json)."""
+"""Ground truth of a simulation: what a correct engine must output, and its JSON form (truth.json).
+
+Format ``posrecon-truth/2`` (contract v2) adds, per order, the alert kinds that resolve (``resolved``: each one
+also opened, so it is in ``alerts`` too) and the final record's amounts (``amounts``: settled_parts and the
+settled/fee/reversed/net amounts, see ``sim.ledger``; for orders where something settled); at the top, the
+contract and the config file the simulation used. Files of format ``posrecon-truth/1`` still load (contract v1:
+no alert resolves; the evaluator then leaves RESOLVED records unscored), and a v1 simulation still writes
+format 1, byte for byte as before.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from posrecon.config import RuleConfig
+from posrecon.sim.vocabulary import CONTRACT_V1, CONTRACT_V2
 
-FORMAT = "posrecon-truth/1"
+FORMAT_V1 = "posrecon-truth/1"
+FORMAT = "posrecon-truth/2"
+#: the rule keys of contract v1 (a v1 truth file lists only these)
+V1_RULE_KEYS = (
+    "settlement_sla_ms", "orphan_grace_ms", "order_ttl_ms", "duplicate_charge_window_ms", "amount_tolerance_minor",
+    "max_amount_minor", "max_clock_skew_ms", "allowed_lateness_ms", "state_retention_ms",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
 class Expectation:
-    """For one order: its final outcome (None: no reconciled record) and the alert kinds it must get."""
+    """For one order: its final outcome (None: no reconciled record), the alert kinds it must get (OPEN records,
+    a multiset) and which of them must resolve (one RESOLVED record each)."""
 
     outcome: str | None
     alerts: tuple[str, ...] = ()
     scenario: str = ""
+    resolved: tuple[str, ...] = ()
+    #: the final record's settled_parts, settled/fee/reversed/net amounts (v2; None: not checked)
+    amounts: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "alerts", tuple(sorted(self.alerts)))
+        object.__setattr__(self, "resolved", tuple(sorted(self.resolved)))
+        unopened = Counter(self.resolved) - Counter(self.alerts)
+        if unopened:
+            raise ValueError(f"an alert resolves that never opened: {sorted(unopened)}")
 
-    def with_alert(self, kind: str) -> Expectation:
-        return dataclasses.replace(self, alerts=(*self.alerts, kind))
+    def with_alert(self, kind: str, resolved: bool = False) -> Expectation:
+        return dataclasses.replace(
+            self, alerts=(*self.alerts, kind), resolved=(*self.resolved, kind) if resolved else self.resolved
+        )
 
-    def to_json(self) -> dict[str, Any]:
-        return {"outcome": self.outcome, "alerts": list(self.alerts), "scenario": self.scenario}
+    def to_json(self, format_: str = FORMAT) -> dict[str, Any]:
+        if format_ == FORMAT_V1:
+            return {"outcome": self.outcome, "alerts": list(self.alerts), "scenario": self.scenario}
+        doc: dict[str, Any] = {"outcome": self.outcome, "alerts": list(self.alerts), "resolved": list(self.resolved),
+               "scenario": self.scenario}  # fmt: skip
+        if self.amounts is not None:
+            doc["amounts"] = list(self.amounts)
+        return doc
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Expectation:
-        return cls(doc["outcome"], tuple(doc["alerts"]), doc.get("scenario", ""))
+        amounts = doc.get("amounts")
+        return cls(
+            doc["outcome"],
+            tuple(doc["alerts"]),
+            doc.get("scenario", ""),
+            tuple(doc.get("resolved", ())),
+            None if amounts is None else tuple(amounts),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,22 +90,39 @@ class Truth:
     notes: Mapping[str, int] = field(default_factory=dict)
     #: the truth holds for one global watermark and for this many partitions
     partitions: int = 1
+    #: which contract the expectations follow (v1: nothing resolves, v1's rules only)
+    contract: str = CONTRACT_V2
+    #: the config file written beside the input (its rules are ``rules``); None: none written
+    config_file: str | None = None
+
+    @property
+    def format(self) -> str:
+        return FORMAT_V1 if self.contract == CONTRACT_V1 else FORMAT
 
     def expected_alerts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for expectation in self.orders.values():
-            for kind in expectation.alerts:
-                counts[kind] = counts.get(kind, 0) + 1
-        return dict(sorted(counts.items()))
+        """OPEN alerts expected, by kind."""
+        return dict(sorted(Counter(kind for exp in self.orders.values() for kind in exp.alerts).items()))
+
+    def expected_resolutions(self) -> dict[str, int]:
+        """RESOLVED records expected, by kind."""
+        return dict(sorted(Counter(kind for exp in self.orders.values() for kind in exp.resolved).items()))
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
+        if self.contract == CONTRACT_V1:
+            rules = {key: value for key, value in dataclasses.asdict(self.rules).items() if key in V1_RULE_KEYS}
+            extra: dict[str, Any] = {}
+        else:
+            rules = dataclasses.asdict(self.rules)
+            rules["pan_scan_fields"] = list(self.rules.pan_scan_fields)
+            extra = {"contract": self.contract, "config_file": self.config_file}
+        doc = {
+            "format": self.format,
+            **extra,
             "seed": self.seed,
             "start_ms": self.start_ms,
             "span_ms": self.span_ms,
             "fault_rate": self.fault_rate,
-            "rules": dataclasses.asdict(self.rules),
+            "rules": rules,
             "until_ms": self.until_ms,
             "lines": self.lines,
             "partitions": self.partitions,
@@ -74,13 +130,17 @@ class Truth:
             "notes": dict(sorted(self.notes.items())),
             "deadletters": dict(sorted(self.deadletters.items())),
             "alerts": self.expected_alerts(),
-            "orders": {order_id: exp.to_json() for order_id, exp in self.orders.items()},
         }
+        if self.contract != CONTRACT_V1:
+            doc["resolved"] = self.expected_resolutions()
+        doc["orders"] = {order_id: exp.to_json(self.format) for order_id, exp in self.orders.items()}
+        return doc
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> Truth:
-        if doc.get("format") != FORMAT:
-            raise ValueError(f"not a truth file of format {FORMAT}: {doc.get('format')!r}")
+        if doc.get("format") not in (FORMAT_V1, FORMAT):
+            raise ValueError(f"not a truth file of format {FORMAT} or {FORMAT_V1}: {doc.get('format')!r}")
+        contract = CONTRACT_V1 if doc["format"] == FORMAT_V1 else str(doc.get("contract", CONTRACT_V2))
         return cls(
             rules=RuleConfig.from_mapping(doc["rules"]),
             until_ms=int(doc["until_ms"]),
@@ -94,6 +154,8 @@ class Truth:
             lines=int(doc.get("lines", 0)),
             notes={k: int(v) for k, v in doc.get("notes", {}).items()},
             partitions=int(doc.get("partitions", 1)),
+            contract=contract,
+            config_file=doc.get("config_file"),
         )
 
 

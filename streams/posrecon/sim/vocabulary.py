@@ -29,6 +29,10 @@ STATUS_CONFLICT_OUTCOME: Final = "STATUS_CONFLICT"
 UNMATCHED_SETTLEMENT: Final = "UNMATCHED_SETTLEMENT"
 SETTLEMENT_FAILED: Final = "SETTLEMENT_FAILED"
 REVERSED_OUTCOME: Final = "REVERSED"
+# Outcome, contract v2
+PARTIALLY_SETTLED: Final = "PARTIALLY_SETTLED"
+PARTIALLY_REVERSED: Final = "PARTIALLY_REVERSED"
+NOT_CHARGED: Final = "NOT_CHARGED"
 
 # AlertKind
 DUPLICATE_SETTLEMENT: Final = "DUPLICATE_SETTLEMENT"
@@ -51,6 +55,16 @@ ALERT_KINDS: Final = (
     EXPIRED_ORDER,
     INVALID_EVENT,
 )
+# AlertKind, contract v2
+FEE_MISMATCH: Final = "FEE_MISMATCH"
+BATCH_INCOMPLETE: Final = "BATCH_INCOMPLETE"
+BATCH_MISMATCH: Final = "BATCH_MISMATCH"
+ALERT_KINDS_V2: Final = (*ALERT_KINDS, FEE_MISMATCH, BATCH_INCOMPLETE, BATCH_MISMATCH)
+
+# AlertStatus (contract v2; a v1 alert, without the field, is OPEN)
+OPEN: Final = "OPEN"
+RESOLVED: Final = "RESOLVED"
+ALERT_STATUSES: Final = (OPEN, RESOLVED)
 
 # dead-letter reasons
 DECODE_ERROR: Final = "DECODE_ERROR"
@@ -59,6 +73,12 @@ INVALID_AMOUNT: Final = "INVALID_AMOUNT"
 INVALID_CURRENCY: Final = "INVALID_CURRENCY"
 PAN_IN_CARD_TOKEN: Final = "PAN_IN_CARD_TOKEN"
 CLOCK_SKEW: Final = "CLOCK_SKEW"
+PAN_IN_FIELD: Final = "PAN_IN_FIELD"
+
+# which contract a simulation's truth follows
+CONTRACT_V1: Final = "v1"
+CONTRACT_V2: Final = "v2"
+CONTRACTS: Final = (CONTRACT_V1, CONTRACT_V2)
 
 #: fields every record of the schema must carry (no Avro default), used to build malformed records
 TERMINAL_REQUIRED: Final = (
@@ -80,3 +100,7 @@ SETTLEMENT_REQUIRED: Final = (
     "currency",
     "settled_at",
 )
+
+#: string fields contract v2 scans for card numbers (card_token keeps its v1 rule; currency is checked as ISO 4217)
+TERMINAL_ID_FIELDS: Final = ("event_id", "order_id", "merchant_id", "terminal_id", "decline_code")
+SETTLEMENT_ID_FIELDS: Final = ("notice_id", "order_id", "merchant_id", "batch_id")

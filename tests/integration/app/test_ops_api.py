@@ -15,15 +15,19 @@ import pytest
 from livekit import WorkerProcess, feed_file, mixed_input, replay_oracle, topic_env
 from livekit import drain as _drain
 from posrecon.app.internal_topics import internal_topics
-from posrecon.kafka.broker import find_free_port
 from posrecon.kafka.progress import group_lag
+from posrecon.net import find_free_port
 
 pytestmark = pytest.mark.broker
 
 
+VIEWER_TOKEN = "viewer-token-for-ops-api-test"
+
+
 def _get(url: str) -> tuple[int, Any]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {VIEWER_TOKEN}"})
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
+        with urllib.request.urlopen(request, timeout=5) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
@@ -38,8 +42,11 @@ def test_ops_api_and_lookup_show_an_orders_timeline(bootstrap: str, fresh_topics
     feed_file(bootstrap, topics, src)
     app = f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
     ops, metrics = find_free_port(), find_free_port()
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"viewer test {VIEWER_TOKEN}\n")
     worker = WorkerProcess(bootstrap, topics, app, "w0", tmp_path,
-                           ["--no-wall-clock-advance", "--ops-port", str(ops), "--metrics-port", str(metrics)])  # fmt: skip
+                           ["--no-wall-clock-advance", "--ops-port", str(ops), "--metrics-port", str(metrics),
+                            "--tokens-file", str(tokens)])  # fmt: skip
     try:
         _drain(bootstrap, topics, app)
         base = f"http://127.0.0.1:{ops}"
@@ -56,7 +63,9 @@ def test_ops_api_and_lookup_show_an_orders_timeline(bootstrap: str, fresh_topics
         assert pending["count"] > 0 and all(row["age_ms"] >= 0 for row in pending["orders"])
 
         cli = [sys.executable, "-m", "posrecon.cli", "lookup", order_id]
-        out = subprocess.run([*cli, "--worker", base], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [*cli, "--worker", base, "--token", VIEWER_TOKEN], capture_output=True, text=True, check=True
+        ).stdout
         assert "AMOUNT_MISMATCH" in out and "SETTLED" in out and "AUTH_APPROVED" in out
         env = {**__import__("os").environ, **topic_env(topics)}
         out = subprocess.run([*cli, "--bootstrap", bootstrap, "--app-id", app], capture_output=True, text=True,
@@ -82,7 +91,7 @@ def test_ops_api_and_lookup_show_an_orders_timeline(bootstrap: str, fresh_topics
         assert any("card-sightings" in line for line in lags), lags
         assert not behind, behind
         # ... and the group's committed offsets are at the log ends, the card sightings' commit markers included
-        # (Worker._drained_positions): consumer-group tools show a lag of 0
+        # (Transaction.drained_positions): consumer-group tools show a lag of 0
         _, sightings, _ = internal_topics(app)
         deadline = time.monotonic() + 15
         while (lag := group_lag(bootstrap, app, [topics.terminal, topics.settlement, sightings])) and (

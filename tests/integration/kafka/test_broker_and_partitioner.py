@@ -15,7 +15,6 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from posrecon.config import Topics
-from posrecon.kafka.broker import LocalBroker, port_is_open
 from posrecon.kafka.partitioner import partition_for
 from posrecon.kafka.topics import (
     CoPartitioningError,
@@ -24,6 +23,7 @@ from posrecon.kafka.topics import (
     describe_configs,
     describe_topics,
 )
+from posrecon.localbroker import LocalBroker, port_is_open
 
 FreshTopics = Callable[..., Topics]  # the `fresh_topics` fixture (tests/integration/conftest.py)
 

@@ -45,7 +45,7 @@ def test_a_tail_of_a_commit_marker_then_an_abort_marker_is_not_lag(bootstrap: st
             got += [m for m in consumer.consume(10, 1.0) if m.error() is None]
         assert [m.value() for m in got] == [b"r0", b"r1", b"r2", b"r3"]
         # librdkafka moves the position past the markers and the aborted record: the worker commits it once a
-        # partition is drained (Worker._drained_positions), so the group's lag reaches 0 on such a tail
+        # partition is drained (Transaction.drained_positions), so the group's lag reaches 0 on such a tail
         end = time.monotonic() + 10
         while consumer.position([TopicPartition(topic, 0)])[0].offset != 8 and time.monotonic() < end:
             consumer.consume(10, 0.2)

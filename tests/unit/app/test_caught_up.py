@@ -1,4 +1,4 @@
-"""Worker._caught_up: an end-offset answer asked for after the task began to wait is a fresh look at the
+"""Positions.caught_up: an end-offset answer asked for after the task began to wait is a fresh look at the
 broker, even when the idle wait is shorter than a loop turn (the answer takes a turn or two to come)."""
 
 from __future__ import annotations
@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 from confluent_kafka import TopicPartition
 
-from posrecon.app import worker as worker_module
+from posrecon.app import intake as intake_module
+from posrecon.app.intake import Positions
 from posrecon.app.merge import TaskQueue
-from posrecon.app.worker import Worker, WorkerOptions
+from posrecon.app.worker import WorkerOptions
+from posrecon.metrics import WorkerMetrics
 
 
 class FakeConsumer:
@@ -36,9 +38,9 @@ class KnownEnd:
         return self.end if self.asked >= asked_after else None
 
 
-def _worker(idle_ms: int, consumer: FakeConsumer, ends: KnownEnd) -> Worker:
-    worker = Worker.__new__(Worker)
-    worker.options = WorkerOptions(bootstrap="unused", app_id="a", worker_id="w", max_task_idle_ms=idle_ms)
+def _worker(idle_ms: int, consumer: FakeConsumer, ends: KnownEnd) -> Positions:
+    options = WorkerOptions(bootstrap="unused", app_id="a", worker_id="w", max_task_idle_ms=idle_ms)
+    worker = Positions(options, "a-card-sightings", WorkerMetrics(), {}, lambda _key, _offset: None)
     worker.consumer = consumer  # type: ignore[assignment]
     worker.end_offsets = ends  # type: ignore[assignment]
     return worker
@@ -49,25 +51,25 @@ def test_an_answer_asked_after_the_wait_began_counts_whatever_the_idle_wait(
     monkeypatch: pytest.MonkeyPatch, idle_ms: int
 ) -> None:
     now = 100_000
-    monkeypatch.setattr(worker_module, "_wall_ms", lambda: now)
+    monkeypatch.setattr(intake_module, "wall_ms", lambda: now)
     queue = TaskQueue("settlements", 0)
     queue.waiting_since = now - 400  # the task has waited 400 ms
     consumer = FakeConsumer(position=42)
     # asked 300 ms ago (after the wait began), arrived since: the consumer is at the end
     worker = _worker(idle_ms, consumer, KnownEnd(end=42, asked=now - 300))
-    assert worker._caught_up(queue)
+    assert worker.caught_up(queue)
     assert consumer.synchronous_looks == 0
     # records behind the position: not caught up
-    assert not _worker(idle_ms, consumer, KnownEnd(end=50, asked=now - 300))._caught_up(queue)
+    assert not _worker(idle_ms, consumer, KnownEnd(end=50, asked=now - 300)).caught_up(queue)
 
 
 def test_an_answer_asked_before_the_wait_began_does_not_count(monkeypatch: pytest.MonkeyPatch) -> None:
     now = 100_000
-    monkeypatch.setattr(worker_module, "_wall_ms", lambda: now)
+    monkeypatch.setattr(intake_module, "wall_ms", lambda: now)
     queue = TaskQueue("settlements", 0)
     queue.waiting_since = now - 100
     consumer = FakeConsumer(position=42)
-    assert not _worker(100, consumer, KnownEnd(end=42, asked=now - 150))._caught_up(queue)
+    assert not _worker(100, consumer, KnownEnd(end=42, asked=now - 150)).caught_up(queue)
     assert consumer.synchronous_looks == 0
 
 
@@ -86,8 +88,8 @@ def test_a_wait_asks_for_the_end_offset_at_once_unless_a_fresh_answer_is_known()
     queue.waiting_since = 100_000
     ends = Wanting(end=42, asked=99_900)  # asked before the wait began: not fresh for it
     worker = _worker(100, FakeConsumer(position=42), ends)  # type: ignore[arg-type]
-    worker._ask_end(queue)
+    worker.ask_end(queue)
     assert ends.wanted == [("settlements", 0)]
     ends.known[("settlements", 0)] = (42, 100_010)  # an answer asked after the wait began
-    worker._ask_end(queue)
+    worker.ask_end(queue)
     assert ends.wanted == [("settlements", 0)]

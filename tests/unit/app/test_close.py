@@ -8,6 +8,7 @@ from typing import Any
 from confluent_kafka import TopicPartition
 
 from posrecon.app.worker import Worker, WorkerOptions
+from posrecon.config import Settings
 
 
 class ClosingConsumer:
@@ -36,10 +37,7 @@ class OffsetReader:
 
 
 def test_an_assignment_during_close_is_not_restored_and_the_close_completes() -> None:
-    worker = Worker.__new__(Worker)
-    worker.options = WorkerOptions(bootstrap="unused")
-    worker._closing = False
-    worker.producer = None
+    worker = Worker(Settings(), WorkerOptions(bootstrap="unused"))
     reader = OffsetReader()
     consumer = ClosingConsumer(worker, reader)
     worker._offset_reader = reader  # type: ignore[assignment]

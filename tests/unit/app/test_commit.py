@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from posrecon.app.commit import PendingCommit, TransactionStalled
+from posrecon.app.transaction import PendingCommit, TransactionStalled
 
 
 class FakeProducer:

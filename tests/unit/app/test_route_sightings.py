@@ -1,28 +1,25 @@
-"""Worker._route_sightings: a card sighting is applied in place when this worker owns its card partition
+"""Outbox.route_sightings: a card sighting is applied in place when this worker owns its card partition
 (no record on ``<app>-card-sightings``), else produced to that partition -- the one a keyed record would
 have gone to (murmur2 of the card key)."""
 
 from __future__ import annotations
 
+from posrecon.app.outbox import Outbox
 from posrecon.app.state_store import unpack_row
-from posrecon.app.worker import Worker
 from posrecon.config import Settings
 from posrecon.engine.cards import CardIndex, CardSighting
 from posrecon.kafka.partitioner import partition_for
+from posrecon.metrics import WorkerMetrics
 
 SIGHTINGS = "app-card-sightings"
 PARTITIONS = 4
 
 
-def _worker(owned: set[int]) -> Worker:
-    worker = Worker.__new__(Worker)
-    worker.settings = Settings()
-    worker.topics = worker.settings.topics
+def _worker(owned: set[int]) -> Outbox:
+    settings = Settings()
+    cards = {q: CardIndex(settings.rules, sources=PARTITIONS) for q in owned}
+    worker = Outbox(settings, ("app-changelog", SIGHTINGS, "app-cards"), cards, {}, WorkerMetrics())
     worker.partitions = PARTITIONS
-    worker.sightings_topic = SIGHTINGS
-    worker.cards = {q: CardIndex(worker.settings.rules, sources=PARTITIONS) for q in owned}
-    worker._outbox = []
-    worker._counts = {}
     worker.alert_codec = type("Codec", (), {"encode": staticmethod(lambda alert: repr(alert).encode())})()
     return worker
 
@@ -42,9 +39,9 @@ def _token_on(q: int) -> str:
 def test_an_owned_card_partition_applies_sightings_in_place_and_raises_the_duplicate_charge() -> None:
     token = _token_on(2)
     worker = _worker(owned={2})
-    worker._route_sightings([_sighting("o-1", token, 1000, 0), _sighting("o-2", token, 2000, 1)], now=5000)  # type: ignore[attr-defined]
-    assert [row[0] for row in worker._outbox] == [worker.topics.alerts]  # the alert, no sighting record
-    assert b"DUPLICATE_CHARGE" in worker._outbox[0][1] and b"o-2" in worker._outbox[0][1]
+    worker.route_sightings([_sighting("o-1", token, 1000, 0), _sighting("o-2", token, 2000, 1)], now=5000)  # type: ignore[attr-defined]
+    assert [row[0] for row in worker.rows] == [worker.topics.alerts]  # the alert, no sighting record
+    assert b"DUPLICATE_CHARGE" in worker.rows[0][1] and b"o-2" in worker.rows[0][1]
     assert len(worker.cards[2]) == 2  # both approvals indexed (and marked for the card changelog when tracked)
 
 
@@ -52,9 +49,9 @@ def test_a_card_partition_owned_elsewhere_gets_the_sighting_on_its_partition() -
     token = _token_on(3)
     worker = _worker(owned={0, 1, 2})
     sighting = _sighting("o-1", token, 1000, 0)
-    worker._route_sightings([sighting], now=5000)  # type: ignore[attr-defined]
-    [(topic, value, key, partition, headers)] = worker._outbox
+    worker.route_sightings([sighting], now=5000)  # type: ignore[attr-defined]
+    [(topic, value, key, partition, headers)] = worker.rows
     assert (topic, key, partition, headers) == (SIGHTINGS, f"{token}|m-1|1250|EUR".encode(), 3, None)
     raw = unpack_row(value)
-    assert CardSighting(tuple(raw[0]), *raw[1:8]) == sighting  # what Worker._card_sighting reads back
+    assert CardSighting(tuple(raw[0]), *raw[1:8]) == sighting  # what Outbox.card_sighting reads back
     assert all(len(index) == 0 for index in worker.cards.values())

@@ -1,4 +1,4 @@
-"""Worker._select behind a backlog: the task (and card partition) served first rotates from batch to batch,
+"""Intake.select behind a backlog: the task (and card partition) served first rotates from batch to batch,
 so no partition waits for all the others to be worked off (always starting at partition 0, at a start behind
 a 3 s backlog 1 % of the decisions waited 10 s), while a batch still takes each task's records in one run
 (equal shares per batch made every transaction write to every output partition: 15-20 % less throughput)."""
@@ -8,9 +8,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from posrecon.app.merge import TaskMerger, TaskQueue
-from posrecon.app.worker import Worker, WorkerOptions
+from posrecon.app.intake import Intake
+from posrecon.app.merge import TaskQueue
+from posrecon.app.worker import WorkerOptions
 from posrecon.kafka.topics import Topics
+from posrecon.metrics import WorkerMetrics
 
 SIGHTINGS = "app-card-sightings"
 
@@ -25,17 +27,11 @@ class Rec:
         return (0, self.ts)
 
 
-def _worker(tasks: int, backlog: int, sightings: int = 0, batch: int = 1000) -> Worker:
-    worker = Worker.__new__(Worker)
-    worker.options = WorkerOptions(bootstrap="unused", app_id="app", worker_id="w", batch_max_records=batch)
-    worker.topics = Topics()
-    worker.sightings_topic = SIGHTINGS
-    worker.merger = TaskMerger(max_idle_ms=100)
-    worker.last_activity = {}
-    worker._turn = 0
-    worker.tasks = set(range(tasks))  # type: ignore[assignment]
-    worker.cards = dict.fromkeys(range(tasks))  # type: ignore[assignment]
-    worker.queues = {}
+def _worker(tasks: int, backlog: int, sightings: int = 0, batch: int = 1000) -> Intake:
+    options = WorkerOptions(bootstrap="unused", app_id="app", worker_id="w", batch_max_records=batch)
+    cards = dict.fromkeys(range(tasks))
+    worker = Intake(options, Topics(), SIGHTINGS, WorkerMetrics(), cards, lambda _key, _offset: None)  # type: ignore[arg-type]
+    worker.tasks.update(range(tasks))
     for p in range(tasks):
         for topic in (worker.topics.terminal, worker.topics.settlement, SIGHTINGS):
             queue = TaskQueue(topic, p)
@@ -57,7 +53,7 @@ def test_every_task_is_served_within_one_rotation_while_all_keep_receiving() -> 
         for p in range(12):
             for topic in (worker.topics.terminal, worker.topics.settlement):
                 _add(worker.queues[(topic, p)], 50, ts0=10_000 * turn)
-        served = {r.part for r in worker._select(now=1_000)}  # type: ignore[attr-defined]
+        served = {r.part for r in worker.select(now=1_000)}  # type: ignore[attr-defined]
         for p in served:
             last_served[p] = turn
         if turn >= 12:
@@ -66,7 +62,7 @@ def test_every_task_is_served_within_one_rotation_while_all_keep_receiving() -> 
 
 def test_a_batch_takes_each_task_in_one_run_in_timestamp_order() -> None:
     worker = _worker(tasks=12, backlog=10_000, batch=1000)
-    batch = worker._select(now=1_000)
+    batch = worker.select(now=1_000)
     assert len(batch) == 1000
     assert len({r.part for r in batch}) == 1  # type: ignore[attr-defined]  # few output partitions per txn
     ts = [r.ts for r in batch]  # type: ignore[attr-defined]
@@ -75,6 +71,6 @@ def test_a_batch_takes_each_task_in_one_run_in_timestamp_order() -> None:
 
 def test_card_sightings_rotate_too() -> None:
     worker = _worker(tasks=6, backlog=0, sightings=5000, batch=600)
-    firsts = [worker._select(now=1_000)[0].part for _ in range(6)]  # type: ignore[attr-defined]
+    firsts = [worker.select(now=1_000)[0].part for _ in range(6)]  # type: ignore[attr-defined]
     assert sorted(firsts) == list(range(6))
     assert Counter(firsts).most_common(1)[0][1] == 1

@@ -72,3 +72,18 @@ def test_due_iterates_like_repeated_pop_due(
     assert out_a == out_b
     assert len(a) == len(b) and a.next_due() == b.next_due()
     assert list(a.due(10**9)) == list(iter(lambda: b.pop_due(10**9), None))
+
+
+def test_pop_due_takes_exactly_one_step_of_the_walk() -> None:
+    """``pop_due`` is ``due()`` stopped after one step: that step is complete (count, next due) and the rest of
+    the walk is still there."""
+    index = DeadlineIndex()
+    items = [(t, 2, f"o{t}") for t in (5_000, 70_000, 1_000, 130_000, 70_000 - 1)]
+    for d in items:
+        index.push(d)
+    assert index.pop_due(70_000) == (1_000, 2, "o1000")
+    assert len(index) == 4
+    assert index.pop_due(70_000) == (5_000, 2, "o5000")
+    assert list(index.due(70_000)) == [(69_999, 2, "o69999"), (70_000, 2, "o70000")]
+    assert index.pop_due(70_000) is None
+    assert len(index) == 1 and index.pop_due(10**9) == (130_000, 2, "o130000")

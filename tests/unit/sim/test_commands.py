@@ -10,24 +10,19 @@ import pytest
 from posrecon.cli import main
 from posrecon.sim.truth import read_truth
 
+from .conftest import perfect_rows
+
 
 def _write_jsonl(path: Path, rows: list[dict[str, object]]) -> None:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
 
 
 def _perfect_output(truth_path: Path, out: Path) -> None:
-    truth = read_truth(truth_path)
     out.mkdir()
-    _write_jsonl(out / "reconciled.jsonl", [
-        {"order_id": o, "outcome": e.outcome, "revision": 1} for o, e in truth.orders.items() if e.outcome
-    ])  # fmt: skip
-    _write_jsonl(out / "alerts.jsonl", [
-        {"alert_id": f"{o}-{i}", "kind": k, "order_id": o} for o, e in truth.orders.items()
-        for i, k in enumerate(e.alerts)
-    ])  # fmt: skip
-    _write_jsonl(out / "deadletter.jsonl", [
-        {"reason": r} for r, n in truth.deadletters.items() for _ in range(n)
-    ])  # fmt: skip
+    rows, alerts, dead = perfect_rows(read_truth(truth_path))
+    _write_jsonl(out / "reconciled.jsonl", rows)
+    _write_jsonl(out / "alerts.jsonl", alerts)
+    _write_jsonl(out / "deadletter.jsonl", dead)
 
 
 def test_simulate_writes_input_and_truth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -67,3 +62,30 @@ def test_evaluate_reports_missing_files(tmp_path: Path) -> None:
     sim = tmp_path / "sim"
     assert main(["simulate", "--orders", "20", "--out", str(sim)]) == 0
     assert main(["evaluate", "--truth", str(sim / "truth.json"), "--out", str(tmp_path / "nothing")]) == 2
+
+
+def test_simulate_writes_the_config_its_truth_assumes(tmp_path: Path) -> None:
+    from posrecon.config import load_rules
+
+    sim = tmp_path / "sim"
+    assert main(["simulate", "--orders", "300", "--out", str(sim), "--quiet"]) == 0
+    truth = read_truth(sim / "truth.json")
+    assert truth.config_file == "posrecon.toml" and truth.contract == "v2"
+    assert load_rules(sim / "posrecon.toml") == truth.rules and truth.rules.merchants
+
+
+def test_contract_v1_writes_the_v1_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    v1, v2_without_v2 = tmp_path / "v1", tmp_path / "v2"
+    assert main(["simulate", "--orders", "400", "--out", str(v1), "--contract", "v1", "--fault-rate", "0.7"]) == 0
+    assert not (v1 / "posrecon.toml").exists()
+    assert json.loads((v1 / "truth.json").read_text())["format"] == "posrecon-truth/1"
+    from posrecon.sim.scenarios import V2_SCENARIOS
+
+    zero = ",".join(f"{name}=0" for name in V2_SCENARIOS)
+    assert main(["simulate", "--orders", "400", "--out", str(v2_without_v2), "--fault-rate", "0.7", "--mix", zero]) == 0
+    assert (v1 / "input.jsonl").read_bytes() == (v2_without_v2 / "input.jsonl").read_bytes()
+    with pytest.raises(SystemExit):
+        main(["simulate", "--orders", "5", "--out", str(tmp_path / "x"), "--contract", "v3"])
+    args = ["simulate", "--orders", "5", "--out", str(tmp_path / "x"), "--contract", "v1", "--mix", "not_charged=1"]
+    assert main(args) == 2
+    assert "contract v2 scenario" in capsys.readouterr().err

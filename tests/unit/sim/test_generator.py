@@ -109,11 +109,17 @@ def test_card_tokens_are_never_digits_except_the_pan_fault(big: Simulation) -> N
 
 def test_every_record_carries_every_field(big: Simulation) -> None:
     terminal_fields = 11
-    settlement_fields = 9
+    settlement_fields = {9, 11}  # v1 scenarios' notices lack the v2 capture fields (defaults 1/1), v2 ones carry them
+    captured = 0
     for line in big.lines:
         if line.valid:
             assert line.record is not None
-            assert len(line.record) == (terminal_fields if line.source == TERMINAL else settlement_fields)
+            if line.source == TERMINAL:
+                assert len(line.record) == terminal_fields
+            else:
+                assert len(line.record) in settlement_fields
+                captured += "capture_count" in line.record
+    assert captured > 0
 
 
 def test_ids_are_unique_per_record(big: Simulation) -> None:
@@ -171,3 +177,15 @@ def test_short_span_leaves_out_scenarios_whose_deadlines_do_not_fit() -> None:
     simulation = generate(500, seed=1, span_ms=12 * HOUR, fault_rate=0.5)
     assert "late" in simulation.infeasible and "missing" in simulation.infeasible
     assert "late" not in simulation.truth.scenarios
+
+
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_v2_scenarios_that_resolve_get_their_deadlines_paced(partitions: int) -> None:
+    mix = dict.fromkeys(
+        ("split_capture_late", "missing_then_failed", "orphan_then_refused", "expired_then_answered", "not_charged"),
+        1.0,
+    )
+    simulation = generate(80, seed=4, fault_rate=0.9, mix=mix, partitions=partitions)
+    assert len(simulation.races) >= 40
+    assert unmet_races(simulation.lines, simulation.races, 0, partitions) == []
+    assert sum(simulation.truth.expected_resolutions().values()) >= len(simulation.races)

@@ -6,10 +6,12 @@ import random
 
 import pytest
 
+from posrecon.config import RuleConfig
 from posrecon.sim.mix import DEFAULT_WEIGHTS, parse_mix
-from posrecon.sim.pan import luhn_check_digit, luhn_valid, sample_pan
+from posrecon.sim.pan import card_number_runs, has_network_prefix, luhn_check_digit, luhn_valid, mask_runs, sample_pan
 from posrecon.sim.partitions import murmur2, partition_of
 from posrecon.sim.population import ZipfPicker
+from posrecon.sim.terms import MerchantTerms
 
 
 def test_luhn() -> None:
@@ -57,3 +59,48 @@ def test_zipf_picker_prefers_the_head() -> None:
     picker = ZipfPicker(list(range(100)), exponent=1.0)
     picks = [picker.pick(rng) for _ in range(5_000)]
     assert picks.count(0) > picks.count(50) * 10
+
+
+@pytest.mark.parametrize(
+    ("value", "card"),
+    [
+        ("4111111111111111", True),
+        ("4111 1111 1111 1111", True),
+        ("ord-x4111-1111-1111-1111", True),
+        ("4111  1111 1111 1111", False),  # two spaces end a run
+        ("74111111111111111", False),  # the run as a whole (17 digits) fails Luhn
+        ("9-4111111111111111", False),  # a dash between digits joins the runs
+        ("4111111111111112", False),  # Luhn
+        ("9111111111111116", False),  # Luhn-valid, no network prefix
+        ("411111111113", False),  # 12 digits
+        ("41111111111111111111", False),  # 20 digits
+    ],
+)
+def test_card_number_runs_follow_the_contract(value: str, card: bool) -> None:
+    assert bool(card_number_runs(value)) is card
+
+
+@pytest.mark.parametrize(
+    ("prefix", "network"),
+    [("2221", True), ("2720", True), ("2721", False), ("2220", False), ("644", True), ("643", False),
+     ("3528", True), ("3590", False), ("305", True), ("306", False), ("36", True), ("38", True), ("39", False),
+     ("6011", True), ("6012", False), ("62", True), ("65", True), ("50", False), ("56", False)],
+)  # fmt: skip
+def test_network_prefixes(prefix: str, network: bool) -> None:
+    assert has_network_prefix(prefix + "0" * 12) is network
+
+
+def test_masking_keeps_the_last_four_digits_and_the_separators() -> None:
+    assert mask_runs("ord-7x4111-1111-1111-1111") == "ord-7x****-****-****-1111"
+    assert mask_runs("4111111111111112") == "4111111111111112"  # not a card number: left as is
+    assert mask_runs("ord-7-12") == "ord-7-12"
+
+
+def test_fee_rounds_half_to_even_and_tolerance_takes_the_larger() -> None:
+    rules = RuleConfig(amount_tolerance_minor=5, merchants={
+        "m": {"fee_rate_bps": 100, "fee_fixed_minor": 10, "amount_tolerance_bps": 25}})  # fmt: skip
+    terms = MerchantTerms(rules)
+    assert (terms.fee("m", 250), terms.fee("m", 350), terms.fee("m", 251)) == (12, 14, 13)
+    assert terms.fee("other", 250) is None and not terms.priced("other")
+    assert (terms.tolerance("m", 12_345), terms.tolerance("m", 1_000), terms.tolerance("other", 12_345)) == (30, 5, 5)
+    assert MerchantTerms(rules, v2=False).fee("m", 250) is None

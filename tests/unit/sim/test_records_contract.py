@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pycountry
@@ -18,6 +19,7 @@ from posrecon.sim.vocabulary import (
     INVALID_AMOUNT,
     INVALID_CURRENCY,
     PAN_IN_CARD_TOKEN,
+    PAN_IN_FIELD,
     SETTLEMENT_REQUIRED,
     TERMINAL,
     TERMINAL_EVENT_TYPES,
@@ -26,6 +28,22 @@ from posrecon.sim.vocabulary import (
 
 CURRENCIES = {c.alpha_3 for c in pycountry.currencies}
 STATUSES = {"SETTLED", "FAILED", "REVERSED"}
+SCANNED = {"terminal": ("event_id", "order_id", "merchant_id", "terminal_id", "decline_code"),
+           "settlement": ("notice_id", "order_id", "merchant_id", "batch_id")}  # fmt: skip
+# the contract v2 prefix list, spelled out as prefix strings (the generator's check works on numeric ranges)
+NETWORK_PREFIXES = tuple(
+    ["4", "34", "37", "62", "6011", "65", "36", "38"]
+    + [str(p) for p in (*range(51, 56), *range(2221, 2721), *range(644, 650), *range(3528, 3590), *range(300, 306))]
+)
+
+
+def holds_card_number(value: str) -> bool:
+    """A maximal run of digits (single spaces/dashes between digits) of 13-19 digits, Luhn, network prefix."""
+    for run in re.findall(r"[0-9](?:[ -]?[0-9])*", value):
+        digits = run.replace(" ", "").replace("-", "")
+        if 13 <= len(digits) <= 19 and luhn_valid(digits) and digits.startswith(NETWORK_PREFIXES):
+            return True
+    return False
 
 
 def violations(line: Line, rules: RuleConfig) -> set[str]:
@@ -39,6 +57,8 @@ def violations(line: Line, rules: RuleConfig) -> set[str]:
     if any(name not in record for name in required) or symbol not in (TERMINAL_EVENT_TYPES if terminal else STATUSES):
         return {DECODE_ERROR}
     found = set()
+    if not terminal and not 1 <= record.get("capture_seq", 1) <= record.get("capture_count", 1):
+        found.add("INVALID_CAPTURE")
     if record["event_id" if terminal else "notice_id"] == "":
         found.add(EMPTY_ID)
     if not 0 < record["amount_minor"] <= rules.max_amount_minor:
@@ -48,6 +68,8 @@ def violations(line: Line, rules: RuleConfig) -> set[str]:
     token = record.get("card_token")
     if isinstance(token, str) and token.isdigit() and 13 <= len(token) <= 19 and luhn_valid(token):
         found.add(PAN_IN_CARD_TOKEN)
+    if any(isinstance(record.get(name), str) and holds_card_number(record[name]) for name in SCANNED[line.source]):
+        found.add(PAN_IN_FIELD)
     if terminal and abs(record["event_time"] - line.ingest_time) > rules.max_clock_skew_ms:
         found.add(CLOCK_SKEW)
     if not terminal and record["settled_at"] - line.ingest_time > rules.max_clock_skew_ms:
@@ -102,3 +124,5 @@ def test_a_stricter_config_is_honoured() -> None:
 def test_rules_the_simulator_cannot_model_are_refused() -> None:
     with pytest.raises(ValueError, match="orphan_grace_ms"):
         generate(10, seed=1, rules=RuleConfig(orphan_grace_ms=0))
+    with pytest.raises(ValueError, match="amount_tolerance_bps"):
+        generate(10, seed=1, rules=RuleConfig(merchants={"m": {"amount_tolerance_bps": 5_000}}))

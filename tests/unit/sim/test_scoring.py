@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from typing import Any
 
 import pytest
 
 from posrecon.config import RuleConfig
+from posrecon.sim.evaluate import render
 from posrecon.sim.generator import generate
-from posrecon.sim.scoring import evaluate
+from posrecon.sim.scoring import Evaluation, KindScore, evaluate
 from posrecon.sim.truth import Expectation, Truth
+
+from .conftest import PerfectRows
 
 Rows = list[dict[str, Any]]
 
@@ -146,16 +150,128 @@ def test_to_json_is_plain_data(truth: Truth) -> None:
     assert json.loads(json.dumps(doc))["perfect"] is True
 
 
-def synthesized_output(truth: Truth) -> tuple[Rows, Rows, Rows]:
-    """What a correct engine would write for a generated truth (final outcomes only)."""
-    rows = [reconciled(o, exp.outcome) for o, exp in truth.orders.items() if exp.outcome is not None]
-    alerts = [alert(o, kind) for o, exp in truth.orders.items() for kind in exp.alerts]
-    dead = [{"reason": reason} for reason, n in truth.deadletters.items() for _ in range(n)]
-    return rows, alerts, dead
-
-
-def test_generated_truth_against_synthesized_perfect_output() -> None:
+def test_generated_truth_against_synthesized_perfect_output(perfect: PerfectRows) -> None:
     truth = generate(2_000, seed=4, fault_rate=0.5).truth
-    ev = evaluate(truth, *synthesized_output(truth))
+    ev = evaluate(truth, *perfect(truth))
     assert ev.perfect
-    assert sum(k.expected for k in ev.kinds) == sum(len(e.alerts) for e in truth.orders.values())
+    assert sum(k.expected for k in ev.kind_scores("OPEN")) == sum(len(e.alerts) for e in truth.orders.values())
+    assert sum(k.expected for k in ev.kind_scores("RESOLVED")) == sum(len(e.resolved) for e in truth.orders.values())
+    assert sum(k.expected for k in ev.kind_scores("RESOLVED")) > 0
+
+
+def resolution(order_id: str, kind: str, closes: str, **fields: Any) -> dict[str, Any]:
+    return {**alert(order_id, kind), "severity": "INFO", "status": "RESOLVED", "resolves_alert_id": closes, **fields}
+
+
+@pytest.fixture
+def v2_truth() -> Truth:
+    orders = {
+        "o-late": Expectation("MATCHED_LATE", ("LATE_SETTLEMENT", "MISSING_SETTLEMENT"), "late",
+                              resolved=("MISSING_SETTLEMENT",)),
+        "o-missing": Expectation(None, ("MISSING_SETTLEMENT",), "missing"),
+        "o-nc": Expectation("NOT_CHARGED", (), "not_charged"),
+    }  # fmt: skip
+    return Truth(RuleConfig(), until_ms=10, orders=orders, deadletters={}, scenarios={})
+
+
+def v2_output() -> tuple[Rows, Rows, Rows]:
+    rows = [reconciled("o-late", "PARTIALLY_SETTLED"), reconciled("o-late", "MATCHED_LATE", 2),
+            reconciled("o-nc", "NOT_CHARGED")]  # fmt: skip
+    alerts = [alert("o-late", "MISSING_SETTLEMENT", "a-miss"), alert("o-late", "LATE_SETTLEMENT"),
+              alert("o-missing", "MISSING_SETTLEMENT", "a-miss-2"),
+              resolution("o-late", "MISSING_SETTLEMENT", "a-miss")]  # fmt: skip
+    return rows, alerts, []
+
+
+def score(ev: Evaluation, kind: str, status: str) -> KindScore:
+    return next(k for k in ev.kinds if k.kind == kind and k.status == status)
+
+
+def test_resolved_records_are_scored_per_status(v2_truth: Truth) -> None:
+    rows, alerts, dead = v2_output()
+    assert evaluate(v2_truth, rows, alerts, dead).perfect
+    missed = evaluate(v2_truth, rows, alerts[:-1], dead)
+    assert (score(missed, "MISSING_SETTLEMENT", "RESOLVED").recall, missed.perfect) == (0.0, False)
+    assert score(missed, "MISSING_SETTLEMENT", "OPEN").recall == 1.0
+    assert [(m.order_id, m.kind, m.status) for m in missed.missed_alerts] == [
+        ("o-late", "MISSING_SETTLEMENT", "RESOLVED")
+    ]
+    extra = evaluate(v2_truth, rows, [*alerts, resolution("o-missing", "MISSING_SETTLEMENT", "a-miss-2")], dead)
+    assert score(extra, "MISSING_SETTLEMENT", "RESOLVED").precision == 0.5 and not extra.perfect
+    assert extra.integrity.ok  # a wrong resolution, but well formed
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"resolves_alert_id": "nothing"},
+        {"kind": "LATE_SETTLEMENT"},  # the kind of the alert it closes differs
+        {"order_id": "o-missing"},  # another order's alert
+        {"severity": "WARNING"},
+    ],
+)
+def test_a_resolution_must_close_an_open_alert_of_its_kind_and_order(v2_truth: Truth, broken: dict[str, Any]) -> None:
+    rows, alerts, dead = v2_output()
+    alerts[-1] = {**alerts[-1], **broken}
+    ev = evaluate(v2_truth, rows, alerts, dead)
+    assert ev.integrity.bad_resolutions == (alerts[-1]["alert_id"],) and not ev.perfect
+
+
+def test_a_resolution_of_a_resolution_is_refused(v2_truth: Truth) -> None:
+    rows, alerts, dead = v2_output()
+    ev = evaluate(v2_truth, rows, [*alerts, resolution("o-late", "MISSING_SETTLEMENT", alerts[-1]["alert_id"])], dead)
+    assert len(ev.integrity.bad_resolutions) == 1
+
+
+def test_an_alert_resolves_at_most_once(v2_truth: Truth) -> None:
+    rows, alerts, dead = v2_output()
+    ev = evaluate(v2_truth, rows, [*alerts, resolution("o-late", "MISSING_SETTLEMENT", "a-miss")], dead)
+    assert ev.integrity.repeated_resolutions == ("a-miss",) and not ev.perfect
+
+
+def test_a_v1_truth_leaves_resolved_records_unscored(v2_truth: Truth) -> None:
+    v1_truth = dataclasses.replace(v2_truth, contract="v1", orders={
+        o: dataclasses.replace(e, resolved=()) for o, e in v2_truth.orders.items()})  # fmt: skip
+    rows, alerts, dead = v2_output()
+    ev = evaluate(v1_truth, rows, alerts, dead)
+    assert ev.perfect and not ev.resolved_scored
+    assert {k.status for k in ev.kinds} == {"OPEN"}
+    assert "FEE_MISMATCH" not in {k.kind for k in ev.kinds}
+    assert "not scored" in render(ev)
+
+
+def test_a_card_number_in_any_output_field_breaks_integrity(v2_truth: Truth) -> None:
+    rows, alerts, _ = v2_output()
+    masked = [{"reason": "PAN_IN_FIELD", "record": {"order_id": "ord-x************1111"}}]
+    assert evaluate(v2_truth, rows, alerts, masked).integrity.card_numbers == 0
+    hashed = "8df42383b9fce515645028373066bb0a"  # a minted hex id whose digit run passes the test by chance
+    minted = [alert("o-late", "MISSING_SETTLEMENT", hashed), resolution("o-late", "MISSING_SETTLEMENT", hashed)]
+    assert evaluate(v2_truth, rows, [*alerts, *minted], []).integrity.card_numbers == 0
+    whole = [{"reason": "PAN_IN_FIELD", "record": {"terminal_id": "T4111 1111 1111 1111"}}]
+    ev = evaluate(v2_truth, rows, alerts, whole)
+    assert ev.integrity.card_numbers == 1 and not ev.integrity.ok
+
+
+def test_outcome_accuracy_per_expected_outcome(v2_truth: Truth) -> None:
+    rows, alerts, dead = v2_output()
+    rows[-1] = reconciled("o-nc", "SETTLEMENT_FAILED")
+    ev = evaluate(v2_truth, rows, alerts, dead)
+    assert ev.by_outcome == {"MATCHED_LATE": (1, 1), "(none)": (1, 1), "NOT_CHARGED": (1, 0)}
+    table = render(ev)
+    assert "NOT_CHARGED" in table and "RESOLVED" in table
+
+
+def test_final_record_amounts_are_checked_where_the_truth_states_them(v2_truth: Truth) -> None:
+    orders = dict(v2_truth.orders)
+    orders["o-late"] = dataclasses.replace(orders["o-late"], amounts=(2, 1000, 20, 0, 980))
+    truth = dataclasses.replace(v2_truth, orders=orders)
+    rows, alerts, dead = v2_output()
+    amounts = {"settled_parts": 2, "settled_amount_minor": 1000, "fee_minor": 20, "reversed_amount_minor": 0,
+               "net_amount_minor": 980}  # fmt: skip
+    rows[1] = {**rows[1], **amounts}
+    ev = evaluate(truth, rows, alerts, dead)
+    assert ev.perfect and ev.amounts_checked == 1
+    rows[1] = {**rows[1], "net_amount_minor": 1000}  # the fee not deducted
+    wrong = evaluate(truth, rows, alerts, dead)
+    assert [(m.order_id, m.actual) for m in wrong.amount_misses] == [("o-late", (2, 1000, 20, 0, 1000))]
+    assert not wrong.perfect and "wrong amounts" in render(wrong)

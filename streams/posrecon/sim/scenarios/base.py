@@ -7,10 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from posrecon.sim.line import Line
+from posrecon.sim.population import Merchant
 from posrecon.sim.records import OrderSpec, RecordFactory
 from posrecon.sim.timing import Timing
 from posrecon.sim.truth import Expectation
 from posrecon.sim.vocabulary import AUTH_APPROVED, ORDER_CREATED, SETTLED
+
+#: capture fields of a notice that settles in one part (contract v2 records carry them explicitly)
+WHOLE = (1, 1)
 
 DECLINE_CODES = ("05", "51", "54", "61", "65", "91")
 
@@ -38,8 +42,19 @@ class Emitted:
         self.lines.append(line)
         return line
 
-    def expect(self, order: OrderSpec, outcome: str | None, *alerts: str) -> None:
-        self.expectations[order.order_id] = Expectation(outcome, alerts, self.scenario)
+    def expect(
+        self,
+        order: OrderSpec,
+        outcome: str | None,
+        *alerts: str,
+        resolved: tuple[str, ...] = (),
+        key: str | None = None,
+    ) -> None:
+        """What ``order`` must end as: outcome, OPEN alert kinds, the kinds of those that resolve. ``key``: the
+        order id the outputs carry when it differs from the record's (a masked card number)."""
+        self.expectations[order.order_id if key is None else key] = Expectation(
+            outcome, alerts, self.scenario, resolved
+        )
 
     def race(self, deadline: int, line: Line, order: OrderSpec) -> None:
         self.races.append(Race(deadline, line, order.order_id))
@@ -69,8 +84,41 @@ class Kit:
         em.add(self.records.terminal(order, AUTH_APPROVED, approved_at))
         return approved_at
 
-    def settle_on_time(self, em: Emitted, order: OrderSpec, approved_at: int, status: str = SETTLED) -> Line:
-        return em.add(self.records.notice(order, status, approved_at + self.delay(self.timing.settle_lag)))
+    def settle_on_time(
+        self,
+        em: Emitted,
+        order: OrderSpec,
+        approved_at: int,
+        status: str = SETTLED,
+        capture: tuple[int, int] | None = None,
+    ) -> Line:
+        return em.add(
+            self.records.notice(order, status, approved_at + self.delay(self.timing.settle_lag), capture=capture)
+        )
+
+    # contract v2 helpers
+
+    def merchant_where(self, wanted: Callable[[Merchant], bool]) -> Merchant:
+        """A merchant (by popularity) meeting ``wanted``; the first such in the population if the draws miss."""
+        population = self.records.population
+        for _ in range(64):
+            merchant = population.merchant()
+            if wanted(merchant):
+                return merchant
+        return next(m for m in population.merchants if wanted(m))
+
+    def tolerance(self, order: OrderSpec) -> int:
+        return self.records.terms.tolerance(order.merchant_id, order.amount_minor)
+
+    def split(self, total: int, parts: int) -> list[int]:
+        """``total`` in ``parts`` positive amounts, each within ±25 % of an even share."""
+        share = total // parts
+        jitter = share // (4 * (parts - 1))  # the last part takes the others' jitter: it stays within ±25 % too
+        amounts = [share + self.rng.randint(-jitter, jitter) for _ in range(parts - 1)]
+        amounts.append(total - sum(amounts))
+        if min(amounts) < 1:
+            raise ValueError(f"cannot split {total} in {parts} parts")
+        return amounts
 
 
 Build = Callable[[Kit, int], Emitted]

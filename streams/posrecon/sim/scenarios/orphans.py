@@ -30,13 +30,14 @@ def orphan_horizon(timing: Timing) -> int:
 
 
 def orphan_then_approved(kit: Kit, start: int) -> Emitted:
-    """SETTLED first; the approval turns up hours later: ORPHAN_SETTLEMENT, then MATCHED (revision 2)."""
+    """SETTLED first; the approval turns up hours later: ORPHAN_SETTLEMENT, then MATCHED (revision 2).
+    Contract v2: the approval resolves the ORPHAN_SETTLEMENT."""
     em = Emitted("orphan_then_approved")
     order = kit.records.new_order()
     em.add(kit.records.notice(order, SETTLED, start))
     approval = em.add(kit.records.terminal(order, AUTH_APPROVED, start + kit.delay(kit.timing.orphan_approval_lag)))
     em.race(start + kit.timing.rules.orphan_grace_ms, approval, order)
-    em.expect(order, MATCHED, ORPHAN_SETTLEMENT)
+    em.expect(order, MATCHED, ORPHAN_SETTLEMENT, resolved=(ORPHAN_SETTLEMENT,))
     return em
 
 

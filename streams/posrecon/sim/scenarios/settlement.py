@@ -70,13 +70,14 @@ def redelivery(kit: Kit, start: int) -> Emitted:
 
 
 def late(kit: Kit, start: int) -> Emitted:
-    """Settled beyond the SLA: MISSING_SETTLEMENT when the SLA passes, then LATE_SETTLEMENT: MATCHED_LATE."""
+    """Settled beyond the SLA: MISSING_SETTLEMENT when the SLA passes, then LATE_SETTLEMENT: MATCHED_LATE.
+    Contract v2: the late settlement resolves the MISSING_SETTLEMENT."""
     em = Emitted("late")
     order = kit.records.new_order()
     approved_at = kit.create_and_approve(em, order, start)
     notice = em.add(kit.records.notice(order, SETTLED, approved_at + kit.delay(kit.timing.late_lag)))
     em.race(approved_at + kit.timing.rules.settlement_sla_ms, notice, order)
-    em.expect(order, MATCHED_LATE, LATE_SETTLEMENT, MISSING_SETTLEMENT)
+    em.expect(order, MATCHED_LATE, LATE_SETTLEMENT, MISSING_SETTLEMENT, resolved=(MISSING_SETTLEMENT,))
     return em
 
 
@@ -103,7 +104,7 @@ def amount_mismatch(kit: Kit, start: int) -> Emitted:
     order = kit.records.new_order()
     approved_at = kit.create_and_approve(em, order, start)
     rules = kit.timing.rules
-    delta = rules.amount_tolerance_minor + 1 + kit.rng.randint(0, order.amount_minor // 5)
+    delta = kit.tolerance(order) + 1 + kit.rng.randint(0, order.amount_minor // 5)  # the merchant's (v2)
     up = order.amount_minor + delta <= rules.max_amount_minor
     down = order.amount_minor - delta >= 1
     settled_amount = (

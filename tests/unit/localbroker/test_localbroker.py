@@ -1,9 +1,10 @@
-"""LocalBroker pieces that need no JVM: config rendering, ports, tool checks, state file, CLI wiring."""
+"""The dev broker's pieces that need no JVM: config rendering, ports, tool checks, state file, CLI wiring."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import socket
 from collections.abc import Callable, Iterator
@@ -11,19 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from posrecon.kafka import broker as kb
-from posrecon.kafka.broker import (
+from posrecon.config import cache_dir, default_bootstrap
+from posrecon.localbroker import (
     BrokerError,
     LocalBroker,
-    default_bootstrap,
-    find_free_port,
-    port_is_free,
-    port_is_open,
-    preferred_port,
+    maven,
+    new_cluster_id,
+    process,
+    register,
     render_log4j_properties,
     render_server_properties,
     require_java,
 )
+from posrecon.net import find_free_port, port_is_free, port_is_open, preferred_port
 
 
 def _props(text: str) -> dict[str, str]:
@@ -141,7 +142,7 @@ def test_start_without_java_fails_before_touching_anything(
 def test_missing_mvn_message(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
     monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
     with pytest.raises(BrokerError) as info:
-        kb.ensure_kafka_libs(verbose=False)
+        maven.ensure_kafka_libs(verbose=False)
     assert "mvn" in str(info.value) and "Maven" in str(info.value)
     assert str(cache / "kafka-3.9.1" / "libs") in str(info.value)
 
@@ -152,20 +153,20 @@ def test_existing_libs_skip_maven(monkeypatch: pytest.MonkeyPatch, cache: Path) 
     (libs / "kafka_2.13-3.9.1.jar").write_bytes(b"")
     (libs / "kafka-clients-3.9.1.jar").write_bytes(b"")
     monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)  # mvn would be missing
-    assert kb.ensure_kafka_libs(verbose=False) == libs
+    assert maven.ensure_kafka_libs(verbose=False) == libs
 
 
 def test_cache_dir_and_pom_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("POSRECON_CACHE_DIR", str(tmp_path / "c"))
     monkeypatch.setenv("POSRECON_KAFKA_POM", str(tmp_path / "pom.xml"))
-    assert kb.cache_dir() == (tmp_path / "c").resolve()
-    assert kb.pom_path() == (tmp_path / "pom.xml").resolve()
+    assert cache_dir() == (tmp_path / "c").resolve()
+    assert maven.pom_path() == (tmp_path / "pom.xml").resolve()
     monkeypatch.delenv("POSRECON_CACHE_DIR")
     monkeypatch.delenv("POSRECON_KAFKA_POM")
-    repo = Path(kb.__file__).resolve().parents[3]
-    assert kb.pom_path() == repo / "deploy" / "kafka" / "pom.xml"
-    assert kb.pom_path().is_file()
-    assert kb.cache_dir() == repo / ".cache"
+    repo = Path(maven.__file__).resolve().parents[3]
+    assert maven.pom_path() == repo / "deploy" / "kafka" / "pom.xml"
+    assert maven.pom_path().is_file()
+    assert cache_dir() == repo / ".cache"
 
 
 def test_bootstrap_property(tmp_path: Path) -> None:
@@ -197,21 +198,30 @@ def test_default_bootstrap_precedence(monkeypatch: pytest.MonkeyPatch, cache: Pa
     state = {"data_dir": str(cache / "d"), "port": listener, "controller_port": listener + 1, "pid": None}
     (cache / "broker-state.json").write_text(json.dumps(state))
     assert default_bootstrap() == "127.0.0.1:19092"  # recorded but its process is not running
-    monkeypatch.setattr(LocalBroker, "_alive", lambda self: True)
+    state["pid"] = 999_999_999
+    (cache / "broker-state.json").write_text(json.dumps(state))
+    assert default_bootstrap() == "127.0.0.1:19092"  # recorded pid is gone
+    state["pid"] = os.getpid()
+    (cache / "broker-state.json").write_text(json.dumps(state))
     assert default_bootstrap() == f"127.0.0.1:{listener}"  # recorded and running
+    state["port"] = find_free_port()
+    (cache / "broker-state.json").write_text(json.dumps(state))
+    assert default_bootstrap() == "127.0.0.1:19092"  # alive but its port does not answer
+    state["port"] = listener
+    (cache / "broker-state.json").write_text(json.dumps(state))
     monkeypatch.setenv("POSRECON_KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
     assert default_bootstrap() == "kafka:9092"  # env wins
 
 
 def test_cluster_id_format() -> None:
     for _ in range(100):
-        cid = kb._new_cluster_id()
+        cid = new_cluster_id()
         assert len(cid) == 22 and not cid.startswith("-")
 
 
 def test_cli_registers_broker_subcommands(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser(prog="posrecon")
-    kb.register(parser.add_subparsers(dest="command"))
+    register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["broker", "up", "--port", "29092", "--data-dir", "/tmp/x"])
     assert args.port == 29092 and args.data_dir == "/tmp/x" and callable(args.func)
     assert callable(parser.parse_args(["broker", "down"]).func)
@@ -234,8 +244,8 @@ def fake_jvm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[[str],
     """Make LocalBroker.start() launch a shell script instead of the JVM (no Kafka needed)."""
 
     def install(body: str) -> None:
-        monkeypatch.setattr(kb, "require_java", lambda: _fake_java(tmp_path, body))
-        monkeypatch.setattr(kb, "ensure_kafka_libs", lambda **_: tmp_path / "libs")
+        monkeypatch.setattr(process, "require_java", lambda: _fake_java(tmp_path, body))
+        monkeypatch.setattr(process, "ensure_kafka_libs", lambda **_: tmp_path / "libs")
         monkeypatch.setattr(LocalBroker, "_format_storage", lambda self, java, libs: None)
 
     return install

@@ -1,0 +1,260 @@
+"""The benchmark's report: targets, headline figures, the result file, the printed table, versions."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness import REPO
+
+TARGETS = {
+    "ratio_vs_baseline": 0.5,
+    "worker_events_per_s": 20_000,
+    "scaling_two_vs_one": 1.6,
+    "latency_p99_ms": 500,
+    "deadline_alert_ms": 2000,
+    "state_bytes_per_open_order": 1024,
+    "recovery_1m_s": 30,
+}
+
+
+def figures(results: dict[str, Any]) -> dict[str, Any]:
+    """The headline figures of a run, picked from its steps (``None`` where a step failed or was skipped)."""
+    f: dict[str, Any] = {}
+    st = results["steps"]
+
+    def get(step: str, *keys: str) -> Any:
+        rec = st.get(step)
+        if rec is None or rec.get("status") != "ok":
+            return None
+        for k in keys:
+            rec = rec.get(k) if isinstance(rec, dict) else None
+        return rec
+
+    f["load_records_per_s"] = get("load", "records_per_s")
+    f["baseline_events_per_s"] = get("passthrough", "events_per_s")
+    f["worker1_events_per_s"] = get("worker_1", "events_per_s")
+    f["worker1_output_matches_truth"] = get("worker_1", "output_matches_truth")
+    f["workers2_output_matches_truth"] = get("workers_2", "output_matches_truth")
+    f["worker1_flow_control_events_per_s"] = get("worker_1_flow_control", "events_per_s")
+    f["worker1_flow_control_output_matches_truth"] = get("worker_1_flow_control", "output_matches_truth")
+    f["workers2_events_per_s"] = get("workers_2", "events_per_s")
+    f["baseline_compiled_codec_events_per_s"] = get("passthrough_compiled", "events_per_s")
+    if f["baseline_events_per_s"] and f["worker1_events_per_s"]:
+        f["ratio_vs_baseline"] = round(f["worker1_events_per_s"] / f["baseline_events_per_s"], 3)
+    if f["baseline_compiled_codec_events_per_s"] and f["worker1_events_per_s"]:
+        f["ratio_vs_compiled_codec_baseline"] = round(
+            f["worker1_events_per_s"] / f["baseline_compiled_codec_events_per_s"], 3
+        )
+    if f["worker1_events_per_s"] and f["workers2_events_per_s"]:
+        f["scaling_two_vs_one"] = round(f["workers2_events_per_s"] / f["worker1_events_per_s"], 3)
+    f["latency_stamp_ms"] = get("latency", "input_to_reconciled_stamp")
+    f["latency_stamp_incl_warmup_ms"] = get("latency", "input_to_reconciled_stamp_incl_warmup")
+    f["latency_visible_ms"] = get("latency", "input_to_reconciled_visible")
+    f["latency_settlement_stamp_ms"] = get("latency", "settlement_to_reconciled_stamp")
+    f["deadline_alert_ms"] = get("deadline", "delay")
+    f["faust_events_per_s"] = get("faust", "events_per_s")
+    f["faust_exactly_once_held"] = get("faust", "exactly_once_held")
+    f["state_heap_bytes_per_open_order"] = get("state", "heap_bytes_per_open_order")
+    f["state_changelog_bytes_per_open_order"] = get("state", "changelog_bytes_per_open_order")
+    f["recovery_orders_restored"] = get("recovery", "orders_restored")
+    f["recovery_start_to_assigned_s"] = get("recovery", "start_to_assigned_s")
+    f["recovery_start_to_first_record_s"] = get("recovery", "start_to_first_record_s")
+    return f
+
+
+def write(results: dict[str, Any], results_dir: str | Path) -> Path:
+    """``<results_dir>/bench-<UTC stamp>.json``, written atomically."""
+    out = Path(results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = out / f"bench-{stamp}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def print_table(results: dict[str, Any], latency_warmup_s: float) -> None:
+    f = results["figures"]
+    t = TARGETS
+
+    def num(v: Any, unit: str = "", digits: int = 0) -> str:
+        if v is None:
+            return "n/a"
+        if isinstance(v, float) and digits:
+            return f"{v:,.{digits}f}{unit}"
+        return f"{v:,.0f}{unit}" if isinstance(v, int | float) else str(v)
+
+    def verdict(value: Any, ok: Callable[[Any], bool]) -> str:
+        return "n/a" if value is None else ("met" if ok(value) else "MISSED")
+
+    lat = f.get("latency_stamp_ms") or {}
+    vis = f.get("latency_visible_ms") or {}
+    late = f.get("latency_stamp_incl_warmup_ms") or {}
+    warm = latency_warmup_s
+    dl = f.get("deadline_alert_ms") or {}
+    rec_s = max(
+        (
+            v
+            for v in (f.get("recovery_start_to_assigned_s"), f.get("recovery_start_to_first_record_s"))
+            if v is not None
+        ),
+        default=None,
+    )
+    faust = results["steps"].get("faust", {})
+    rows = [
+        ("load: input records into 24 partitions", num(f.get("load_records_per_s"), " rec/s"), "", ""),
+        ("raw baseline passthrough, EOS (1 process)", num(f.get("baseline_events_per_s"), " ev/s"), "", ""),
+        (
+            "  same, posrecon's compiled codec",
+            num(f.get("baseline_compiled_codec_events_per_s"), " ev/s"),
+            "(info)",
+            "",
+        ),
+        (
+            "posrecon, 1 worker, exactly-once",
+            num(f.get("worker1_events_per_s"), " ev/s"),
+            f">= {t['worker_events_per_s']:,} ev/s",
+            verdict(f.get("worker1_events_per_s"), lambda v: v >= t["worker_events_per_s"]),
+        ),
+        (
+            "  output = simulation truth?",
+            {True: "yes", False: "NO (diverges)", None: "n/a"}[f.get("worker1_output_matches_truth")],
+            "",
+            "",
+        ),
+        (
+            "posrecon / raw baseline",
+            num(f.get("ratio_vs_baseline"), "", 2),
+            f">= {t['ratio_vs_baseline']}",
+            verdict(f.get("ratio_vs_baseline"), lambda v: v >= t["ratio_vs_baseline"]),
+        ),
+        (
+            "  posrecon / compiled-codec baseline",
+            num(f.get("ratio_vs_compiled_codec_baseline"), "", 2),
+            "(info)",
+            "",
+        ),
+        ("posrecon, 2 workers, exactly-once", num(f.get("workers2_events_per_s"), " ev/s"), "", ""),
+        (
+            "  output = simulation truth?",
+            {True: "yes", False: "NO (diverges)", None: "n/a"}[f.get("workers2_output_matches_truth")],
+            "",
+            "",
+        ),
+        (
+            "2 workers / 1 worker",
+            num(f.get("scaling_two_vs_one"), "", 2),
+            f">= {t['scaling_two_vs_one']}",
+            verdict(f.get("scaling_two_vs_one"), lambda v: v >= t["scaling_two_vs_one"]),
+        ),
+        (
+            f"latency @50% (after {warm:g} s warm-up): input → reconciled p50/p99/max",
+            f"{num(lat.get('p50_ms'))}/{num(lat.get('p99_ms'))}/{num(lat.get('max_ms'))} ms",
+            f"p99 <= {t['latency_p99_ms']} ms",
+            verdict(lat.get("p99_ms"), lambda v: v <= t["latency_p99_ms"]),
+        ),
+        (
+            f"  same, the warm-up included (first {warm:g} s on new topics)",
+            f"{num(late.get('p50_ms'))}/{num(late.get('p99_ms'))}/{num(late.get('max_ms'))} ms",
+            "(info)",
+            "",
+        ),
+        (
+            "  same, until visible (read_committed)",
+            f"{num(vis.get('p50_ms'))}/{num(vis.get('p99_ms'))}/{num(vis.get('max_ms'))} ms",
+            "(info)",
+            "",
+        ),
+        (
+            "deadline → alert (wall clock) p50/max",
+            f"{num(dl.get('p50_ms'))}/{num(dl.get('max_ms'))} ms",
+            f"<= {t['deadline_alert_ms']} ms",
+            verdict(dl.get("max_ms"), lambda v: v <= t["deadline_alert_ms"]),
+        ),
+        (
+            "state per open order (engine heap)",
+            num(f.get("state_heap_bytes_per_open_order"), " B"),
+            f"<= {t['state_bytes_per_open_order']} B",
+            verdict(f.get("state_heap_bytes_per_open_order"), lambda v: v <= t["state_bytes_per_open_order"]),
+        ),
+        ("  changelog bytes per open order", num(f.get("state_changelog_bytes_per_open_order"), " B"), "", ""),
+        (
+            f"recovery {num(f.get('recovery_orders_restored'))} orders: → assigned",
+            num(f.get("recovery_start_to_assigned_s"), " s", 1),
+            f"<= {t['recovery_1m_s']} s",
+            "",
+        ),
+        (
+            "  → first record processed",
+            num(f.get("recovery_start_to_first_record_s"), " s", 1),
+            f"<= {t['recovery_1m_s']} s",
+            verdict(rec_s, lambda v: v <= t["recovery_1m_s"]),
+        ),
+        ("faust passthrough, exactly_once", num(f.get("faust_events_per_s"), " ev/s"), "(info)", ""),
+        (
+            "  faust exactly-once check",
+            {True: "held", False: "NOT held", None: "n/a"}[f.get("faust_exactly_once_held")],
+            "",
+            "",
+        ),
+    ]
+    if "worker_1_flow_control" in results["steps"]:
+        rows.insert(
+            8,
+            (
+                "experiment: 1 worker + merge flow control",
+                num(f.get("worker1_flow_control_events_per_s"), " ev/s"),
+                "(worker_flow_control.py)",
+                {True: "output = truth", False: "DIVERGES", None: ""}[
+                    f.get("worker1_flow_control_output_matches_truth")
+                ],
+            ),
+        )
+    m = results["machine"]
+    print(
+        f"\n=== posrecon benchmark ({m['cpu']}, {m['cores']} cores; load average start "
+        f"{m['load_average'][0]:.2f}, end {results['load_average_end'][0]:.2f}) ==="
+    )
+    print(f"{'figure':<46}{'value':>24}  {'target':<20}{'':<7}")
+    for name, value, target, status in rows:
+        print(f"{name:<46}{value:>24}  {target:<20}{status:<7}")
+    for note in faust.get("exactly_once_notes", []) if faust.get("status") == "ok" else []:
+        print(f"  faust: {note}")
+    failed = [(k, v["status"]) for k, v in results["steps"].items() if v.get("status") != "ok"]
+    for name, status in failed:
+        print(f"  step {name}: {status[:300]}")
+
+
+def versions() -> dict[str, Any]:
+    from importlib import metadata
+
+    import confluent_kafka
+
+    from posrecon.localbroker import KAFKA_VERSION
+
+    out: dict[str, Any] = {
+        "kafka_broker": KAFKA_VERSION,
+        "librdkafka": confluent_kafka.libversion()[0],
+        "confluent-kafka": metadata.version("confluent-kafka"),
+    }
+    for package in ("posrecon", "fastavro", "faust-streaming", "aiokafka", "py-spy"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out["git_commit"] = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "streams"], capture_output=True, text=True, timeout=10
+        ).stdout
+        out["streams_modified_files"] = len(dirty.splitlines())
+    return out

@@ -1,0 +1,466 @@
+"""Settlement batches: control totals against the notices a batch received (contract v2, issue 14).
+
+A :class:`BatchLedger` holds one :class:`BatchState` per batch_id, beside the order books and the card index.
+Notices reach it as :class:`BatchSighting` rows (live: through a repartition by batch_id, as card sightings do),
+control records (``SettlementBatch``) from the co-located ``pos.settlement-batches`` input.
+
+What a batch received: its distinct SETTLED and REVERSED notices (FAILED ones move no money; a notice id seen
+again is a redelivery). It is decided as soon as a control record exists and counts and both sums are equal
+(BALANCED), else when the batch watermark reaches closed_at + batch_grace_ms + allowed_lateness_ms: fewer
+notices than expected -> INCOMPLETE + BATCH_INCOMPLETE, otherwise MISMATCH + BATCH_MISMATCH. Once decided, every
+change re-evaluates the status at once (a new revision when the record changed) and its alert follows it.
+Without a control record nothing is emitted; the batch's notices wait for it until evicted.
+
+The batch watermark is the minimum over the source partitions' watermarks that sightings carry (as in
+:mod:`~posrecon.engine.cards`): sightings from many order partitions interleave in any order. Deadlines are
+fired in (due, kind, batch_id) order, so outputs do not depend on how the state was restored.
+
+Alerts: each batch alert's condition is (batch_id, generation); the generation counts how often the batch
+became BALANCED while alerts were open (each such time resolves them). So a batch that goes MISMATCH ->
+BALANCED -> MISMATCH (a replaced control record) gets a second, distinct BATCH_MISMATCH.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any, NamedTuple
+
+from posrecon.config import RuleConfig
+from posrecon.engine.alerts import alert_id, make_alert
+from posrecon.engine.currency import ISO_4217_CODES
+from posrecon.engine.model import (
+    Alert,
+    AlertKind,
+    AlertStatus,
+    BatchReconciliation,
+    BatchStatus,
+    InvalidReason,
+    Rejection,
+    SettlementBatch,
+    Severity,
+)
+from posrecon.engine.pan import SETTLEMENT_BATCH_STRING_FIELDS, fields_to_scan, find_pan_in_record
+
+NO_WATERMARK = -(1 << 62)
+SETTLED = "SETTLED"
+REVERSED = "REVERSED"
+_COUNTED = {SETTLED: SETTLED, REVERSED: REVERSED}  # maps a decoded status to the shared constant kept per notice
+DECIDE = 0  # timer kinds, in the order they fire when due at the same instant
+EVICT = 9
+HISTORY = 16  # revisions kept per batch for the operator view (the output topic has them all)
+HEADER = ""  # the notice_id part of a batch header's row key (notice ids are never empty)
+
+RowKey = tuple[str, str]  # (batch_id, HEADER) for a batch's header row, (batch_id, notice_id) for a notice row
+#: per received notice: (order_id, status, amount_minor, fee_minor, settled_at, revision that first counted it)
+NoticeRow = tuple[str, str, int, int, int, int]
+
+
+class BatchSighting(NamedTuple):
+    """A valid settlement notice with a batch_id, as the order stage hands it to the batch stage."""
+
+    batch_id: str
+    notice_id: str
+    status: str
+    amount_minor: int
+    fee_minor: int
+    currency: str
+    merchant_id: str
+    settled_at: int
+    source_partition: int = 0
+    source_watermark: int = NO_WATERMARK  # the order partition's watermark once the notice is applied
+    order_id: str = ""  # kept per notice for the operator view
+
+
+class BatchControl(NamedTuple):
+    """A control record's expectation (the SettlementBatch fields but batch_id)."""
+
+    merchant_id: str | None
+    currency: str
+    notice_count: int
+    gross_amount_minor: int
+    fee_amount_minor: int
+    closed_at: int
+
+    @classmethod
+    def of(cls, record: SettlementBatch) -> BatchControl:
+        return cls(
+            record["merchant_id"], record["currency"], record["notice_count"], record["gross_amount_minor"],
+            record.get("fee_amount_minor", 0), record["closed_at"],
+        )  # fmt: skip
+
+
+class BatchState:
+    __slots__ = (
+        "batch_id", "control", "fee", "generation", "gross", "history", "last_change", "merchant_id", "notices",
+        "open_alerts", "record", "revision", "status",
+    )  # fmt: skip
+
+    def __init__(self, batch_id: str, last_change: int) -> None:
+        self.batch_id = batch_id
+        self.control: BatchControl | None = None
+        self.notices: dict[str, NoticeRow] = {}
+        self.gross = 0  # received: sum SETTLED - sum REVERSED
+        self.fee = 0  # received: sum fee_minor of SETTLED
+        self.status: str | None = None  # None: undecided (nothing emitted yet)
+        self.revision = 0
+        self.record: tuple[Any, ...] | None = None  # the last emitted record's fields but batch_id and revision
+        self.open_alerts: tuple[tuple[str, str], ...] = ()  # (kind, alert_id) of OPEN batch alerts
+        self.generation = 0
+        self.last_change = last_change
+        self.merchant_id: str | None = None  # smallest merchant_id among the notices (control has none)
+        self.history: list[list[Any]] = []  # the last HISTORY revisions: record fields + revision + event time
+
+    def header_row(self) -> list[Any]:
+        control = None if self.control is None else list(self.control)
+        record = None if self.record is None else list(self.record)
+        alerts = [list(a) for a in self.open_alerts]
+        return ["B", self.batch_id, control, self.status, self.revision, record, alerts, self.generation,
+                self.last_change, self.merchant_id, self.history]  # fmt: skip
+
+    def notice_row(self, notice_id: str) -> list[Any]:
+        return ["N", self.batch_id, notice_id, *self.notices[notice_id]]
+
+    def counts(self) -> tuple[int, int, int]:
+        return len(self.notices), self.gross, self.fee
+
+    def merchant(self) -> str | None:
+        control = self.control
+        return control.merchant_id if control is not None and control.merchant_id else self.merchant_id
+
+
+class BatchLedger:
+    def __init__(self, rules: RuleConfig, sources: int = 1, batch_grace_ms: int | None = None) -> None:
+        grace = batch_grace_ms if batch_grace_ms is not None else getattr(rules, "batch_grace_ms", 3_600_000)
+        self.wait = int(grace) + rules.allowed_lateness_ms  # closed_at -> the watermark that decides
+        self.lateness = rules.allowed_lateness_ms
+        self.retention = rules.state_retention_ms
+        self.sources = sources
+        self.batches: dict[str, BatchState] = {}
+        self.timers: list[tuple[int, int, str]] = []  # (due, DECIDE | EVICT, batch_id), checked when popped
+        self.source_watermarks: dict[int, int] = {}
+        self.watermark = NO_WATERMARK
+        #: row keys changed since the shell last persisted this ledger; None: not tracked
+        self.dirty: set[RowKey] | None = None
+        self.records: list[BatchReconciliation] = []
+        self.alerts: list[Alert] = []
+        self.redeliveries = 0  # notices and control records seen again (dropped)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def take(self) -> tuple[list[BatchReconciliation], list[Alert]]:
+        """Hand over the records and alerts produced since the last call."""
+        records, alerts = self.records, self.alerts
+        self.records, self.alerts = [], []
+        return records, alerts
+
+    # --- input --------------------------------------------------------------------------------------------
+
+    def on_notice(self, sighting: BatchSighting, now: int | None = None) -> None:
+        """A notice of the batch; then its source's watermark fires what is due."""
+        status = _COUNTED.get(sighting.status)
+        if status is not None:
+            self._count(sighting, status, now)
+        self.advance(sighting.source_partition, sighting.source_watermark, now)
+
+    def _count(self, s: BatchSighting, status: str, now: int | None) -> None:
+        state = self._state(s.batch_id, s.settled_at)
+        if s.notice_id in state.notices:
+            self.redeliveries += 1
+            return
+        state.notices[s.notice_id] = (s.order_id, status, s.amount_minor, s.fee_minor, s.settled_at,
+                                      state.revision + 1)  # fmt: skip
+        if status is SETTLED:
+            state.gross += s.amount_minor
+            state.fee += s.fee_minor
+        else:
+            state.gross -= s.amount_minor
+        if state.merchant_id is None or s.merchant_id < state.merchant_id:
+            state.merchant_id = s.merchant_id
+        self._touch(state, s.settled_at, s.notice_id)
+        self._evaluate(state, s.settled_at, s.notice_id, f"notice {s.notice_id}", now)
+
+    def on_control(
+        self, record: SettlementBatch, source: int | None = None, watermark: int | None = None, now: int | None = None
+    ) -> None:
+        """A (validated) control record; ``watermark``: its source's watermark once applied, if it moves one."""
+        control = BatchControl.of(record)
+        batch_id = record["batch_id"]
+        state = self._state(batch_id, control.closed_at)
+        if state.control == control:
+            self.redeliveries += 1
+        else:
+            state.control = control
+            self._touch(state, control.closed_at, HEADER)
+            if state.status is None:
+                heapq.heappush(self.timers, (control.closed_at + self.wait, DECIDE, batch_id))
+            self._evaluate(state, control.closed_at, batch_id, "control record", now)
+            self._fire_due(now)  # a control record behind the deadline decides at once
+        if source is not None and watermark is not None:
+            self.advance(source, watermark, now)
+
+    def advance(self, source: int, watermark: int, now: int | None = None) -> None:
+        """``source``'s watermark moved (a sighting, or an idle partition's watermark passed on)."""
+        marks = self.source_watermarks
+        if watermark > marks.get(source, NO_WATERMARK):
+            marks[source] = watermark
+            if len(marks) >= self.sources:
+                aligned = watermark if self.sources == 1 else min(marks.values())
+                if aligned > self.watermark:
+                    self.watermark = aligned
+                    self._fire_due(now)
+
+    # --- rules --------------------------------------------------------------------------------------------
+
+    def _state(self, batch_id: str, event_time: int) -> BatchState:
+        state = self.batches.get(batch_id)
+        if state is None:
+            state = self.batches[batch_id] = BatchState(batch_id, max(self.watermark, event_time))
+            heapq.heappush(self.timers, (self._evict_at(state), EVICT, batch_id))
+        return state
+
+    def _touch(self, state: BatchState, event_time: int, notice_id: str) -> None:
+        state.last_change = max(state.last_change, self.watermark, event_time)
+        if self.dirty is not None:
+            self.dirty.add((state.batch_id, HEADER))
+            self.dirty.add((state.batch_id, notice_id))
+
+    def _evict_at(self, state: BatchState) -> int:
+        """A batch is forgotten a retention after its last change or its pending deadline, whichever is later."""
+        control = state.control
+        pending = control.closed_at + self.wait if control is not None and state.status is None else NO_WATERMARK
+        return max(state.last_change, pending) + self.retention
+
+    def _evaluate(
+        self, state: BatchState, event_time: int, cause_id: str, cause: str, now: int | None, deadline: bool = False
+    ) -> None:
+        control = state.control
+        if control is None:
+            return
+        count, gross, fee = state.counts()
+        expected = control.notice_count
+        if count == expected and gross == control.gross_amount_minor and fee == control.fee_amount_minor:
+            status = BatchStatus.BALANCED._value_
+        elif state.status is None and not deadline:
+            return  # undecided until it balances or its deadline passes
+        else:
+            status = (BatchStatus.INCOMPLETE if count < expected else BatchStatus.MISMATCH)._value_
+        fields = (control.currency, expected, count, control.gross_amount_minor, gross, control.fee_amount_minor,
+                  fee, status)  # fmt: skip
+        if fields != state.record:
+            state.revision += 1
+            state.record = fields
+            state.status = status
+            state.history = [*state.history[1 - HISTORY :], [state.revision, *fields, event_time]]
+            self.records.append(_reconciliation(state.batch_id, fields, state.revision))
+            if self.dirty is not None:
+                self.dirty.add((state.batch_id, HEADER))
+        self._alerts(state, status, event_time, cause_id, cause, now)
+
+    def _alerts(self, state: BatchState, status: str, event_time: int, cause_id: str, cause: str,
+                now: int | None) -> None:  # fmt: skip
+        detected_at = now if now is not None else max(self.watermark, 0)
+        if status == BatchStatus.BALANCED._value_:
+            if not state.open_alerts:
+                return
+            for kind, original in state.open_alerts:
+                self.alerts.append(
+                    _resolved(state, AlertKind(kind), original, event_time, cause_id, cause, detected_at)
+                )
+            state.open_alerts = ()
+            state.generation += 1
+        else:
+            kind = AlertKind.BATCH_INCOMPLETE if status == BatchStatus.INCOMPLETE._value_ else AlertKind.BATCH_MISMATCH
+            if any(k == kind._value_ for k, _ in state.open_alerts):
+                return  # once per condition
+            alert = _opened(state, kind, event_time, cause_id, cause, detected_at)
+            state.open_alerts += ((kind._value_, alert["alert_id"]),)
+            self.alerts.append(alert)
+        if self.dirty is not None:
+            self.dirty.add((state.batch_id, HEADER))
+
+    def _fire_due(self, now: int | None) -> None:
+        timers = self.timers
+        watermark = self.watermark
+        while timers and timers[0][0] <= watermark:
+            due, kind, batch_id = heapq.heappop(timers)
+            state = self.batches.get(batch_id)
+            if state is None:
+                continue
+            control = state.control
+            if kind == DECIDE:
+                if state.status is None and control is not None and control.closed_at + self.wait == due:
+                    cause = f"deadline closed_at + {(self.wait - self.lateness) // 60_000} min"
+                    self._evaluate(state, due - self.lateness, state.batch_id, cause, now, deadline=True)
+            elif self._evict_at(state) > due:
+                heapq.heappush(timers, (self._evict_at(state), EVICT, batch_id))
+            else:
+                self._evict(state)
+
+    def _evict(self, state: BatchState) -> None:
+        del self.batches[state.batch_id]
+        if self.dirty is not None:
+            self.dirty.add((state.batch_id, HEADER))
+            self.dirty.update((state.batch_id, notice_id) for notice_id in state.notices)
+
+    # --- snapshot and operator view -----------------------------------------------------------------------
+
+    def row(self, key: RowKey) -> list[Any] | None:
+        """The changelog row of ``key`` (see :attr:`dirty`), None once gone (a tombstone)."""
+        state = self.batches.get(key[0])
+        if state is None:
+            return None
+        if key[1] == HEADER:
+            return state.header_row()
+        return state.notice_row(key[1]) if key[1] in state.notices else None
+
+    def to_rows(self) -> list[list[Any]]:
+        rows: list[list[Any]] = []
+        for state in self.batches.values():
+            rows.append(state.header_row())
+            rows.extend(state.notice_row(notice_id) for notice_id in state.notices)
+        return rows
+
+    def load_rows(self, rows: list[list[Any]], watermark: int, source_watermarks: dict[int, int] | None = None) -> None:
+        """Fill this ledger from :meth:`to_rows` (or changelog rows, in any order)."""
+        self.batches.clear()
+        self.timers.clear()
+        for row in rows:
+            if row[0] == "B":
+                self.batches[row[1]] = _load_header(row)
+        for row in rows:
+            if row[0] == "N" and row[1] in self.batches:
+                state = self.batches[row[1]]
+                order_id, status, amount, fee, settled_at, revision = row[3:9]
+                status = _COUNTED[status]
+                state.notices[row[2]] = (order_id, status, amount, fee, settled_at, revision)
+                state.gross += amount if status is SETTLED else -amount
+                state.fee += fee if status is SETTLED else 0
+        for batch_id, state in self.batches.items():
+            self.timers.append((self._evict_at(state), EVICT, batch_id))
+            if state.status is None and state.control is not None:
+                self.timers.append((state.control.closed_at + self.wait, DECIDE, batch_id))
+        heapq.heapify(self.timers)
+        self.watermark = watermark
+        self.source_watermarks = dict(source_watermarks or {})
+
+    def view(self, batch_id: str) -> dict[str, Any] | None:
+        """What ``GET /batches/{id}`` shows: totals, status, recent revisions and the notices received (late
+        ones, counted after the first decision, have ``revision`` > 1)."""
+        state = self.batches.get(batch_id)
+        if state is None:
+            return None
+        count, gross, fee = state.counts()
+        control = state.control
+        notices = sorted(state.notices.items(), key=lambda item: (item[1][4], item[0]))
+        return {
+            "batch_id": batch_id, "merchant_id": state.merchant(), "status": state.status,
+            "revision": state.revision, "control": None if control is None else control._asdict(),
+            "received_count": count, "received_gross_minor": gross, "received_fee_minor": fee,
+            "revisions": [dict(zip(HISTORY_FIELDS, h, strict=True)) for h in state.history],
+            "open_alerts": [alert for _, alert in state.open_alerts],
+            "notices": [dict(zip(NOTICE_FIELDS, (n, *row), strict=True)) for n, row in notices],
+        }  # fmt: skip
+
+
+HISTORY_FIELDS = ("revision", "currency", "expected_count", "received_count", "expected_gross_minor",
+    "received_gross_minor", "expected_fee_minor", "received_fee_minor", "status", "event_time")  # fmt: skip
+NOTICE_FIELDS = ("notice_id", "order_id", "status", "amount_minor", "fee_minor", "settled_at", "revision")
+
+
+def _load_header(row: list[Any]) -> BatchState:
+    _, batch_id, control, status, revision, record, alerts, generation, last_change, merchant_id, history = row
+    state = BatchState(batch_id, last_change)
+    state.control = None if control is None else BatchControl(*control)
+    state.status = status
+    state.revision = revision
+    state.record = None if record is None else tuple(record)
+    state.open_alerts = tuple((str(k), str(a)) for k, a in alerts)
+    state.generation = generation
+    state.merchant_id = merchant_id
+    state.history = [list(h) for h in history]
+    return state
+
+
+def _reconciliation(batch_id: str, fields: tuple[Any, ...], revision: int) -> BatchReconciliation:
+    currency, expected, count, expected_gross, gross, expected_fee, fee, status = fields
+    return {
+        "batch_id": batch_id, "currency": currency, "expected_count": expected, "received_count": count,
+        "expected_gross_minor": expected_gross, "received_gross_minor": gross, "expected_fee_minor": expected_fee,
+        "received_fee_minor": fee, "status": status, "revision": revision,
+    }  # fmt: skip
+
+
+def _batch_alert(
+    state: BatchState, kind: AlertKind, severity: Severity, condition: tuple[str, ...], reason: str,
+    event_time: int, detected_at: int, related_ids: list[str], resolves: str | None,
+) -> Alert:  # fmt: skip
+    alert = make_alert(
+        kind, severity, condition, order_id=None, merchant_id=state.merchant(), terminal_id=None, reason=reason,
+        event_time=event_time, detected_at=detected_at, related_ids=related_ids,
+    )  # fmt: skip
+    # make_alert (v1) does not know the v2 fields: set here, so this works whether or not it learns them
+    alert["status"] = (AlertStatus.OPEN if resolves is None else AlertStatus.RESOLVED)._value_
+    alert["resolves_alert_id"] = resolves
+    alert["batch_id"] = state.batch_id
+    return alert
+
+
+def _totals(state: BatchState) -> str:
+    control = state.control
+    assert control is not None
+    count, gross, fee = state.counts()
+    return (
+        f"{count} of {control.notice_count} notices, gross {gross} of {control.gross_amount_minor}, "
+        f"fee {fee} of {control.fee_amount_minor} {control.currency}"
+    )
+
+
+def _opened(state: BatchState, kind: AlertKind, event_time: int, cause_id: str, cause: str, detected_at: int) -> Alert:
+    incomplete = kind is AlertKind.BATCH_INCOMPLETE
+    severity = Severity.WARNING if incomplete else Severity.CRITICAL
+    what = "incomplete" if incomplete else "does not balance"
+    reason = f"batch {state.batch_id} {what} ({cause}): {_totals(state)}"
+    related = sorted({state.batch_id, cause_id})
+    return _batch_alert(state, kind, severity, (state.batch_id, str(state.generation)), reason, event_time,
+                        detected_at, related, None)  # fmt: skip
+
+
+def _resolved(state: BatchState, kind: AlertKind, original: str, event_time: int, cause_id: str, cause: str,
+              detected_at: int) -> Alert:  # fmt: skip
+    reason = f"batch {state.batch_id} balanced by {cause}: {_totals(state)}"
+    return _batch_alert(state, kind, Severity.INFO, (original, "resolved"), reason, event_time, detected_at,
+                        [cause_id], original)  # fmt: skip
+
+
+def batch_alert_id(kind: AlertKind, batch_id: str, generation: int = 0) -> str:
+    """The id of a batch's ``generation``-th alert of ``kind`` (for tools that look one up)."""
+    return alert_id(kind, batch_id, str(generation))
+
+
+def check_settlement_batch(record: SettlementBatch, ingest_time: int | None, rules: RuleConfig) -> Rejection | None:
+    """Why a control record is invalid, or None. The gross may be negative (a batch of mostly refunds)."""
+    found = find_pan_in_record(record, fields_to_scan(SETTLEMENT_BATCH_STRING_FIELDS, rules.pan_scan_fields))
+    if found is not None:
+        return Rejection(InvalidReason.PAN_IN_FIELD, f"{found[0]} holds a card number ({found[1]})")
+    if not record["batch_id"] or record["merchant_id"] == "":
+        return Rejection(
+            InvalidReason.EMPTY_ID, "batch_id is empty" if not record["batch_id"] else "merchant_id is empty"
+        )
+    count, gross, fee = record["notice_count"], record["gross_amount_minor"], record.get("fee_amount_minor", 0)
+    if count < 0 or fee < 0 or abs(gross) > count * rules.max_amount_minor:
+        return Rejection(
+            InvalidReason.INVALID_AMOUNT,
+            f"notice_count {count}, gross_amount_minor {gross}, fee_amount_minor {fee}: counts and fees must be "
+            f">= 0 and |gross| <= notice_count x {rules.max_amount_minor}",
+        )
+    if record["currency"] not in ISO_4217_CODES:
+        return Rejection(InvalidReason.INVALID_CURRENCY, f"currency {record['currency']!r} is not ISO 4217")
+    closed_at = record["closed_at"]
+    if ingest_time is not None and closed_at - ingest_time > rules.max_clock_skew_ms:
+        return Rejection(
+            InvalidReason.CLOCK_SKEW,
+            f"closed_at {closed_at} is {closed_at - ingest_time} ms after ingest time {ingest_time} "
+            f"(max {rules.max_clock_skew_ms})",
+        )
+    return None

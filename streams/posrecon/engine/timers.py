@@ -1,0 +1,168 @@
+"""Event time in the engine: partition watermarks, the deadlines of each order and what fires when one is due.
+
+A mixin of :class:`~posrecon.engine.engine.ReconciliationEngine`. Deadlines are scheduled with
+:meth:`Timers._schedule` (the one home of the deadline formula: the fact's time + the rule's wait + the
+allowed lateness) and fired from the partition's :class:`~posrecon.engine.deadlines.DeadlineIndex` once
+the watermark reaches them.
+"""
+
+from __future__ import annotations
+
+from posrecon.config import RuleConfig
+from posrecon.engine.book import PartitionBook
+from posrecon.engine.decisions import Decisions
+from posrecon.engine.model import AlertKind, Severity
+from posrecon.engine.order import (
+    FIRED_EXPIRED,
+    FIRED_MISSING,
+    FIRED_ORPHAN,
+    SCHEDULED_EXPIRED,
+    SCHEDULED_MISSING,
+    SCHEDULED_ORPHAN,
+    UNRESOLVED_TERMINAL,
+    Approval,
+    Notice,
+    OrderState,
+    TerminalPhase,
+)
+
+# deadline kinds, in the order they fire when due at the same instant
+EXPIRE = 0
+ORPHAN = 1
+MISSING = 2
+EVICT = 9
+
+#: OrderState.scheduled bit of each scheduled kind (EXPIRE, ORPHAN, MISSING)
+_SCHEDULED_BIT = (SCHEDULED_EXPIRED, SCHEDULED_ORPHAN, SCHEDULED_MISSING)
+
+_CREATED = TerminalPhase.CREATED
+_TIMED_OUT = TerminalPhase.TIMED_OUT
+
+
+def deadline_waits(rules: RuleConfig) -> tuple[int, int, int]:
+    """Per scheduled kind (EXPIRE, ORPHAN, MISSING): how long after its fact the deadline is due, allowed
+    lateness included (the rule's own deadline is ``due - allowed_lateness_ms``)."""
+    lateness = rules.allowed_lateness_ms
+    return (
+        rules.order_ttl_ms + lateness,  # EXPIRE: after ORDER_CREATED
+        rules.orphan_grace_ms + lateness,  # ORPHAN: after the SETTLED notice
+        rules.settlement_sla_ms + lateness,  # MISSING: after the approval
+    )
+
+
+class Timers(Decisions):
+    """Watermarks, deadline scheduling and firing, eviction."""
+
+    books: dict[int, PartitionBook]
+    #: deadline_waits(rules), indexed by kind
+    _waits: tuple[int, int, int]
+
+    def book(self, partition: int) -> PartitionBook:
+        book = self.books.get(partition)
+        if book is None:
+            book = self.books[partition] = PartitionBook(partition)
+        return book
+
+    def watermark(self, partition: int = 0) -> int:
+        return self.book(partition).watermark
+
+    def advance(self, partition: int, event_time: int, now: int | None = None) -> None:
+        """Move a partition's watermark forward (``--until``, or wall-clock advance of an idle partition)."""
+        self._advance(self.book(partition), event_time, now)
+
+    def advance_all(self, event_time: int, now: int | None = None) -> None:
+        for partition in sorted(self.books):
+            self._advance(self.books[partition], event_time, now)
+
+    # --- scheduling ------------------------------------------------------------------------------------
+
+    def _schedule(self, book: PartitionBook, order: OrderState, kind: int, since: int) -> None:
+        """Put the order's ``kind`` deadline for the fact at ``since`` in the book (callers schedule each kind
+        once per order, and only while its condition can still become true)."""
+        order.scheduled |= _SCHEDULED_BIT[kind]
+        due = since + self._waits[kind]
+        if due > order.pending_due:
+            order.pending_due = due
+        book.deadlines.push((due, kind, order.order_id))
+
+    def _evict_at(self, order: OrderState) -> int:
+        """An order is forgotten a retention after it was last seen or its last deadline, whichever is later."""
+        last_seen, pending_due = order.last_seen, order.pending_due
+        return (last_seen if last_seen > pending_due else pending_due) + self.rules.state_retention_ms
+
+    # --- firing ----------------------------------------------------------------------------------------
+
+    def _advance(self, book: PartitionBook, event_time: int, now: int | None) -> None:
+        if event_time > book.watermark:
+            book.watermark = event_time
+        orders = book.orders
+        for due, kind, order_id in book.deadlines.due(book.watermark):
+            order = orders.get(order_id)
+            if order is None:
+                continue
+            if book.dirty is not None:
+                book.dirty.add(order_id)
+            # each condition is checked here, so the common no-op fires (the order settled in time, got its
+            # authorisation result …) cost no call
+            if kind == MISSING:
+                if not order.fired & FIRED_MISSING:
+                    approval = order.awaiting_settlement()
+                    if approval is not None:
+                        self._fire_missing(book, order, approval, due, now)
+            elif kind == EXPIRE:
+                if not order.fired & FIRED_EXPIRED and (
+                    order.terminal_phase is _CREATED or order.terminal_phase is _TIMED_OUT
+                ):
+                    self._fire_expired(book, order, due, now)
+            elif kind == ORPHAN:
+                settled = order.settled
+                if (
+                    settled is not None
+                    and not order.fired & FIRED_ORPHAN
+                    and order.terminal_phase in UNRESOLVED_TERMINAL
+                ):
+                    self._fire_orphan(book, order, settled, due, now)
+            elif kind == EVICT:
+                self._evict(book, order, due)
+
+    def _evict(self, book: PartitionBook, order: OrderState, due: int) -> None:
+        evict_at = self._evict_at(order)
+        if evict_at > due:  # seen again, or a later deadline scheduled, since this one was set
+            order.evict_at = evict_at
+            book.deadlines.push((evict_at, EVICT, order.order_id))
+        else:
+            del book.orders[order.order_id]
+            self.stats.evicted += 1
+
+    def _fire_missing(
+        self, book: PartitionBook, order: OrderState, approval: Approval, due: int, now: int | None
+    ) -> None:
+        rules = self.rules
+        order.fired |= FIRED_MISSING
+        self._order_alert(
+            order, AlertKind.MISSING_SETTLEMENT, Severity.WARNING, ("missing",),
+            f"no settlement {rules.settlement_sla_ms / 3_600_000:.1f} h after approval {approval.event_id}",
+            due - rules.allowed_lateness_ms, [approval.event_id], now, book,
+        )  # fmt: skip
+
+    def _fire_orphan(self, book: PartitionBook, order: OrderState, settled: Notice, due: int, now: int | None) -> None:
+        rules = self.rules
+        order.fired |= FIRED_ORPHAN
+        self._order_alert(
+            order, AlertKind.ORPHAN_SETTLEMENT, Severity.CRITICAL, ("orphan", settled.notice_id),
+            f"settled by notice {settled.notice_id} ({settled.amount_minor} {settled.currency}) "
+            f"but no approval, decline or void {rules.orphan_grace_ms // 60_000} min later "
+            f"(terminal state {order.terminal_phase.name})",
+            due - rules.allowed_lateness_ms, [settled.notice_id], now, book,
+        )  # fmt: skip
+        self._decide(order, now, book)
+
+    def _fire_expired(self, book: PartitionBook, order: OrderState, due: int, now: int | None) -> None:
+        rules = self.rules
+        order.fired |= FIRED_EXPIRED
+        self._order_alert(
+            order, AlertKind.EXPIRED_ORDER, Severity.INFO, ("expired",),
+            f"created but neither approved, declined nor voided within "
+            f"{rules.order_ttl_ms // 60_000} min (terminal state {order.terminal_phase.name})",
+            due - rules.allowed_lateness_ms, [order.order_id], now, book,
+        )  # fmt: skip

@@ -1,0 +1,70 @@
+"""The live worker's Kafka clients: how each is built and configured (the app only asks for them).
+
+One consumer in the group (range assignment, so partition p of both input topics lands on the same worker),
+a side consumer of the same group that only reads committed offsets, and one transactional producer.
+``client_config`` is the librdkafka configuration every client shares (security, timeouts …).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+
+from posrecon.kafka.topics import admin_client
+
+__all__ = ["admin", "group_consumer", "offset_reader", "shared_config", "transactional_producer"]
+
+
+def shared_config(settings_kafka: Mapping[str, str], overrides: Mapping[str, str], bootstrap: str) -> dict[str, Any]:
+    """The configuration every client of a worker starts from: the settings' ``kafka`` section, the
+    options' overrides, and the bootstrap servers."""
+    config: dict[str, Any] = {**settings_kafka, **overrides}
+    config["bootstrap.servers"] = bootstrap
+    return config
+
+
+def admin(config: Mapping[str, Any]) -> AdminClient:
+    return admin_client(config["bootstrap.servers"], config)
+
+
+def group_consumer(config: Mapping[str, Any], group_id: str, instance_id: str | None) -> Consumer:
+    """The worker's consumer: offsets are committed only inside its transactions, and only committed input
+    is read. ``instance_id`` turns on static membership (KIP-345)."""
+    return Consumer(
+        {
+            **config,
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            # a new group starts at the beginning (the restore assigns OFFSET_BEGINNING explicitly); any other
+            # reset means records vanished before we read them: reported, not silent (Intake.records_lost)
+            "auto.offset.reset": "error",
+            "partition.assignment.strategy": "range",
+            "enable.partition.eof": True,
+            "fetch.wait.max.ms": 50,
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 1_000,
+            **({"group.instance.id": instance_id} if instance_id is not None else {}),
+        }
+    )
+
+
+def offset_reader(config: Mapping[str, Any], group_id: str) -> Consumer:
+    """Reads the group's committed offsets for restores; never subscribes, so never a member."""
+    return Consumer({**config, "group.id": group_id, "isolation.level": "read_committed", "enable.auto.commit": False})
+
+
+def transactional_producer(config: Mapping[str, Any], transactional_id: str, transaction_timeout_ms: int) -> Producer:
+    return Producer(
+        {
+            **config,
+            "transactional.id": transactional_id,
+            "transaction.timeout.ms": transaction_timeout_ms,
+            "partitioner": "murmur2_random",
+            "linger.ms": 5,
+            "queue.buffering.max.messages": 500_000,
+        }
+    )
