@@ -22,9 +22,11 @@ demo: install
 ## test tools outside the venv (Debian packages; the Python ones, kubernetes-validate and podman-compose, are in
 ## the dev extra): prometheus + promtool (rule tests, the Prometheus E2E), prometheus-alertmanager + amtool
 ## (the Alertmanager E2E), iproute2 (`ip netns`: the namespace smoke test, run as root), openssl (TLS test
-## certificates). Installs only what is missing: quick when all is there.
+## certificates), chromium (the console's browser E2E, driven by playwright with executable_path; never
+## `playwright install`). Installs only what is missing: quick when all is there.
 TOOL_PACKAGES := promtool:prometheus prometheus:prometheus amtool:prometheus-alertmanager \
-                 prometheus-alertmanager:prometheus-alertmanager ip:iproute2 openssl:openssl
+                 prometheus-alertmanager:prometheus-alertmanager ip:iproute2 openssl:openssl \
+                 chromium:chromium
 .PHONY: tools
 tools: install
 	@missing=""; for pair in $(TOOL_PACKAGES); do \

@@ -11,10 +11,11 @@ import signal
 import subprocess
 import sys
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from posrecon.app.batch_stage import batch_topics
 from posrecon.app.internal_topics import internal_topics
 from posrecon.config import RuleConfig, Topics
 from posrecon.kafka.feeder import Feeder
@@ -34,6 +35,10 @@ def topic_env(topics: Topics) -> dict[str, str]:
         "POSRECON_TOPIC_RECONCILED": topics.reconciled,
         "POSRECON_TOPIC_ALERTS": topics.alerts,
         "POSRECON_TOPIC_DEADLETTER": topics.deadletter,
+        "POSRECON_TOPIC_EXCEPTION_ACTIONS": topics.exception_actions,
+        "POSRECON_TOPIC_EXCEPTIONS": topics.exceptions,
+        "POSRECON_TOPIC_BATCHES": topics.batches,
+        "POSRECON_TOPIC_BATCH_RECONCILED": topics.batch_reconciled,
     }
 
 
@@ -82,6 +87,7 @@ class Oracle:
     reconciled: list[dict[str, Any]]
     alerts: list[dict[str, Any]]
     deadletters: Counter[str]
+    batch_reconciled: list[dict[str, Any]] = field(default_factory=list)
 
 
 def replay_oracle(path: Path, out: Path, partitions: int, rules: RuleConfig | None = None) -> Oracle:
@@ -89,7 +95,9 @@ def replay_oracle(path: Path, out: Path, partitions: int, rules: RuleConfig | No
     rec = [json.loads(line) for line in (out / "reconciled.jsonl").read_text().splitlines()]
     alerts = [json.loads(line) for line in (out / "alerts.jsonl").read_text().splitlines()]
     dead = Counter(json.loads(line)["reason"] for line in (out / "deadletter.jsonl").read_text().splitlines())
-    return Oracle(rec, alerts, dead)
+    batches_path = out / "batch-reconciled.jsonl"
+    batches = [json.loads(line) for line in batches_path.read_text().splitlines()] if batches_path.exists() else []
+    return Oracle(rec, alerts, dead, batches)
 
 
 @dataclass
@@ -135,6 +143,7 @@ def verify(outputs: Outputs, oracle: Oracle) -> Verdict:
     missing += len(set(expected_alerts) - set(live_alerts))
     unexpected += len(set(live_alerts) - set(expected_alerts))
     differing += [k for k in set(expected_alerts) & set(live_alerts) if expected_alerts[k] != live_alerts[k]]  # type: ignore[misc]
+    problems += verify_batches(outputs, oracle)
     dead = Counter(d.headers.get("reason", "?") for d in outputs.deadletters)
     if dead != oracle.deadletters:
         problems.append(f"dead letters {dict(dead)} != oracle {dict(oracle.deadletters)}")
@@ -147,6 +156,42 @@ def verify(outputs: Outputs, oracle: Oracle) -> Verdict:
     if differing:
         problems.append(f"{len(differing)} outputs differ from the oracle, e.g. {differing[:3]}")
     return Verdict(duplicates, missing, unexpected, problems)
+
+
+def verify_batches(outputs: Outputs, oracle: Oracle) -> list[str]:
+    """pos.batch-reconciled: each (batch_id, revision) exactly once, keyed by batch_id, revisions contiguous
+    and in order per batch, equal to the oracle; batch alerts keyed by batch_id (their content is checked with
+    the other alerts)."""
+    problems: list[str] = []
+    seen: Counter[tuple[str, int]] = Counter()
+    per_batch: dict[str, list[int]] = defaultdict(list)
+    live: dict[tuple[str, int], dict[str, Any]] = {}
+    for rec in outputs.batch_reconciled:
+        v = rec.value
+        if rec.key != v["batch_id"].encode():
+            problems.append(f"batch-reconciled key {rec.key!r} is not its batch_id {v['batch_id']}")
+        seen[(v["batch_id"], v["revision"])] += 1
+        per_batch[v["batch_id"]].append(v["revision"])
+        live[(v["batch_id"], v["revision"])] = v
+    duplicated = [k for k, n in seen.items() if n > 1]
+    if duplicated:
+        problems.append(f"{len(duplicated)} batch revisions more than once, e.g. {duplicated[:3]}")
+    broken = [b for b, revs in per_batch.items() if revs != list(range(1, len(revs) + 1))]
+    if broken:
+        problems.append(f"batch revisions not contiguous/in order: {[(b, per_batch[b]) for b in broken[:3]]}")
+    expected = {(r["batch_id"], r["revision"]): r for r in oracle.batch_reconciled}
+    missing, unexpected = sorted(set(expected) - set(live)), sorted(set(live) - set(expected))
+    differing = sorted(k for k in set(expected) & set(live) if expected[k] != live[k])
+    for what, keys in (("missing (oracle has them)", missing), ("not in the oracle", unexpected),
+                       ("differing from the oracle", differing)):  # fmt: skip
+        if keys:
+            problems.append(f"{len(keys)} batch records {what}, e.g. {keys[:3]}")
+    for a in outputs.alerts:
+        batch_id = a.value.get("batch_id")
+        if batch_id is not None and a.key != batch_id.encode():
+            problems.append(f"batch alert {a.value['alert_id']} keyed {a.key!r}, not by its batch_id")
+            break
+    return problems
 
 
 def start_with_part_fed(bootstrap: str, topics: Topics, tmp_path: Path, orders: int, seed: int, divisor: int
@@ -200,4 +245,6 @@ def mixed_input(path: Path, orders: int, seed: int) -> Path:
 
 def drain(bootstrap: str, topics: Topics, app_id: str, timeout: float = 120) -> None:
     _, sightings, _ = internal_topics(app_id)
-    wait_drained(bootstrap, app_id, [topics.terminal, topics.settlement], [sightings], timeout)
+    batch_sightings, _ = batch_topics(app_id)
+    wait_drained(bootstrap, app_id, [topics.terminal, topics.settlement, topics.batches], [sightings, batch_sightings],
+                 timeout)  # fmt: skip

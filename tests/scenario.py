@@ -35,7 +35,8 @@ def term(order: str, kind: str, t: int, *, eid: str | None = None, amount: int =
 
 
 def note(order: str, status: str, t: int, *, nid: str | None = None, amount: int = 1000, currency: str = "EUR",
-         merchant: str = "m1") -> dict[str, Any]:  # fmt: skip
+         merchant: str = "m1", seq: int = 1, count: int = 1, fee: int = 0,
+         batch: str | None = None) -> dict[str, Any]:  # fmt: skip
     return {
         "source": "settlement",
         "record": {
@@ -46,8 +47,10 @@ def note(order: str, status: str, t: int, *, nid: str | None = None, amount: int
             "amount_minor": amount,
             "currency": currency,
             "settled_at": t,
-            "batch_id": None,
-            "fee_minor": 0,
+            "batch_id": batch,
+            "fee_minor": fee,
+            "capture_seq": seq,
+            "capture_count": count,
         },
     }
 
@@ -62,10 +65,25 @@ class Result:
     reconciled: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     rejections: list[str] = field(default_factory=list)
+    batch_records: list[dict[str, Any]] = field(default_factory=list)
     engine: ReconciliationEngine | None = None
 
     def kinds(self, order: str | None = None) -> list[str]:
-        return sorted(a["kind"] for a in self.alerts if order is None or a["order_id"] == order)
+        """The OPEN alerts' kinds (v2's RESOLVED records: :meth:`resolved`)."""
+        return sorted(a["kind"] for a in self.opened() if order is None or a["order_id"] == order)
+
+    def opened(self) -> list[dict[str, Any]]:
+        return [a for a in self.alerts if a["status"] == "OPEN"]
+
+    def resolved(self, order: str | None = None) -> list[str]:
+        """The kinds of the RESOLVED records (each checked to close an OPEN alert of its kind, once)."""
+        opened = {a["alert_id"]: a for a in self.opened()}
+        closed = [a for a in self.alerts if a["status"] == "RESOLVED" and (order is None or a["order_id"] == order)]
+        for a in closed:
+            original = opened[a["resolves_alert_id"]]
+            assert (original["kind"], original["order_id"], a["severity"]) == (a["kind"], a["order_id"], "INFO")
+        assert len({a["resolves_alert_id"] for a in closed}) == len(closed), "an alert resolved twice"
+        return sorted(a["kind"] for a in closed)
 
     def outcomes(self, order: str) -> list[str]:
         return [r["outcome"] for r in self.reconciled if r["order_id"] == order]
@@ -75,7 +93,7 @@ class Result:
         return rows[-1] if rows else None
 
     def alert(self, kind: str, order: str | None = None) -> dict[str, Any]:
-        found = [a for a in self.alerts if a["kind"] == kind and (order is None or a["order_id"] == order)]
+        found = [a for a in self.opened() if a["kind"] == kind and (order is None or a["order_id"] == order)]
         assert len(found) == 1, f"expected one {kind}, got {found}"
         return found[0]
 
@@ -92,14 +110,19 @@ def run(lines: list[dict[str, Any]], *, until: int | None = None, rules: RuleCon
         part = partition_for(record["order_id"].encode(), partitions) if partitions > 1 else 0
         if line["source"] == "terminal":
             rej = engine.on_terminal_event(record, part, ingest, ingest)
-        else:
+        elif line["source"] == "settlement":
             rej = engine.on_settlement_notice(record, part, ingest, ingest)
+        else:
+            rej = engine.on_settlement_batch(record, part, ingest, ingest)
         if rej is not None:
             result.rejections.append(rej.reason.value)
     if until is not None:
         for p in range(partitions):
             engine.advance(p, until, until)
+        engine.sync_batches(until)
     rec, alerts = engine.take()
+    result.batch_records, batch_alerts = engine.batches.take()  # type: ignore[assignment]
+    alerts.extend(batch_alerts)
     result.reconciled.extend(rec)  # type: ignore[arg-type]
     result.alerts.extend(alerts)  # type: ignore[arg-type]
     return result

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "posrecon.kafka.produce_command",
     "posrecon.app.command",
     "posrecon.app.lookup",
+    "posrecon.cases.command",
     "posrecon.demo",
 )
 

@@ -149,6 +149,10 @@ class Topics:
     reconciled: str = "pos.reconciled"
     alerts: str = "pos.alerts"
     deadletter: str = "pos.deadletter"
+    batches: str = "pos.settlement-batches"  # settlement batches' control records (SettlementBatch), key batch_id
+    batch_reconciled: str = "pos.batch-reconciled"  # BatchReconciliation, compacted, key batch_id
+    exception_actions: str = "pos.exception-actions"  # operators' actions on cases (posrecon cases)
+    exceptions: str = "pos.exceptions"  # exception cases, compacted, key alert_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,12 @@
 """``posrecon demo``: the whole live pipeline on a local broker with simulated traffic.
 
-Starts a throw-away KRaft broker, creates the topics, starts a worker, simulates orders with the full
-fault mix, produces them at a target rate, waits until everything is reconciled (including the deadlines
-that fire when the idle partitions' watermarks advance by wall clock), scores the live output against the
-simulation's ground truth, prints a summary and shuts everything down — also on Ctrl-C.
+Starts a throw-away KRaft broker, creates the topics, simulates orders with the full fault mix (contract v2:
+settlement batches with control records too), starts a worker with the simulation's rules (``--config
+<sim>/posrecon.toml``: merchant pricing), produces the traffic (control records to the settlement-batches
+topic) at a target rate, waits until everything is reconciled (including the deadlines that fire when the idle
+partitions' watermarks advance by wall clock), scores the live output (pos.reconciled, pos.alerts,
+pos.deadletter, pos.batch-reconciled) against the simulation's ground truth, prints the tables per alert kind
+× status and per batch status and shuts everything down — also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def _watermark_lags(metrics: str) -> list[float]:
 
 
 def _main(args: argparse.Namespace) -> int:
+    from posrecon.app.batch_stage import batch_topics
     from posrecon.app.internal_topics import internal_topics
     from posrecon.config import RuleConfig, Topics
     from posrecon.kafka.outputs import read_outputs
@@ -47,6 +51,7 @@ def _main(args: argparse.Namespace) -> int:
     from posrecon.kafka.progress import wait_drained
     from posrecon.kafka.topics import create_topics
     from posrecon.localbroker import LocalBroker
+    from posrecon.sim.command import CONFIG_FILE
     from posrecon.sim.scoring import evaluate
     from posrecon.sim.truth import read_truth
 
@@ -75,6 +80,7 @@ def _main(args: argparse.Namespace) -> int:
              "--seed", str(args.seed), "--partitions", str(PARTITIONS), "--quiet"],
             check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
+        config = sim_dir / CONFIG_FILE  # merchant pricing and every rule the truth assumes
         metrics_port = _free_port()
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         log_path = work / "worker.log"
@@ -82,14 +88,16 @@ def _main(args: argparse.Namespace) -> int:
         with open(log_path, "ab") as log:
             worker = subprocess.Popen(
                 [sys.executable, "-m", "posrecon.cli", "run", "--bootstrap", bootstrap, "--app-id", "posrecon",
-                 "--worker-id", "demo-0", "--metrics-port", str(metrics_port), "--idle-advance-after-ms", "3000"],
+                 "--worker-id", "demo-0", "--metrics-port", str(metrics_port), "--idle-advance-after-ms", "3000",
+                 "--config", str(config)],
                 stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         print(f"[5/6] producing the traffic{f' at {args.rate:,.0f} records/s' if args.rate else ''} …", flush=True)
         started = time.monotonic()
         sent = produce_file(sim_dir / "input.jsonl", bootstrap, None, args.rate, sys.stderr.isatty())
-        _, sightings, _ = internal_topics("posrecon")
-        wait_drained(bootstrap, "posrecon", [topics.terminal, topics.settlement], [sightings], 600)
+        inputs = [topics.terminal, topics.settlement, topics.batches]  # control records: key batch_id
+        internal = [internal_topics("posrecon")[1], batch_topics("posrecon")[0]]  # card and batch sightings
+        wait_drained(bootstrap, "posrecon", inputs, internal, 600)
         drained = time.monotonic() - started
         print(f"      drained {sent} records in {drained:.1f} s: {sent / drained:,.0f} events/s end to end")
         print("      waiting for idle partitions to advance their watermarks by wall clock (deadlines fire) …")
@@ -100,8 +108,9 @@ def _main(args: argparse.Namespace) -> int:
                 break
             time.sleep(1)
         time.sleep(6)  # metrics are refreshed every 5 s; let the last deadline transaction land
-        wait_drained(bootstrap, "posrecon", [topics.terminal, topics.settlement], [sightings], 120)
-        print("[6/6] reading pos.reconciled / pos.alerts / pos.deadletter (read_committed) and scoring …", flush=True)
+        wait_drained(bootstrap, "posrecon", inputs, internal, 120)
+        print(f"[6/6] reading {topics.reconciled} / {topics.alerts} / {topics.deadletter} / {topics.batch_reconciled}"
+              " (read_committed) and scoring …", flush=True)  # fmt: skip
         out = read_outputs(bootstrap, topics)
         truth = read_truth(sim_dir / "truth.json")
         result = evaluate(
@@ -109,6 +118,7 @@ def _main(args: argparse.Namespace) -> int:
             [r.value for r in out.reconciled],
             [a.value for a in out.alerts],
             [{"reason": d.headers.get("reason")} for d in out.deadletters],
+            [b.value for b in out.batch_reconciled],
         )
         _print_summary(out, result, sent, drained, metrics_url)
         return 0 if result.perfect else 1
@@ -134,6 +144,7 @@ def _main(args: argparse.Namespace) -> int:
 
 def _print_summary(out: object, result: object, sent: int, seconds: float, metrics_url: str) -> None:
     from posrecon.kafka.outputs import Outputs
+    from posrecon.sim.evaluate import render
     from posrecon.sim.scoring import Evaluation
 
     assert isinstance(out, Outputs) and isinstance(result, Evaluation)
@@ -143,20 +154,16 @@ def _print_summary(out: object, result: object, sent: int, seconds: float, metri
         if v["order_id"] not in final or final[v["order_id"]][0] < v["revision"]:
             final[v["order_id"]] = (v["revision"], v["outcome"])
     outcomes = Counter(o for _, o in final.values())
-    alerts = Counter(a.value["kind"] for a in out.alerts)
-    dead = Counter(d.headers.get("reason", "?") for d in out.deadletters)
+    batches = {b.value["batch_id"] for b in out.batch_reconciled}
     print("\n=== posrecon demo: what the live pipeline found ===")
     print(f"events: {sent}   throughput: {sent / seconds:,.0f} events/s (produce → reconciled, 1 worker)")
     print(f"reconciled records: {len(out.reconciled)} for {len(final)} orders")
     for outcome, count in sorted(outcomes.items()):
         print(f"  {outcome:<22}{count:>8}")
-    print(f"alerts: {len(out.alerts)}")
-    print(f"  {'kind':<22}{'count':>8}{'precision':>11}{'recall':>9}")
-    for score in result.kinds:
-        print(f"  {score.kind:<22}{alerts.get(score.kind, 0):>8}{score.precision:>11.4f}{score.recall:>9.4f}")
-    print(f"dead letters: {len(out.deadletters)}  " + "  ".join(f"{r}={n}" for r, n in sorted(dead.items())))
-    print(f"outcome accuracy: {result.outcome_accuracy:.4f}   integrity: {'ok' if result.integrity.ok else 'FAILED'}")
-    print(f"verdict: {'PERFECT (precision = recall = 1.0)' if result.perfect else 'NOT PERFECT'}")
+    print(f"alerts: {len(out.alerts)}   batch records: {len(out.batch_reconciled)} for {len(batches)} batches   "
+          f"dead letters: {len(out.deadletters)}")  # fmt: skip
+    print("\n=== scored against the simulation's truth (precision/recall per alert kind × status, batches) ===")
+    print(render(result))
     print(f"metrics were served at {metrics_url} (the worker has stopped now)")
 
 

@@ -1,6 +1,6 @@
 """``posrecon replay``: run the engine over a JSONL file, offline, exactly as the live worker would.
 
-Each line: ``{"source": "terminal"|"settlement", "ingest_time": <ms, optional>, "record": {...}}``.
+Each line: ``{"source": "terminal"|"settlement"|"batch", "ingest_time": <ms, optional>, "record": {...}}``.
 Records are checked strictly against the Avro schema and round-tripped through Avro binary (as on Kafka) —
 the round trip is skipped where it is provably the identity (pure-ASCII lines without ``\\u`` escapes, see
 ``AvroCodec.check``); lines that are not JSON or do not fit go to the dead letter (reason DECODE_ERROR) and
@@ -22,12 +22,12 @@ from typing import IO, Any
 
 from posrecon.config import RuleConfig, load_rules
 from posrecon.engine.engine import ReconciliationEngine
-from posrecon.engine.model import InvalidReason, Rejection, SettlementNotice, TerminalEvent
+from posrecon.engine.model import InvalidReason, Rejection, SettlementBatch, SettlementNotice, TerminalEvent
 from posrecon.engine.pan import scrub_text
 from posrecon.kafka.partitioner import partition_for
 from posrecon.serde.codec import AvroCodec, DecodeError
 
-SOURCES = ("terminal", "settlement")
+SOURCES = ("terminal", "settlement", "batch")
 
 #: what ``json.dumps(obj, separators=(",", ":"), ensure_ascii=False)`` builds on every call, built once
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -42,6 +42,7 @@ class ReplaySummary:
     reconciled: Counter[str] = field(default_factory=Counter)
     alerts: Counter[str] = field(default_factory=Counter)
     deadletters: Counter[str] = field(default_factory=Counter)
+    batches: Counter[str] = field(default_factory=Counter)
     duplicates_dropped: int = 0
     open_orders: int = 0
     seconds: float = 0.0
@@ -53,6 +54,8 @@ class ReplaySummary:
             f"  reconciled records: {sum(self.reconciled.values())}  "
             + "  ".join(f"{k}={v}" for k, v in sorted(self.reconciled.items())),
             f"  alerts: {sum(self.alerts.values())}  " + "  ".join(f"{k}={v}" for k, v in sorted(self.alerts.items())),
+            f"  batch records: {sum(self.batches.values())}  "
+            + "  ".join(f"{k}={v}" for k, v in sorted(self.batches.items())),
             f"  dead letters: {sum(self.deadletters.values())}  "
             + "  ".join(f"{k}={v}" for k, v in sorted(self.deadletters.items())),
             f"  redeliveries dropped: {self.duplicates_dropped}  open orders at end: {self.open_orders}",
@@ -68,17 +71,22 @@ class Replay:
             raise ValueError("--partitions must be >= 1")
         self.engine = ReconciliationEngine(rules, partitions)
         self.partitions = partitions
-        self.codecs = {"terminal": AvroCodec("TerminalEvent"), "settlement": AvroCodec("SettlementNotice")}
+        self.codecs = {
+            "terminal": AvroCodec("TerminalEvent"),
+            "settlement": AvroCodec("SettlementNotice"),
+            "batch": AvroCodec("SettlementBatch"),
+        }
         out_dir.mkdir(parents=True, exist_ok=True)
         self._reconciled: IO[str] = open(out_dir / "reconciled.jsonl", "w", encoding="utf-8")  # noqa: SIM115
         self._alerts: IO[str] = open(out_dir / "alerts.jsonl", "w", encoding="utf-8")  # noqa: SIM115
         self._dead: IO[str] = open(out_dir / "deadletter.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+        self._batches: IO[str] = open(out_dir / "batch-reconciled.jsonl", "w", encoding="utf-8")  # noqa: SIM115
         self.summary = ReplaySummary()
 
     def close(self) -> None:
         self.summary.duplicates_dropped = self.engine.stats.duplicates_dropped
         self.summary.open_orders = self.engine.open_orders()
-        for fh in (self._reconciled, self._alerts, self._dead):
+        for fh in (self._reconciled, self._alerts, self._dead, self._batches):
             fh.close()
 
     def feed(self, lines: Iterable[str], start_line: int = 1) -> None:
@@ -98,24 +106,30 @@ class Replay:
             return
         summary.records += 1
         engine = self.engine
-        partition = partition_for(record["order_id"].encode("utf-8"), self.partitions) if self.partitions > 1 else 0
         rejection: Rejection | None
+        fields: Any = record
+        # the key's partition: order_id, or batch_id for a batch control record
+        key = fields["order_id"] if source != "batch" else fields["batch_id"]
+        partition = partition_for(key.encode("utf-8"), self.partitions) if self.partitions > 1 else 0
         if source == "terminal":
-            rejection = engine.on_terminal_event(record, partition, ingest_time, ingest_time)  # type: ignore[arg-type]
+            rejection = engine.on_terminal_event(fields, partition, ingest_time, ingest_time)
+        elif source == "settlement":
+            rejection = engine.on_settlement_notice(fields, partition, ingest_time, ingest_time)
         else:
-            rejection = engine.on_settlement_notice(record, partition, ingest_time, ingest_time)  # type: ignore[arg-type]
+            rejection = engine.on_settlement_batch(fields, partition, ingest_time, ingest_time)
         if rejection is not None:
             self._dead_letter(number, text, source, rejection.reason.value, rejection.detail)
-        if engine.reconciled or engine.alerts:
+        if engine.reconciled or engine.alerts or engine.batches.records or engine.batches.alerts:
             self._drain()
 
     def until(self, event_time: int) -> None:
         """Advance every partition's watermark to ``event_time`` (fires due deadlines)."""
         for partition in range(self.partitions):
             self.engine.advance(partition, event_time, event_time)
+        self.engine.sync_batches(event_time)
         self._drain()
 
-    def _decode(self, text: str) -> tuple[str, int | None, TerminalEvent | SettlementNotice]:
+    def _decode(self, text: str) -> tuple[str, int | None, TerminalEvent | SettlementNotice | SettlementBatch]:
         # = json.loads(text) for a stripped line (no JSON whitespace around it): one value spanning the line
         try:
             doc, end = _raw_decode(text)
@@ -127,7 +141,7 @@ class Replay:
             raise DecodeError("line is not a JSON object")
         source = doc.get("source")
         if source not in SOURCES:
-            raise DecodeError(f"source must be 'terminal' or 'settlement', got {source!r}")
+            raise DecodeError(f"source must be 'terminal', 'settlement' or 'batch', got {source!r}")
         ingest_time = doc.get("ingest_time")
         if ingest_time is not None and type(ingest_time) is not int:
             raise DecodeError("ingest_time must be epoch milliseconds (integer) or absent")
@@ -156,9 +170,13 @@ class Replay:
         for rec in reconciled:
             self.summary.reconciled[rec["outcome"]] += 1
             self._reconciled.write(_dumps(rec) + "\n")
-        for alert in alerts:
+        batch_records, batch_alerts = self.engine.batches.take()
+        for alert in (*alerts, *batch_alerts) if batch_alerts else alerts:
             self.summary.alerts[alert["kind"]] += 1
             self._alerts.write(_dumps(alert) + "\n")
+        for batch in batch_records:
+            self.summary.batches[batch["status"]] += 1
+            self._batches.write(_dumps(batch) + "\n")
 
 
 def run_replay(
@@ -211,7 +229,7 @@ def _main(args: argparse.Namespace) -> int:
     rules = load_rules(args.config)
     summary = run_replay(Path(args.input), Path(args.out), rules, args.until, args.partitions)
     print(summary.render())
-    print(f"  outputs: {args.out}/reconciled.jsonl, alerts.jsonl, deadletter.jsonl")
+    print(f"  outputs: {args.out}/reconciled.jsonl, alerts.jsonl, deadletter.jsonl, batch-reconciled.jsonl")
     return 0
 
 

@@ -27,8 +27,10 @@ from confluent_kafka import Consumer, IsolationLevel, KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, OffsetSpec
 from confluent_kafka.cimpl import NewTopic
 
+from batchkit import add_batches
 from livekit import Oracle, Verdict, replay_oracle, verify
-from posrecon.app.internal_topics import create_internal_topics, internal_topics
+from posrecon.app.batch_stage import batch_topics
+from posrecon.app.internal_topics import COMPACTED, create_internal_topics, create_topics_if_missing, internal_topics
 from posrecon.config import Topics
 from posrecon.kafka.outputs import read_outputs
 from posrecon.kafka.progress import PartitionLag, group_lag, partition_lags
@@ -89,7 +91,9 @@ def precreate_internal_topics(bootstrap: str, app: str, partitions: int,
     NOT_LEADER_FOR_PARTITION (see test_startup.py); tests about other faults side-step that race this way."""
     admin = AdminClient({**(client_config or {}), "bootstrap.servers": bootstrap})
     retrying(create_internal_topics, admin, app, partitions)
-    names = internal_topics(app)
+    batch_sightings, batch_changelog = names_of_batches = batch_topics(app)
+    retrying(create_topics_if_missing, admin, {batch_sightings: {}, batch_changelog: COMPACTED}, partitions)
+    names = (*internal_topics(app), *names_of_batches)
     deadline = time.monotonic() + 30
     while True:
         meta = retrying(admin.list_topics, timeout=10)
@@ -156,8 +160,10 @@ class ChaosInput(NamedTuple):
 
 def chaos_input(bootstrap: str, make_topics: Callable[..., Topics], tmp_path: Path, orders: int, seed: int,
                 partitions: int) -> ChaosInput:  # fmt: skip
-    """Simulate ``orders`` orders, create fresh topics on ``bootstrap`` and replay the input for the oracle."""
-    src = simulate(tmp_path / "sim", orders, seed=seed, partitions=partitions)
+    """Simulate ``orders`` orders, give their notices settlement batches with control records (tests/batchkit.py:
+    the simulator has none yet), create fresh topics on ``bootstrap`` and replay the input for the oracle."""
+    src = tmp_path / "sim" / "input-batches.jsonl"
+    add_batches(simulate(tmp_path / "sim", orders, seed=seed, partitions=partitions), src, seed)
     topics = make_topics(bootstrap, partitions)
     oracle = replay_oracle(src, tmp_path / "replay", partitions)
     return ChaosInput(src, len(src.read_text().splitlines()), topics, app_of(topics), oracle)
@@ -174,9 +180,11 @@ def input_lag(bootstrap: str, topics: Topics, app: str, client_config: Mapping[s
 def lag_rows(
     bootstrap: str, topics: Topics, app: str, client_config: Mapping[str, str] | None = None
 ) -> list[PartitionLag]:
-    """The drain's view per partition (inputs and card sightings), for timeouts and tail reports."""
+    """The drain's view per partition (inputs, card and batch sightings), for timeouts and tail reports."""
     _, sightings, _ = internal_topics(app)
-    return partition_lags(bootstrap, app, [topics.terminal, topics.settlement, sightings], [sightings], client_config)
+    batch_sightings, _ = batch_topics(app)
+    inputs = [topics.terminal, topics.settlement, topics.batches, sightings, batch_sightings]
+    return partition_lags(bootstrap, app, inputs, [sightings, batch_sightings], client_config)
 
 
 def total_lag(bootstrap: str, topics: Topics, app: str, client_config: Mapping[str, str] | None = None) -> int:
@@ -251,7 +259,7 @@ def frozen(workers: Iterable[Any]) -> Iterator[None]:
 
 def all_topic_names(topics: Topics, app: str) -> list[str]:
     return [topics.terminal, topics.settlement, topics.reconciled, topics.alerts, topics.deadletter,
-            *internal_topics(app)]  # fmt: skip
+            topics.batch_reconciled, *internal_topics(app), *batch_topics(app)]  # fmt: skip
 
 
 class TxnProbe:
@@ -314,7 +322,7 @@ def wait_no_open_transactions(bootstrap: str, names: Iterable[str], timeout: flo
 def oracle_plus(oracle: Oracle, extra_dead: Mapping[str, int]) -> Oracle:
     dead = Counter(oracle.deadletters)
     dead.update(dict(extra_dead))
-    return Oracle(oracle.reconciled, oracle.alerts, dead)
+    return Oracle(oracle.reconciled, oracle.alerts, dead, oracle.batch_reconciled)
 
 
 @dataclass

@@ -76,6 +76,10 @@ def unique_topics(suffix: str | None = None) -> Topics:
         reconciled=f"{base.reconciled}.{tag}",
         alerts=f"{base.alerts}.{tag}",
         deadletter=f"{base.deadletter}.{tag}",
+        exception_actions=f"{base.exception_actions}.{tag}",
+        exceptions=f"{base.exceptions}.{tag}",
+        batches=f"{base.batches}.{tag}",
+        batch_reconciled=f"{base.batch_reconciled}.{tag}",
     )
 
 

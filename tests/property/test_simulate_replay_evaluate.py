@@ -19,11 +19,21 @@ from posrecon.sim.scoring import evaluate
 
 
 @pytest.mark.parametrize(
-    ("orders", "seed", "partitions"),
-    [(2_000, 21, 1), (2_000, 22, 4), (150, 23, 3), pytest.param(100_000, 1, 1, marks=pytest.mark.slow)],
+    ("orders", "seed", "partitions", "contract"),
+    [
+        (2_000, 21, 1, "v2"),
+        (2_000, 22, 4, "v2"),
+        (150, 23, 3, "v2"),
+        (2_000, 24, 1, "v1"),  # v1 input: exactly v1's decisions and OPEN alerts (the truth/1 scores no RESOLVED)
+        pytest.param(100_000, 1, 1, "v2", marks=pytest.mark.slow),
+        pytest.param(100_000, 11, 12, "v2", marks=pytest.mark.slow),
+        pytest.param(100_000, 2, 1, "v1", marks=pytest.mark.slow),
+    ],
 )
-def test_replay_output_matches_the_truth(tmp_path: Path, orders: int, seed: int, partitions: int) -> None:
-    simulation = generate(orders, seed, fault_rate=0.6, partitions=partitions)
+def test_replay_output_matches_the_truth(
+    tmp_path: Path, orders: int, seed: int, partitions: int, contract: str
+) -> None:
+    simulation = generate(orders, seed, fault_rate=0.6, partitions=partitions, contract=contract)
     write_input(simulation, tmp_path / "input.jsonl", progress=False)
     out = tmp_path / "out"
     replay.run_replay(

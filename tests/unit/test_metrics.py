@@ -1,4 +1,5 @@
-"""observe_all: the same exposition as one observe() per value (it uses prometheus-client's fields)."""
+"""observe_all: the same exposition as one observe() per value (it uses prometheus-client's fields); the worker's
+counts of v2 and batch outputs (app/telemetry.py) reach the right series."""
 
 from __future__ import annotations
 
@@ -6,7 +7,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from posrecon.metrics import AUTH_BUCKETS, LATENCY_BUCKETS, observe_all
+from posrecon.app.outbox import Outbox
+from posrecon.app.telemetry import (
+    Telemetry,
+    alert_label,
+    count_batch_decisions,
+    count_decisions,
+    observe_resolve_latencies,
+)
+from posrecon.config import RuleConfig, Settings
+from posrecon.engine.cards import CardIndex, CardSighting
+from posrecon.engine.model import (
+    RECONCILED_FIELDS,
+    Alert,
+    AlertKind,
+    BatchReconciliation,
+    BatchStatus,
+    ReconciledOrder,
+    Severity,
+)
+from posrecon.metrics import AUTH_BUCKETS, LATENCY_BUCKETS, WorkerMetrics, observe_all
 
 
 def _histograms(buckets: tuple[float, ...]) -> tuple[CollectorRegistry, Histogram, CollectorRegistry, Histogram]:
@@ -55,3 +75,141 @@ def test_observe_all_on_a_bound_and_above_the_last_one() -> None:
     assert 'h_bucket{le="+Inf"} 5.0' in text
     assert "h_count 5.0" in text
     assert "h_sum 103.5" in text
+
+
+# ------------------------------------------------------------------------------------------- v2 and batch metrics
+
+
+def _reconciled(outcome: str, **fields: object) -> ReconciledOrder:
+    rec: dict[str, object] = dict.fromkeys(RECONCILED_FIELDS)
+    rec.update(order_id="o1", merchant_id="m1", terminal_id="t1", outcome=outcome, currency="EUR", revision=1)
+    rec.update(fields)
+    return rec  # type: ignore[return-value]
+
+
+def _alert(kind: str, severity: str, status: str | None) -> Alert:
+    alert: dict[str, object] = {"kind": kind, "severity": severity}
+    if status is not None:
+        alert["status"] = status
+    return alert  # type: ignore[return-value]
+
+
+def _value(metrics: WorkerMetrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def test_alerts_are_counted_by_kind_severity_and_status() -> None:
+    metrics = WorkerMetrics()
+    telemetry = Telemetry(metrics)
+    counts: dict[tuple[str, ...], int] = {}
+    for alert in (
+        _alert("MISSING_SETTLEMENT", "WARNING", "OPEN"),
+        _alert("MISSING_SETTLEMENT", "INFO", "RESOLVED"),
+        _alert("MISSING_SETTLEMENT", "INFO", "RESOLVED"),
+        _alert("AMOUNT_MISMATCH", "CRITICAL", None),  # a dict without status (v1 shape) is OPEN
+    ):
+        label = alert_label(alert)
+        counts[label] = counts.get(label, 0) + 1
+    telemetry.flush_counts(counts)
+    total = "posrecon_alerts_total"
+    assert _value(metrics, total, kind="MISSING_SETTLEMENT", severity="WARNING", status="OPEN") == 1
+    assert _value(metrics, total, kind="MISSING_SETTLEMENT", severity="INFO", status="RESOLVED") == 2
+    assert _value(metrics, total, kind="AMOUNT_MISMATCH", severity="CRITICAL", status="OPEN") == 1
+
+
+def test_every_open_and_resolved_alert_series_starts_at_zero() -> None:
+    text = generate_latest(WorkerMetrics().registry).decode()
+    for kind in AlertKind:
+        for severity in Severity:
+            assert f'posrecon_alerts_total{{kind="{kind.value}",severity="{severity.value}",status="OPEN"}} 0.0' in text
+        assert f'posrecon_alerts_total{{kind="{kind.value}",severity="INFO",status="RESOLVED"}} 0.0' in text
+        assert f'kind="{kind.value}",severity="WARNING",status="RESOLVED"' not in text  # a resolution is INFO
+    for status in BatchStatus:
+        assert f'posrecon_batch_reconciled_total{{status="{status.value}"}} 0.0' in text
+
+
+def test_matched_money_fee_variance_and_refund_ratio() -> None:
+    metrics = WorkerMetrics()
+    counts: dict[tuple[str, ...], int] = {}
+    rules = RuleConfig.from_mapping({"merchants": {"priced": {"fee_rate_bps": 150, "fee_fixed_minor": 10}}})
+    count_decisions(
+        [
+            # 1.5 % of 10000 + 10 = 160: charged 163, off by 3
+            _reconciled("MATCHED", merchant_id="priced", settled_amount_minor=10_000, fee_minor=163),
+            _reconciled("MATCHED_LATE", merchant_id="priced", settled_amount_minor=2_000, fee_minor=40),  # exact
+            _reconciled("MATCHED", settled_amount_minor=500, fee_minor=7),  # no pricing: money only
+            _reconciled("MATCHED", currency="USD", settled_amount_minor=900, fee_minor=None),
+            _reconciled("AMOUNT_MISMATCH", settled_amount_minor=10**6, fee_minor=10**4),  # not a matched decision
+            _reconciled("PARTIALLY_REVERSED", settled_amount_minor=1_000, reversed_amount_minor=250),
+            _reconciled("REVERSED", settled_amount_minor=1_000, reversed_amount_minor=1_000),
+            _reconciled("SETTLEMENT_FAILED", settled_amount_minor=None),
+        ],
+        counts,
+        metrics,
+        rules,
+    )
+    assert counts == {
+        ("matched_settled", "EUR"): 12_500,
+        ("matched_fee", "EUR"): 210,
+        ("matched_settled", "USD"): 900,
+    }
+    Telemetry(metrics).flush_counts(counts)
+    assert _value(metrics, "posrecon_matched_settled_minor_total", currency="EUR") == 12_500
+    assert _value(metrics, "posrecon_matched_fee_minor_total", currency="EUR") == 210
+    assert _value(metrics, "posrecon_fee_variance_minor_count") == 2
+    assert _value(metrics, "posrecon_fee_variance_minor_sum") == 3
+    assert _value(metrics, "posrecon_fee_variance_minor_bucket", le="0.0") == 1
+    assert _value(metrics, "posrecon_refund_ratio_count") == 2
+    assert _value(metrics, "posrecon_refund_ratio_sum") == 1.25
+    assert _value(metrics, "posrecon_refund_ratio_bucket", le="0.25") == 1
+
+
+def _batch(status: str, expected: int, received: int) -> BatchReconciliation:
+    return {"batch_id": "b1", "currency": "EUR", "expected_count": 3, "received_count": 3,
+            "expected_gross_minor": expected, "received_gross_minor": received, "expected_fee_minor": 0,
+            "received_fee_minor": 0, "status": status, "revision": 1}  # fmt: skip
+
+
+def test_batch_decisions_by_status_and_unbalanced_amount() -> None:
+    metrics = WorkerMetrics()
+    counts: dict[tuple[str, ...], int] = {}
+    count_batch_decisions(
+        [_batch("BALANCED", 500, 500), _batch("INCOMPLETE", 500, 300), _batch("MISMATCH", 500, 1_700)], counts, metrics
+    )
+    counts[("batch_controls",)] = 2  # control records consumed (app/batch_stage.py)
+    Telemetry(metrics).flush_counts(counts)
+    assert _value(metrics, "posrecon_events_total", source="batch", type="CONTROL") == 2
+    for status in ("BALANCED", "INCOMPLETE", "MISMATCH"):
+        assert _value(metrics, "posrecon_batch_reconciled_total", status=status) == 1
+    assert _value(metrics, "posrecon_batch_unbalanced_minor_count") == 2
+    assert _value(metrics, "posrecon_batch_unbalanced_minor_sum") == 200 + 1_200
+
+
+def test_time_to_resolve_per_kind_and_the_list_is_emptied() -> None:
+    metrics = WorkerMetrics()
+    latencies = [("MISSING_SETTLEMENT", 3_600_000), ("MISSING_SETTLEMENT", 7_200_000), ("BATCH_MISMATCH", 30_000)]
+    observe_resolve_latencies(metrics, latencies)
+    assert latencies == []
+    name = "posrecon_alert_time_to_resolve_seconds"
+    assert _value(metrics, f"{name}_count", kind="MISSING_SETTLEMENT") == 2
+    assert _value(metrics, f"{name}_sum", kind="MISSING_SETTLEMENT") == 3 * 3600
+    assert _value(metrics, f"{name}_bucket", kind="BATCH_MISMATCH", le="60.0") == 1
+    observe_resolve_latencies(metrics, None)  # an engine that does not collect them
+
+
+def test_a_duplicate_charge_resolved_by_a_void_in_the_card_stage_is_timed() -> None:
+    settings = Settings()
+    metrics = WorkerMetrics()
+    index = CardIndex(settings.rules)
+    outbox = Outbox(settings, ("app-changelog", "app-card-sightings", "app-cards"), {0: index}, {}, metrics)
+    outbox.alert_codec = type("Codec", (), {"encode": staticmethod(lambda alert: b"")})()
+    key = ("tok_1", "m-1", 1250, "EUR")
+    outbox.apply_sighting(index, CardSighting(key, "o-1", 1_000, "t-1", False), now=0)
+    outbox.apply_sighting(index, CardSighting(key, "o-2", 61_000, "t-1", False), now=0)  # DUPLICATE_CHARGE on o-2
+    outbox.apply_sighting(index, CardSighting(key, "o-2", 61_000, "t-1", False, True, 0, 0, "ev-void", 361_000), now=0)
+    name = "posrecon_alert_time_to_resolve_seconds"
+    assert _value(metrics, f"{name}_count", kind="DUPLICATE_CHARGE") == 1
+    assert _value(metrics, f"{name}_sum", kind="DUPLICATE_CHARGE") == 300  # void 5 min after the later approval
+    assert outbox.counts == {("alerts", "DUPLICATE_CHARGE", "WARNING", "OPEN"): 1,
+                             ("alerts", "DUPLICATE_CHARGE", "INFO", "RESOLVED"): 1}  # fmt: skip

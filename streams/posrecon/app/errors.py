@@ -7,7 +7,7 @@
 * **Any other exception while processing** is a bug, not data: it is not caught. The batch's transaction has
   not begun, so nothing of it is committed; the process exits and a restart resumes at the committed offsets.
 * **A consumer error**: end of partition is information; an offset out of range means input records were
-  lost (reported loudly, see ``Intake.records_lost``); a fatal error stops the worker; anything else is
+  lost (reported loudly, see ``Positions.records_lost``); a fatal error stops the worker; anything else is
   logged and librdkafka retries.
 * **A transaction that fails** (begin, produce, send offsets or commit raised): it is aborted, the prepared
   batch dropped, the state rebuilt from the changelogs and the input rewound to the committed offsets. A

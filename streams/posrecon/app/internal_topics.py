@@ -8,6 +8,9 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+#: the config of a changelog topic (compacted, compaction may start at once)
+COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "600000"}
+
 
 def internal_topics(app_id: str) -> tuple[str, str, str]:
     """(order-state changelog, card sightings, card-state changelog) topic names."""
@@ -17,12 +20,19 @@ def internal_topics(app_id: str) -> tuple[str, str, str]:
 def create_internal_topics(admin: AdminClient, app_id: str, partitions: int, replication: int = 1) -> None:
     """Create the internal topics if missing; refuse to run when an existing one has another partition count."""
     changelog, sightings, card_changelog = internal_topics(app_id)
-    compacted = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "600000"}
     wanted = {
-        changelog: compacted,
+        changelog: COMPACTED,
         sightings: {"retention.ms": str(7 * 24 * 3600 * 1000)},
-        card_changelog: compacted,
+        card_changelog: COMPACTED,
     }
+    create_topics_if_missing(admin, wanted, partitions, replication)
+
+
+def create_topics_if_missing(
+    admin: AdminClient, wanted: dict[str, dict[str, str]], partitions: int, replication: int = 1
+) -> None:
+    """Create the topics of ``wanted`` (name -> config) that are missing, with ``partitions`` partitions; refuse
+    to run when an existing one has another partition count (also the case stage's changelog: posrecon.cases)."""
     metadata = admin.list_topics(timeout=10)
     missing = []
     for name, config in wanted.items():

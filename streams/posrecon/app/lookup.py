@@ -1,4 +1,5 @@
-"""``posrecon lookup ORDER_ID``: an order's state, timeline, alerts and decisions.
+"""``posrecon lookup ORDER_ID``: an order's state, timeline, alerts and decisions (``--batch BATCH_ID``: a
+settlement batch's, see app/batch_lookup.py).
 
 Asks the workers given with ``--worker`` (their ops API) first; otherwise, or when none owns the order,
 reads Kafka directly: the order-state changelog partition of the order, and the order's records on
@@ -13,16 +14,19 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 
-def _from_workers(order_id: str, workers: list[str], token: str | None = None) -> dict[str, Any] | None:
+def _from_workers(
+    order_id: str, workers: list[str], token: str | None = None, route: str = "orders"
+) -> dict[str, Any] | None:
     headers = {"Authorization": f"Bearer {token}"} if token else {}  # viewer is enough (docs/operations.md)
     for base in workers:
-        url = f"{base.rstrip('/')}/orders/{quote(order_id, safe='')}"
+        url = f"{base.rstrip('/')}/{route}/{quote(order_id, safe='')}"
         try:
             with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as resp:
                 doc: dict[str, Any] = json.loads(resp.read())
@@ -36,7 +40,11 @@ def _from_workers(order_id: str, workers: list[str], token: str | None = None) -
     return None
 
 
-def _scan_partition(bootstrap: str, client: dict[str, str], topic: str, partition: int, key: bytes) -> list[Any]:
+def scan_partition(
+    bootstrap: str, client: dict[str, str], topic: str, partition: int, key: bytes | Callable[[bytes | None], bool]
+) -> list[Any]:
+    """The records of ``topic``/``partition`` whose key is ``key`` (or for which ``key(record key)`` is true)."""
+    wanted = key if callable(key) else key.__eq__
     consumer = Consumer({**client, "bootstrap.servers": bootstrap, "group.id": "posrecon-lookup",
                          "enable.auto.commit": False, "isolation.level": "read_committed",
                          "enable.partition.eof": True})  # fmt: skip
@@ -56,13 +64,22 @@ def _scan_partition(bootstrap: str, client: dict[str, str], topic: str, partitio
                 if err is not None:
                     done = err.code() == KafkaError._PARTITION_EOF
                     continue
-                if msg.key() == key:
+                if wanted(msg.key()):
                     found.append(msg)
             if done:
                 break
     finally:
         consumer.close()
     return found
+
+
+def input_partitions(bootstrap: str, client: dict[str, str], topic: str) -> int:
+    """The partition count of an input topic (every topic the workers read has it)."""
+    meta = Consumer({**client, "bootstrap.servers": bootstrap, "group.id": "posrecon-lookup"})
+    try:
+        return len(meta.list_topics(topic, timeout=10).topics[topic].partitions)
+    finally:
+        meta.close()
 
 
 def lookup_in_kafka(order_id: str, bootstrap: str, app_id: str, config: str | None) -> dict[str, Any] | None:
@@ -77,20 +94,14 @@ def lookup_in_kafka(order_id: str, bootstrap: str, app_id: str, config: str | No
     client = dict(settings.kafka)
     client.pop("bootstrap.servers", None)
     changelog, _, _ = internal_topics(app_id)
-    meta = Consumer({**client, "bootstrap.servers": bootstrap, "group.id": "posrecon-lookup"})
-    try:
-        partitions = len(
-            meta.list_topics(settings.topics.terminal, timeout=10).topics[settings.topics.terminal].partitions
-        )
-    finally:
-        meta.close()
+    partitions = input_partitions(bootstrap, client, settings.topics.terminal)
     partition = partition_for(order_id.encode(), partitions)
     key = order_id.encode()
-    state = _scan_partition(bootstrap, client, changelog, partition, key)
+    state = scan_partition(bootstrap, client, changelog, partition, key)
     reconciled = [AvroCodec("ReconciledOrder").decode(m.value())
-                  for m in _scan_partition(bootstrap, client, settings.topics.reconciled, partition, key)]  # fmt: skip
+                  for m in scan_partition(bootstrap, client, settings.topics.reconciled, partition, key)]  # fmt: skip
     alerts = [AvroCodec("Alert").decode(m.value())
-              for m in _scan_partition(bootstrap, client, settings.topics.alerts, partition, key)]  # fmt: skip
+              for m in scan_partition(bootstrap, client, settings.topics.alerts, partition, key)]  # fmt: skip
     if not state and not reconciled and not alerts:
         return None
     view: dict[str, Any] = {"order_id": order_id, "partition": partition}
@@ -132,17 +143,33 @@ def render(view: dict[str, Any]) -> str:
 
 
 def _main(args: argparse.Namespace) -> int:
-    view = _from_workers(args.order_id, args.worker, args.token) if args.worker else None
+    batch = args.batch is not None
+    if batch == (args.order_id is not None):
+        print("lookup: give an ORDER_ID or --batch BATCH_ID", file=sys.stderr)
+        return 2
+    wanted = args.batch if batch else args.order_id
+    view = _from_workers(wanted, args.worker, args.token, "batches" if batch else "orders") if args.worker else None
     if view is None:
-        from posrecon.config import load_settings
-        from posrecon.config import default_bootstrap
+        from posrecon.config import default_bootstrap, load_settings
 
         bootstrap = args.bootstrap or load_settings(args.config).kafka.get("bootstrap.servers") or default_bootstrap()
-        view = lookup_in_kafka(args.order_id, bootstrap, args.app_id, args.config)
+        if batch:
+            from posrecon.app.batch_lookup import batch_in_kafka
+
+            view = batch_in_kafka(wanted, bootstrap, args.app_id, args.config)
+        else:
+            view = lookup_in_kafka(wanted, bootstrap, args.app_id, args.config)
     if view is None:
-        print(f"order {args.order_id}: not found")
+        print(f"{'batch' if batch else 'order'} {wanted}: not found")
         return 1
-    print(json.dumps(view, indent=2, default=str) if args.json else render(view))
+    if args.json:
+        print(json.dumps(view, indent=2, default=str))
+    elif batch:
+        from posrecon.app.batch_lookup import render_batch
+
+        print(render_batch(view))
+    else:
+        print(render(view))
     return 0
 
 
@@ -153,7 +180,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("order_id", metavar="ORDER_ID")
+    parser.add_argument("order_id", metavar="ORDER_ID", nargs="?")
+    parser.add_argument("--batch", metavar="BATCH_ID", help="show a settlement batch instead of an order")
     parser.add_argument("--worker", action="append", default=[], metavar="URL",
                         help="a worker's ops API, e.g. http://127.0.0.1:8080 (repeatable)")  # fmt: skip
     parser.add_argument("--token", default=os.environ.get("POSRECON_TOKEN"),

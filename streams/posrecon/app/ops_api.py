@@ -5,6 +5,8 @@
 * ``GET /orders/{order_id}``: the order's state and timeline (events, notices, alerts fired, decision)
   when this worker owns its partition; 404 with the owning partition otherwise (``posrecon lookup``
   asks every worker it is given, or reads the changelog and output topics itself).
+* ``GET /batches/{batch_id}``: a settlement batch's control totals, what it received, status, recent revisions,
+  open alerts and its notices, when this worker owns the batch's partition (404 with the partition otherwise).
 * ``GET /pending?older_than=MS``: approved orders still waiting for settlement, older than MS (event time).
 
 Every route but ``/healthz`` and ``/readyz`` needs a bearer token (posrecon.app.auth: viewer reads,
@@ -46,8 +48,11 @@ FIRED_NAMES = (
     (FIRED_CONFLICT, "STATUS_CONFLICT"),
     (FIRED_FAILED_CONFLICT, "STATUS_CONFLICT"),
 )
+#: the names of ``OrderState.last_fields`` (engine/order.py ``RecordFields``), in order; the record's net amount
+#: is not kept there (settled - fee - reversed) and is derived by :func:`order_view`
 RECORD_FIELDS = ("order_id", "merchant_id", "terminal_id", "outcome", "currency", "approved_amount_minor",
-                 "settled_amount_minor", "approved_at", "settled_at", "settlement_lag_ms", "notice_id")  # fmt: skip
+                 "settled_amount_minor", "approved_at", "settled_at", "settlement_lag_ms", "notice_id",
+                 "settled_parts", "fee_minor", "reversed_amount_minor")  # fmt: skip
 
 
 def order_view(order: OrderState, partition: int, watermark: int) -> dict[str, Any]:
@@ -71,9 +76,14 @@ def order_view(order: OrderState, partition: int, watermark: int) -> dict[str, A
             timeline.append({"at": notice.settled_at, "what": status, "notice_id": notice.notice_id,
                              "amount_minor": notice.amount_minor, "currency": notice.currency})  # fmt: skip
     timeline.sort(key=lambda item: (item["at"], item["what"]))
-    decision = dict(zip(RECORD_FIELDS, order.last_fields, strict=True)) if order.last_fields else None
+    decision: dict[str, Any] | None = (
+        dict(zip(RECORD_FIELDS, order.last_fields, strict=True)) if order.last_fields else None
+    )
     if decision is not None:
         decision["revision"] = order.revision
+        settled = decision["settled_amount_minor"]
+        decision["net_amount_minor"] = None if settled is None else \
+            settled - (decision["fee_minor"] or 0) - (decision["reversed_amount_minor"] or 0)  # fmt: skip
     return {
         "order_id": order.order_id,
         "partition": partition,
@@ -136,12 +146,15 @@ class OpsApi:
             return (200 if ready else 503), {"ready": ready, "partitions": sorted(worker.tasks)}
         if url.path.startswith("/orders/"):
             return self._order(unquote(url.path[len("/orders/") :]))
+        if url.path.startswith("/batches/"):  # app/batch_stage.py
+            return worker.batch_stage.view(worker.engine, unquote(url.path[len("/batches/") :]))
         if url.path == "/pending":
             params = parse_qs(url.query)
             older_than = int(params.get("older_than", ["0"])[0])
             limit = int(params.get("limit", ["1000"])[0])
             return 200, self._pending(older_than, limit)
-        return 404, {"error": "unknown path", "paths": ["/healthz", "/readyz", "/orders/{order_id}", "/pending"]}
+        paths = ["/healthz", "/readyz", "/orders/{order_id}", "/batches/{batch_id}", "/pending"]
+        return 404, {"error": "unknown path", "paths": paths}
 
     def _order(self, order_id: str) -> tuple[int, dict[str, Any]]:
         worker = self.worker

@@ -21,11 +21,12 @@ from posrecon.app.state_store import (
     pack_row,
     unpack_row,
 )
+from posrecon.app.telemetry import alert_label, count_decisions, observe_resolve_latencies
 from posrecon.config import Settings
 from posrecon.deadletter import DeadLetter
 from posrecon.engine.cards import CardIndex, CardSighting, duplicate_charge_alert
 from posrecon.engine.engine import ReconciliationEngine
-from posrecon.engine.model import Alert, ReconciledOrder
+from posrecon.engine.model import Alert, AlertKind, ReconciledOrder
 from posrecon.kafka.partitioner import partition_for
 from posrecon.metrics import WorkerMetrics, observe_all
 from posrecon.serde.codec import AvroCodec
@@ -86,6 +87,7 @@ class Outbox:
         for rec in reconciled:
             self.send_reconciled(rec, lags)
         observe_all(self.metrics.settlement_lag, lags)
+        count_decisions(reconciled, self.counts, self.metrics, self.rules)
         for alert in alerts:
             self.send_alert(alert)
         sightings = engine.card_sightings
@@ -97,6 +99,7 @@ class Outbox:
         assert latencies is not None
         observe_all(self.metrics.authorization_latency, [ms / 1000 for ms in latencies])
         latencies.clear()
+        observe_resolve_latencies(self.metrics, getattr(engine, "resolve_latencies", None))
 
     def _count(self, label: tuple[str, ...]) -> None:
         self.counts[label] = self.counts.get(label, 0) + 1
@@ -110,8 +113,8 @@ class Outbox:
         self.send(self.topics.reconciled, rec["order_id"].encode(), self.reconciled_codec.encode(rec))  # type: ignore[arg-type]
 
     def send_alert(self, alert: Alert) -> None:
-        self._count(("alerts", alert["kind"], alert["severity"]))
-        key = alert["order_id"] or alert["merchant_id"] or ""
+        self._count(alert_label(alert))
+        key = alert["order_id"] or alert["batch_id"] or alert["merchant_id"] or ""  # batch alerts: by batch_id
         self.send(self.topics.alerts, key.encode(), self.alert_codec.encode(alert))  # type: ignore[arg-type]
 
     def dead_letter(self, msg: Message, letter: Letter) -> None:
@@ -131,7 +134,7 @@ class Outbox:
             return
         try:
             raw = unpack_row(msg.value() or b"")
-            sighting = CardSighting(tuple(raw[0]), *raw[1:8])
+            sighting = CardSighting(tuple(raw[0]), *raw[1:10])
         except BAD_SIGHTING_ROW as exc:
             self.dead_letter(msg, bad_sighting(exc))
             return
@@ -141,6 +144,9 @@ class Outbox:
         """The card stage: ``sighting`` into its card partition's index, a DUPLICATE_CHARGE per pair found."""
         for dup in index.apply(sighting):
             self.send_alert(duplicate_charge_alert(dup, self.rules, now))
+            if dup.resolved_by is not None:  # a void closed it: the alert's event time was the later approval's
+                latency = dup.resolved_at - dup.later_approved_at
+                observe_resolve_latencies(self.metrics, [(AlertKind.DUPLICATE_CHARGE.value, latency)])
 
     def route_sightings(self, sightings: list[CardSighting], now: int) -> None:
         """Each card sighting to the card stage of its card partition (murmur2 of the card key, as a keyed

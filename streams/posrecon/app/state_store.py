@@ -25,7 +25,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from posrecon.engine.cards import CardEntry, CardIndex, CardKey
+from posrecon.engine.cards import CardEntry, CardIndex, CardKey, bucket_rows
 from posrecon.engine.engine import ReconciliationEngine
 from posrecon.engine.order import OrderState
 
@@ -81,7 +81,7 @@ def encode_card_key(key: CardKey) -> bytes:
 def encode_bucket(entries: list[CardEntry] | None) -> bytes | None:
     if not entries:
         return None
-    return pack_row([[e.order_id, e.approved_at, e.terminal_id, e.voided, list(e.paired)] for e in entries])
+    return pack_row(bucket_rows(entries))
 
 
 def read_changelog(

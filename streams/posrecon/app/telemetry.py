@@ -3,7 +3,13 @@ gauges every few seconds, and the DEBUG status of every queue.
 
 Counting is per batch, not per record: the loop adds to a plain dict (one ``labels()`` call per record cost
 throughput); the increments reach Prometheus only once their transaction has committed, and are dropped with
-an aborted one (the batch is processed again).
+an aborted one (the batch is processed again). Histograms are observed when the batch's outputs are made
+(app/outbox.py), as v1 did for the settlement lag: an aborted batch observes its values twice.
+
+The keys of the count dict: ``("events", source, type)``, ``("reconciled", outcome)``, ``("alerts", kind,
+severity, status)``, ``("deadletters", reason)``, ``("redeliveries",)``, ``("batches", status)``,
+``("batch_controls",)`` (counted as events of source ``batch``, type ``CONTROL``), and the money
+sums ``("matched_settled", currency)`` / ``("matched_fee", currency)`` (incremented by the amount).
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ from typing import TYPE_CHECKING
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException
 
+from posrecon.config import RuleConfig
 from posrecon.engine.engine import ReconciliationEngine
+from posrecon.engine.model import Alert, AlertStatus, BatchReconciliation, BatchStatus, Outcome, ReconciledOrder
+from posrecon.engine.pricing import expected_fee, pricing_configured
 from posrecon.metrics import PENDING_AGE_BUCKETS, WorkerMetrics, observe_all
 
 if TYPE_CHECKING:
@@ -27,6 +36,89 @@ log = logging.getLogger("posrecon.worker")
 def wall_ms() -> int:
     """Wall-clock time in ms: the clock of event timestamps, watermarks and input waits."""
     return time.time_ns() // 1_000_000
+
+
+_MATCHED = frozenset({Outcome.MATCHED._value_, Outcome.MATCHED_LATE._value_})
+_REFUNDS = frozenset({Outcome.PARTIALLY_REVERSED._value_, Outcome.REVERSED._value_})
+_OPEN = AlertStatus.OPEN._value_
+_BALANCED = BatchStatus.BALANCED._value_
+
+
+def _add(counts: dict[tuple[str, ...], int], label: tuple[str, ...], n: int) -> None:
+    counts[label] = counts.get(label, 0) + n
+
+
+def alert_label(alert: Alert) -> tuple[str, str, str, str]:
+    """The count key of an alert record: kind, severity and status (a dict without ``status`` is v1's: OPEN)."""
+    return ("alerts", alert["kind"], alert["severity"], alert.get("status") or _OPEN)
+
+
+def count_decisions(
+    reconciled: list[ReconciledOrder], counts: dict[tuple[str, ...], int], metrics: WorkerMetrics, rules: RuleConfig
+) -> None:
+    """The money of a batch's decisions: settled and fee sums per currency of the orders decided MATCHED or
+    MATCHED_LATE (an order reaches a matched outcome once, so the sums do not count an order twice; a refund's
+    later revision is PARTIALLY_REVERSED / REVERSED), the distance of each such order's fee from its merchant's
+    price (merchants with pricing configured; computed on the order's sum, so a split order may show one minor
+    unit of rounding per part that the per-part FEE_MISMATCH check does not), and reversed / settled of every
+    refund decision."""
+    variances: list[float] = []
+    ratios: list[float] = []
+    settled_by: dict[str, int] = {}  # per currency, merged into ``counts`` once (a tuple key per order cost)
+    fees_by: dict[str, int] = {}
+    priced = bool(rules.merchants) or pricing_configured(rules)
+    for rec in reconciled:
+        outcome = rec["outcome"]
+        if outcome in _MATCHED:
+            settled = rec["settled_amount_minor"]
+            if settled is None or settled <= 0:
+                continue
+            currency = rec["currency"]
+            settled_by[currency] = settled_by.get(currency, 0) + settled
+            fee = rec["fee_minor"]
+            if fee is None:
+                continue
+            if fee > 0:
+                fees_by[currency] = fees_by.get(currency, 0) + fee
+            if priced:
+                merchant_rules = rules.for_merchant(rec["merchant_id"])
+                if pricing_configured(merchant_rules):
+                    variances.append(abs(fee - expected_fee(merchant_rules, settled)))
+        elif outcome in _REFUNDS:
+            settled, reversed_minor = rec["settled_amount_minor"], rec["reversed_amount_minor"]
+            if settled and reversed_minor is not None:
+                ratios.append(reversed_minor / settled)
+    for currency, amount in settled_by.items():
+        _add(counts, ("matched_settled", currency), amount)
+    for currency, amount in fees_by.items():
+        _add(counts, ("matched_fee", currency), amount)
+    observe_all(metrics.fee_variance, variances)
+    observe_all(metrics.refund_ratio, ratios)
+
+
+def count_batch_decisions(
+    records: list[BatchReconciliation], counts: dict[tuple[str, ...], int], metrics: WorkerMetrics
+) -> None:
+    """Batch decisions by status, and how far each INCOMPLETE / MISMATCH decision is off in gross (minor units)."""
+    unbalanced: list[float] = []
+    for rec in records:
+        status = rec["status"]
+        _add(counts, ("batches", status), 1)
+        if status != _BALANCED:
+            unbalanced.append(abs(rec["expected_gross_minor"] - rec["received_gross_minor"]))
+    observe_all(metrics.batch_unbalanced, unbalanced)
+
+
+def observe_resolve_latencies(metrics: WorkerMetrics, latencies: list[tuple[str, int]] | None) -> None:
+    """Time to resolve (seconds of event time) per alert kind, from the engine's ``(kind, ms)`` pairs; emptied."""
+    if not latencies:
+        return
+    by_kind: dict[str, list[float]] = {}
+    for kind, ms in latencies:
+        by_kind.setdefault(kind, []).append(max(ms, 0) / 1000)
+    for kind, seconds in by_kind.items():
+        observe_all(metrics.time_to_resolve.labels(kind), seconds)
+    latencies.clear()
 
 
 class Telemetry:
@@ -79,11 +171,19 @@ class Telemetry:
             elif name == "reconciled":
                 m.reconciled.labels(label[1]).inc(n)
             elif name == "alerts":
-                m.alerts.labels(label[1], label[2]).inc(n)
+                m.alerts.labels(label[1], label[2], label[3]).inc(n)
             elif name == "deadletters":
                 m.deadletters.labels(label[1]).inc(n)
             elif name == "redeliveries":
                 m.redeliveries.inc(n)
+            elif name == "batches":
+                m.batches.labels(label[1]).inc(n)
+            elif name == "batch_controls":  # settlement batch control records (app/batch_stage.py)
+                m.events.labels("batch", "CONTROL").inc(n)
+            elif name == "matched_settled":
+                m.matched_settled.labels(label[1]).inc(n)
+            elif name == "matched_fee":
+                m.matched_fees.labels(label[1]).inc(n)
 
     # --- every few seconds ------------------------------------------------------------------------------
 

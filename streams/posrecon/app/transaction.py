@@ -157,7 +157,7 @@ class Transaction:
         self.committing: PendingCommit | None = None  # the previous batch's transaction, being committed
         #: per partition, the offset the latest transaction begun commits (or the restored committed offset)
         self.sent_to: dict[Key, int] = {}
-        #: offsets to commit for partitions whose unread records were deleted (see Intake.records_lost)
+        #: offsets to commit for partitions whose unread records were deleted (see Positions.records_lost)
         self.skipped_to: dict[Key, int] = {}
 
     def move(self, target: TxnState) -> None:

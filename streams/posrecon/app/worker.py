@@ -26,6 +26,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
+from posrecon.app.batch_stage import BatchStage
 from posrecon.app.end_offsets import EndOffsets
 from posrecon.app.errors import rejected, undecodable
 from posrecon.app.intake import Intake
@@ -93,6 +94,7 @@ class Worker:
         self.cards: dict[int, CardIndex] = {}  # the card partitions owned (shared with outbox and intake)
         self.telemetry = Telemetry(self.metrics)
         self.outbox = Outbox(settings, internal, self.cards, self.telemetry.counts, self.metrics)
+        self.batch_stage = BatchStage(settings, options.app_id, self.outbox, self.metrics)  # app/batch_stage.py
         new_producer = partial(clients.transactional_producer, self.client_config,
                                f"{options.app_id}-{options.worker_id}", options.transaction_timeout_ms)  # fmt: skip
         self.transaction = Transaction(new_producer, self.outbox, self.telemetry, options.transaction_stall_s)
@@ -111,8 +113,9 @@ class Worker:
 
     def _new_engine(self) -> ReconciliationEngine:
         return ReconciliationEngine(
-            self.settings.rules, self.partitions, collect_card_sightings=True, collect_auth_latencies=True
-        )
+            self.settings.rules, self.partitions, collect_card_sightings=True, collect_auth_latencies=True,
+            collect_batch_sightings=True,
+        )  # fmt: skip
 
     # --- what the command and the ops API read ---------------------------------------------------------
 
@@ -152,12 +155,13 @@ class Worker:
         self.partitions = self.outbox.partitions = check_copartitioned(admin, self.topics)
         end_offsets = EndOffsets(lambda: clients.admin(config))
         create_internal_topics(admin, options.app_id, self.partitions, options.internal_replication)
+        batch_inputs = self.batch_stage.setup(admin, self.partitions, options.internal_replication)
         self.transaction.open()
         self._offset_reader = clients.offset_reader(config, options.app_id)
         instance_id = f"{options.app_id}-{options.worker_id}" if options.static_membership else None
         self.consumer = clients.group_consumer(config, options.app_id, instance_id)
         self.intake.attach(self.consumer, end_offsets)
-        inputs = [self.topics.terminal, self.topics.settlement, self.sightings_topic]
+        inputs = [self.topics.terminal, self.topics.settlement, self.sightings_topic, *batch_inputs]
         for topic in inputs:
             self.metrics.input_records_lost.labels(topic)  # at 0 from the start, so increase() sees the first
         self.consumer.subscribe(inputs, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
@@ -227,6 +231,7 @@ class Worker:
         internal = (self.changelog, self.sightings_topic, self.card_changelog)
         restored = restore_state(self.client_config, internal, self.settings.rules, self.partitions, self.engine,
                                  self.cards, partitions)  # fmt: skip
+        batches = self.batch_stage.restore(self.client_config, self.engine, partitions)
         for p in restored.inputs:
             intake.tasks.add(p)
             intake.last_activity[p] = now
@@ -235,7 +240,8 @@ class Worker:
         self.metrics.assigned_partitions.set(len(intake.tasks))
         self.ready = True
         fields = {"inputs": restored.inputs, "card_partitions": restored.card_partitions,
-                  "orders_restored": restored.orders, "restore_s": round(elapsed, 3)}  # fmt: skip
+                  "orders_restored": restored.orders, "batches_restored": batches,
+                  "restore_s": round(elapsed, 3)}  # fmt: skip
         log.info("partitions assigned", extra={"fields": fields})
         self.transaction.sent_to.update(((tp.topic, tp.partition), tp.offset) for tp in committed)
         resume = resume_positions(committed)
@@ -255,6 +261,8 @@ class Worker:
             self.metrics.forget_partition(topic, partition)
             if topic == self.sightings_topic:
                 self.cards.pop(partition, None)
+            elif topic in self.batch_stage.inputs:
+                self.batch_stage.revoke([partition])
             else:
                 self.engine.books.pop(partition, None)
         self.metrics.assigned_partitions.set(len(self.intake.tasks))
@@ -280,6 +288,7 @@ class Worker:
         positions.refresh_backlog()
         intake.flow_control()
         batch = intake.select(now)
+        self.batch_stage.select(intake, batch, len(batch) + self.options.batch_max_records // 2, now)
         idle = intake.idle_partitions(self.engine, now) if self.options.wall_clock_lag_ms is not None else []
         positions.end_offsets.poll()  # answers from earlier turns in, this turn's questions out
         txn = self.transaction
@@ -308,6 +317,7 @@ class Worker:
             self.engine.advance(p, now - lag, now)
             self.intake.last_activity[p] = now
         self.outbox.emit(self.engine, now)
+        self.batch_stage.prepare(self.engine, now)
         self.outbox.write_changelogs(self.engine)
         return offsets
 
@@ -318,6 +328,9 @@ class Worker:
         ts = msg.timestamp()[1]
         if topic == self.sightings_topic:
             self.outbox.card_sighting(msg, partition, now)
+            return
+        if topic in self.batch_stage.inputs:
+            self.batch_stage.on_record(msg, self.engine, now)
             return
         terminal = topic == self.topics.terminal
         codec = self.terminal_codec if terminal else self.settlement_codec
@@ -335,6 +348,8 @@ class Worker:
             rejection = engine.on_terminal_event(record, partition, ts, now)
         else:
             rejection = engine.on_settlement_notice(record, partition, ts, now)
+            if engine.batch_sightings:  # a notice with a batch_id: to its batch's owner (app/batch_stage.py)
+                self.batch_stage.route(engine, now)
         if rejection is not None:
             self.outbox.dead_letter(msg, rejected(rejection))
         elif engine.stats.duplicates_dropped != before:

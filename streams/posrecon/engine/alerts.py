@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from hashlib import blake2b
 
-from posrecon.engine.model import Alert, AlertKind, Severity
+from posrecon.engine.model import Alert, AlertKind, AlertStatus, Severity
 from posrecon.engine.pan import PAN_MIN_DIGITS, scrub_text
 
 
@@ -27,6 +27,9 @@ def make_alert(
     event_time: int,
     detected_at: int,
     related_ids: list[str],
+    status: AlertStatus = AlertStatus.OPEN,
+    resolves_alert_id: str | None = None,
+    batch_id: str | None = None,
 ) -> Alert:
     return {
         "alert_id": alert_id(kind, *condition),
@@ -39,14 +42,27 @@ def make_alert(
         "event_time": event_time,
         "detected_at": detected_at,
         "related_ids": related_ids,
+        "status": status._value_,
+        "resolves_alert_id": resolves_alert_id,
+        "batch_id": batch_id,
     }
+
+
+def resolved_alert_id(original_alert_id: str, kind: AlertKind) -> str:
+    """The deterministic id of the RESOLVED record that closes ``original_alert_id`` (each closes at most once)."""
+    return alert_id(kind, original_alert_id, "resolved")
 
 
 #: the v1 contract fields: a reader with a newer schema (an added optional field) must not change the id
 FINGERPRINT_FIELDS = (
     "event_id", "notice_id", "order_id", "merchant_id", "terminal_id", "event_type", "status", "amount_minor",
     "currency", "card_token", "event_time", "settled_at", "attempt", "decline_code", "batch_id", "fee_minor",
+    # SettlementBatch (v2): fields no v1 record has, so v1 ids are unchanged
+    "notice_count", "gross_amount_minor", "fee_amount_minor", "closed_at",
 )  # fmt: skip
+#: v2 notice fields, hashed only when they differ from their default: v1 input (read with the defaults) keeps
+#: v1 ids. An explicit list: a reader's later optional field must never enter the id
+FINGERPRINT_V2_DEFAULTS = (("capture_seq", 1), ("capture_count", 1))
 
 
 def record_fingerprint(record: Mapping[str, object]) -> str:
@@ -64,5 +80,9 @@ def record_fingerprint(record: Mapping[str, object]) -> str:
             if len(value) >= PAN_MIN_DIGITS:
                 value = scrub_text(value)
             parts.append(f"({k!r}, {value})")
+    for k, default in FINGERPRINT_V2_DEFAULTS:  # ints: nothing to scrub
+        v2_value = record.get(k, default)
+        if v2_value != default:
+            parts.append(f"({k!r}, {v2_value!r})")
     text = "[" + ", ".join(parts) + "]"
     return blake2b(text.encode("utf-8"), digest_size=12).hexdigest()

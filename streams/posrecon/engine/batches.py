@@ -26,18 +26,17 @@ import heapq
 from typing import Any, NamedTuple
 
 from posrecon.config import RuleConfig
-from posrecon.engine.alerts import alert_id, make_alert
+from posrecon.engine.batch_alerts import batch_alert_id as batch_alert_id  # re-exported: tools look alerts up here
+from posrecon.engine.batch_alerts import opened_alert, resolved_alert
 from posrecon.engine.currency import ISO_4217_CODES
 from posrecon.engine.model import (
     Alert,
     AlertKind,
-    AlertStatus,
     BatchReconciliation,
     BatchStatus,
     InvalidReason,
     Rejection,
     SettlementBatch,
-    Severity,
 )
 from posrecon.engine.pan import SETTLEMENT_BATCH_STRING_FIELDS, fields_to_scan, find_pan_in_record
 
@@ -265,7 +264,7 @@ class BatchLedger:
                 return
             for kind, original in state.open_alerts:
                 self.alerts.append(
-                    _resolved(state, AlertKind(kind), original, event_time, cause_id, cause, detected_at)
+                    resolved_alert(state, AlertKind(kind), original, event_time, cause_id, cause, detected_at)
                 )
             state.open_alerts = ()
             state.generation += 1
@@ -273,7 +272,7 @@ class BatchLedger:
             kind = AlertKind.BATCH_INCOMPLETE if status == BatchStatus.INCOMPLETE._value_ else AlertKind.BATCH_MISMATCH
             if any(k == kind._value_ for k, _ in state.open_alerts):
                 return  # once per condition
-            alert = _opened(state, kind, event_time, cause_id, cause, detected_at)
+            alert = opened_alert(state, kind, event_time, cause_id, cause, detected_at)
             state.open_alerts += ((kind._value_, alert["alert_id"]),)
             self.alerts.append(alert)
         if self.dirty is not None:
@@ -389,53 +388,6 @@ def _reconciliation(batch_id: str, fields: tuple[Any, ...], revision: int) -> Ba
         "expected_gross_minor": expected_gross, "received_gross_minor": gross, "expected_fee_minor": expected_fee,
         "received_fee_minor": fee, "status": status, "revision": revision,
     }  # fmt: skip
-
-
-def _batch_alert(
-    state: BatchState, kind: AlertKind, severity: Severity, condition: tuple[str, ...], reason: str,
-    event_time: int, detected_at: int, related_ids: list[str], resolves: str | None,
-) -> Alert:  # fmt: skip
-    alert = make_alert(
-        kind, severity, condition, order_id=None, merchant_id=state.merchant(), terminal_id=None, reason=reason,
-        event_time=event_time, detected_at=detected_at, related_ids=related_ids,
-    )  # fmt: skip
-    # make_alert (v1) does not know the v2 fields: set here, so this works whether or not it learns them
-    alert["status"] = (AlertStatus.OPEN if resolves is None else AlertStatus.RESOLVED)._value_
-    alert["resolves_alert_id"] = resolves
-    alert["batch_id"] = state.batch_id
-    return alert
-
-
-def _totals(state: BatchState) -> str:
-    control = state.control
-    assert control is not None
-    count, gross, fee = state.counts()
-    return (
-        f"{count} of {control.notice_count} notices, gross {gross} of {control.gross_amount_minor}, "
-        f"fee {fee} of {control.fee_amount_minor} {control.currency}"
-    )
-
-
-def _opened(state: BatchState, kind: AlertKind, event_time: int, cause_id: str, cause: str, detected_at: int) -> Alert:
-    incomplete = kind is AlertKind.BATCH_INCOMPLETE
-    severity = Severity.WARNING if incomplete else Severity.CRITICAL
-    what = "incomplete" if incomplete else "does not balance"
-    reason = f"batch {state.batch_id} {what} ({cause}): {_totals(state)}"
-    related = sorted({state.batch_id, cause_id})
-    return _batch_alert(state, kind, severity, (state.batch_id, str(state.generation)), reason, event_time,
-                        detected_at, related, None)  # fmt: skip
-
-
-def _resolved(state: BatchState, kind: AlertKind, original: str, event_time: int, cause_id: str, cause: str,
-              detected_at: int) -> Alert:  # fmt: skip
-    reason = f"batch {state.batch_id} balanced by {cause}: {_totals(state)}"
-    return _batch_alert(state, kind, Severity.INFO, (original, "resolved"), reason, event_time, detected_at,
-                        [cause_id], original)  # fmt: skip
-
-
-def batch_alert_id(kind: AlertKind, batch_id: str, generation: int = 0) -> str:
-    """The id of a batch's ``generation``-th alert of ``kind`` (for tools that look one up)."""
-    return alert_id(kind, batch_id, str(generation))
 
 
 def check_settlement_batch(record: SettlementBatch, ingest_time: int | None, rules: RuleConfig) -> Rejection | None:

@@ -17,22 +17,40 @@ from typing import Any, NamedTuple
 
 from posrecon.config import RuleConfig
 from posrecon.engine.alerts import make_alert
-from posrecon.engine.model import Alert, AlertKind, Severity
+from posrecon.engine.model import Alert, AlertKind, AlertStatus, Severity
 
 CardKey = tuple[str, str, int, str]
 
 
 class CardEntry:
-    __slots__ = ("approved_at", "order_id", "paired", "terminal_id", "voided")
+    __slots__ = ("approved_at", "order_id", "paired", "raised", "terminal_id", "voided")
 
     def __init__(
-        self, order_id: str, approved_at: int, terminal_id: str, voided: bool, paired: tuple[str, ...] = ()
+        self,
+        order_id: str,
+        approved_at: int,
+        terminal_id: str,
+        voided: bool,
+        paired: tuple[str, ...] = (),
+        raised: tuple[str, ...] = (),
     ) -> None:
         self.order_id = order_id
         self.approved_at = approved_at
         self.terminal_id = terminal_id
         self.voided = voided
         self.paired = paired  # other orders this approval already raised a DUPLICATE_CHARGE with
+        #: the earlier orders of the DUPLICATE_CHARGE alerts raised on this (the later) order that are still open:
+        #: a void of this order resolves them (contract v2)
+        self.raised = raised
+
+    def row(self) -> list[object]:
+        """The snapshot / changelog row of this entry (v1 rows had the first five fields)."""
+        return [self.order_id, self.approved_at, self.terminal_id, self.voided, list(self.paired), list(self.raised)]
+
+    @classmethod
+    def of_row(cls, row: list[Any]) -> CardEntry:
+        raised = tuple(row[5]) if len(row) > 5 else ()
+        return cls(str(row[0]), int(row[1]), str(row[2]), bool(row[3]), tuple(row[4]), raised)
 
 
 class CardSighting(NamedTuple):
@@ -46,20 +64,29 @@ class CardSighting(NamedTuple):
     is_void: bool = False  # True: the order was voided after this approval was sighted
     source_partition: int = 0
     source_watermark: int = -(1 << 62)  # the order partition's watermark once this record is applied
+    void_event_id: str = ""  # a void: the VOIDED event (it resolves the alerts raised on this order)
+    void_time: int = 0  # a void: its event time
 
 
 class DuplicateCharge(NamedTuple):
+    """A DUPLICATE_CHARGE on the later order; with ``resolved_by`` set, the void of the later order that
+    resolves it (``resolved_at``: the void's event time)."""
+
     later_order_id: str
     later_terminal_id: str
     later_approved_at: int
     earlier_order_id: str
     merchant_id: str
+    resolved_by: str | None = None
+    resolved_at: int = 0
 
 
 class CardIndex:
     def __init__(self, rules: RuleConfig, sources: int = 1) -> None:
         self.window = rules.duplicate_charge_window_ms
         self.keep_for = rules.duplicate_charge_window_ms + rules.allowed_lateness_ms + rules.max_clock_skew_ms
+        #: an entry with open DUPLICATE_CHARGE alerts is kept this long, so a later void can still resolve them
+        self.keep_raised_for = max(self.keep_for, rules.state_retention_ms)
         self.sources = sources
         self.entries: dict[CardKey, list[CardEntry]] = {}
         self.expiry: list[tuple[int, str, CardKey]] = []
@@ -111,6 +138,7 @@ class CardIndex:
         found: list[DuplicateCharge],
     ) -> None:
         paired: tuple[str, ...] = ()
+        raised: tuple[str, ...] = ()
         if not voided:
             # each pair of orders raises at most one alert, whichever of their approvals meet first
             done = {o for e in bucket if e.order_id == order_id for o in e.paired}
@@ -129,9 +157,11 @@ class CardIndex:
                 paired += (other,)
                 if entry.approved_at > approved_at:
                     found.append(DuplicateCharge(other, entry.terminal_id, entry.approved_at, order_id, key[1]))
+                    entry.raised += (order_id,)
                 else:
                     found.append(DuplicateCharge(order_id, terminal_id, approved_at, other, key[1]))
-        bucket.append(CardEntry(order_id, approved_at, terminal_id, voided, paired))
+                    raised += (other,)
+        bucket.append(CardEntry(order_id, approved_at, terminal_id, voided, paired, raised))
 
     def _observe(self, source: int, mark: int) -> None:
         marks = self.source_watermarks
@@ -144,19 +174,29 @@ class CardIndex:
                     if self.expiry and self.expiry[0][0] < aligned:
                         self._prune()
 
-    def on_void(self, sighting: CardSighting) -> None:
-        for entry in self.entries.get(sighting.key, ()):
+    def on_void(self, sighting: CardSighting) -> list[DuplicateCharge]:
+        """The order was voided: it no longer counts, and the DUPLICATE_CHARGE alerts raised on it resolve
+        (returned with ``resolved_by``; each once)."""
+        resolved: list[DuplicateCharge] = []
+        key = sighting.key
+        for entry in self.entries.get(key, ()):
             if entry.order_id == sighting.order_id:
                 entry.voided = True
+                for earlier in entry.raised:
+                    resolved.append(
+                        DuplicateCharge(entry.order_id, entry.terminal_id, entry.approved_at, earlier, key[1],
+                                        sighting.void_event_id or entry.order_id, sighting.void_time)
+                    )  # fmt: skip
+                entry.raised = ()
                 if self.dirty is not None:
-                    self.dirty.add(sighting.key)
+                    self.dirty.add(key)
         self._observe(sighting.source_partition, sighting.source_watermark)
+        return resolved
 
     def apply(self, sighting: CardSighting) -> list[DuplicateCharge]:
         """Route a sighting received from elsewhere (live card stage)."""
         if sighting.is_void:
-            self.on_void(sighting)
-            return []
+            return self.on_void(sighting)
         return self.on_sighting(sighting)
 
     def _prune(self) -> None:
@@ -170,40 +210,74 @@ class CardIndex:
             bucket = entries.get(key)
             if bucket is None:
                 continue
-            if len(bucket) == 1:  # the common case, without building a new list
+            if len(bucket) == 1 and not bucket[0].raised:  # the common case, without building a new list
                 entry = bucket[0]
                 if entry.order_id == order_id and entry.approved_at + keep_for < watermark:
                     del entries[key]
             else:
-                bucket[:] = [e for e in bucket if not (e.order_id == order_id and e.approved_at + keep_for < watermark)]
+                bucket[:] = [e for e in bucket if not (e.order_id == order_id and self._expired(e, watermark))]
                 if not bucket:
                     del entries[key]
+                else:
+                    for e in bucket:  # an entry kept for its open alerts comes up again at its own expiry
+                        if e.order_id == order_id and e.raised:
+                            heapq.heappush(expiry, (e.approved_at + self.keep_raised_for, order_id, key))
             if self.dirty is not None:
                 self.dirty.add(key)
+
+    def _expired(self, entry: CardEntry, watermark: int) -> bool:
+        keep = self.keep_raised_for if entry.raised else self.keep_for
+        return entry.approved_at + keep < watermark
 
     # --- snapshot --------------------------------------------------------------------------------------
 
     def to_rows(self) -> list[list[object]]:
-        return [
-            [list(key), [[e.order_id, e.approved_at, e.terminal_id, e.voided, list(e.paired)] for e in bucket]]
-            for key, bucket in self.entries.items()
-        ]
+        return [[list(key), bucket_rows(bucket)] for key, bucket in self.entries.items()]
 
     def load_rows(self, rows: list[list[Any]], watermark: int, source_watermarks: dict[int, int] | None = None) -> None:
         self.entries.clear()
         self.expiry.clear()
         for raw_key, raw_entries in rows:
             key: CardKey = tuple(raw_key)
-            bucket = [CardEntry(str(o), int(t), str(tid), bool(v), tuple(p)) for o, t, tid, v, p in raw_entries]
+            bucket = [CardEntry.of_row(row) for row in raw_entries]
             self.entries[key] = bucket
             for entry in bucket:
                 self.expiry.append((entry.approved_at + self.keep_for, entry.order_id, key))
+                if entry.raised:
+                    self.expiry.append((entry.approved_at + self.keep_raised_for, entry.order_id, key))
         heapq.heapify(self.expiry)
         self.watermark = watermark
         self.source_watermarks = dict(source_watermarks or {})
 
 
+def bucket_rows(bucket: list[CardEntry]) -> list[list[object]]:
+    """The rows of one card key's entries (snapshot and changelog)."""
+    return [entry.row() for entry in bucket]
+
+
 def duplicate_charge_alert(dup: DuplicateCharge, rules: RuleConfig, detected_at: int) -> Alert:
+    """The DUPLICATE_CHARGE alert of ``dup``, or, when ``dup.resolved_by`` is set, the RESOLVED record closing it."""
+    opened = _opened_alert(dup, rules, detected_at)
+    if dup.resolved_by is None:
+        return opened
+    original = opened["alert_id"]
+    return make_alert(
+        AlertKind.DUPLICATE_CHARGE,
+        Severity.INFO,
+        (original, "resolved"),
+        order_id=dup.later_order_id,
+        merchant_id=dup.merchant_id,
+        terminal_id=dup.later_terminal_id,
+        reason=f"DUPLICATE_CHARGE {original} resolved: order {dup.later_order_id} was voided ({dup.resolved_by})",
+        event_time=dup.resolved_at,
+        detected_at=detected_at,
+        related_ids=[dup.resolved_by],
+        status=AlertStatus.RESOLVED,
+        resolves_alert_id=original,
+    )
+
+
+def _opened_alert(dup: DuplicateCharge, rules: RuleConfig, detected_at: int) -> Alert:
     window_min = rules.duplicate_charge_window_ms // 60_000
     return make_alert(
         AlertKind.DUPLICATE_CHARGE,

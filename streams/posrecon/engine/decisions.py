@@ -6,15 +6,20 @@ is called from the record hot path and from deadline firing (:mod:`posrecon.engi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from posrecon.config import RuleConfig
 from posrecon.engine.alerts import make_alert, record_fingerprint
 from posrecon.engine.book import EngineStats, PartitionBook
 from posrecon.engine.model import (
     Alert,
     AlertKind,
+    AlertStatus,
     Outcome,
     ReconciledOrder,
     Rejection,
+    SettlementBatch,
     SettlementNotice,
     Severity,
     TerminalEvent,
@@ -22,22 +27,37 @@ from posrecon.engine.model import (
 from posrecon.engine.order import (
     FIRED_CONFLICT,
     FIRED_FAILED_CONFLICT,
+    FIRED_FEE,
     FIRED_LATE,
     FIRED_MISMATCH,
+    FIRED_MISSING,
     FIRED_ORPHAN,
+    FIRED_REFUND,
+    MAX_OPEN_ALERTS,
     Notice,
+    OpenAlert,
     OrderState,
+    Part,
     RecordFields,
-    SettlementPhase,
     TerminalPhase,
 )
+from posrecon.engine.pan import SCANNABLE_FIELDS, find_pan_in_record, scrub_text
+from posrecon.engine.pricing import expected_fee, fee_mismatch, tolerance
 
 _MATCHED = Outcome.MATCHED
 _REVERSED = Outcome.REVERSED
+_NOT_CHARGED = Outcome.NOT_CHARGED
 _OUTCOME_VALUE = {o: o.value for o in Outcome}
 _DECLINED = TerminalPhase.DECLINED
 _VOIDED = TerminalPhase.VOIDED
-_REVERSED_PHASE = SettlementPhase.REVERSED
+_TIMED_OUT = TerminalPhase.TIMED_OUT
+_MISSING = AlertKind.MISSING_SETTLEMENT.value
+_ORPHAN = AlertKind.ORPHAN_SETTLEMENT.value
+_EXPIRED = AlertKind.EXPIRED_ORDER.value
+_CONFLICT = AlertKind.STATUS_CONFLICT.value
+_DUPLICATE = AlertKind.DUPLICATE_SETTLEMENT.value
+#: ``tuple.__new__``: builds a Notice without the NamedTuple's Python-level ``__new__``
+_new_tuple: Any = tuple.__new__
 
 
 class Decisions:
@@ -47,6 +67,8 @@ class Decisions:
     reconciled: list[ReconciledOrder]
     alerts: list[Alert]
     stats: EngineStats
+    #: True when no merchant table and no bps tolerance exist: the tolerance is amount_tolerance_minor (v1)
+    _uniform_tolerance: bool
 
     @staticmethod
     def _now(now: int | None, book: PartitionBook) -> int:
@@ -76,23 +98,72 @@ class Decisions:
     def _duplicate_settlement(
         self, order: OrderState, first: Notice, second: Notice, now: int | None, book: PartitionBook
     ) -> None:
-        self.alerts.append(
-            make_alert(
-                AlertKind.DUPLICATE_SETTLEMENT,
-                Severity.CRITICAL,
-                (order.order_id, second.notice_id),
-                order_id=order.order_id,
-                merchant_id=order.merchant_id,
-                terminal_id=order.terminal_id,
-                reason=(
-                    f"order {order.order_id} settled twice: notice {second.notice_id} "
-                    f"({second.amount_minor} {second.currency}) after {first.notice_id}"
-                ),
-                event_time=max(first.settled_at, second.settled_at),
-                detected_at=self._now(now, book),
-                related_ids=[first.notice_id, second.notice_id],
-            )
+        alert = make_alert(
+            AlertKind.DUPLICATE_SETTLEMENT,
+            Severity.CRITICAL,
+            (order.order_id, second.notice_id),
+            order_id=order.order_id,
+            merchant_id=order.merchant_id,
+            terminal_id=order.terminal_id,
+            reason=(
+                f"order {order.order_id} settled twice: notice {second.notice_id} "
+                f"({second.amount_minor} {second.currency}) after {first.notice_id}"
+            ),
+            event_time=max(first.settled_at, second.settled_at),
+            detected_at=self._now(now, book),
+            related_ids=[first.notice_id, second.notice_id],
         )
+        self.alerts.append(alert)
+        track_open_alert(order, alert, second.amount_minor)  # resolves once refunds cover the duplicate's amount
+
+    def _settle_part(
+        self, order: OrderState, part: Part, capture_count: int, now: int | None, book: PartitionBook
+    ) -> bool:
+        """Count one SETTLED part of a split settlement; False when it is a duplicate (its capture_seq already
+        counted, or beyond the first notice's capture_count), which raises DUPLICATE_SETTLEMENT instead."""
+        parts = order.parts
+        if parts is None:  # the first part fixes n
+            order.capture_count = capture_count
+            parts = ()
+        seq = part.capture_seq
+        for counted in parts:
+            if counted.capture_seq == seq:
+                self._duplicate_settlement(order, _part_notice(counted), _part_notice(part), now, book)
+                return False
+        if seq > order.capture_count:
+            settled = order.settled
+            if settled is not None:
+                self._duplicate_settlement(order, settled, _part_notice(part), now, book)
+            return False
+        parts = order.parts = tuple(sorted((*parts, part)))
+        order.fee_sum += part.fee_minor
+        last = max(parts, key=_part_order)
+        order.settled = _new_tuple(
+            Notice, (last.notice_id, last.settled_at, sum(p.amount_minor for p in parts), parts[0].currency)
+        )
+        return True
+
+    def _check_fee(self, order: OrderState, notice_id: str, amount: int, fee: int, settled_at: int,
+                   now: int | None, book: PartitionBook) -> None:  # fmt: skip
+        """FEE_MISMATCH (once per order) when the merchant's pricing gives another fee for a counted part."""
+        if order.fired & FIRED_FEE:
+            return
+        rules = self.rules.for_merchant(order.merchant_id)
+        if not fee_mismatch(rules, amount, fee):
+            return
+        order.fired |= FIRED_FEE
+        self._order_alert(
+            order, AlertKind.FEE_MISMATCH, Severity.WARNING, ("fee",),
+            f"notice {notice_id} charged fee {fee} on {amount} but the merchant's pricing gives "
+            f"{expected_fee(rules, amount)} (tolerance {rules.fee_tolerance_minor})",
+            settled_at, [notice_id], now, book,
+        )  # fmt: skip
+
+    def _tolerance(self, order: OrderState, amount: int) -> int:
+        """The amount tolerance of the order's merchant for ``amount`` (the approved one)."""
+        if self._uniform_tolerance:
+            return self.rules.amount_tolerance_minor
+        return tolerance(self.rules.for_merchant(order.merchant_id), amount)
 
     def _decide(self, order: OrderState, now: int | None, book: PartitionBook) -> None:
         # the outcome before a reversal (alerts follow it), the decision record's fields and a new revision when
@@ -101,18 +172,31 @@ class Decisions:
         approval = order.approval
         phase = order.terminal_phase
         notice: Notice
+        tol = 0
         if settled is not None:
             notice = settled
             if phase is _DECLINED or phase is _VOIDED:
                 base = Outcome.STATUS_CONFLICT
             elif approval is not None:
-                rules = self.rules
-                if (
-                    settled.currency != approval.currency
-                    or abs(settled.amount_minor - approval.amount_minor) > rules.amount_tolerance_minor
-                ):
+                tol = (
+                    self.rules.amount_tolerance_minor
+                    if self._uniform_tolerance
+                    else self._tolerance(order, approval.amount_minor)
+                )
+                diff = settled.amount_minor - approval.amount_minor
+                parts = order.parts
+                if parts is not None and len(parts) < order.capture_count:  # a split settlement, parts missing
+                    if diff > tol and settled.currency == approval.currency:
+                        base = Outcome.AMOUNT_MISMATCH  # over-capture: at once
+                    elif order.fired & FIRED_MISSING:
+                        base = Outcome.PARTIALLY_SETTLED  # the SLA passed with k of n parts
+                    else:
+                        return
+                elif settled.currency != approval.currency or abs(diff) > tol:
                     base = Outcome.AMOUNT_MISMATCH
-                elif settled.settled_at - approval.event_time > rules.settlement_sla_ms:
+                elif settled.settled_at - approval.event_time > (
+                    self.rules.settlement_sla_ms if self._uniform_tolerance else self._sla(order)
+                ):
                     base = Outcome.MATCHED_LATE
                 else:
                     base = _MATCHED
@@ -122,37 +206,49 @@ class Decisions:
                 return
         else:
             failed = order.failed
-            if failed is None or approval is None or phase is _VOIDED:
+            if failed is None or phase is _VOIDED:
+                return
+            if approval is not None:
+                base = Outcome.SETTLEMENT_FAILED
+            elif phase <= _TIMED_OUT:  # never approved: the bank confirms no charge
+                base = Outcome.NOT_CHARGED
+            else:
                 return
             notice = failed
-            base = Outcome.SETTLEMENT_FAILED
-        if base is not _MATCHED:
-            self._outcome_alert(order, base, now, book)
-        if order.settlement_phase is _REVERSED_PHASE:
-            outcome = _REVERSED
-            reversal = order.reversal
-            notice_id = reversal.notice_id if reversal is not None else notice.notice_id
+        if base is not _MATCHED and base is not _NOT_CHARGED:
+            self._outcome_alert(order, base, tol, now, book)
+        outcome = base
+        notice_id = notice.notice_id
+        if settled is not None:
+            settled_amount: int | None = settled.amount_minor
+            settled_at: int | None = settled.settled_at
+            parts = order.parts
+            fee: int | None = order.fee_sum
+            refunded = order.reversed_sum
+            if refunded:
+                outcome = self._refund_outcome(order, settled, refunded, tol if approval is not None else None,
+                                               now, book)  # fmt: skip
+                reversal = order.reversal
+                if reversal is not None:
+                    notice_id = reversal.notice_id
+            settled_parts: int | None = 1 if parts is None else len(parts)
+            reversed_amount: int | None = refunded
+            net: int | None = settled.amount_minor - order.fee_sum - refunded
         else:
-            outcome = base
-            notice_id = notice.notice_id
+            settled_amount = settled_at = settled_parts = fee = reversed_amount = net = None
         if approval is not None:
             terminal_id: str | None = approval.terminal_id
             currency = approval.currency
             approved_amount: int | None = approval.amount_minor
-            approved_at: int | None = approval.event_time
+            approved_at = approval.event_time
+            lag = settled_at - approved_at if settled_at is not None else None
         else:
             terminal_id = order.terminal_id
             currency = notice.currency
-            approved_amount = approved_at = None
-        if settled is not None:
-            settled_amount: int | None = settled.amount_minor
-            settled_at: int | None = settled.settled_at
-            lag = settled.settled_at - approved_at if approved_at is not None else None
-        else:
-            settled_amount = settled_at = lag = None
+            approved_amount = approved_at = lag = None  # type: ignore[assignment]
         fields: RecordFields = (
             order.order_id, order.merchant_id, terminal_id, _OUTCOME_VALUE[outcome], currency, approved_amount,
-            settled_amount, approved_at, settled_at, lag, notice_id,
+            settled_amount, approved_at, settled_at, lag, notice_id, settled_parts, fee, reversed_amount,
         )  # fmt: skip
         if fields == order.last_fields:
             return
@@ -172,10 +268,42 @@ class Decisions:
                 "settlement_lag_ms": lag,
                 "notice_id": notice_id,
                 "revision": revision,
+                "settled_parts": settled_parts,
+                "fee_minor": fee,
+                "reversed_amount_minor": reversed_amount,
+                "net_amount_minor": net,
             }
         )
 
-    def _outcome_alert(self, order: OrderState, outcome: Outcome, now: int | None, book: PartitionBook) -> None:
+    def _refund_outcome(self, order: OrderState, settled: Notice, refunded: int, tol: int | None,
+                        now: int | None, book: PartitionBook) -> Outcome:  # fmt: skip
+        """REVERSED when the refunds cover what settled (AMOUNT_MISMATCH once when they exceed it beyond the
+        tolerance), else PARTIALLY_REVERSED."""
+        if refunded < settled.amount_minor:
+            return Outcome.PARTIALLY_REVERSED
+        if tol is None:  # no approval: the tolerance of the settled sum
+            tol = self._tolerance(order, settled.amount_minor)
+        if refunded > settled.amount_minor + tol and not order.fired & FIRED_REFUND:
+            order.fired |= FIRED_REFUND
+            reversal = order.reversal
+            assert reversal is not None
+            self._order_alert(
+                order, AlertKind.AMOUNT_MISMATCH, Severity.CRITICAL, ("refund",),
+                f"refund exceeds settlement: reversed {refunded} but settled {settled.amount_minor} "
+                f"{settled.currency} (tolerance {tol})",
+                max(settled.settled_at, reversal.settled_at), [settled.notice_id, reversal.notice_id], now, book,
+            )  # fmt: skip
+        return _REVERSED
+
+    def _sla(self, order: OrderState) -> int:
+        rules = self.rules
+        return (
+            rules.settlement_sla_ms if not rules.merchants else rules.for_merchant(order.merchant_id).settlement_sla_ms
+        )
+
+    def _outcome_alert(
+        self, order: OrderState, outcome: Outcome, tol: int, now: int | None, book: PartitionBook
+    ) -> None:
         approval, settled = order.approval, order.settled
         if outcome is Outcome.MATCHED_LATE:
             assert approval is not None and settled is not None
@@ -185,7 +313,7 @@ class Decisions:
             lag_h = (settled.settled_at - approval.event_time) / 3_600_000
             self._order_alert(
                 order, AlertKind.LATE_SETTLEMENT, Severity.WARNING, ("late", settled.notice_id),
-                f"settled {lag_h:.1f} h after approval (SLA {self.rules.settlement_sla_ms / 3_600_000:.1f} h)",
+                f"settled {lag_h:.1f} h after approval (SLA {self._sla(order) / 3_600_000:.1f} h)",
                 settled.settled_at, [approval.event_id, settled.notice_id], now, book,
             )  # fmt: skip
         elif outcome is Outcome.AMOUNT_MISMATCH:
@@ -193,11 +321,16 @@ class Decisions:
             if order.fired & FIRED_MISMATCH:
                 return
             order.fired |= FIRED_MISMATCH
+            parts = order.parts
+            # a split order has one amount condition, whether over-captured early or off at the end
+            condition = ("amount", settled.notice_id) if parts is None else ("amount", "captures")
+            what = "settled" if parts is None else f"settled in {len(parts)} of {order.capture_count} parts"
+            cause = settled if parts is None else _capture_cause(parts, approval.amount_minor + tol, settled)
             self._order_alert(
-                order, AlertKind.AMOUNT_MISMATCH, Severity.CRITICAL, ("amount", settled.notice_id),
-                f"approved {approval.amount_minor} {approval.currency} but settled "
-                f"{settled.amount_minor} {settled.currency} (tolerance {self.rules.amount_tolerance_minor})",
-                max(approval.event_time, settled.settled_at), [approval.event_id, settled.notice_id], now, book,
+                order, AlertKind.AMOUNT_MISMATCH, Severity.CRITICAL, condition,
+                f"approved {approval.amount_minor} {approval.currency} but {what} "
+                f"{settled.amount_minor} {settled.currency} (tolerance {tol})",
+                max(approval.event_time, cause.settled_at), [approval.event_id, cause.notice_id], now, book,
             )  # fmt: skip
         elif outcome is Outcome.STATUS_CONFLICT:
             assert settled is not None
@@ -206,11 +339,12 @@ class Decisions:
             order.fired |= FIRED_CONFLICT
             state = "declined" if order.terminal_phase is TerminalPhase.DECLINED else "voided"
             related = [approval.event_id, settled.notice_id] if approval is not None else [settled.notice_id]
-            self._order_alert(
+            alert = self._order_alert(
                 order, AlertKind.STATUS_CONFLICT, Severity.CRITICAL, ("settled", state),
                 f"settled by notice {settled.notice_id} but the terminal {state} the order",
                 max(order.phase_time, settled.settled_at), related, now, book,
             )  # fmt: skip
+            track_open_alert(order, alert)  # resolves once refunds cover the settlement
         elif outcome is Outcome.SETTLEMENT_FAILED:
             failed = order.failed
             assert approval is not None and failed is not None
@@ -234,46 +368,140 @@ class Decisions:
         related_ids: list[str],
         now: int | None,
         book: PartitionBook,
-    ) -> None:
+    ) -> Alert:
         approval = order.approval
-        self.alerts.append(
-            make_alert(
-                kind,
-                severity,
-                (order.order_id, *condition),
-                order_id=order.order_id,
-                merchant_id=order.merchant_id,
-                terminal_id=approval.terminal_id if approval is not None else order.terminal_id,
-                reason=f"order {order.order_id}: {reason}",
-                event_time=event_time,
-                detected_at=self._now(now, book),
-                related_ids=related_ids,
-            )
+        alert = make_alert(
+            kind,
+            severity,
+            (order.order_id, *condition),
+            order_id=order.order_id,
+            merchant_id=order.merchant_id,
+            terminal_id=approval.terminal_id if approval is not None else order.terminal_id,
+            reason=f"order {order.order_id}: {reason}",
+            event_time=event_time,
+            detected_at=self._now(now, book),
+            related_ids=related_ids,
         )
+        self.alerts.append(alert)
+        return alert
+
+    # --- auto-resolution (contract v2) ---------------------------------------------------------------------
+
+    def _resolve(
+        self, order: OrderState, record_id: str, event_time: int, now: int | None, book: PartitionBook
+    ) -> None:
+        """A RESOLVED record for each open alert of ``order`` whose condition the record just applied removed."""
+        still_open: list[OpenAlert] = []
+        for open_alert in order.open_alerts:
+            why = _cleared_by(order, open_alert)
+            if why is None:
+                still_open.append(open_alert)
+                continue
+            kind = AlertKind(open_alert.kind)
+            self.alerts.append(
+                make_alert(
+                    kind,
+                    Severity.INFO,
+                    (open_alert.alert_id, "resolved"),
+                    order_id=order.order_id,
+                    merchant_id=open_alert.merchant_id,
+                    terminal_id=open_alert.terminal_id,
+                    reason=f"order {order.order_id}: {kind._value_} {open_alert.alert_id} resolved: {why} "
+                    f"({record_id})",
+                    event_time=event_time,
+                    detected_at=self._now(now, book),
+                    related_ids=[record_id],
+                    status=AlertStatus.RESOLVED,
+                    resolves_alert_id=open_alert.alert_id,
+                )
+            )
+        if len(still_open) != len(order.open_alerts):
+            order.open_alerts = tuple(still_open)
 
     def _invalid(
         self,
         source: str,
-        record: TerminalEvent | SettlementNotice,
+        record: TerminalEvent | SettlementNotice | SettlementBatch,
         record_id: str,
         event_time: int,
         rejection: Rejection,
         now: int | None,
     ) -> None:
         self.stats.invalid += 1
-        order_id = record["order_id"] or None
+        # a card number in any field: every field the alert echoes carries it masked (the fingerprint is a hash
+        # of the masked record); a record without one keeps its ids as they are (v1)
+        echo = scrub_text if find_pan_in_record(record, SCANNABLE_FIELDS) is not None else _as_is
+        fields: Mapping[str, Any] = record
+        record_id = echo(record_id)
         self.alerts.append(
             make_alert(
                 AlertKind.INVALID_EVENT,
                 Severity.WARNING,
                 (source, rejection.reason.value, record_fingerprint(record)),
-                order_id=order_id,
-                merchant_id=record["merchant_id"] or None,
-                terminal_id=str(record.get("terminal_id") or "") or None,
+                order_id=echo(fields.get("order_id") or "") or None,
+                merchant_id=echo(fields.get("merchant_id") or "") or None,
+                terminal_id=echo(str(fields.get("terminal_id") or "")) or None,
                 reason=f"invalid {source} record {record_id or '<empty id>'}: "
                 f"{rejection.reason.value}: {rejection.detail}",
                 event_time=event_time,
                 detected_at=now if now is not None else event_time,
                 related_ids=[record_id] if record_id else [],
+                batch_id=echo(fields.get("batch_id") or "") or None if source == "batch" else None,
             )
         )
+
+
+def track_open_alert(order: OrderState, alert: Alert, amount_minor: int = 0) -> None:
+    """Remember an alert that a later record may resolve (bounded per order)."""
+    if len(order.open_alerts) < MAX_OPEN_ALERTS:
+        order.open_alerts += (
+            OpenAlert(alert["kind"], alert["alert_id"], alert["merchant_id"] or "", alert["terminal_id"], amount_minor),
+        )
+
+
+def _cleared_by(order: OrderState, open_alert: OpenAlert) -> str | None:
+    """What removed the condition of ``open_alert`` (the auto-resolution table of the contract), or None."""
+    kind = open_alert.kind
+    if kind == _MISSING:
+        if order.failed is not None:
+            return "a FAILED notice"
+        return "every part settled" if order.fully_settled() else None
+    if kind in (_ORPHAN, _EXPIRED):
+        if order.terminal_phase > _TIMED_OUT:
+            return f"the terminal's {order.terminal_phase.name}"
+        if kind == _EXPIRED and order.failed is not None:
+            return "a FAILED notice (not charged)"
+        return None
+    settled = order.settled
+    if kind == _CONFLICT:
+        return (
+            "refunds cover the settlement"
+            if settled is not None and order.reversed_sum >= settled.amount_minor
+            else None
+        )
+    if kind == _DUPLICATE:
+        return "refunds cover the duplicate" if order.reversed_sum >= open_alert.amount_minor else None
+    return None
+
+
+def _capture_cause(parts: tuple[Part, ...], limit: int, settled: Notice) -> Notice:
+    """The part (in event time) whose amount took the sum over ``limit`` (over-capture), else the settlement
+    (under-capture: decided with the last part): the alert's time and id do not depend on arrival order."""
+    total = 0
+    for part in sorted(parts, key=_part_order):
+        total += part.amount_minor
+        if total > limit:
+            return _part_notice(part)
+    return settled
+
+
+def _part_notice(part: Part) -> Notice:
+    return Notice(part.notice_id, part.settled_at, part.amount_minor, part.currency)
+
+
+def _part_order(part: Part) -> tuple[int, int]:
+    return part.settled_at, part.capture_seq
+
+
+def _as_is(text: str) -> str:
+    return text

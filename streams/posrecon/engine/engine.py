@@ -19,10 +19,11 @@ from __future__ import annotations
 from typing import Any
 
 from posrecon.config import RuleConfig
+from posrecon.engine.batches import BatchLedger, BatchSighting, check_settlement_batch
 from posrecon.engine.book import NO_WATERMARK, EngineStats, PartitionBook
 from posrecon.engine.cards import CardIndex, CardKey, CardSighting, duplicate_charge_alert
 from posrecon.engine.currency import ISO_4217_CODES
-from posrecon.engine.model import Alert, ReconciledOrder, Rejection, SettlementNotice, TerminalEvent
+from posrecon.engine.model import Alert, ReconciledOrder, Rejection, SettlementBatch, SettlementNotice, TerminalEvent
 from posrecon.engine.order import (
     SCHEDULED_EXPIRED,
     SCHEDULED_MISSING,
@@ -34,8 +35,17 @@ from posrecon.engine.order import (
     Approval,
     Notice,
     OrderState,
+    Part,
     TerminalPhase,
 )
+from posrecon.engine.pan import (
+    PAN_MIN_DIGITS,
+    SETTLEMENT_NOTICE_STRING_FIELDS,
+    TERMINAL_EVENT_STRING_FIELDS,
+    fields_to_scan,
+    find_pan,
+)
+from posrecon.engine.pricing import pricing_configured
 from posrecon.engine.snapshot import Snapshots
 from posrecon.engine.timers import EVICT, EXPIRE, MISSING, ORPHAN, deadline_waits
 from posrecon.engine.validation import PAN_START as _PAN_START
@@ -60,14 +70,34 @@ class ReconciliationEngine(Snapshots):
         *,
         collect_card_sightings: bool = False,
         collect_auth_latencies: bool = False,
+        collect_batch_sightings: bool = False,
     ) -> None:
         """``collect_card_sightings``: hand approvals and voids out in ``card_sightings`` instead of checking
         them against ``cards`` here (the worker routes them to the card stage); ``collect_auth_latencies``:
-        record ORDER_CREATED -> authorisation result latencies (ms, event time) in ``auth_latencies``."""
-        self.rules = rules or RuleConfig()
-        self._waits = deadline_waits(self.rules)
+        record ORDER_CREATED -> authorisation result latencies (ms, event time) in ``auth_latencies``;
+        ``collect_batch_sightings``: hand notices with a batch_id out in ``batch_sightings`` instead of counting
+        them in ``batches`` here (the worker routes them to the batch stage)."""
+        rules = self.rules = rules or RuleConfig()
+        self._waits = deadline_waits(rules)
+        self._merchant_waits = {} if rules.merchants else None
+        self._uniform_tolerance = not rules.merchants and not rules.amount_tolerance_bps
+        #: merchant pricing configured anywhere: only then is a SETTLED part's fee checked
+        self._priced = pricing_configured(rules) or any(
+            pricing_configured(rules.for_merchant(m)) for m in rules.merchants
+        )
+        self._terminal_full_scan = fields_to_scan(TERMINAL_EVENT_STRING_FIELDS, rules.pan_scan_fields)
+        self._notice_full_scan = fields_to_scan(SETTLEMENT_NOTICE_STRING_FIELDS, rules.pan_scan_fields)
+        # the hot path's scans: an open order's order_id passed the scan when the order opened (only valid records
+        # open one), and a currency that passes v1's ISO 4217 check cannot hold a card number (one that fails it
+        # goes to the full check, which scans every field)
+        self._terminal_scan = _hot(self._terminal_full_scan, "currency")
+        self._notice_scan = _hot(self._notice_full_scan, "currency")
+        self._terminal_scan_known = _hot(self._terminal_scan, "order_id")
+        self._notice_scan_known = _hot(self._notice_scan, "order_id")
         self.books: dict[int, PartitionBook] = {}
-        self.cards = CardIndex(self.rules, sources=partitions)
+        self.cards = CardIndex(rules, sources=partitions)
+        self.batches = BatchLedger(rules, sources=partitions)
+        self.batch_sightings: list[BatchSighting] | None = [] if collect_batch_sightings else None
         #: None unless collected (see above): the hot path tests ``is not None``
         self.card_sightings: list[CardSighting] | None = [] if collect_card_sightings else None
         self.auth_latencies: list[int] | None = [] if collect_auth_latencies else None
@@ -109,6 +139,15 @@ class ReconciliationEngine(Snapshots):
         event_time = event["event_time"]
         amount = event["amount_minor"]
         token = event["card_token"]
+        book = self.books.get(partition)
+        order = book.orders.get(order_id) if book is not None else None
+        # PAN_IN_FIELD's scan (pan.find_pan_in_record, inlined): a known order's id was scanned when it opened
+        pan = False
+        for name in self._terminal_scan if order is None else self._terminal_scan_known:
+            value = event.get(name)
+            if value is not None and len(value) >= PAN_MIN_DIGITS and find_pan(value) is not None:  # type: ignore[arg-type]
+                pan = True
+                break
         if (
             not (event_id and order_id and merchant_id and terminal_id)
             or (token is not None and token[:1] in _PAN_START)
@@ -116,13 +155,14 @@ class ReconciliationEngine(Snapshots):
             or amount > rules.max_amount_minor
             or event["currency"] not in ISO_4217_CODES
             or (ingest_time is not None and abs(event_time - ingest_time) > rules.max_clock_skew_ms)
+            or pan
         ):  # possibly invalid: the full check decides (and says why)
-            rejection = check_terminal_event(event, ingest_time, rules)
+            rejection = check_terminal_event(event, ingest_time, rules, self._terminal_full_scan)
             if rejection is not None:
                 self._invalid("terminal", event, event_id, event_time, rejection, now)
                 return rejection
-        book = self.books.get(partition) or self.book(partition)
-        order = book.orders.get(order_id)
+        if book is None:
+            book = self.book(partition)
         if order is None:
             order = self._open_order(book, order_id, merchant_id, event_time)
         elif event_id in order.seen_events:
@@ -186,17 +226,23 @@ class ReconciliationEngine(Snapshots):
             if approval.card_token is not None:
                 void = CardSighting(
                     _card_key(approval), order_id, approval.event_time, approval.terminal_id, True, True,
-                    partition, max(book.watermark, event_time),
+                    partition, max(book.watermark, event_time), event_id, event_time,
                 )  # fmt: skip
                 if self.card_sightings is not None:
                     self.card_sightings.append(void)
                 else:
-                    self.cards.on_void(void)
+                    for resolved in self.cards.on_void(void):
+                        self.alerts.append(duplicate_charge_alert(resolved, rules, self._now(now, book)))
         if order.settled is not None or order.failed is not None:  # no decision without a notice
             self._decide(order, now, book)
+        if order.open_alerts:
+            self._resolve(order, event_id, event_time, now, book)
         watermark = book.watermark
         if event_time > watermark:
             book.watermark = watermark = event_time
+            timers = self.batches.timers  # in place: a batch deadline due at the new watermark fires now
+            if timers and timers[0][0] <= watermark and self.batch_sightings is None:
+                self.sync_batches(now)
         next_due = book.deadlines.next_due()
         if next_due is not None and next_due <= watermark:
             self._advance(book, event_time, now)
@@ -216,19 +262,31 @@ class ReconciliationEngine(Snapshots):
         settled_at = notice["settled_at"]
         amount = notice["amount_minor"]
         currency = notice["currency"]
+        capture_seq = notice.get("capture_seq", 1)
+        capture_count = notice.get("capture_count", 1)
+        book = self.books.get(partition)
+        order = book.orders.get(order_id) if book is not None else None
+        pan = False  # as in on_terminal_event
+        for name in self._notice_scan if order is None else self._notice_scan_known:
+            value = notice.get(name)
+            if value is not None and len(value) >= PAN_MIN_DIGITS and find_pan(value) is not None:  # type: ignore[arg-type]
+                pan = True
+                break
         if (
             not (notice_id and order_id and merchant_id)
             or amount <= 0
             or amount > rules.max_amount_minor
             or currency not in ISO_4217_CODES
             or (ingest_time is not None and settled_at - ingest_time > rules.max_clock_skew_ms)
+            or not 0 < capture_seq <= capture_count
+            or pan
         ):  # possibly invalid: the full check decides (and says why)
-            rejection = check_settlement_notice(notice, ingest_time, rules)
+            rejection = check_settlement_notice(notice, ingest_time, rules, self._notice_full_scan)
             if rejection is not None:
                 self._invalid("settlement", notice, notice_id, settled_at, rejection, now)
                 return rejection
-        book = self.books.get(partition) or self.book(partition)
-        order = book.orders.get(order_id)
+        if book is None:
+            book = self.book(partition)
         if order is None:
             order = self._open_order(book, order_id, merchant_id, settled_at)
         elif notice_id in order.seen_notices:
@@ -242,26 +300,101 @@ class ReconciliationEngine(Snapshots):
         order.settlement_phase = SETTLEMENT_TRANSITIONS[order.settlement_phase][SETTLEMENT_STATUS_INDEX[status]]
         facts: Notice = _new_tuple(Notice, (notice_id, settled_at, amount, currency))
         if status == "SETTLED":
-            if order.settled is None:
+            settled = order.settled
+            if settled is None and capture_count == 1:  # a whole settlement (v1)
                 order.settled = facts
+                order.fee_sum = fee = notice["fee_minor"]
                 if not order.scheduled & SCHEDULED_ORPHAN and order.terminal_phase <= _TIMED_OUT:
                     self._schedule(book, order, ORPHAN, settled_at)
+                if self._priced:
+                    self._check_fee(order, notice_id, amount, fee, settled_at, now, book)
+            elif settled is not None and order.parts is None:
+                self._duplicate_settlement(order, settled, facts, now, book)
             else:
-                self._duplicate_settlement(order, order.settled, facts, now, book)
+                fee = notice["fee_minor"]
+                part = _new_tuple(Part, (capture_seq, notice_id, settled_at, amount, currency, fee))
+                if self._settle_part(order, part, capture_count, now, book):
+                    # the grace runs from the earliest part (so from the same time after a restore, and whatever
+                    # the parts' arrival order): a part earlier than all before it schedules again (the later
+                    # deadline then finds the alert fired)
+                    parts = order.parts
+                    assert parts is not None
+                    if order.terminal_phase <= _TIMED_OUT and settled_at == min(p.settled_at for p in parts):
+                        self._schedule(book, order, ORPHAN, settled_at)
+                    if self._priced:
+                        self._check_fee(order, notice_id, amount, fee, settled_at, now, book)
         elif status == "FAILED":
             if order.failed is None:
                 order.failed = facts
-        elif order.reversal is None:
-            order.reversal = facts
+        else:  # REVERSED: refunds add up; the decision names the latest (by settled_at, notice_id)
+            order.reversed_sum += amount
+            reversal = order.reversal
+            if reversal is None or (settled_at, notice_id) > (reversal.settled_at, reversal.notice_id):
+                order.reversal = facts
         self._decide(order, now, book)
+        if order.open_alerts:
+            self._resolve(order, notice_id, settled_at, now, book)
         watermark = book.watermark
+        batch_id = notice["batch_id"]
+        if batch_id is not None:  # counted by the batch stage, then its watermark moves (as a sighting's does)
+            self._batch_sighting(
+                notice, batch_id, book.partition, settled_at if settled_at > watermark else watermark, now
+            )
         if settled_at > watermark:
             book.watermark = watermark = settled_at
+            timers = self.batches.timers  # in place: a batch deadline due at the new watermark fires now
+            if timers and timers[0][0] <= watermark and self.batch_sightings is None:
+                self.sync_batches(now)
         next_due = book.deadlines.next_due()
         if next_due is not None and next_due <= watermark:
             self._advance(book, settled_at, now)
             watermark = book.watermark
         order.last_seen = watermark
+        return None
+
+    def _batch_sighting(
+        self, notice: SettlementNotice, batch_id: str, partition: int, mark: int, now: int | None
+    ) -> None:
+        """The batch stage's view of a valid notice: handed out (live), or counted in ``batches`` here. (In place,
+        the ledger already follows every watermark move that can fire one of its deadlines: see
+        ``_batch_watermark_moved``.)"""
+        sighting: BatchSighting = _new_tuple(
+            BatchSighting,
+            (batch_id, notice["notice_id"], notice["status"], notice["amount_minor"], notice["fee_minor"],
+             notice["currency"], notice["merchant_id"], notice["settled_at"], partition, mark, notice["order_id"]),
+        )  # fmt: skip
+        if self.batch_sightings is not None:
+            self.batch_sightings.append(sighting)
+        else:
+            self.batches.on_notice(sighting, now)
+
+    def _batch_watermark_moved(self, watermark: int, now: int | None) -> None:
+        """A partition's watermark moved to ``watermark``: in place, the ledger takes every partition's watermark
+        once one of its deadlines may be due (its watermark is their minimum, so each move that can fire one
+        syncs: the ledger fires exactly what following every move would)."""
+        timers = self.batches.timers
+        if timers and timers[0][0] <= watermark and self.batch_sightings is None:
+            self.sync_batches(now)
+
+    def sync_batches(self, now: int | None = None) -> None:
+        """In place: pass every partition's watermark on to the batch ledger (also at the end of a replay)."""
+        batches = self.batches
+        if batches.batches:
+            for partition, book in self.books.items():
+                batches.advance(partition, book.watermark, now)
+
+    def on_settlement_batch(
+        self, batch: SettlementBatch, partition: int = 0, ingest_time: int | None = None, now: int | None = None
+    ) -> Rejection | None:
+        """Apply one decoded SettlementBatch control record to ``batches`` (in place). Returns the rejection when
+        it is invalid (INVALID_EVENT alert as for every invalid record). Control records do not move order
+        partition watermarks: their closed_at is the batch's event time, not an order's."""
+        self.stats.records += 1
+        rejection = check_settlement_batch(batch, ingest_time, self.rules)
+        if rejection is not None:
+            self._invalid("batch", batch, batch["batch_id"], batch["closed_at"], rejection, now)
+            return rejection
+        self.batches.on_control(batch, now=now)
         return None
 
     def _open_order(self, book: PartitionBook, order_id: str, merchant_id: str, event_time: int) -> OrderState:
@@ -271,6 +404,10 @@ class ReconciliationEngine(Snapshots):
         evict_at = order.evict_at = self._evict_at(order)
         book.deadlines.push((evict_at, EVICT, order_id))
         return order
+
+
+def _hot(fields: tuple[str, ...], skipped: str) -> tuple[str, ...]:
+    return tuple(name for name in fields if name != skipped)
 
 
 def _card_key(approval: Approval) -> CardKey:

@@ -15,6 +15,16 @@ from __future__ import annotations
 from enum import Enum
 from typing import Literal, NamedTuple, TypedDict
 
+# the exception-case records live with their rules; re-exported so every record and enum of the schemas is here
+from posrecon.engine.case_actions import (  # noqa: F401
+    CaseEntry,
+    CaseEntryKind,
+    CaseState,
+    ExceptionAction,
+    ExceptionActionKind,
+    ExceptionCase,
+)
+
 
 class TerminalEventType(str, Enum):
     ORDER_CREATED = "ORDER_CREATED"

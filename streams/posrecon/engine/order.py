@@ -68,6 +68,8 @@ FIRED_LATE = 8
 FIRED_MISMATCH = 16
 FIRED_CONFLICT = 32
 FIRED_FAILED_CONFLICT = 64
+FIRED_FEE = 128  # v2: FEE_MISMATCH (once per order)
+FIRED_REFUND = 256  # v2: AMOUNT_MISMATCH "refund exceeds settlement" (once per order)
 # bits of OrderState.scheduled: deadlines already in the deadline index
 SCHEDULED_MISSING = 1
 SCHEDULED_ORPHAN = 2
@@ -91,9 +93,40 @@ class Notice(NamedTuple):
     currency: str
 
 
+class Part(NamedTuple):
+    """One counted SETTLED part of a split settlement (capture_count > 1)."""
+
+    capture_seq: int
+    notice_id: str
+    settled_at: int
+    amount_minor: int
+    currency: str
+    fee_minor: int
+
+
+class OpenAlert(NamedTuple):
+    """An alert of this order that a later record may still resolve (contract v2 auto-resolution): what its
+    RESOLVED record repeats (merchant and terminal as raised) and, for DUPLICATE_SETTLEMENT, the duplicate's amount."""
+
+    kind: str
+    alert_id: str
+    merchant_id: str
+    terminal_id: str | None
+    amount_minor: int = 0
+
+
+#: at most this many resolvable alerts are tracked per order (each kind fires once, but DUPLICATE_SETTLEMENT once
+#: per duplicate notice): state stays bounded; an alert beyond it simply never auto-resolves
+MAX_OPEN_ALERTS = 8
+
 RecordFields = tuple[
-    str, str, str | None, str, str, int | None, int | None, int | None, int | None, int | None, str | None
-]
+    str, str, str | None, str, str, int | None, int | None, int | None, int | None, int | None, str | None,
+    int | None, int | None, int | None,
+]  # fmt: skip
+# (net_amount_minor is not kept: settled - fee - reversed, all three in the fields; an int less per order)
+#: length of a v1 row's last_fields (11) and of a v1 OrderState row (21)
+V1_RECORD_FIELDS = 11
+V1_ROW_LENGTH = 21
 
 
 class OrderState:
@@ -101,17 +134,22 @@ class OrderState:
 
     __slots__ = (
         "approval",
+        "capture_count",
         "created_at",
         "evict_at",
         "failed",
+        "fee_sum",
         "fired",
         "last_fields",
         "last_seen",
         "merchant_id",
+        "open_alerts",
         "order_id",
+        "parts",
         "pending_due",
         "phase_time",
         "reversal",
+        "reversed_sum",
         "revision",
         "scheduled",
         "seen_events",
@@ -145,15 +183,26 @@ class OrderState:
         self.last_seen = 0
         self.pending_due = 0  # latest due time of the deadlines scheduled for this order
         self.evict_at = 0
+        # v2 (scalars and shared empties, so a v1 order grows by a few slots only)
+        self.capture_count = 1  # n of the first SETTLED notice
+        self.parts: tuple[Part, ...] | None = None  # counted parts when n > 1, by capture_seq; None when n = 1
+        self.fee_sum = 0  # fee_minor over the counted SETTLED parts
+        self.reversed_sum = 0  # amount_minor over the distinct REVERSED notices
+        self.open_alerts: tuple[OpenAlert, ...] = ()
 
     # --- settlement -----------------------------------------------------------------------------------
 
     def awaiting_settlement(self) -> Approval | None:
         """The approval still waiting for its settlement (approved, not voided, no SETTLED or FAILED notice
         yet), else None: the condition of the MISSING_SETTLEMENT deadline and of the pending-settlement views."""
-        if self.settled is None and self.failed is None and self.terminal_phase is not _VOIDED:
+        if self.failed is None and self.terminal_phase is not _VOIDED and not self.fully_settled():
             return self.approval
         return None
+
+    def fully_settled(self) -> bool:
+        """Every part of the settlement counted (the one SETTLED notice of a whole order)."""
+        parts = self.parts
+        return self.settled is not None and (parts is None or len(parts) >= self.capture_count)
 
     # --- snapshot --------------------------------------------------------------------------------------
 
@@ -181,6 +230,11 @@ class OrderState:
             self.pending_due,
             self.evict_at,
             self.phase_time,
+            self.capture_count,
+            [list(p) for p in self.parts] if self.parts is not None else None,
+            self.fee_sum,
+            self.reversed_sum,
+            [list(a) for a in self.open_alerts],
         ]
 
     @classmethod
@@ -207,7 +261,24 @@ class OrderState:
         state.pending_due = row[18]
         state.evict_at = row[19]
         state.phase_time = row[20]
+        if len(row) > V1_ROW_LENGTH:
+            state.capture_count = row[21]
+            state.parts = tuple(_tuple_of(Part, p) for p in row[22]) if row[22] is not None else None
+            state.fee_sum = row[23]
+            state.reversed_sum = row[24]
+            state.open_alerts = tuple(_tuple_of(OpenAlert, a) for a in row[25])
+        else:  # a v1 row: v1 kept one reversal and no fee; its decision record had the v1 fields only
+            reversal = state.reversal
+            state.reversed_sum = reversal.amount_minor if reversal is not None else 0
+            if state.last_fields is not None and len(state.last_fields) == V1_RECORD_FIELDS:
+                state.last_fields = (*state.last_fields, *state.ledger_fields())  # type: ignore[assignment]
         return state
+
+    def ledger_fields(self) -> tuple[int | None, int | None, int | None]:
+        """settled_parts, fee_minor, reversed_amount_minor of the decision record (null until something settled)."""
+        if self.settled is None:
+            return None, None, None
+        return 1 if self.parts is None else len(self.parts), self.fee_sum, self.reversed_sum
 
 
 _VOIDED = TerminalPhase.VOIDED

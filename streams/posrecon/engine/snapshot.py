@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from posrecon.engine.batches import BatchLedger
 from posrecon.engine.book import PartitionBook
 from posrecon.engine.cards import CardIndex
 from posrecon.engine.order import SCHEDULED_EXPIRED, SCHEDULED_MISSING, SCHEDULED_ORPHAN, OrderState
@@ -17,6 +18,7 @@ from posrecon.engine.timers import EVICT, EXPIRE, MISSING, ORPHAN, Timers
 
 class Snapshots(Timers):
     cards: CardIndex
+    batches: BatchLedger
 
     def snapshot(self) -> dict[str, Any]:
         """Everything needed to continue exactly where this engine is (JSON-able)."""
@@ -31,6 +33,11 @@ class Snapshots(Timers):
                 "sources": {str(k): v for k, v in self.cards.source_watermarks.items()},
                 "rows": self.cards.to_rows(),
             },
+            "batches": {
+                "watermark": self.batches.watermark,
+                "sources": {str(k): v for k, v in self.batches.source_watermarks.items()},
+                "rows": self.batches.to_rows(),
+            },
         }
 
     def load_snapshot(self, snapshot: dict[str, Any]) -> None:
@@ -42,6 +49,10 @@ class Snapshots(Timers):
                 self.load_order(book, OrderState.from_row(row))
         cards = snapshot["cards"]
         self.cards.load_rows(cards["rows"], cards["watermark"], {int(k): v for k, v in cards["sources"].items()})
+        batches = snapshot.get("batches")  # absent in snapshots written before contract v2
+        if batches is not None:
+            sources = {int(k): v for k, v in batches["sources"].items()}
+            self.batches.load_rows(batches["rows"], batches["watermark"], sources)
 
     def load_order(self, book: PartitionBook, order: OrderState) -> None:
         """Install a restored order and rebuild its deadlines (already-settled ones re-check harmlessly)."""
@@ -51,6 +62,9 @@ class Snapshots(Timers):
         if scheduled & SCHEDULED_EXPIRED and order.created_at is not None:
             self._schedule(book, order, EXPIRE, order.created_at)
         if scheduled & SCHEDULED_ORPHAN and order.settled is not None:
-            self._schedule(book, order, ORPHAN, order.settled.settled_at)
+            # a split order's grace runs from its first part (its aggregate's settled_at is the latest part's)
+            parts = order.parts
+            since = order.settled.settled_at if parts is None else min(p.settled_at for p in parts)
+            self._schedule(book, order, ORPHAN, since)
         if scheduled & SCHEDULED_MISSING and order.approval is not None:
             self._schedule(book, order, MISSING, order.approval.event_time)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from posrecon.config import RuleConfig
 from posrecon.engine.book import PartitionBook
-from posrecon.engine.decisions import Decisions
+from posrecon.engine.decisions import Decisions, track_open_alert
 from posrecon.engine.model import AlertKind, Severity
 from posrecon.engine.order import (
     FIRED_EXPIRED,
@@ -56,6 +56,8 @@ class Timers(Decisions):
     books: dict[int, PartitionBook]
     #: deadline_waits(rules), indexed by kind
     _waits: tuple[int, int, int]
+    #: per merchant with a rule table (None: no tables, every order uses ``_waits``)
+    _merchant_waits: dict[str, tuple[int, int, int]] | None
 
     def book(self, partition: int) -> PartitionBook:
         book = self.books.get(partition)
@@ -80,10 +82,19 @@ class Timers(Decisions):
         """Put the order's ``kind`` deadline for the fact at ``since`` in the book (callers schedule each kind
         once per order, and only while its condition can still become true)."""
         order.scheduled |= _SCHEDULED_BIT[kind]
-        due = since + self._waits[kind]
+        waits = self._waits if self._merchant_waits is None else self._waits_of(order.merchant_id)
+        due = since + waits[kind]
         if due > order.pending_due:
             order.pending_due = due
         book.deadlines.push((due, kind, order.order_id))
+
+    def _waits_of(self, merchant_id: str) -> tuple[int, int, int]:
+        """The deadline waits of a merchant (its ``[merchants."id"]`` table), computed once per merchant."""
+        assert self._merchant_waits is not None
+        waits = self._merchant_waits.get(merchant_id)
+        if waits is None:
+            waits = self._merchant_waits[merchant_id] = deadline_waits(self.rules.for_merchant(merchant_id))
+        return waits
 
     def _evict_at(self, order: OrderState) -> int:
         """An order is forgotten a retention after it was last seen or its last deadline, whichever is later."""
@@ -95,6 +106,7 @@ class Timers(Decisions):
     def _advance(self, book: PartitionBook, event_time: int, now: int | None) -> None:
         if event_time > book.watermark:
             book.watermark = event_time
+            self._batch_watermark_moved(book.watermark, now)
         orders = book.orders
         for due, kind, order_id in book.deadlines.due(book.watermark):
             order = orders.get(order_id)
@@ -125,6 +137,10 @@ class Timers(Decisions):
             elif kind == EVICT:
                 self._evict(book, order, due)
 
+    def _batch_watermark_moved(self, watermark: int, now: int | None) -> None:
+        """In place, a batch deadline due at a partition's new watermark fires now (the ledger's own
+        watermark is the minimum over the partitions: see ``sync_batches``)."""
+
     def _evict(self, book: PartitionBook, order: OrderState, due: int) -> None:
         evict_at = self._evict_at(order)
         if evict_at > due:  # seen again, or a later deadline scheduled, since this one was set
@@ -139,30 +155,43 @@ class Timers(Decisions):
     ) -> None:
         rules = self.rules
         order.fired |= FIRED_MISSING
-        self._order_alert(
+        sla_h = (self._waits_of_order(order)[MISSING] - rules.allowed_lateness_ms) / 3_600_000
+        parts = order.parts
+        what = "no settlement" if parts is None else f"{len(parts)} of {order.capture_count} parts settled"
+        alert = self._order_alert(
             order, AlertKind.MISSING_SETTLEMENT, Severity.WARNING, ("missing",),
-            f"no settlement {rules.settlement_sla_ms / 3_600_000:.1f} h after approval {approval.event_id}",
+            f"{what} {sla_h:.1f} h after approval {approval.event_id}",
             due - rules.allowed_lateness_ms, [approval.event_id], now, book,
         )  # fmt: skip
+        track_open_alert(order, alert)
+        if parts is not None:  # k of n parts in: PARTIALLY_SETTLED
+            self._decide(order, now, book)
 
     def _fire_orphan(self, book: PartitionBook, order: OrderState, settled: Notice, due: int, now: int | None) -> None:
         rules = self.rules
         order.fired |= FIRED_ORPHAN
-        self._order_alert(
+        grace = self._waits_of_order(order)[ORPHAN] - rules.allowed_lateness_ms
+        alert = self._order_alert(
             order, AlertKind.ORPHAN_SETTLEMENT, Severity.CRITICAL, ("orphan", settled.notice_id),
             f"settled by notice {settled.notice_id} ({settled.amount_minor} {settled.currency}) "
-            f"but no approval, decline or void {rules.orphan_grace_ms // 60_000} min later "
+            f"but no approval, decline or void {grace // 60_000} min later "
             f"(terminal state {order.terminal_phase.name})",
             due - rules.allowed_lateness_ms, [settled.notice_id], now, book,
         )  # fmt: skip
+        track_open_alert(order, alert)
         self._decide(order, now, book)
 
     def _fire_expired(self, book: PartitionBook, order: OrderState, due: int, now: int | None) -> None:
         rules = self.rules
         order.fired |= FIRED_EXPIRED
-        self._order_alert(
+        ttl = self._waits_of_order(order)[EXPIRE] - rules.allowed_lateness_ms
+        alert = self._order_alert(
             order, AlertKind.EXPIRED_ORDER, Severity.INFO, ("expired",),
             f"created but neither approved, declined nor voided within "
-            f"{rules.order_ttl_ms // 60_000} min (terminal state {order.terminal_phase.name})",
+            f"{ttl // 60_000} min (terminal state {order.terminal_phase.name})",
             due - rules.allowed_lateness_ms, [order.order_id], now, book,
         )  # fmt: skip
+        track_open_alert(order, alert)
+
+    def _waits_of_order(self, order: OrderState) -> tuple[int, int, int]:
+        return self._waits if self._merchant_waits is None else self._waits_of(order.merchant_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from posrecon.config import RuleConfig
 from posrecon.engine.currency import ISO_4217_CODES
 from posrecon.engine.model import InvalidReason, Rejection, SettlementNotice, TerminalEvent
-from posrecon.engine.pan import is_pan
+from posrecon.engine.pan import find_pan_in_record, is_pan
 
 #: first characters a card number can start with (the engine's inlined fast check uses this too)
 PAN_START = frozenset("0123456789 -")
@@ -21,7 +21,19 @@ def _empty_id(record: TerminalEvent | SettlementNotice, names: tuple[str, ...]) 
     return Rejection(InvalidReason.EMPTY_ID, f"{empty} is empty")
 
 
-def check_terminal_event(event: TerminalEvent, ingest_time: int | None, rules: RuleConfig) -> Rejection | None:
+def check_pan_in_fields(record: TerminalEvent | SettlementNotice, fields: tuple[str, ...]) -> Rejection | None:
+    """PAN_IN_FIELD (v2): a card number in one of the scanned string fields (the detail carries it masked)."""
+    found = find_pan_in_record(record, fields) if fields else None
+    if found is None:
+        return None
+    return Rejection(InvalidReason.PAN_IN_FIELD, f"{found[0]} holds a card number ({found[1]})")
+
+
+def check_terminal_event(
+    event: TerminalEvent, ingest_time: int | None, rules: RuleConfig, scan_fields: tuple[str, ...] = ()
+) -> Rejection | None:
+    """Why ``event`` is invalid, or None: v1's checks first (v1 input keeps v1's reasons), then v2's scan of
+    ``scan_fields`` (``pan.fields_to_scan`` of the configured pan_scan_fields) for card numbers."""
     token = event["card_token"]
     # a card number starts with a digit (or a separator); opaque tokens are rejected by their first char
     if token is not None and token[:1] in _PAN_START and is_pan(token):
@@ -39,10 +51,13 @@ def check_terminal_event(event: TerminalEvent, ingest_time: int | None, rules: R
             f"event_time {event['event_time']} is {event['event_time'] - ingest_time} ms from ingest time "
             f"{ingest_time} (max {rules.max_clock_skew_ms})",
         )
-    return None
+    return check_pan_in_fields(event, scan_fields)
 
 
-def check_settlement_notice(notice: SettlementNotice, ingest_time: int | None, rules: RuleConfig) -> Rejection | None:
+def check_settlement_notice(
+    notice: SettlementNotice, ingest_time: int | None, rules: RuleConfig, scan_fields: tuple[str, ...] = ()
+) -> Rejection | None:
+    """As :func:`check_terminal_event`; v2 adds INVALID_CAPTURE (1 <= capture_seq <= capture_count)."""
     if not (notice["notice_id"] and notice["order_id"] and notice["merchant_id"]):
         return _empty_id(notice, ("notice_id", "order_id", "merchant_id"))
     amount = notice["amount_minor"]
@@ -56,4 +71,10 @@ def check_settlement_notice(notice: SettlementNotice, ingest_time: int | None, r
             f"settled_at {notice['settled_at']} is {notice['settled_at'] - ingest_time} ms after ingest time "
             f"{ingest_time} (max {rules.max_clock_skew_ms})",
         )
+    rejection = check_pan_in_fields(notice, scan_fields)
+    if rejection is not None:
+        return rejection
+    seq, count = notice.get("capture_seq", 1), notice.get("capture_count", 1)
+    if not 0 < seq <= count:
+        return Rejection(InvalidReason.INVALID_CAPTURE, f"capture_seq {seq} outside 1..capture_count {count}")
     return None

@@ -40,7 +40,7 @@ def group_consumer(config: Mapping[str, Any], group_id: str, instance_id: str | 
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
             # a new group starts at the beginning (the restore assigns OFFSET_BEGINNING explicitly); any other
-            # reset means records vanished before we read them: reported, not silent (Intake.records_lost)
+            # reset means records vanished before we read them: reported, not silent (Positions.records_lost)
             "auto.offset.reset": "error",
             "partition.assignment.strategy": "range",
             "enable.partition.eof": True,

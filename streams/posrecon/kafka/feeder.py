@@ -1,7 +1,8 @@
 """Produce contract JSONL (the replay input format) to the input topics, in file order.
 
 Kafka record timestamp = the line's ``ingest_time`` (so the worker sees the same ingest time replay does),
-key = ``order_id`` (partitioned with murmur2, like the Java client). A record that does not fit its
+key = ``order_id`` (``batch_id`` for the control records of ``"source": "batch"`` lines; partitioned with
+murmur2, like the Java client). A record that does not fit its
 schema, or a line that is not JSON, is produced as its raw bytes, so the worker dead-letters it exactly
 as replay does. A line without ``ingest_time`` gets the previous line's (arrival order is file order,
 and the worker merges its two input partitions by timestamp).
@@ -33,7 +34,8 @@ class Feeder:
                 "queue.buffering.max.messages": 1_000_000,
             }
         )
-        self.codecs = {"terminal": AvroCodec("TerminalEvent"), "settlement": AvroCodec("SettlementNotice")}
+        self.codecs = {"terminal": AvroCodec("TerminalEvent"), "settlement": AvroCodec("SettlementNotice"),
+                       "batch": AvroCodec("SettlementBatch")}  # fmt: skip
         self.sent = 0
         self.errors: list[str] = []
         self.last_ts: int | None = None
@@ -47,10 +49,12 @@ class Feeder:
         if type(doc) is not dict or doc.get("source") not in self.codecs:
             return self.topics.terminal, None, line.encode("utf-8", "replace"), None
         source = doc["source"]
-        topic = self.topics.terminal if source == "terminal" else self.topics.settlement
+        topic = {"terminal": self.topics.terminal, "settlement": self.topics.settlement}.get(
+            source, self.topics.batches
+        )
         ts = doc.get("ingest_time") if type(doc.get("ingest_time")) is int else None
         record = doc.get("record")
-        key = record.get("order_id") if type(record) is dict else None
+        key = record.get("batch_id" if source == "batch" else "order_id") if type(record) is dict else None
         key_bytes = key.encode() if type(key) is str and key else None
         try:
             value = self.codecs[source].encode(self.codecs[source].conform(record))

@@ -36,6 +36,7 @@ class Outputs:
     reconciled: list[OutputRecord] = field(default_factory=list)
     alerts: list[OutputRecord] = field(default_factory=list)
     deadletters: list[DeadLetterRecord] = field(default_factory=list)
+    batch_reconciled: list[OutputRecord] = field(default_factory=list)
 
 
 def read_topic(
@@ -105,4 +106,9 @@ def read_outputs(
     for msg in read_topic(bootstrap, topics.deadletter, client_config, timeout_s):
         headers = {k: (v or b"").decode("utf-8", "replace") for k, v in (msg.headers() or [])}
         result.deadletters.append(DeadLetterRecord(msg.key(), msg.value(), headers, msg.partition(), msg.offset()))
+    batch_codec = AvroCodec("BatchReconciliation")
+    for msg in read_topic(bootstrap, topics.batch_reconciled, client_config, timeout_s):
+        result.batch_reconciled.append(
+            OutputRecord(msg.key(), batch_codec.decode(msg.value()), msg.partition(), msg.offset(), msg.timestamp()[1])
+        )
     return result

@@ -65,6 +65,10 @@ def topic_configs(topics: Topics) -> dict[str, dict[str, str]]:
         topics.reconciled: dict(COMPACTED_CONFIG),
         topics.alerts: {},
         topics.deadletter: {},
+        topics.batches: {},
+        topics.batch_reconciled: dict(COMPACTED_CONFIG),
+        topics.exception_actions: {},
+        topics.exceptions: dict(COMPACTED_CONFIG),
     }
 
 
@@ -114,7 +118,7 @@ def create_topics(
     replication_factor: int = 1,
     timeout: float = 30.0,
 ) -> None:
-    """Create the contract's five topics with ``partitions`` partitions each; idempotent.
+    """Create the contract's topics with ``partitions`` partitions each; idempotent.
 
     ``extra_config`` holds extra librdkafka client settings for the AdminClient (e.g. ``Settings.kafka``:
     security protocol, SASL …). ``pos.reconciled`` gets ``cleanup.policy=compact``.
@@ -316,7 +320,8 @@ def register(subparsers: Any) -> None:
         help="create / list the Kafka topics of the data contract",
         description=(
             "Create or list the contract's topics: terminal events, settlement notices (the two "
-            "co-partitioned inputs), reconciled (compacted), alerts and dead letters."
+            "co-partitioned inputs), reconciled (compacted), alerts and dead letters, and the exception cases' "
+            "topics: operators' actions and the cases (compacted; `posrecon cases`)."
         ),
     )
     sub = parser.add_subparsers(dest="topics_command", metavar="ACTION")
@@ -325,7 +330,7 @@ def register(subparsers: Any) -> None:
         "create",
         help="create the contract topics (idempotent) and check co-partitioning",
         description=(
-            "Create the five contract topics with --partitions partitions each; pos.reconciled gets "
+            "Create the contract topics with --partitions partitions each; pos.reconciled gets "
             "cleanup.policy=compact. Existing topics are kept. Fails (exit code 1) if the two input "
             "topics end up with different partition counts."
         ),

@@ -175,6 +175,13 @@ def _read_value(src: _Source, ind: int, schema: Any, target: str) -> None:
         src.emit(ind, f"if not 0 <= {i} < {len(s['symbols'])}:")
         src.emit(ind + 1, "raise ValueError('enum index out of range')")
         src.emit(ind, f"{target} = {symbols}[{i}]")
+    elif t == "record":  # nested (ExceptionCase.history)
+        names = []
+        for field in s["fields"]:
+            local = src.name("f")
+            names.append((field["name"], local))
+            _read_value(src, ind, field["type"], local)
+        src.emit(ind, f"{target} = {{" + ", ".join(f"{n!r}: {v}" for n, v in names) + "}")
     elif t == "array":
         count = src.name("c")
         item = src.name("v")
@@ -257,6 +264,16 @@ def _write_value(src: _Source, ind: int, schema: Any, value: str) -> None:
     elif t == "enum":
         table = src.constant({sym: long_bytes(i) for i, sym in enumerate(s["symbols"])})
         src.emit(ind, f"a({table}[{value}])")
+    elif t == "record":  # nested: a missing field with a default is written as the default (as fastavro)
+        rec = src.name("r")
+        src.emit(ind, f"{rec} = {value}")
+        for field in s["fields"]:
+            get = (
+                f"{rec}.get({field['name']!r}, {src.constant(field['default'])})"
+                if "default" in field
+                else f"{rec}[{field['name']!r}]"
+            )
+            _write_value(src, ind, field["type"], get)
     elif t == "array":
         seq = src.name("q")
         item = src.name("v")

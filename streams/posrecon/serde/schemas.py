@@ -26,6 +26,8 @@ RECORD_NAMES = (
     "Alert",
     "SettlementBatch",
     "BatchReconciliation",
+    "ExceptionAction",
+    "ExceptionCase",
 )
 NAMESPACE = "posrecon.v1"
 

@@ -1,6 +1,7 @@
 """Reads alert output rows for scoring: (order_id, kind, status) multisets, and the checks contract v2 puts on
-RESOLVED records (each closes an OPEN alert of the same kind and order, with severity INFO; an alert resolves at
-most once). Also finds card numbers anywhere in output rows (none may appear, masked ones do not count)."""
+RESOLVED records (each closes an OPEN alert of the same kind and order — batch, for a batch alert —, with severity
+INFO; an alert resolves at most once). Also finds card numbers anywhere in output rows (none may appear, masked
+ones do not count)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from posrecon.sim.pan import card_number_runs
-from posrecon.sim.vocabulary import OPEN, RESOLVED
+from posrecon.sim.vocabulary import BATCH_ALERT_KINDS, OPEN, RESOLVED
 
 Row = Mapping[str, Any]
-#: (order_id, kind, status)
+#: (order_id — batch_id for a batch alert —, kind, status)
 AlertKey = tuple[str | None, str, str]
 
 
@@ -21,6 +22,11 @@ def status_of(row: Row) -> str:
     """A row without ``status`` (a v1 alert) is OPEN."""
     status = row.get("status")
     return OPEN if status is None else str(status)
+
+
+def subject_of(row: Row) -> Any:
+    """What an alert is about: its batch_id for a batch alert (order_id null), else its order_id."""
+    return row.get("batch_id") if row["kind"] in BATCH_ALERT_KINDS else row.get("order_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +45,12 @@ def read_alerts(rows: Iterable[Row]) -> AlertReading:
     opened: dict[str, tuple[Any, Any]] = {}
     resolutions: list[Row] = []
     for row in rows:
-        order_id = row.get("order_id")
+        subject = subject_of(row)
         status = status_of(row)
-        actual[(None if order_id is None else str(order_id), str(row["kind"]), status)] += 1
+        actual[(None if subject is None else str(subject), str(row["kind"]), status)] += 1
         ids[str(row["alert_id"])] += 1
         if status == OPEN:
-            opened[str(row["alert_id"])] = (row["kind"], order_id)
+            opened[str(row["alert_id"])] = (row["kind"], subject)
         elif status == RESOLVED:
             resolutions.append(row)
     bad = []
@@ -52,7 +58,7 @@ def read_alerts(rows: Iterable[Row]) -> AlertReading:
     for row in resolutions:
         target = str(row.get("resolves_alert_id"))
         closes[target] += 1
-        if opened.get(target) != (row["kind"], row.get("order_id")) or row.get("severity", "INFO") != "INFO":
+        if opened.get(target) != (row["kind"], subject_of(row)) or row.get("severity", "INFO") != "INFO":
             bad.append(str(row["alert_id"]))
     return AlertReading(
         actual,

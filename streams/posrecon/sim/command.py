@@ -16,7 +16,7 @@ from posrecon.sim.generator import DEFAULT_FAULT_RATE, DEFAULT_START_MS, Simulat
 from posrecon.sim.mix import parse_mix
 from posrecon.sim.timing import HOUR
 from posrecon.sim.truth import write_truth
-from posrecon.sim.vocabulary import CONTRACT_V1, CONTRACT_V2, CONTRACTS
+from posrecon.sim.vocabulary import BATCH, CONTRACT_V1, CONTRACT_V2, CONTRACTS
 
 INPUT_FILE = "input.jsonl"
 TRUTH_FILE = "truth.json"
@@ -56,6 +56,10 @@ def write_input(simulation: Simulation, path: Path, progress: bool) -> None:
         bar.update(len(simulation.lines) % 8192)
 
 
+def _counts(counts: dict[str, int]) -> str:
+    return "  ".join(f"{k}={v}" for k, v in counts.items())
+
+
 def summarize(simulation: Simulation, out: Path, seconds: float) -> str:
     truth = simulation.truth
     records = sum(1 for line in simulation.lines if line.raw is None)
@@ -70,6 +74,14 @@ def summarize(simulation: Simulation, out: Path, seconds: float) -> str:
     if truth.contract != CONTRACT_V1:
         resolved = truth.expected_resolutions()
         rows.insert(3, "  expected resolutions: " + "  ".join(f"{k}={v}" for k, v in resolved.items()))
+    if truth.batches:
+        controls = sum(1 for line in simulation.lines if line.source == BATCH)
+        rows[4:4] = [
+            f"  settlement batches: {len(truth.batches)} ({controls} control records)",
+            f"  batch faults: {_counts(truth.batch_faults())}",
+            f"  expected batch statuses: {_counts(truth.expected_batch_statuses())}",
+            f"  expected batch alerts: {_counts(truth.expected_batch_alerts())}",
+        ]
     config = f" --config {out / truth.config_file}" if truth.config_file else ""
     if simulation.infeasible:
         rows.append("  not generated (span too short for their deadlines): " + ", ".join(simulation.infeasible))
@@ -126,8 +138,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "simulate",
         help="generate synthetic POS traffic (replay format) with its ground truth",
         description=(
-            "Write DIR/input.jsonl (terminal events and settlement notices in arrival order, with injected\n"
-            "faults and undecodable lines) and DIR/truth.json (what a correct engine must output).\n"
+            "Write DIR/input.jsonl (terminal events, settlement notices and, contract v2, settlement batches'\n"
+            "control records in arrival order, with injected faults and undecodable lines) and DIR/truth.json\n"
+            "(what a correct engine must output).\n"
             "Deterministic for a seed."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -161,7 +174,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--mix",
         metavar="NAME=W,...",
-        help="relative weights of the fault scenarios (default 1 each, 0 disables one): late=3,garbage=0",
+        help="relative weights of the fault scenarios (default 1 each, 0 disables one): late=3,garbage=0;"
+        " contract v2: batches=0 leaves out settlement batches (control records), batch_<fault>=W weighs the batch"
+        " faults (drawn for --fault-rate of the batches; 100k orders give about 1,400 batches)",
     )
     parser.add_argument(
         "--partitions",
@@ -175,7 +190,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--kafka",
         action="store_true",
-        help="also produce the traffic to the input topics (Kafka timestamp = ingest_time, key = order_id)",
+        help="also produce the traffic to the input topics (Kafka timestamp = ingest_time, key = order_id; control"
+        " records to the settlement-batches topic, key = batch_id)",
     )
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers for --kafka (default: the local broker)")
     parser.add_argument(

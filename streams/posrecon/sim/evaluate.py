@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from posrecon.sim.batch_scoring import render_batches
 from posrecon.sim.ledger import AMOUNT_FIELDS
 from posrecon.sim.scoring import Evaluation, evaluate
 from posrecon.sim.truth import read_truth
@@ -17,6 +18,8 @@ from posrecon.sim.vocabulary import OPEN, RESOLVED
 __all__ = ["evaluate", "read_jsonl", "register", "render"]
 
 OUTPUT_FILES = ("reconciled.jsonl", "alerts.jsonl", "deadletter.jsonl")
+#: settlement batches' records (contract v2; needed when the truth has batches)
+BATCH_FILE = "batch-reconciled.jsonl"
 EXAMPLES = 10
 
 
@@ -75,6 +78,8 @@ def render(ev: Evaluation) -> str:
         f"alerts resolved more than once {len(integrity.repeated_resolutions)}, "
         f"card numbers in the output {integrity.card_numbers}",
     ]
+    if ev.batches is not None:
+        out += render_batches(ev.batches, EXAMPLES)
     out.append(f"dead letters: {'ok' if ev.deadletters_ok else 'MISMATCH'}")
     for reason in sorted(set(ev.deadletters_expected) | set(ev.deadletters_actual)):
         out.append(
@@ -139,7 +144,12 @@ def _main(args: argparse.Namespace) -> int:
     try:
         truth = read_truth(args.truth)
         reconciled, alerts, dead = (read_jsonl(out_dir / name) for name in OUTPUT_FILES)
-        evaluation = evaluate(truth, reconciled, alerts, dead)
+        batch_file = out_dir / BATCH_FILE
+        if truth.batches and not batch_file.is_file():
+            print(f"evaluate: missing in {out_dir}: {BATCH_FILE} (the truth has settlement batches)", file=sys.stderr)
+            return 2
+        batches = read_jsonl(batch_file) if batch_file.is_file() else iter(())
+        evaluation = evaluate(truth, reconciled, alerts, dead, batches)
     except (OSError, ValueError, KeyError) as exc:
         print(f"evaluate: {exc}", file=sys.stderr)
         return 2
@@ -156,9 +166,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "evaluate",
         help="score reconciled/alert/dead-letter output against a simulation's truth",
         description=(
-            "Compare OUT/reconciled.jsonl, OUT/alerts.jsonl and OUT/deadletter.jsonl with truth.json:\n"
-            "precision/recall per alert kind and status (OPEN/RESOLVED), outcome accuracy per outcome, revision\n"
-            "integrity, RESOLVED records closing their alerts, card numbers in the output, dead-letter counts."
+            "Compare OUT/reconciled.jsonl, OUT/alerts.jsonl, OUT/deadletter.jsonl and OUT/batch-reconciled.jsonl\n"
+            "with truth.json: precision/recall per alert kind and status (OPEN/RESOLVED, batch alerts included),\n"
+            "outcome accuracy per outcome, revision integrity, RESOLVED records closing their alerts, card numbers\n"
+            "in the output, dead-letter counts; settlement batches: precision/recall per batch status, final\n"
+            "totals, revisions, and a table per batch fault."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -168,6 +180,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--require-perfect",
         action="store_true",
-        help="exit 1 unless every precision and recall (both statuses) and accuracy is 1.0 and integrity checks pass",
+        help="exit 1 unless every precision and recall (both statuses, batch statuses too) and accuracy is 1.0 and"
+        " integrity checks (batches' too) pass",
     )
     parser.set_defaults(func=_main)

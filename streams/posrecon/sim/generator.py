@@ -14,19 +14,28 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from posrecon.config import RuleConfig
+from posrecon.sim.batching import plan_batches
 from posrecon.sim.ledger import ledger_amounts
 from posrecon.sim.line import Line
-from posrecon.sim.mix import ScenarioMix, default_weights, has_v2_traffic
+from posrecon.sim.mix import (
+    V2_MIX_NAMES,
+    ScenarioMix,
+    batch_fault_weights,
+    default_weights,
+    has_batches,
+    has_v2_traffic,
+)
 from posrecon.sim.oracle import cross_order_double_charges
 from posrecon.sim.pacing import pace
 from posrecon.sim.pan import card_number_runs
 from posrecon.sim.population import Population
 from posrecon.sim.records import IdMint, RecordFactory
-from posrecon.sim.scenarios import SCENARIOS, V2_SCENARIOS, Emitted, Kit, Race, Scenario
+from posrecon.sim.scenarios import NORMAL, SCENARIOS, Emitted, Kit, Race, Scenario
 from posrecon.sim.terms import MerchantTerms, draw_pricing, with_pricing
 from posrecon.sim.timing import DEADLINE_MARGIN_MS, HOUR, Timing, check_rules
-from posrecon.sim.truth import Expectation, Truth
+from posrecon.sim.truth import BatchExpectation, Expectation, Truth
 from posrecon.sim.vocabulary import (
+    BATCH,
     CONTRACT_V1,
     CONTRACT_V2,
     CONTRACTS,
@@ -82,6 +91,8 @@ def generate(
     ``partitions``: the truth holds for one global watermark and for per-partition watermarks on that many
     partitions (pacemaker orders are added where a partition's traffic is too thin to fire a deadline).
     ``progress`` is called with the number of order slots just generated.
+    Contract v2 with ``batches`` > 0 in the mix (the default) also cuts the notices into settlement batches with
+    control records and batch faults (sim/batching.py); the truth then has ``batches``.
     """
     if orders < 1:
         raise ValueError("orders must be >= 1")
@@ -90,7 +101,7 @@ def generate(
     if contract not in CONTRACTS:
         raise ValueError(f"contract must be one of {', '.join(CONTRACTS)}")
     if contract == CONTRACT_V1:
-        if mix is not None and any(mix.get(name, 0.0) > 0 for name in V2_SCENARIOS):
+        if mix is not None and any(mix.get(name, 0.0) > 0 for name in V2_MIX_NAMES):
             raise ValueError("a contract v1 simulation cannot draw contract v2 scenarios")
         mix = {**default_weights(CONTRACT_V1), **(mix or {})}
     rules = rules if rules is not None else RuleConfig()
@@ -120,6 +131,14 @@ def generate(
     lines = [line for em in emitted for line in em.lines]
     lines.sort(key=lambda line: line.ingest_time)
     races = tuple(race for em in emitted for race in em.races)
+    batches: dict[str, BatchExpectation] = {}
+    if contract == CONTRACT_V2 and has_batches(mix):
+        plan = plan_batches(
+            lines, seed, timing, terms, {m.merchant_id: m.currency for m in population.merchants},
+            (order_id for em in emitted if em.scenario == NORMAL for order_id in em.expectations),
+            fault_rate, batch_fault_weights(mix), start_ms + span_ms,
+        )  # fmt: skip
+        lines, races, batches = plan.lines, races + tuple(plan.races), plan.batches
     emitted.extend(pace(kit, lines, races, partitions))
 
     expectations: dict[str, Expectation] = {}
@@ -139,7 +158,7 @@ def generate(
 
     truth = Truth(
         rules=rules,
-        until_ms=_until(lines, rules),
+        until_ms=max([_until(lines, rules), *(_decided_by(line, rules) for line in lines if line.source == BATCH)]),
         orders=expectations,
         deadletters=dict(Counter(line.rejection for line in lines if line.rejection is not None)),
         scenarios=dict(Counter(em.scenario for em in emitted)),
@@ -151,8 +170,15 @@ def generate(
         notes=dict(Counter(note for em in emitted for note in em.notes)),
         partitions=partitions,
         contract=contract,
+        batches=batches,
     )
     return Simulation(lines, truth, tuple(chooser.infeasible), races)
+
+
+def _decided_by(control: Line, rules: RuleConfig) -> int:
+    """A ``replay --until`` value past the deadline of a batch's control record."""
+    assert control.record is not None
+    return int(control.record["closed_at"]) + rules.batch_grace_ms + rules.allowed_lateness_ms + HOUR
 
 
 def _refuse_stray_card_numbers(lines: list[Line]) -> None:

@@ -2,9 +2,10 @@
 
 A deadline fires once the watermark (the largest event time among valid records so far, per partition)
 reaches it plus ``allowed_lateness_ms``. For each race declared by a scenario we check, in arrival order,
-that the records of the racing order's partition arriving before the racing record carry the watermark
-that far; where they do not, a pacemaker order (a plain declined order: no alert, no outcome) whose id
-lands on that partition is placed just past the deadline. Pacing for N partitions also paces for one.
+that the records of the racing order's partition (of every partition, for a settlement batch's race: its
+watermark is their minimum) arriving before the racing record carry the watermark that far; where they do
+not, a pacemaker order (a plain declined order: no alert, no outcome) whose id lands on that partition is
+placed just past the deadline. Pacing for N partitions also paces for one.
 """
 
 from __future__ import annotations
@@ -32,23 +33,41 @@ class _Partitioner:
         return partition
 
 
-def unmet_races(lines: Sequence[Line], races: Sequence[Race], lateness: int, partitions: int = 1) -> list[Race]:
-    """Races whose deadline their partition's watermark has not reached when the racing line arrives."""
-    partition = _Partitioner(partitions)
+def _lagging(race: Race, marks: Sequence[int], partition: _Partitioner, lateness: int) -> list[int]:
+    """The partitions whose watermark (``marks``, just before the racing line) has not reached the deadline."""
+    due = race.deadline + lateness
+    if race.everywhere:
+        return [p for p, mark in enumerate(marks) if mark < due]
+    target = partition(race.order_id)
+    return [target] if marks[target] < due else []
+
+
+def _watermarks_before(
+    lines: Sequence[Line], races: Sequence[Race], partition: _Partitioner
+) -> dict[int, tuple[int, ...]]:
+    """Every partition's watermark just before each racing line arrives (keyed by the line's id)."""
     wanted = {id(race.line) for race in races}
-    watermark_before: dict[int, int] = {}
-    watermarks = [-(2**63)] * max(1, partitions)
+    before: dict[int, tuple[int, ...]] = {}
+    watermarks = [-(2**63)] * max(1, partition.partitions)
     for line in lines:
         if id(line) in wanted:
-            watermark_before[id(line)] = watermarks[partition(line.order_id)]
+            before[id(line)] = tuple(watermarks)
         event_time = line.event_time
         if line.valid and event_time is not None:
             p = partition(line.order_id)
             watermarks[p] = max(watermarks[p], event_time)
-    absent = [race for race in races if id(race.line) not in watermark_before]
+    absent = [race for race in races if id(race.line) not in before]
     if absent:
         raise ValueError(f"racing line of order {absent[0].order_id} is not among the lines")
-    return [race for race in races if watermark_before[id(race.line)] < race.deadline + lateness]
+    return before
+
+
+def unmet_races(lines: Sequence[Line], races: Sequence[Race], lateness: int, partitions: int = 1) -> list[Race]:
+    """Races whose deadline their partition's watermark (every partition's, for ``everywhere`` races) has not
+    reached when the racing line arrives."""
+    partition = _Partitioner(partitions)
+    before = _watermarks_before(lines, races, partition)
+    return [race for race in races if _lagging(race, before[id(race.line)], partition, lateness)]
 
 
 def pace(kit: Kit, lines: list[Line], races: Sequence[Race], partitions: int = 1) -> list[Emitted]:
@@ -57,16 +76,18 @@ def pace(kit: Kit, lines: list[Line], races: Sequence[Race], partitions: int = 1
     partition = _Partitioner(partitions)
     added: list[Emitted] = []
     covered_until: dict[int, int] = {}
-    for race in sorted(unmet_races(lines, races, lateness, partitions), key=lambda race: race.deadline):
-        target = partition(race.order_id)
-        if race.deadline + lateness <= covered_until.get(target, -(2**63)):
-            continue
-        at = race.deadline + lateness + kit.rng.randint(MINUTE, 2 * MINUTE)
-        order_id = kit.records.ids.order()
-        while partition(order_id) != target:
+    before = _watermarks_before(lines, races, partition)
+    unmet = [race for race in races if _lagging(race, before[id(race.line)], partition, lateness)]
+    for race in sorted(unmet, key=lambda race: race.deadline):
+        for target in _lagging(race, before[id(race.line)], partition, lateness):
+            if race.deadline + lateness <= covered_until.get(target, -(2**63)):
+                continue
+            at = race.deadline + lateness + kit.rng.randint(MINUTE, 2 * MINUTE)
             order_id = kit.records.ids.order()
-        added.append(pacemaker(kit, at, order_id))
-        covered_until[target] = at
+            while partition(order_id) != target:
+                order_id = kit.records.ids.order()
+            added.append(pacemaker(kit, at, order_id))
+            covered_until[target] = at
     if added:
         lines.extend(line for em in added for line in em.lines)
         lines.sort(key=lambda line: line.ingest_time)

@@ -8,6 +8,8 @@ Kafka topics) and returns an ``Evaluation``.
 * Integrity: revisions of an order are 1..n without gaps, no (order_id, revision) twice, no alert_id twice,
   no reconciled record for an order the truth does not know.
 * Dead letters: counts by reason.
+* Settlement batches (contract v2): final status per batch, totals and revisions (sim/batch_scoring.py); batch
+  alerts are keyed by batch_id and scored per kind and status with the others.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from posrecon.sim.alert_rows import AlertKey, Row, card_numbers, read_alerts
+from posrecon.sim.batch_scoring import BatchEvaluation, evaluate_batches, fault_name
 from posrecon.sim.ledger import AMOUNT_FIELDS
+from posrecon.sim.rates import Rates, ratio
 from posrecon.sim.truth import Truth
 from posrecon.sim.vocabulary import ALERT_KINDS, ALERT_KINDS_V2, ALERT_STATUSES, CONTRACT_V1, OPEN, RESOLVED
 
@@ -27,33 +31,13 @@ from posrecon.sim.vocabulary import ALERT_KINDS, ALERT_KINDS_V2, ALERT_STATUSES,
 NO_RECORD = "(none)"
 
 
-def _ratio(hits: int, total: int) -> float:
-    return 1.0 if total == 0 else hits / total
-
-
 @dataclass(frozen=True, slots=True)
-class KindScore:
+class KindScore(Rates):
     kind: str
     expected: int
     actual: int
     tp: int
     status: str = OPEN
-
-    @property
-    def fp(self) -> int:
-        return self.actual - self.tp
-
-    @property
-    def fn(self) -> int:
-        return self.expected - self.tp
-
-    @property
-    def precision(self) -> float:
-        return _ratio(self.tp, self.actual)
-
-    @property
-    def recall(self) -> float:
-        return _ratio(self.tp, self.expected)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -147,13 +131,15 @@ class Evaluation:
     #: orders whose final record's amounts the truth states, and those that differ
     amounts_checked: int = 0
     amount_misses: tuple[AmountMiss, ...] = ()
+    #: settlement batches (None: the truth has none and the output none)
+    batches: BatchEvaluation | None = None
 
     def kind_scores(self, status: str) -> tuple[KindScore, ...]:
         return tuple(k for k in self.kinds if k.status == status)
 
     @property
     def outcome_accuracy(self) -> float:
-        return _ratio(self.outcomes_correct, self.orders)
+        return ratio(self.outcomes_correct, self.orders)
 
     @property
     def deadletters_ok(self) -> bool:
@@ -163,8 +149,14 @@ class Evaluation:
     def perfect(self) -> bool:
         scores_perfect = all(k.precision == 1.0 and k.recall == 1.0 for k in self.kinds)
         amounts_ok = not self.amount_misses
+        batches_ok = self.batches is None or self.batches.perfect
         return (
-            scores_perfect and self.outcome_accuracy == 1.0 and self.integrity.ok and self.deadletters_ok and amounts_ok
+            scores_perfect
+            and self.outcome_accuracy == 1.0
+            and self.integrity.ok
+            and self.deadletters_ok
+            and amounts_ok
+            and batches_ok
         )
 
     def to_json(self, examples: int = 100) -> dict[str, Any]:
@@ -202,6 +194,7 @@ class Evaluation:
                 "expected": dict(self.deadletters_expected),
                 "actual": dict(self.deadletters_actual),
             },
+            "batches": None if self.batches is None else self.batches.to_json(examples),
             "examples": {
                 "outcome_misses": [dataclasses.asdict(m) for m in self.outcome_misses[:examples]],
                 "missed_alerts": [dataclasses.asdict(m) for m in self.missed_alerts[:examples]],
@@ -212,9 +205,16 @@ class Evaluation:
 
 
 def evaluate(
-    truth: Truth, reconciled_rows: Iterable[Row], alert_rows: Iterable[Row], deadletter_rows: Iterable[Row]
+    truth: Truth,
+    reconciled_rows: Iterable[Row],
+    alert_rows: Iterable[Row],
+    deadletter_rows: Iterable[Row],
+    batch_rows: Iterable[Row] = (),
 ) -> Evaluation:
+    """``batch_rows``: BatchReconciliation rows (batch-reconciled.jsonl / pos.batch-reconciled); batch alerts are
+    among ``alert_rows``, scored per kind and status with the others (keyed by batch_id)."""
     reconciled_rows, alert_rows, deadletter_rows = list(reconciled_rows), list(alert_rows), list(deadletter_rows)
+    batch_rows = list(batch_rows)
     finals, integrity = _read_reconciled(truth, reconciled_rows)
     reading = read_alerts(alert_rows)
     resolved_scored = truth.contract != CONTRACT_V1
@@ -223,12 +223,15 @@ def evaluate(
     for order_id, exp in truth.orders.items():
         expected.update((order_id, kind, OPEN) for kind in exp.alerts)
         expected.update((order_id, kind, RESOLVED) for kind in exp.resolved)
+    for batch_id, batch in truth.batches.items():
+        expected.update((batch_id, kind, OPEN) for kind in batch.alerts)
+        expected.update((batch_id, kind, RESOLVED) for kind in batch.resolved)
     integrity = dataclasses.replace(
         integrity,
         duplicate_alert_ids=reading.duplicate_ids,
         bad_resolutions=reading.bad_resolutions,
         repeated_resolutions=reading.repeated_resolutions,
-        card_numbers=card_numbers([*reconciled_rows, *alert_rows, *deadletter_rows]),
+        card_numbers=card_numbers([*reconciled_rows, *alert_rows, *deadletter_rows, *batch_rows]),
     )
 
     def misses(counts: Counter[AlertKey]) -> tuple[AlertMiss, ...]:
@@ -238,7 +241,8 @@ def evaluate(
 
     def scenario_of(order_id: str | None) -> str:
         exp = truth.orders.get(order_id) if order_id is not None else None
-        return exp.scenario if exp is not None else ""
+        batch = truth.batches.get(order_id) if order_id is not None and exp is None else None
+        return exp.scenario if exp is not None else fault_name(batch) if batch is not None else ""
 
     missed, extra = misses(expected - actual), misses(actual - expected)
     statuses = ALERT_STATUSES if resolved_scored else (OPEN,)
@@ -267,7 +271,11 @@ def evaluate(
             outcome_misses.append(OutcomeMiss(order_id, exp.scenario, exp.outcome, outcome))
         if order_id not in wrong_alert_orders:
             counts[2] += 1
+    batches = None
+    if truth.batches or batch_rows:
+        batches = evaluate_batches(truth.batches, batch_rows, {m.order_id for m in (*missed, *extra) if m.order_id})
     return Evaluation(
+        batches=batches,
         kinds=kinds,
         orders=len(truth.orders),
         outcomes_correct=len(truth.orders) - len(outcome_misses),

@@ -3,9 +3,10 @@
 Format ``posrecon-truth/2`` (contract v2) adds, per order, the alert kinds that resolve (``resolved``: each one
 also opened, so it is in ``alerts`` too) and the final record's amounts (``amounts``: settled_parts and the
 settled/fee/reversed/net amounts, see ``sim.ledger``; for orders where something settled); at the top, the
-contract and the config file the simulation used. Files of format ``posrecon-truth/1`` still load (contract v1:
-no alert resolves; the evaluator then leaves RESOLVED records unscored), and a v1 simulation still writes
-format 1, byte for byte as before.
+contract and the config file the simulation used; with settlement batches, ``batches`` (per batch_id with a
+control record: final status, batch alerts that open and resolve, final totals, the fault put in). Files of
+format ``posrecon-truth/1`` still load (contract v1: no alert resolves; the evaluator then leaves RESOLVED
+records unscored), and a v1 simulation still writes format 1, byte for byte as before.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from posrecon.config import RuleConfig
-from posrecon.sim.vocabulary import CONTRACT_V1, CONTRACT_V2
+from posrecon.sim.vocabulary import CONTRACT_V1, CONTRACT_V2, OPEN, RESOLVED
 
 FORMAT_V1 = "posrecon-truth/1"
 FORMAT = "posrecon-truth/2"
+#: the BatchReconciliation fields a batch's ``totals`` give, in order
+BATCH_TOTALS = ("expected_count", "received_count", "expected_gross_minor", "received_gross_minor",
+                "expected_fee_minor", "received_fee_minor")  # fmt: skip
 #: the rule keys of contract v1 (a v1 truth file lists only these)
 V1_RULE_KEYS = (
     "settlement_sla_ms", "orphan_grace_ms", "order_ttl_ms", "duplicate_charge_window_ms", "amount_tolerance_minor",
@@ -76,6 +80,43 @@ class Expectation:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchExpectation:
+    """For one settlement batch with a control record: the status of its final BatchReconciliation, the batch
+    alert kinds it must get (OPEN records) and which of them resolve, the final record's totals (BATCH_TOTALS
+    order) and the fault the simulator put in (``fault`` "" for none; ``variant``: how)."""
+
+    status: str
+    alerts: tuple[str, ...] = ()
+    resolved: tuple[str, ...] = ()
+    totals: tuple[int, ...] = ()
+    fault: str = ""
+    variant: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "alerts", tuple(sorted(self.alerts)))
+        object.__setattr__(self, "resolved", tuple(sorted(self.resolved)))
+        if Counter(self.resolved) - Counter(self.alerts):
+            raise ValueError("a batch alert resolves that never opened")
+        if self.totals and len(self.totals) != len(BATCH_TOTALS):
+            raise ValueError(f"batch totals are {', '.join(BATCH_TOTALS)}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "alerts": list(self.alerts), "resolved": list(self.resolved),
+                "totals": list(self.totals), "fault": self.fault, "variant": self.variant}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> BatchExpectation:
+        return cls(
+            doc["status"],
+            tuple(doc.get("alerts", ())),
+            tuple(doc.get("resolved", ())),
+            tuple(doc.get("totals", ())),
+            doc.get("fault", ""),
+            doc.get("variant", ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Truth:
     rules: RuleConfig
     until_ms: int
@@ -94,6 +135,8 @@ class Truth:
     contract: str = CONTRACT_V2
     #: the config file written beside the input (its rules are ``rules``); None: none written
     config_file: str | None = None
+    #: settlement batches with a control record, by batch_id (contract v2; empty: the simulation has none)
+    batches: Mapping[str, BatchExpectation] = field(default_factory=dict)
 
     @property
     def format(self) -> str:
@@ -106,6 +149,18 @@ class Truth:
     def expected_resolutions(self) -> dict[str, int]:
         """RESOLVED records expected, by kind."""
         return dict(sorted(Counter(kind for exp in self.orders.values() for kind in exp.resolved).items()))
+
+    def expected_batch_statuses(self) -> dict[str, int]:
+        return dict(sorted(Counter(exp.status for exp in self.batches.values()).items()))
+
+    def expected_batch_alerts(self) -> dict[str, int]:
+        """Batch alerts expected, by kind and status ("BATCH_MISMATCH/OPEN")."""
+        counts = Counter(f"{kind}/{OPEN}" for exp in self.batches.values() for kind in exp.alerts)
+        counts.update(f"{kind}/{RESOLVED}" for exp in self.batches.values() for kind in exp.resolved)
+        return dict(sorted(counts.items()))
+
+    def batch_faults(self) -> dict[str, int]:
+        return dict(sorted(Counter(exp.fault or "none" for exp in self.batches.values()).items()))
 
     def to_json(self) -> dict[str, Any]:
         if self.contract == CONTRACT_V1:
@@ -134,6 +189,11 @@ class Truth:
         if self.contract != CONTRACT_V1:
             doc["resolved"] = self.expected_resolutions()
         doc["orders"] = {order_id: exp.to_json(self.format) for order_id, exp in self.orders.items()}
+        if self.batches:  # only then: a truth without batches keeps its bytes
+            doc["batch_statuses"] = self.expected_batch_statuses()
+            doc["batch_alerts"] = self.expected_batch_alerts()
+            doc["batch_faults"] = self.batch_faults()
+            doc["batches"] = {batch_id: exp.to_json() for batch_id, exp in self.batches.items()}
         return doc
 
     @classmethod
@@ -156,6 +216,7 @@ class Truth:
             partitions=int(doc.get("partitions", 1)),
             contract=contract,
             config_file=doc.get("config_file"),
+            batches={batch_id: BatchExpectation.from_json(exp) for batch_id, exp in doc.get("batches", {}).items()},
         )
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-Source = Literal["terminal", "settlement"]
+Source = Literal["terminal", "settlement", "batch"]
 TERMINAL: Final[Source] = "terminal"
 SETTLEMENT: Final[Source] = "settlement"
+#: a settlement batch's control record (SettlementBatch, contract v2)
+BATCH: Final[Source] = "batch"
 
 # TerminalEventType
 ORDER_CREATED: Final = "ORDER_CREATED"
@@ -65,6 +67,13 @@ ALERT_KINDS_V2: Final = (*ALERT_KINDS, FEE_MISMATCH, BATCH_INCOMPLETE, BATCH_MIS
 OPEN: Final = "OPEN"
 RESOLVED: Final = "RESOLVED"
 ALERT_STATUSES: Final = (OPEN, RESOLVED)
+
+# BatchStatus (contract v2)
+BALANCED: Final = "BALANCED"
+INCOMPLETE: Final = "INCOMPLETE"
+MISMATCH: Final = "MISMATCH"
+BATCH_STATUSES: Final = (BALANCED, INCOMPLETE, MISMATCH)
+BATCH_ALERT_KINDS: Final = (BATCH_INCOMPLETE, BATCH_MISMATCH)
 
 # dead-letter reasons
 DECODE_ERROR: Final = "DECODE_ERROR"

@@ -210,7 +210,9 @@ def test_topics_match_the_contract_and_the_worker() -> None:
         assert spec[1]["replicas"] == 3, name
         assert spec[1]["config"]["min.insync.replicas"] == "2", name
         assert all(isinstance(v, str) for v in spec[1]["config"].values()), name
-    compacted = {Topics().reconciled, changelog, card_changelog}
+    compacted = {name for name, config in contract.items() if config.get("cleanup.policy") == "compact"}
+    assert {Topics().reconciled, Topics().exceptions} <= compacted
+    compacted |= {changelog, card_changelog}
     for name, topic in topics.items():
         config = topic["spec"]["config"]
         if name in compacted:

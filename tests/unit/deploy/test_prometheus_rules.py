@@ -17,8 +17,10 @@ RULES = PROM / "alerts.yml"
 RULE_TESTS = PROM / "alerts_test.yml"
 RUNBOOK = REPO / "docs" / "runbook.md"
 
-#: the contract's CRITICAL alert kinds: each must page
-CRITICAL_KINDS = ("STATUS_CONFLICT", "ORPHAN_SETTLEMENT", "DUPLICATE_SETTLEMENT", "AMOUNT_MISMATCH")
+#: the contract's CRITICAL alert kinds (v1, and v2's BATCH_MISMATCH): each must page
+CRITICAL_KINDS = ("STATUS_CONFLICT", "ORPHAN_SETTLEMENT", "DUPLICATE_SETTLEMENT", "AMOUNT_MISMATCH", "BATCH_MISMATCH")
+#: v2's WARNING kinds with a rule of their own (tickets)
+WARNING_KINDS = ("FEE_MISMATCH", "BATCH_INCOMPLETE")
 #: rules the on-call issue asks for (renaming one needs the runbook and the tests to follow)
 REQUIRED_RULES = {
     "PosreconStatusConflictCritical", "PosreconOrphanSettlement", "PosreconDuplicateSettlement",
@@ -26,6 +28,7 @@ REQUIRED_RULES = {
     "PosreconDeadLetterRateHigh", "PosreconConsumerLagHigh", "PosreconWatermarkLagHigh", "PosreconWorkerDown",
     "PosreconWorkerLoopStopped", "PosreconAuthorizationLatencyHigh", "PosreconPendingSettlementNearSla",
     "PosreconPendingSettlementPastSla", "PosreconTransactionsAborting",
+    "PosreconBatchMismatch", "PosreconFeeMismatch", "PosreconBatchIncomplete", "PosreconPanInField",
 }  # fmt: skip
 
 
@@ -129,6 +132,26 @@ def test_critical_alert_kinds_page() -> None:
             assert "posrecon_alerts_total" in rule["expr"]
     status_conflict = [r for r in _rules() if 'kind="STATUS_CONFLICT"' in r["expr"]]
     assert all('severity="CRITICAL"' in r["expr"] for r in status_conflict), "STATUS_CONFLICT/WARNING must not page"
+
+
+def test_warning_kinds_of_v2_open_tickets() -> None:
+    for kind in WARNING_KINDS:
+        rules = [r for r in _rules() if f'kind="{kind}"' in r["expr"]]
+        assert rules, f"no rule for {kind}"
+        assert all(r["labels"]["severity"] == "warning" for r in rules), kind
+
+
+def test_rules_count_only_open_alerts() -> None:
+    """Every selector of posrecon_alerts_total in a rule has status="OPEN" (contract v2: a RESOLVED record closes
+    an alert; counting it would page for the good news) and the severity its kind opens with (never INFO)."""
+    selector = re.compile(r"posrecon_alerts_total\{([^}]*)\}")
+    seen = 0
+    for rule in _rules():
+        for labels in selector.findall(rule["expr"]):
+            seen += 1
+            assert 'status="OPEN"' in labels, f"{rule['alert']}: {labels}"
+            assert re.search(r'severity="(CRITICAL|WARNING)"', labels), f"{rule['alert']}: {labels}"
+    assert seen >= 3 * len(CRITICAL_KINDS)
 
 
 def test_every_rule_has_a_runbook_section() -> None:

@@ -461,10 +461,6 @@ def test_sample_records_round_trip_through_the_wire_schemas() -> None:
     assert codec.decode(codec.encode(sample)) == sample == codec.decode_reference(codec.encode_reference(sample))
 
 
-@pytest.mark.xfail(
-    strict=True, raises=ValueError,
-    reason="serde has no nested records yet: apply /work/notes/H9_cases_serde.patch, then remove this marker",
-)  # fmt: skip
 def test_exception_cases_round_trip_through_the_codec() -> None:
     codec = AvroCodec("ExceptionCase")
     for record in sample_records():

@@ -49,6 +49,15 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "BatchReconciliation": {"batch_id": "b", "currency": "EUR", "expected_count": 2, "received_count": 2,
                             "expected_gross_minor": 3, "received_gross_minor": 3, "expected_fee_minor": 0,
                             "received_fee_minor": 0, "status": "BALANCED", "revision": 1},
+    "ExceptionAction": {"action_id": "x", "alert_id": "a", "action": "ASSIGN", "actor": "ann", "note": None,
+                        "assignee": "bob", "at": 1, "order_id": "o", "batch_id": None, "merchant_id": "m"},
+    "ExceptionCase": {"alert_id": "a", "kind": "MISSING_SETTLEMENT", "severity": "WARNING", "order_id": "o",
+                      "batch_id": None, "merchant_id": "m", "state": "ACKNOWLEDGED", "assignee": "bob", "opened_at": 1,
+                      "updated_at": 2, "version": 2, "last_rejection": None,
+                      "history": [{"action_id": "a", "action": "OPEN", "actor": "posrecon", "note": "r", "assignee": None,
+                                   "at": 1, "accepted": True, "reason": None},
+                                  {"action_id": "x", "action": "ASSIGN", "actor": "ann", "note": None, "assignee": "bob",
+                                   "at": 2, "accepted": True, "reason": None}]},
 }  # fmt: skip
 #: what a v2 reader fills in for a v1 record (the contract's "Added fields" defaults)
 V2_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -160,7 +169,8 @@ def test_from_v2_on_a_new_symbol_reads_as_unknown() -> None:
         out = _resolve(later, load_schema_json(name), sample)
         assert "channel" not in out
         assert all(out[k] == "UNKNOWN" for k, v in sample.items() if v == "LATER_SYMBOL"), (name, out)
-    assert seen == {"Outcome", "AlertKind", "AlertStatus", "BatchStatus"}
+    assert seen == {"Outcome", "AlertKind", "AlertStatus", "BatchStatus", "CaseState", "ExceptionActionKind",
+                    "CaseEntryKind"}
 
 
 # -- the rules the versions keep ---------------------------------------------------------------------------
@@ -199,7 +209,8 @@ def test_every_enum_v2_touches_has_unknown_as_its_default() -> None:
     (UNKNOWN in an input enum would be a symbol the engine has to accept)."""
     v1 = _all_enums("v1")
     touched = {n for n, e in _all_enums().items() if n not in v1 or e["symbols"] != v1[n]["symbols"]}
-    assert touched == {"Outcome", "AlertKind", "AlertStatus", "BatchStatus"}
+    assert touched == {"Outcome", "AlertKind", "AlertStatus", "BatchStatus", "CaseState", "ExceptionActionKind",
+                       "CaseEntryKind"}
     for name, enum in _all_enums().items():
         if name in touched:
             assert enum["symbols"][-1] == "UNKNOWN" and enum.get("default") == "UNKNOWN", name
@@ -237,7 +248,7 @@ def test_model_records_have_the_schema_fields_in_order(name: str) -> None:
 
 
 @pytest.mark.parametrize("enum_name", ["TerminalEventType", "SettlementStatus", "Outcome", "AlertKind", "Severity",
-                                       "AlertStatus", "BatchStatus"])  # fmt: skip
+                                       "AlertStatus", "BatchStatus", "CaseState", "ExceptionActionKind", "CaseEntryKind"])  # fmt: skip
 def test_model_enums_are_the_schema_symbols_but_unknown(enum_name: str) -> None:
     enum: type[Enum] = getattr(model, enum_name)
     symbols = _all_enums()[enum_name]["symbols"]

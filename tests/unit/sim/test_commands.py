@@ -19,10 +19,11 @@ def _write_jsonl(path: Path, rows: list[dict[str, object]]) -> None:
 
 def _perfect_output(truth_path: Path, out: Path) -> None:
     out.mkdir()
-    rows, alerts, dead = perfect_rows(read_truth(truth_path))
+    rows, alerts, dead, batches = perfect_rows(read_truth(truth_path))
     _write_jsonl(out / "reconciled.jsonl", rows)
     _write_jsonl(out / "alerts.jsonl", alerts)
     _write_jsonl(out / "deadletter.jsonl", dead)
+    _write_jsonl(out / "batch-reconciled.jsonl", batches)
 
 
 def test_simulate_writes_input_and_truth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -79,9 +80,9 @@ def test_contract_v1_writes_the_v1_files(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["simulate", "--orders", "400", "--out", str(v1), "--contract", "v1", "--fault-rate", "0.7"]) == 0
     assert not (v1 / "posrecon.toml").exists()
     assert json.loads((v1 / "truth.json").read_text())["format"] == "posrecon-truth/1"
-    from posrecon.sim.scenarios import V2_SCENARIOS
+    from posrecon.sim.mix import V2_MIX_NAMES
 
-    zero = ",".join(f"{name}=0" for name in V2_SCENARIOS)
+    zero = ",".join(f"{name}=0" for name in V2_MIX_NAMES)
     assert main(["simulate", "--orders", "400", "--out", str(v2_without_v2), "--fault-rate", "0.7", "--mix", zero]) == 0
     assert (v1 / "input.jsonl").read_bytes() == (v2_without_v2 / "input.jsonl").read_bytes()
     with pytest.raises(SystemExit):

@@ -14,6 +14,7 @@ from posrecon.sim.scenarios import SCENARIOS
 from posrecon.sim.timing import HOUR
 from posrecon.sim.vocabulary import (
     AUTH_APPROVED,
+    BATCH,
     DUPLICATE_CHARGE,
     LATE_SETTLEMENT,
     MATCHED,
@@ -108,7 +109,7 @@ def test_card_tokens_are_never_digits_except_the_pan_fault(big: Simulation) -> N
 
 
 def test_every_record_carries_every_field(big: Simulation) -> None:
-    terminal_fields = 11
+    terminal_fields, batch_fields = 11, 7
     settlement_fields = {9, 11}  # v1 scenarios' notices lack the v2 capture fields (defaults 1/1), v2 ones carry them
     captured = 0
     for line in big.lines:
@@ -116,6 +117,8 @@ def test_every_record_carries_every_field(big: Simulation) -> None:
             assert line.record is not None
             if line.source == TERMINAL:
                 assert len(line.record) == terminal_fields
+            elif line.source == BATCH:
+                assert len(line.record) == batch_fields
             else:
                 assert len(line.record) in settlement_fields
                 captured += "capture_count" in line.record
@@ -125,7 +128,7 @@ def test_every_record_carries_every_field(big: Simulation) -> None:
 def test_ids_are_unique_per_record(big: Simulation) -> None:
     by_id: dict[str, dict[str, object]] = {}
     for line in big.lines:
-        if not line.valid or line.record is None:
+        if not line.valid or line.record is None or line.source == BATCH:  # control records: test_batches.py
             continue
         record_id = line.record.get("event_id") or line.record["notice_id"]
         # the same id again only for a verbatim redelivery

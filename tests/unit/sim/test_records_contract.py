@@ -13,6 +13,7 @@ from posrecon.sim.generator import Simulation, generate
 from posrecon.sim.line import Line
 from posrecon.sim.pan import luhn_valid
 from posrecon.sim.vocabulary import (
+    BATCH,
     CLOCK_SKEW,
     DECODE_ERROR,
     EMPTY_ID,
@@ -29,7 +30,8 @@ from posrecon.sim.vocabulary import (
 CURRENCIES = {c.alpha_3 for c in pycountry.currencies}
 STATUSES = {"SETTLED", "FAILED", "REVERSED"}
 SCANNED = {"terminal": ("event_id", "order_id", "merchant_id", "terminal_id", "decline_code"),
-           "settlement": ("notice_id", "order_id", "merchant_id", "batch_id")}  # fmt: skip
+           "settlement": ("notice_id", "order_id", "merchant_id", "batch_id"),
+           "batch": ("batch_id", "merchant_id")}  # fmt: skip
 # the contract v2 prefix list, spelled out as prefix strings (the generator's check works on numeric ranges)
 NETWORK_PREFIXES = tuple(
     ["4", "34", "37", "62", "6011", "65", "36", "38"]
@@ -51,6 +53,8 @@ def violations(line: Line, rules: RuleConfig) -> set[str]:
     if line.raw is not None:
         return {DECODE_ERROR}
     record: dict[str, Any] = line.record or {}
+    if line.source == BATCH:
+        return batch_violations(line, record, rules)
     terminal = line.source == TERMINAL
     required = TERMINAL_REQUIRED if terminal else SETTLEMENT_REQUIRED
     symbol = record.get("event_type") if terminal else record.get("status")
@@ -73,6 +77,28 @@ def violations(line: Line, rules: RuleConfig) -> set[str]:
     if terminal and abs(record["event_time"] - line.ingest_time) > rules.max_clock_skew_ms:
         found.add(CLOCK_SKEW)
     if not terminal and record["settled_at"] - line.ingest_time > rules.max_clock_skew_ms:
+        found.add(CLOCK_SKEW)
+    return found
+
+
+BATCH_REQUIRED = ("batch_id", "currency", "notice_count", "gross_amount_minor", "closed_at")
+
+
+def batch_violations(line: Line, record: dict[str, Any], rules: RuleConfig) -> set[str]:
+    """A SettlementBatch control record: as the ledger's check_settlement_batch reads the contract."""
+    if any(name not in record for name in BATCH_REQUIRED):
+        return {DECODE_ERROR}
+    found = set()
+    if record["batch_id"] == "" or record.get("merchant_id") == "":
+        found.add(EMPTY_ID)
+    count, gross, fee = record["notice_count"], record["gross_amount_minor"], record.get("fee_amount_minor", 0)
+    if count < 0 or fee < 0 or abs(gross) > count * rules.max_amount_minor:
+        found.add(INVALID_AMOUNT)
+    if record["currency"] not in CURRENCIES:
+        found.add(INVALID_CURRENCY)
+    if any(isinstance(record.get(name), str) and holds_card_number(record[name]) for name in SCANNED[BATCH]):
+        found.add(PAN_IN_FIELD)
+    if record["closed_at"] - line.ingest_time > rules.max_clock_skew_ms:
         found.add(CLOCK_SKEW)
     return found
 
@@ -117,7 +143,7 @@ def test_a_stricter_config_is_honoured() -> None:
         expected = set() if line.rejection is None else {line.rejection}
         assert violations(line, rules) == expected, line
     for line in simulation.lines:
-        if line.valid and line.record is not None:
+        if line.valid and line.record is not None and line.source != BATCH:
             assert line.record["amount_minor"] <= 50_000
 
 

@@ -154,9 +154,11 @@ def test_generated_truth_against_synthesized_perfect_output(perfect: PerfectRows
     truth = generate(2_000, seed=4, fault_rate=0.5).truth
     ev = evaluate(truth, *perfect(truth))
     assert ev.perfect
-    assert sum(k.expected for k in ev.kind_scores("OPEN")) == sum(len(e.alerts) for e in truth.orders.values())
-    assert sum(k.expected for k in ev.kind_scores("RESOLVED")) == sum(len(e.resolved) for e in truth.orders.values())
+    expectations = [*truth.orders.values(), *truth.batches.values()]
+    assert sum(k.expected for k in ev.kind_scores("OPEN")) == sum(len(e.alerts) for e in expectations)
+    assert sum(k.expected for k in ev.kind_scores("RESOLVED")) == sum(len(e.resolved) for e in expectations)
     assert sum(k.expected for k in ev.kind_scores("RESOLVED")) > 0
+    assert ev.batches is not None and ev.batches.batches == len(truth.batches) > 0
 
 
 def resolution(order_id: str, kind: str, closes: str, **fields: Any) -> dict[str, Any]:

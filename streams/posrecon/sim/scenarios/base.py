@@ -21,11 +21,14 @@ DECLINE_CODES = ("05", "51", "54", "61", "65", "91")
 
 @dataclass(eq=False, slots=True)
 class Race:
-    """``deadline`` must have fired (the watermark of other traffic passed it) before ``line`` arrives."""
+    """``deadline`` must have fired (the watermark of other traffic passed it) before ``line`` arrives: on the
+    partition of ``order_id``, or with ``everywhere`` on every partition (a settlement batch's watermark is the
+    minimum over them; ``order_id`` then names the batch)."""
 
     deadline: int
     line: Line
     order_id: str
+    everywhere: bool = False
 
 
 @dataclass(slots=True)

@@ -1,0 +1,61 @@
+"""Settlement batch alerts: BATCH_INCOMPLETE / BATCH_MISMATCH opened when a batch is decided so, resolved when it
+balances, and their ids (the condition is (batch_id, generation): see :mod:`~posrecon.engine.batches`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from posrecon.engine.alerts import alert_id, make_alert
+from posrecon.engine.model import Alert, AlertKind, AlertStatus, Severity
+
+if TYPE_CHECKING:
+    from posrecon.engine.batches import BatchState
+
+
+def _batch_alert(
+    state: BatchState, kind: AlertKind, severity: Severity, condition: tuple[str, ...], reason: str,
+    event_time: int, detected_at: int, related_ids: list[str], resolves: str | None,
+) -> Alert:  # fmt: skip
+    alert = make_alert(
+        kind, severity, condition, order_id=None, merchant_id=state.merchant(), terminal_id=None, reason=reason,
+        event_time=event_time, detected_at=detected_at, related_ids=related_ids,
+    )  # fmt: skip
+    # make_alert (v1) does not know the v2 fields: set here, so this works whether or not it learns them
+    alert["status"] = (AlertStatus.OPEN if resolves is None else AlertStatus.RESOLVED)._value_
+    alert["resolves_alert_id"] = resolves
+    alert["batch_id"] = state.batch_id
+    return alert
+
+
+def _totals(state: BatchState) -> str:
+    control = state.control
+    assert control is not None
+    count, gross, fee = state.counts()
+    return (
+        f"{count} of {control.notice_count} notices, gross {gross} of {control.gross_amount_minor}, "
+        f"fee {fee} of {control.fee_amount_minor} {control.currency}"
+    )
+
+
+def opened_alert(
+    state: BatchState, kind: AlertKind, event_time: int, cause_id: str, cause: str, detected_at: int
+) -> Alert:
+    incomplete = kind is AlertKind.BATCH_INCOMPLETE
+    severity = Severity.WARNING if incomplete else Severity.CRITICAL
+    what = "incomplete" if incomplete else "does not balance"
+    reason = f"batch {state.batch_id} {what} ({cause}): {_totals(state)}"
+    related = sorted({state.batch_id, cause_id})
+    return _batch_alert(state, kind, severity, (state.batch_id, str(state.generation)), reason, event_time,
+                        detected_at, related, None)  # fmt: skip
+
+
+def resolved_alert(state: BatchState, kind: AlertKind, original: str, event_time: int, cause_id: str, cause: str,
+              detected_at: int) -> Alert:  # fmt: skip
+    reason = f"batch {state.batch_id} balanced by {cause}: {_totals(state)}"
+    return _batch_alert(state, kind, Severity.INFO, (original, "resolved"), reason, event_time, detected_at,
+                        [cause_id], original)  # fmt: skip
+
+
+def batch_alert_id(kind: AlertKind, batch_id: str, generation: int = 0) -> str:
+    """The id of a batch's ``generation``-th alert of ``kind`` (for tools that look one up)."""
+    return alert_id(kind, batch_id, str(generation))
