@@ -8,6 +8,9 @@
   round trip only.
 * state: bytes of engine state per open order (tracemalloc, after a run that leaves orders open).
 
+Every engine runs with the simulation's rules (``input-<orders>.toml`` beside the input, as ``simulate`` writes
+``posrecon.toml``: on the v2 mix, merchant pricing tables), so the figures are those of the real v2 config.
+
 Run: `python bench/engine_bench.py [--orders 350000]` (writes bench/results/engine-<stamp>.json).
 """
 
@@ -28,12 +31,12 @@ from fastavro import schemaless_reader, schemaless_writer
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_info
 
-from posrecon.config import RuleConfig
+from posrecon.config import RuleConfig, load_rules
 from posrecon.engine.engine import ReconciliationEngine
 from posrecon.gcpolicy import long_lived_state
 from posrecon.replay import run_replay
 from posrecon.serde.codec import AvroCodec, DecodeError
-from posrecon.sim.command import write_input
+from posrecon.sim.command import write_config, write_input
 from posrecon.sim.generator import generate
 
 
@@ -56,11 +59,11 @@ def load_records(path: Path) -> list[tuple[bool, dict[str, Any], int | None]]:
     return out
 
 
-def bench_engine(records: list[tuple[bool, dict[str, Any], int | None]], rounds: int = 3) -> float:
+def bench_engine(records: list[tuple[bool, dict[str, Any], int | None]], rules: RuleConfig, rounds: int = 3) -> float:
     """The engine under the same GC policy as its hosts (replay, worker): see posrecon/gcpolicy.py."""
     best = float("inf")
     for _ in range(rounds):
-        engine = ReconciliationEngine(RuleConfig())
+        engine = ReconciliationEngine(rules)
         on_t, on_s, take = engine.on_terminal_event, engine.on_settlement_notice, engine.take
         gc.collect()
         with long_lived_state() as collector:
@@ -94,9 +97,9 @@ def bench_baseline(records: list[tuple[bool, dict[str, Any], int | None]], round
     return len(records) / best
 
 
-def bench_replay(path: Path, out: Path, lines: int) -> float:
+def bench_replay(path: Path, out: Path, lines: int, rules: RuleConfig) -> float:
     start = _cpu()
-    run_replay(path, out, RuleConfig(), None, 1, progress=False)
+    run_replay(path, out, rules, None, 1, progress=False)
     return lines / (_cpu() - start)
 
 
@@ -130,12 +133,14 @@ def feed(engine: ReconciliationEngine, records: list[tuple[bool, dict[str, Any],
     return engine
 
 
-def state_bytes_per_open_order(records: list[tuple[bool, dict[str, Any], int | None]]) -> tuple[float, int]:
+def state_bytes_per_open_order(
+    records: list[tuple[bool, dict[str, Any], int | None]], rules: RuleConfig
+) -> tuple[float, int]:
     """Traced heap bytes held by the engine divided by its open orders (records kept alive outside)."""
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
-    engine = feed(ReconciliationEngine(RuleConfig()), records)
+    engine = feed(ReconciliationEngine(rules), records)
     gc.collect()
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
@@ -153,19 +158,23 @@ def main() -> int:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     src = work / f"input-{args.orders}.jsonl"
-    if not src.exists():
+    config = src.with_suffix(".toml")  # the simulation's rules (v2: merchant pricing tables), as `simulate` writes
+    if not (src.exists() and config.exists()):
         print(f"simulating {args.orders} orders …", flush=True)
-        write_input(generate(args.orders, 42), src, progress=False)
+        simulation = generate(args.orders, 42)
+        write_input(simulation, src, progress=False)
+        write_config(config, simulation.truth.rules)
+    rules = load_rules(config)
     with open(src, encoding="utf-8") as fh:
         lines = sum(1 for _ in fh)
     records = load_records(src)
     print(f"input: {lines} lines, {len(records)} decodable records", flush=True)
-    result: dict[str, Any] = {"machine": machine_info(), "lines": lines, "records": len(records)}
+    result: dict[str, Any] = {"machine": machine_info(), "lines": lines, "records": len(records), "rules": str(config)}
     result["engine_baseline_records_per_s"] = bench_baseline(records)
-    result["engine_records_per_s"] = bench_engine(records)
+    result["engine_records_per_s"] = bench_engine(records, rules)
     result["replay_baseline_lines_per_s"] = bench_replay_baseline(src, lines)
-    result["replay_lines_per_s"] = bench_replay(src, work / "replay-out", lines)
-    per_order, open_orders = state_bytes_per_open_order(records)
+    result["replay_lines_per_s"] = bench_replay(src, work / "replay-out", lines, rules)
+    per_order, open_orders = state_bytes_per_open_order(records, rules)
     result["state_bytes_per_open_order"] = per_order
     result["open_orders_measured"] = open_orders
     result["engine_vs_baseline"] = result["engine_records_per_s"] / result["engine_baseline_records_per_s"]

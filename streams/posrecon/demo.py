@@ -24,6 +24,8 @@ from collections import Counter
 from pathlib import Path
 
 PARTITIONS = 12
+#: the default mix cuts 75k orders into ~1,040 settlement batches (the issue asks for >= 1,000 live)
+DEFAULT_ORDERS = 75_000
 
 
 def _free_port() -> int:
@@ -178,7 +180,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--orders", type=int, default=int(os.environ.get("POSRECON_DEMO_ORDERS", "50000")))
+    parser.add_argument(
+        "--orders",
+        type=int,
+        default=int(os.environ.get("POSRECON_DEMO_ORDERS", str(DEFAULT_ORDERS))),
+        help=f"orders to simulate (default {DEFAULT_ORDERS}, env POSRECON_DEMO_ORDERS: >= 1,000 settlement batches)",
+    )
     parser.add_argument("--rate", type=float, default=None, help="produce at most this many records/s")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", help="keep the broker data, simulation and worker log here")

@@ -42,7 +42,7 @@ fresh_topics = _integration.fresh_topics
 unique_topics = _integration.unique_topics
 require_local_broker = _integration.require_local_broker
 
-from chaoskit import app_of, create_topics_kept, precreate_internal_topics, retrying  # noqa: E402
+from chaoskit import app_of, create_topics_kept, precreate_internal_topics, retrying, rules_file  # noqa: E402
 
 from livekit import WorkerProcess  # noqa: E402
 from posrecon.config import Topics  # noqa: E402
@@ -83,7 +83,8 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
         args = ["--no-wall-clock-advance", *(extra or [])]
         if batch is not None:
             args += ["--batch", str(batch)]
-        worker = WorkerProcess(bootstrap, topics, app, worker_id, log_dir or tmp_path, args)
+        # the rules its input was replayed with (chaoskit.chaos_input: the simulation's merchant pricing)
+        worker = WorkerProcess(bootstrap, topics, app, worker_id, log_dir or tmp_path, args, rules_file(app))
         started.append(worker)
         return worker
 

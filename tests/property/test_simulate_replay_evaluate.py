@@ -49,6 +49,7 @@ def test_replay_output_matches_the_truth(
         read_jsonl(out / "reconciled.jsonl"),
         read_jsonl(out / "alerts.jsonl"),
         read_jsonl(out / "deadletter.jsonl"),
+        read_jsonl(out / "batch-reconciled.jsonl"),
     )
     assert ev.perfect, json.dumps(ev.to_json(examples=10)["examples"], indent=1)
     assert all(k.precision == 1.0 and k.recall == 1.0 for k in ev.kinds)

@@ -2,9 +2,12 @@
 
 Where things live:
 
-* the batch rules and state are the engine's :class:`~posrecon.engine.batches.BatchLedger` (``engine.batches``),
-  one per worker, holding the batches of every batch partition this worker owns -- the same ledger replay
-  feeds in place, fed here in the same way (the engine's ``sync_batches`` before each batch record);
+* the batch rules and state are the engine's :class:`~posrecon.engine.batches.BatchLedger`, one per batch
+  partition this worker owns (each with its own source watermarks: its notices and watermark rows come in on
+  one partition, in the order each source sent them) -- the same ledger replay
+  feeds in place (engine/batch_feed.py), fed here with every owned partition's watermark before each batch
+  record (:meth:`BatchStage.sync`: replay passes them on whenever one may fire a deadline; between two batch
+  records that fires the same deadlines on the same counts);
 * a batch's partition is ``partition_for(batch_id)`` (murmur2, as a keyed record is partitioned): its control
   records come in on that partition of ``pos.settlement-batches``, which the range assignor gives to the worker
   owning that partition of the order inputs (every topic the worker reads has the same partition count);
@@ -13,8 +16,9 @@ Where things live:
   them at once; any other gets them through ``<app>-batch-sightings`` in this batch's transaction;
 * the batch watermark is the minimum over the order partitions' watermarks. The owned ones are passed on in
   place before every batch record (as replay does); the others reach it as watermark rows ``["W", source,
-  watermark]`` on ``<app>-batch-sightings``: each worker sends, at the end of a transaction, every owned order
-  partition's watermark that moved to every batch partition it does not own;
+  watermark]`` on ``<app>-batch-sightings``: each worker sends every owned order partition's watermark that moved
+  to a batch partition it does not own before each notice it sends there, and to all of them at the end of a
+  transaction;
 * the ledger's rows go to the compacted ``<app>-batch-changelog`` (key ``[batch_id, notice_id]``, the header's
   notice_id ""; key ``\\x00watermark``: the ledger's watermark and source watermarks), restored on assignment.
 
@@ -46,19 +50,22 @@ from posrecon.app.outbox import Outbox
 from posrecon.app.state_store import WATERMARK_KEY, pack_row, read_changelog, unpack_row
 from posrecon.app.telemetry import alert_label, count_batch_decisions
 from posrecon.config import Settings
-from posrecon.engine.batches import NO_WATERMARK, BatchLedger, BatchSighting, RowKey
+from posrecon.engine.batches import NO_WATERMARK, BatchLedger, BatchSighting, RowKey, check_settlement_batch
 from posrecon.engine.engine import ReconciliationEngine
+from posrecon.engine.pan import scrub_text
 from posrecon.kafka.partitioner import partition_for
 from posrecon.metrics import WorkerMetrics
 from posrecon.serde.codec import AvroCodec, DecodeError
 
 if TYPE_CHECKING:
     from posrecon.app.intake import Intake
+    from posrecon.app.merge import TaskQueue
 
 log = logging.getLogger("posrecon.worker")
 
-#: how long (wall clock) the batch stage's merge may wait for an owned task's input before taking the intake's batch
-MERGE_WAIT_MS = 5_000
+#: loop turns the batch stage's merge may wait for an owned task's input before taking the intake's batch (counted
+#: in turns, ~50 ms each when idle, not wall clock: a frozen process must not find its wait over when it wakes)
+MERGE_WAIT_TURNS = 100
 NOTICE_ROW = "N"  # a BatchSighting on <app>-batch-sightings
 WATERMARK_ROW = "W"  # ["W", source partition, watermark]
 
@@ -88,9 +95,15 @@ class BatchStage:
         self.owned: set[int] = set()  # batch partitions assigned (and restored)
         #: a batch record has been seen: from then on watermarks are carried (see the module doc)
         self.active = False
-        self.carried: dict[int, int] = {}  # owned order partition -> the watermark last sent to the others
-        self.marks_written: object = None  # the ledger's watermarks as last written to the changelog
-        self.stuck_since: int | None = None  # since when no record could be merged (see select)
+        #: (batch partition elsewhere, owned order partition) -> the watermark last sent there
+        self.carried: dict[tuple[int, int], int] = {}
+        #: batch partition -> its ledger (the batches whose batch_id hashes to it), for the partitions owned
+        self.ledgers: dict[int, BatchLedger] = {}
+        self.marks_written: dict[int, object] = {}  # batch partition -> its ledger's watermarks last written
+        self.stuck_turns = 0  # loop turns in a row in which no record could be merged (see select)
+        #: after an assignment: turns left to read the owned batch partitions' sightings that were in flight (see
+        #: :meth:`sync`); 0 once every owned partition of <app>-batch-sightings has been read to its end
+        self.catching_up = 0
         self.control_codec = AvroCodec("SettlementBatch")
         self.record_codec = AvroCodec("BatchReconciliation")
         self.alert_codec = AvroCodec("Alert")
@@ -118,36 +131,29 @@ class BatchStage:
             )
         return [self.topics.batches, self.sightings_topic]
 
-    def restore(self, client_config: Mapping[str, Any], engine: ReconciliationEngine,
-                partitions: list[TopicPartition]) -> int:  # fmt: skip
-        """The ledger of the assigned batch partitions, read back from the changelog; returns the batches."""
+    def restore(self, client_config: Mapping[str, Any], partitions: list[TopicPartition]) -> int:
+        """The ledgers of the assigned batch partitions, read back from the changelog; returns the batches."""
         self.owned = {tp.partition for tp in partitions if tp.topic == self.sightings_topic}
-        ledger = engine.batches = BatchLedger(self.settings.rules, sources=self.partitions)
-        rows: list[list[Any]] = []
-        watermarks: list[int] = []
-        sources: dict[int, int] | None = None
-        for entries in read_changelog(client_config, self.changelog, self.owned).values():
-            for key, value in entries.items():
-                if key != WATERMARK_KEY:
-                    rows.append(unpack_row(value))
-                    continue
-                marks = unpack_row(value)
-                watermarks.append(marks["watermark"])
-                # each partition's row is the view of the worker that wrote it last: a source counts at the
-                # lowest watermark any of them knew (a higher one may belong to rows still to be read)
-                theirs = {int(k): v for k, v in marks["sources"].items()}
-                sources = (
-                    theirs if sources is None else {k: min(v, theirs[k]) for k, v in sources.items() if k in theirs}
-                )
-        ledger.load_rows(rows, min(watermarks, default=NO_WATERMARK), sources)
-        ledger.dirty = set()
-        self.marks_written = None
+        self.ledgers = {}
+        for q, entries in read_changelog(client_config, self.changelog, self.owned).items():
+            ledger = self.ledgers[q] = BatchLedger(self.settings.rules, sources=self.partitions)
+            rows = [unpack_row(value) for key, value in entries.items() if key != WATERMARK_KEY]
+            marks = unpack_row(entries[WATERMARK_KEY]) if WATERMARK_KEY in entries else None
+            if marks is None:
+                ledger.load_rows(rows, NO_WATERMARK)
+            else:
+                ledger.load_rows(rows, marks["watermark"], {int(k): v for k, v in marks["sources"].items()})
+            ledger.dirty = set()
+        self.marks_written.clear()
         self.carried.clear()
-        self.active = self.active or bool(ledger.batches)
-        return len(ledger.batches)
+        self.active = self.active or any(ledger.batches for ledger in self.ledgers.values())
+        self.catching_up = MERGE_WAIT_TURNS * 10 if self.owned else 0
+        return sum(len(ledger.batches) for ledger in self.ledgers.values())
 
     def revoke(self, partitions: list[int]) -> None:
         self.owned.difference_update(partitions)
+        for q in partitions:
+            self.ledgers.pop(q, None)
 
     def select(self, intake: Intake, batch: list[Any], limit: int, now: int) -> None:
         """Once batches are about, choose the batch so that the ledger sees what replay sees.
@@ -171,6 +177,10 @@ class BatchStage:
             queue = queues.get((self.sightings_topic, q))
             while queue is not None and queue.records and len(routed) < limit // 2:
                 routed.append(queue.records.popleft())
+        if self.catching_up:
+            caught_up = all((queue := queues.get((self.sightings_topic, q))) is None or
+                            (queue.at_end and not queue.records) for q in self.owned)  # fmt: skip
+            self.catching_up = 0 if caught_up else self.catching_up - 1
         task_topics = (self.topics.terminal, self.topics.settlement)
         others: list[Any] = []
         chosen: dict[tuple[str, int], list[Any]] = {}
@@ -181,28 +191,31 @@ class BatchStage:
                 others.append(msg)
         for key, msgs in chosen.items():
             queues[key].records.extendleft(reversed(msgs))
-        merged = self._merge(intake, limit - len(routed) - len(others))
-        if merged or not chosen:
-            self.stuck_since = None
-        elif now - (self.stuck_since or now) >= MERGE_WAIT_MS:
+        # after an assignment, first the sightings in flight: a batch partition owned elsewhere until now may
+        # hold this worker's own earlier notices, which its books (and so its watermarks) are past
+        merged = [] if self.catching_up else self._merge(intake, limit - len(routed) - len(others))
+        if merged or not chosen or self.catching_up:
+            self.stuck_turns = 0
+        elif self.stuck_turns >= MERGE_WAIT_TURNS:
             merged = [msg for msgs in chosen.values() for msg in msgs]  # backstop: the intake's choice after all
             for key, msgs in chosen.items():
                 for _ in msgs:
                     queues[key].records.popleft()
             log.warning("batch stage: a task's input stays unknown; taking the intake's batch",
-                        extra={"fields": {"waited_ms": now - (self.stuck_since or now)}})  # fmt: skip
-        elif self.stuck_since is None:
-            self.stuck_since = now
+                        extra={"fields": {"turns": self.stuck_turns}})  # fmt: skip
+            self.stuck_turns = 0
+        else:
+            self.stuck_turns += 1
         batch[:] = [*routed, *others, *merged]
 
     def _merge(self, intake: Intake, limit: int) -> list[Any]:
         """Up to ``limit`` records of the owned tasks' queues and the control records' queues, in timestamp
-        order (each queue's own order kept); stops where an owned task's queue is empty and not known to be
-        at the log end (its next record may be earlier than the others')."""
+        order (each queue's own order kept); stops where an owned task's queue is empty and may have records
+        on the broker (its next record may be earlier than the others')."""
         queues, topics = intake.queues, self.topics
         tasks = [queue for p in sorted(intake.tasks) for topic in (topics.terminal, topics.settlement)
                  if (queue := queues.get((topic, p))) is not None]  # fmt: skip
-        if any(not queue.records and not queue.at_end for queue in tasks):
+        if any(_unknown(queue) for queue in tasks):
             return []
         controls = [queue for q in sorted(self.owned) if (queue := queues.get((topics.batches, q))) is not None]
         sources = [*tasks, *controls]
@@ -215,7 +228,7 @@ class BatchStage:
             out.append(queue.records.popleft())
             if queue.records:
                 heapq.heappush(heap, (queue.records[0].timestamp()[1], i))
-            elif i < len(tasks) and not queue.at_end:
+            elif i < len(tasks) and _unknown(queue):
                 break
         return out
 
@@ -227,14 +240,18 @@ class BatchStage:
         sightings = engine.batch_sightings
         assert sightings is not None
         self.active = True
-        owned, partitions, send, topic = self.owned, self.partitions, self.outbox.send, self.sightings_topic
+        ledgers, partitions, send, topic = self.ledgers, self.partitions, self.outbox.send, self.sightings_topic
         for s in sightings:
             key = s.batch_id.encode()
             q = partition_for(key, partitions)
-            if q in owned:
-                engine.sync_batches(now)
-                engine.batches.on_notice(s, now)
+            ledger = ledgers.get(q)
+            if ledger is not None:
+                self.sync(engine, ledger, now)
+                ledger.on_notice(s, now)
             else:
+                # the owned partitions' watermarks as they are at this notice, then the notice (replay reads
+                # every partition's watermark before counting a notice)
+                self._carry(engine, q)
                 send(topic, key, pack_row([NOTICE_ROW, *s]), None, q)
         sightings.clear()
 
@@ -250,23 +267,34 @@ class BatchStage:
             self.outbox.dead_letter(msg, undecodable(exc))
             return
         self.outbox.counts[("batch_controls",)] = self.outbox.counts.get(("batch_controls",), 0) + 1
-        rejection = engine.on_settlement_batch(record, msg.partition() or 0, msg.timestamp()[1], now)
-        if rejection is not None:
+        ingest_time = msg.timestamp()[1]
+        if check_settlement_batch(record, ingest_time, self.settings.rules) is not None:
+            # invalid: the engine raises its INVALID_EVENT alert (and says why) as for every invalid record
+            rejection = engine.on_settlement_batch(record, msg.partition() or 0, ingest_time, now)
+            assert rejection is not None
             self.outbox.dead_letter(msg, rejected(rejection))
+            return
+        ledger = self.ledgers.get(msg.partition() or 0)
+        if ledger is not None:  # (always: control records are read from owned batch partitions only)
+            self.sync(engine, ledger, now)
+            ledger.on_control(record, now=now)
 
     def _routed_row(self, msg: Message, engine: ReconciliationEngine, now: int) -> None:
+        ledger = self.ledgers.get(msg.partition() or 0)
+        if ledger is None:
+            return
         try:
             row = unpack_row(msg.value() or b"")
             if row[0] == WATERMARK_ROW:
-                engine.batches.advance(int(row[1]), int(row[2]), now)
+                ledger.advance(int(row[1]), int(row[2]), now)
                 return
             sighting = BatchSighting(*row[1:])
         except BAD_SIGHTING_ROW as exc:
             self.outbox.dead_letter(msg, bad_sighting(exc))
             return
-        engine.sync_batches(now)
-        engine.batches.advance(sighting.source_partition, sighting.source_watermark, now)
-        engine.batches.on_notice(sighting, now)
+        self.sync(engine, ledger, now)
+        ledger.advance(sighting.source_partition, sighting.source_watermark, now)
+        ledger.on_notice(sighting, now)
 
     # --- the end of a batch ---------------------------------------------------------------------------
 
@@ -275,9 +303,13 @@ class BatchStage:
         partitions), the ledger's records and alerts, and its changelog rows."""
         if not self.active:
             return
-        engine.sync_batches(now)
         self._carry_watermarks(engine)
-        ledger = engine.batches
+        for q, ledger in self.ledgers.items():
+            self.sync(engine, ledger, now)
+            self._send_outputs(ledger)
+            self._write_changelog(q, ledger)
+
+    def _send_outputs(self, ledger: BatchLedger) -> None:
         records, alerts = ledger.take()
         outbox = self.outbox
         if records:
@@ -288,46 +320,62 @@ class BatchStage:
             outbox.counts[alert_label(alert)] = outbox.counts.get(alert_label(alert), 0) + 1
             key = (alert["batch_id"] or alert["merchant_id"] or "").encode()
             outbox.send(self.topics.alerts, key, self.alert_codec.encode(alert))  # type: ignore[arg-type]
-        self._write_changelog(ledger)
+
+    def sync(self, engine: ReconciliationEngine, ledger: BatchLedger, now: int) -> None:
+        """The owned order partitions' watermarks into ``ledger`` (the minimum over every source fires)."""
+        advance = ledger.advance
+        for p, book in engine.books.items():
+            advance(p, book.watermark, now)
 
     def _carry_watermarks(self, engine: ReconciliationEngine) -> None:
-        remote = [q for q in range(self.partitions) if q not in self.owned]
+        for q in range(self.partitions):
+            if q not in self.owned:
+                self._carry(engine, q)
+
+    def _carry(self, engine: ReconciliationEngine, q: int) -> None:
+        """To batch partition ``q`` (owned elsewhere): the owned order partitions' watermarks that moved since
+        they were last sent there."""
         send, topic, carried = self.outbox.send, self.sightings_topic, self.carried
         for p, book in engine.books.items():
             watermark = book.watermark
-            if watermark > carried.get(p, NO_WATERMARK):
-                carried[p] = watermark
-                row = pack_row([WATERMARK_ROW, p, watermark])
-                for q in remote:
-                    send(topic, None, row, None, q)
+            if watermark > carried.get((q, p), NO_WATERMARK):
+                carried[q, p] = watermark
+                send(topic, None, pack_row([WATERMARK_ROW, p, watermark]), None, q)
 
-    def _write_changelog(self, ledger: BatchLedger) -> None:
-        send, changelog, partitions = self.outbox.send, self.changelog, self.partitions
+    def _write_changelog(self, q: int, ledger: BatchLedger) -> None:
+        send, changelog = self.outbox.send, self.changelog
         dirty = ledger.dirty
         if dirty:
             for key in dirty:
                 row = ledger.row(key)
-                send(changelog, encode_batch_key(key), None if row is None else pack_row(row), None,
-                     partition_for(key[0].encode(), partitions))  # fmt: skip
+                send(changelog, encode_batch_key(key), None if row is None else pack_row(row), None, q)
             dirty.clear()
         marks = (ledger.watermark, tuple(sorted(ledger.source_watermarks.items())))
-        if marks != self.marks_written and self.owned:
-            self.marks_written = marks
+        if marks != self.marks_written.get(q):
+            self.marks_written[q] = marks
             value = pack_row({"watermark": ledger.watermark,
                               "sources": {str(k): v for k, v in ledger.source_watermarks.items()}})  # fmt: skip
-            for q in sorted(self.owned):
-                send(changelog, WATERMARK_KEY, value, None, q)
+            send(changelog, WATERMARK_KEY, value, None, q)
 
     # --- operators ------------------------------------------------------------------------------------
 
-    def view(self, engine: ReconciliationEngine, batch_id: str) -> tuple[int, dict[str, Any]]:
+    def view(self, batch_id: str) -> tuple[int, dict[str, Any]]:
         """``GET /batches/{id}``: (HTTP status, body)."""
         partition = partition_for(batch_id.encode(), self.partitions) if self.partitions else 0
         if partition not in self.owned:
-            return 404, {"error": "batch partition not owned by this worker", "batch_id": batch_id,
+            return 404, {"error": "batch partition not owned by this worker", "batch_id": scrub_text(batch_id),
                          "partition": partition}  # fmt: skip
-        view = engine.batches.view(batch_id)
+        ledger = self.ledgers.get(partition)
+        view = None if ledger is None else ledger.view(batch_id)
         if view is None:
-            return 404, {"error": "batch not in state (unknown, or evicted after retention)", "batch_id": batch_id,
+            shown = scrub_text(batch_id)
+            return 404, {"error": "batch not in state (unknown, or evicted after retention)", "batch_id": shown,
                          "partition": partition}  # fmt: skip
-        return 200, {**view, "partition": partition, "watermark": engine.batches.watermark}
+        assert ledger is not None
+        return 200, {**view, "partition": partition, "watermark": ledger.watermark}
+
+
+def _unknown(queue: TaskQueue) -> bool:
+    """An empty queue whose partition may still have records on the broker (not at its end, and a backlog as
+    far as the consumer's cached log end tells: Positions.refresh_backlog)."""
+    return not queue.records and not queue.at_end and queue.backlog

@@ -34,6 +34,7 @@ from posrecon.engine.order import (
     OrderState,
     TerminalPhase,
 )
+from posrecon.engine.pan import scrub_text
 from posrecon.kafka.partitioner import partition_for
 
 if TYPE_CHECKING:
@@ -147,7 +148,7 @@ class OpsApi:
         if url.path.startswith("/orders/"):
             return self._order(unquote(url.path[len("/orders/") :]))
         if url.path.startswith("/batches/"):  # app/batch_stage.py
-            return worker.batch_stage.view(worker.engine, unquote(url.path[len("/batches/") :]))
+            return worker.batch_stage.view(unquote(url.path[len("/batches/") :]))
         if url.path == "/pending":
             params = parse_qs(url.query)
             older_than = int(params.get("older_than", ["0"])[0])
@@ -161,10 +162,15 @@ class OpsApi:
         partition = partition_for(order_id.encode(), worker.partitions) if worker.partitions else 0
         book = worker.engine.books.get(partition)
         if book is None or partition not in worker.tasks:
-            return 404, {"error": "partition not owned by this worker", "order_id": order_id, "partition": partition}
+            return 404, {
+                "error": "partition not owned by this worker",
+                "order_id": scrub_text(order_id),
+                "partition": partition,
+            }
         order = book.orders.get(order_id)
         if order is None:
-            return 404, {"error": "order not in state (unknown, or evicted after retention)", "order_id": order_id,
+            shown = scrub_text(order_id)
+            return 404, {"error": "order not in state (unknown, or evicted after retention)", "order_id": shown,
                          "partition": partition}  # fmt: skip
         return 200, order_view(order, partition, book.watermark)
 

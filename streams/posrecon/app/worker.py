@@ -75,7 +75,43 @@ class WorkerOptions:
     client_config: Mapping[str, str] = field(default_factory=dict)
 
 
-class Worker:
+class WorkerReadouts:
+    """What the command, the ops API and the tests read of a running worker (its parts own the values)."""
+
+    transaction: Transaction
+    intake: Intake
+    telemetry: Telemetry
+
+    @property
+    def producer(self) -> Producer | None:
+        return self.transaction.producer
+
+    @producer.setter
+    def producer(self, producer: Producer | None) -> None:  # a test double may wrap it (tests/chaos/zombie_worker)
+        self.transaction.producer = producer
+
+    @property
+    def has_abandoned_producers(self) -> bool:
+        return bool(self.transaction.stalled_producers)
+
+    @property
+    def queues(self) -> dict[tuple[str, int], TaskQueue]:
+        return self.intake.queues
+
+    @property
+    def tasks(self) -> set[int]:
+        return self.intake.tasks
+
+    @property
+    def processed(self) -> int:
+        return self.telemetry.processed
+
+    @property
+    def input_pauses(self) -> int:
+        return self.intake.input_pauses
+
+
+class Worker(WorkerReadouts):
     #: records asked of the consumer per consume() call (a turn makes several while the input is behind)
     CONSUME_CHUNK = 2000
 
@@ -116,36 +152,6 @@ class Worker:
             self.settings.rules, self.partitions, collect_card_sightings=True, collect_auth_latencies=True,
             collect_batch_sightings=True,
         )  # fmt: skip
-
-    # --- what the command and the ops API read ---------------------------------------------------------
-
-    @property
-    def producer(self) -> Producer | None:
-        return self.transaction.producer
-
-    @producer.setter
-    def producer(self, producer: Producer | None) -> None:  # a test double may wrap it (tests/chaos/zombie_worker)
-        self.transaction.producer = producer
-
-    @property
-    def has_abandoned_producers(self) -> bool:
-        return bool(self.transaction.stalled_producers)
-
-    @property
-    def queues(self) -> dict[tuple[str, int], TaskQueue]:
-        return self.intake.queues
-
-    @property
-    def tasks(self) -> set[int]:
-        return self.intake.tasks
-
-    @property
-    def processed(self) -> int:
-        return self.telemetry.processed
-
-    @property
-    def input_pauses(self) -> int:
-        return self.intake.input_pauses
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
@@ -231,7 +237,7 @@ class Worker:
         internal = (self.changelog, self.sightings_topic, self.card_changelog)
         restored = restore_state(self.client_config, internal, self.settings.rules, self.partitions, self.engine,
                                  self.cards, partitions)  # fmt: skip
-        batches = self.batch_stage.restore(self.client_config, self.engine, partitions)
+        batches = self.batch_stage.restore(self.client_config, partitions)
         for p in restored.inputs:
             intake.tasks.add(p)
             intake.last_activity[p] = now

@@ -2,7 +2,12 @@
 
 A pair of approvals of two different orders with the same key and event times at most
 ``duplicate_charge_window_ms`` apart is a DUPLICATE_CHARGE on the later order (by event time; on a tie the
-one processed later). An order voided before the other approval is processed no longer counts.
+one processed later), unless either order was voided at or before the later approval's EVENT time. A void
+after that (by event time) does not prevent the alert; a void of the later order resolves it (contract v2) —
+at once when the void is already known. Voids are judged by event time, not by when their sighting is
+processed, so the decisions do not depend on how the source partitions interleave (only a void processed
+after the alert it should have prevented cannot take it back: it then resolves it, or, for the earlier order,
+nothing).
 Entries are pruned once the index's watermark passes ``approved_at + window + allowed_lateness +
 max_clock_skew``. That watermark is the minimum over the source partitions' watermarks, which every
 sighting carries (as Flink aligns watermarks over input channels): in the live worker sightings from many
@@ -23,7 +28,7 @@ CardKey = tuple[str, str, int, str]
 
 
 class CardEntry:
-    __slots__ = ("approved_at", "order_id", "paired", "raised", "terminal_id", "voided")
+    __slots__ = ("approved_at", "order_id", "paired", "raised", "terminal_id", "void_event_id", "void_time", "voided")
 
     def __init__(
         self,
@@ -33,6 +38,8 @@ class CardEntry:
         voided: bool,
         paired: tuple[str, ...] = (),
         raised: tuple[str, ...] = (),
+        void_time: int = 0,
+        void_event_id: str = "",
     ) -> None:
         self.order_id = order_id
         self.approved_at = approved_at
@@ -42,19 +49,32 @@ class CardEntry:
         #: the earlier orders of the DUPLICATE_CHARGE alerts raised on this (the later) order that are still open:
         #: a void of this order resolves them (contract v2)
         self.raised = raised
+        #: when ``voided``: the void's event time (0: unknown, as in rows written before it was kept: before
+        #: anything) and event id
+        self.void_time = void_time
+        self.void_event_id = void_event_id
+
+    def voided_by(self, when: int) -> bool:
+        """Voided at or before event time ``when``."""
+        return self.voided and self.void_time <= when
 
     def row(self) -> list[object]:
-        """The snapshot / changelog row of this entry (v1 rows had the first five fields)."""
-        return [self.order_id, self.approved_at, self.terminal_id, self.voided, list(self.paired), list(self.raised)]
+        """The snapshot / changelog row of this entry (v1 rows had the first five fields, then six)."""
+        return [
+            self.order_id, self.approved_at, self.terminal_id, self.voided, list(self.paired), list(self.raised),
+            self.void_time, self.void_event_id,
+        ]  # fmt: skip
 
     @classmethod
     def of_row(cls, row: list[Any]) -> CardEntry:
         raised = tuple(row[5]) if len(row) > 5 else ()
-        return cls(str(row[0]), int(row[1]), str(row[2]), bool(row[3]), tuple(row[4]), raised)
+        void_time, void_event_id = (int(row[6]), str(row[7])) if len(row) > 7 else (0, "")
+        return cls(str(row[0]), int(row[1]), str(row[2]), bool(row[3]), tuple(row[4]), raised, void_time, void_event_id)
 
 
 class CardSighting(NamedTuple):
-    """An order's first approval (``voided`` if the order was already voided), or a later void of it."""
+    """An order's approval (``voided`` if the order was already voided: then with its void's time), or a later
+    void of it."""
 
     key: CardKey
     order_id: str
@@ -65,7 +85,7 @@ class CardSighting(NamedTuple):
     source_partition: int = 0
     source_watermark: int = -(1 << 62)  # the order partition's watermark once this record is applied
     void_event_id: str = ""  # a void: the VOIDED event (it resolves the alerts raised on this order)
-    void_time: int = 0  # a void: its event time
+    void_time: int = 0  # a void, or an approval of an already voided order: the void's event time
 
 
 class DuplicateCharge(NamedTuple):
@@ -99,19 +119,32 @@ class CardIndex:
         return sum(len(v) for v in self.entries.values())
 
     def on_sighting(self, sighting: CardSighting) -> list[DuplicateCharge]:
-        return self.on_approval(*sighting[:5], sighting.source_partition, sighting.source_watermark)
+        return self.on_approval(
+            *sighting[:5], sighting.source_partition, sighting.source_watermark, sighting.void_time,
+            sighting.void_event_id,
+        )  # fmt: skip
 
     def on_approval(
-        self, key: CardKey, order_id: str, approved_at: int, terminal_id: str, voided: bool, source: int, mark: int
+        self,
+        key: CardKey,
+        order_id: str,
+        approved_at: int,
+        terminal_id: str,
+        voided: bool,
+        source: int,
+        mark: int,
+        void_time: int = 0,
+        void_event_id: str = "",
     ) -> list[DuplicateCharge]:
-        """An approval of ``order_id``; returns the duplicate charges it completes."""
+        """An approval of ``order_id`` (``voided``: at ``void_time``); returns the duplicate charges it completes,
+        each followed by its RESOLVED record when the later order's void is already known."""
         found: list[DuplicateCharge] = []
-        paired: tuple[str, ...] = ()
+        entry = CardEntry(order_id, approved_at, terminal_id, voided, (), (), void_time, void_event_id)
         bucket = self.entries.get(key)
         if bucket is None:  # the common case: a card key not seen within the window
-            self.entries[key] = [CardEntry(order_id, approved_at, terminal_id, voided, paired)]
+            self.entries[key] = [entry]
         else:
-            self._pair(bucket, key, order_id, approved_at, terminal_id, voided, found)
+            self._pair(bucket, key, entry, found)
         if self.dirty is not None:
             self.dirty.add(key)
         heapq.heappush(self.expiry, (approved_at + self.keep_for, order_id, key))
@@ -127,41 +160,33 @@ class CardIndex:
                         self._prune()
         return found
 
-    def _pair(
-        self,
-        bucket: list[CardEntry],
-        key: CardKey,
-        order_id: str,
-        approved_at: int,
-        terminal_id: str,
-        voided: bool,
-        found: list[DuplicateCharge],
-    ) -> None:
-        paired: tuple[str, ...] = ()
-        raised: tuple[str, ...] = ()
-        if not voided:
-            # each pair of orders raises at most one alert, whichever of their approvals meet first
-            done = {o for e in bucket if e.order_id == order_id for o in e.paired}
-            done.update(e.order_id for e in bucket if order_id in e.paired)
-            for entry in bucket:
-                other = entry.order_id
-                if (
-                    entry.voided
-                    or other == order_id
-                    or other in done
-                    or abs(entry.approved_at - approved_at) > self.window
-                ):
-                    continue
-                done.add(other)
-                entry.paired += (order_id,)
-                paired += (other,)
-                if entry.approved_at > approved_at:
-                    found.append(DuplicateCharge(other, entry.terminal_id, entry.approved_at, order_id, key[1]))
-                    entry.raised += (order_id,)
-                else:
-                    found.append(DuplicateCharge(order_id, terminal_id, approved_at, other, key[1]))
-                    raised += (other,)
-        bucket.append(CardEntry(order_id, approved_at, terminal_id, voided, paired, raised))
+    def _pair(self, bucket: list[CardEntry], key: CardKey, new: CardEntry, found: list[DuplicateCharge]) -> None:
+        order_id = new.order_id
+        approved_at = new.approved_at
+        # each pair of orders raises at most one alert, whichever of their approvals meet first
+        done = {o for e in bucket if e.order_id == order_id for o in e.paired}
+        done.update(e.order_id for e in bucket if order_id in e.paired)
+        # by event time (then order id), not by arrival: the records of one call come out in the same order
+        # whatever the interleaving of the sources
+        for entry in sorted(bucket, key=_by_approval) if len(bucket) > 1 else bucket:
+            other = entry.order_id
+            if other == order_id or other in done or abs(entry.approved_at - approved_at) > self.window:
+                continue
+            later, earlier = (entry, new) if entry.approved_at > approved_at else (new, entry)
+            if entry.voided_by(later.approved_at) or new.voided_by(later.approved_at):
+                continue
+            done.add(other)
+            entry.paired += (order_id,)
+            new.paired += (other,)
+            dup = DuplicateCharge(later.order_id, later.terminal_id, later.approved_at, earlier.order_id, key[1])
+            found.append(dup)
+            if later.voided:  # voided after the alert's event time: resolved by that void at once
+                found.append(
+                    dup._replace(resolved_by=later.void_event_id or later.order_id, resolved_at=later.void_time)
+                )
+            else:
+                later.raised += (earlier.order_id,)
+        bucket.append(new)
 
     def _observe(self, source: int, mark: int) -> None:
         marks = self.source_watermarks
@@ -180,8 +205,10 @@ class CardIndex:
         resolved: list[DuplicateCharge] = []
         key = sighting.key
         for entry in self.entries.get(key, ()):
-            if entry.order_id == sighting.order_id:
+            if entry.order_id == sighting.order_id and not entry.voided:
                 entry.voided = True
+                entry.void_time = sighting.void_time
+                entry.void_event_id = sighting.void_event_id
                 for earlier in entry.raised:
                     resolved.append(
                         DuplicateCharge(entry.order_id, entry.terminal_id, entry.approved_at, earlier, key[1],
@@ -248,6 +275,10 @@ class CardIndex:
         heapq.heapify(self.expiry)
         self.watermark = watermark
         self.source_watermarks = dict(source_watermarks or {})
+
+
+def _by_approval(entry: CardEntry) -> tuple[int, str]:
+    return entry.approved_at, entry.order_id
 
 
 def bucket_rows(bucket: list[CardEntry]) -> list[list[object]]:

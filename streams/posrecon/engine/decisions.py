@@ -69,6 +69,8 @@ class Decisions:
     stats: EngineStats
     #: True when no merchant table and no bps tolerance exist: the tolerance is amount_tolerance_minor (v1)
     _uniform_tolerance: bool
+    #: the rules of each merchant with a table (the others use ``rules``)
+    _merchant_rules: dict[str, RuleConfig]
 
     @staticmethod
     def _now(now: int | None, book: PartitionBook) -> int:
@@ -148,7 +150,7 @@ class Decisions:
         """FEE_MISMATCH (once per order) when the merchant's pricing gives another fee for a counted part."""
         if order.fired & FIRED_FEE:
             return
-        rules = self.rules.for_merchant(order.merchant_id)
+        rules = self._merchant_rules.get(order.merchant_id, self.rules)
         if not fee_mismatch(rules, amount, fee):
             return
         order.fired |= FIRED_FEE
@@ -163,7 +165,7 @@ class Decisions:
         """The amount tolerance of the order's merchant for ``amount`` (the approved one)."""
         if self._uniform_tolerance:
             return self.rules.amount_tolerance_minor
-        return tolerance(self.rules.for_merchant(order.merchant_id), amount)
+        return tolerance(self._merchant_rules.get(order.merchant_id, self.rules), amount)
 
     def _decide(self, order: OrderState, now: int | None, book: PartitionBook) -> None:
         # the outcome before a reversal (alerts follow it), the decision record's fields and a new revision when
@@ -178,10 +180,13 @@ class Decisions:
             if phase is _DECLINED or phase is _VOIDED:
                 base = Outcome.STATUS_CONFLICT
             elif approval is not None:
+                rules = self.rules
+                if not self._uniform_tolerance:  # the merchant's table, if any (inlined: this runs per notice)
+                    rules = self._merchant_rules.get(order.merchant_id, rules)
                 tol = (
-                    self.rules.amount_tolerance_minor
-                    if self._uniform_tolerance
-                    else self._tolerance(order, approval.amount_minor)
+                    rules.amount_tolerance_minor
+                    if not rules.amount_tolerance_bps
+                    else tolerance(rules, approval.amount_minor)
                 )
                 diff = settled.amount_minor - approval.amount_minor
                 parts = order.parts
@@ -194,9 +199,7 @@ class Decisions:
                         return
                 elif settled.currency != approval.currency or abs(diff) > tol:
                     base = Outcome.AMOUNT_MISMATCH
-                elif settled.settled_at - approval.event_time > (
-                    self.rules.settlement_sla_ms if self._uniform_tolerance else self._sla(order)
-                ):
+                elif settled.settled_at - approval.event_time > rules.settlement_sla_ms:
                     base = Outcome.MATCHED_LATE
                 else:
                     base = _MATCHED
@@ -296,10 +299,7 @@ class Decisions:
         return _REVERSED
 
     def _sla(self, order: OrderState) -> int:
-        rules = self.rules
-        return (
-            rules.settlement_sla_ms if not rules.merchants else rules.for_merchant(order.merchant_id).settlement_sla_ms
-        )
+        return self._merchant_rules.get(order.merchant_id, self.rules).settlement_sla_ms
 
     def _outcome_alert(
         self, order: OrderState, outcome: Outcome, tol: int, now: int | None, book: PartitionBook

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from posrecon.config import RuleConfig
+from posrecon.engine.batch_feed import BatchFeed
 from posrecon.engine.batches import BatchLedger, BatchSighting, check_settlement_batch
 from posrecon.engine.book import NO_WATERMARK, EngineStats, PartitionBook
 from posrecon.engine.cards import CardIndex, CardKey, CardSighting, duplicate_charge_alert
@@ -44,6 +45,7 @@ from posrecon.engine.pan import (
     TERMINAL_EVENT_STRING_FIELDS,
     fields_to_scan,
     find_pan,
+    maybe_pan,
 )
 from posrecon.engine.pricing import pricing_configured
 from posrecon.engine.snapshot import Snapshots
@@ -79,12 +81,15 @@ class ReconciliationEngine(Snapshots):
         them in ``batches`` here (the worker routes them to the batch stage)."""
         rules = self.rules = rules or RuleConfig()
         self._waits = deadline_waits(rules)
-        self._merchant_waits = {} if rules.merchants else None
         self._uniform_tolerance = not rules.merchants and not rules.amount_tolerance_bps
-        #: merchant pricing configured anywhere: only then is a SETTLED part's fee checked
-        self._priced = pricing_configured(rules) or any(
-            pricing_configured(rules.for_merchant(m)) for m in rules.merchants
-        )
+        #: each merchant table's rules, looked up directly on the hot path (a merchant without one: ``rules``)
+        self._merchant_rules = {m: rules.for_merchant(m) for m in rules.merchants}
+        # a SETTLED part's fee is checked only where pricing is configured: every merchant when the top-level rules
+        # price, else the merchants whose table does (fee_mismatch is False for the others)
+        self._all_priced = pricing_configured(rules)
+        self._priced_merchants = frozenset(m for m, r in self._merchant_rules.items() if pricing_configured(r))
+        #: the deadline waits of each merchant with a table (the others: ``_waits``)
+        self._merchant_waits = {m: deadline_waits(r) for m, r in self._merchant_rules.items()}
         self._terminal_full_scan = fields_to_scan(TERMINAL_EVENT_STRING_FIELDS, rules.pan_scan_fields)
         self._notice_full_scan = fields_to_scan(SETTLEMENT_NOTICE_STRING_FIELDS, rules.pan_scan_fields)
         # the hot path's scans: an open order's order_id passed the scan when the order opened (only valid records
@@ -98,6 +103,8 @@ class ReconciliationEngine(Snapshots):
         self.cards = CardIndex(rules, sources=partitions)
         self.batches = BatchLedger(rules, sources=partitions)
         self.batch_sightings: list[BatchSighting] | None = [] if collect_batch_sightings else None
+        #: in place (not collected): the engine's own batch stage; None when the worker routes the sightings
+        self._batch_feed = None if collect_batch_sightings else BatchFeed(self.batches, rules.state_retention_ms)
         #: None unless collected (see above): the hot path tests ``is not None``
         self.card_sightings: list[CardSighting] | None = [] if collect_card_sightings else None
         self.auth_latencies: list[int] | None = [] if collect_auth_latencies else None
@@ -144,8 +151,13 @@ class ReconciliationEngine(Snapshots):
         # PAN_IN_FIELD's scan (pan.find_pan_in_record, inlined): a known order's id was scanned when it opened
         pan = False
         for name in self._terminal_scan if order is None else self._terminal_scan_known:
-            value = event.get(name)
-            if value is not None and len(value) >= PAN_MIN_DIGITS and find_pan(value) is not None:  # type: ignore[arg-type]
+            value = event[name]  # type: ignore[literal-required]  # schema fields: a decoded record has them all
+            if (
+                value is not None
+                and len(value) >= PAN_MIN_DIGITS
+                and maybe_pan(value) is not None
+                and find_pan(value) is not None
+            ):
                 pan = True
                 break
         if (
@@ -203,15 +215,17 @@ class ReconciliationEngine(Snapshots):
                 watermark = book.watermark
                 mark = watermark if watermark > event_time else event_time
                 key = (token, merchant_id, amount, currency)
+                voided = phase is _VOIDED
+                void_time = order.phase_time if voided else 0  # the card index judges voids by event time
                 if self.card_sightings is not None:
                     self.card_sightings.append(
                         CardSighting(
-                            key, order_id, event_time, terminal_id, phase is _VOIDED, False, book.partition, mark
+                            key, order_id, event_time, terminal_id, voided, False, book.partition, mark, "", void_time
                         )
                     )
                 else:
                     found = self.cards.on_approval(
-                        key, order_id, event_time, terminal_id, phase is _VOIDED, book.partition, mark
+                        key, order_id, event_time, terminal_id, voided, book.partition, mark, void_time
                     )
                     for dup in found:
                         self.alerts.append(duplicate_charge_alert(dup, rules, self._now(now, book)))
@@ -240,8 +254,8 @@ class ReconciliationEngine(Snapshots):
         watermark = book.watermark
         if event_time > watermark:
             book.watermark = watermark = event_time
-            timers = self.batches.timers  # in place: a batch deadline due at the new watermark fires now
-            if timers and timers[0][0] <= watermark and self.batch_sightings is None:
+            feed = self._batch_feed  # in place: a batch deadline due at the new watermark fires now
+            if feed is not None and feed.due <= watermark:
                 self.sync_batches(now)
         next_due = book.deadlines.next_due()
         if next_due is not None and next_due <= watermark:
@@ -268,8 +282,13 @@ class ReconciliationEngine(Snapshots):
         order = book.orders.get(order_id) if book is not None else None
         pan = False  # as in on_terminal_event
         for name in self._notice_scan if order is None else self._notice_scan_known:
-            value = notice.get(name)
-            if value is not None and len(value) >= PAN_MIN_DIGITS and find_pan(value) is not None:  # type: ignore[arg-type]
+            value = notice[name]  # type: ignore[literal-required]
+            if (
+                value is not None
+                and len(value) >= PAN_MIN_DIGITS
+                and maybe_pan(value) is not None
+                and find_pan(value) is not None
+            ):
                 pan = True
                 break
         if (
@@ -306,7 +325,7 @@ class ReconciliationEngine(Snapshots):
                 order.fee_sum = fee = notice["fee_minor"]
                 if not order.scheduled & SCHEDULED_ORPHAN and order.terminal_phase <= _TIMED_OUT:
                     self._schedule(book, order, ORPHAN, settled_at)
-                if self._priced:
+                if self._all_priced or order.merchant_id in self._priced_merchants:
                     self._check_fee(order, notice_id, amount, fee, settled_at, now, book)
             elif settled is not None and order.parts is None:
                 self._duplicate_settlement(order, settled, facts, now, book)
@@ -321,7 +340,7 @@ class ReconciliationEngine(Snapshots):
                     assert parts is not None
                     if order.terminal_phase <= _TIMED_OUT and settled_at == min(p.settled_at for p in parts):
                         self._schedule(book, order, ORPHAN, settled_at)
-                    if self._priced:
+                    if self._all_priced or order.merchant_id in self._priced_merchants:
                         self._check_fee(order, notice_id, amount, fee, settled_at, now, book)
         elif status == "FAILED":
             if order.failed is None:
@@ -337,13 +356,21 @@ class ReconciliationEngine(Snapshots):
         watermark = book.watermark
         batch_id = notice["batch_id"]
         if batch_id is not None:  # counted by the batch stage, then its watermark moves (as a sighting's does)
-            self._batch_sighting(
-                notice, batch_id, book.partition, settled_at if settled_at > watermark else watermark, now
-            )
+            # a BatchSighting's fields after batch_id (inlined: every simulated notice has a batch_id)
+            sighting = (
+                notice_id, status, amount, notice["fee_minor"], currency, merchant_id, settled_at, book.partition,
+                settled_at if settled_at > watermark else watermark, order_id,
+            )  # fmt: skip
+            feed = self._batch_feed
+            if feed is not None:  # in place: the engine's own batch stage
+                feed.notice(batch_id, sighting, now)
+            else:  # live: handed out to the worker's batch stage
+                assert self.batch_sightings is not None
+                self.batch_sightings.append(_new_tuple(BatchSighting, (batch_id, *sighting)))
         if settled_at > watermark:
             book.watermark = watermark = settled_at
-            timers = self.batches.timers  # in place: a batch deadline due at the new watermark fires now
-            if timers and timers[0][0] <= watermark and self.batch_sightings is None:
+            feed = self._batch_feed  # in place: a batch deadline due at the new watermark fires now
+            if feed is not None and feed.due <= watermark:
                 self.sync_batches(now)
         next_due = book.deadlines.next_due()
         if next_due is not None and next_due <= watermark:
@@ -352,36 +379,23 @@ class ReconciliationEngine(Snapshots):
         order.last_seen = watermark
         return None
 
-    def _batch_sighting(
-        self, notice: SettlementNotice, batch_id: str, partition: int, mark: int, now: int | None
-    ) -> None:
-        """The batch stage's view of a valid notice: handed out (live), or counted in ``batches`` here. (In place,
-        the ledger already follows every watermark move that can fire one of its deadlines: see
-        ``_batch_watermark_moved``.)"""
-        sighting: BatchSighting = _new_tuple(
-            BatchSighting,
-            (batch_id, notice["notice_id"], notice["status"], notice["amount_minor"], notice["fee_minor"],
-             notice["currency"], notice["merchant_id"], notice["settled_at"], partition, mark, notice["order_id"]),
-        )  # fmt: skip
-        if self.batch_sightings is not None:
-            self.batch_sightings.append(sighting)
-        else:
-            self.batches.on_notice(sighting, now)
-
     def _batch_watermark_moved(self, watermark: int, now: int | None) -> None:
         """A partition's watermark moved to ``watermark``: in place, the ledger takes every partition's watermark
         once one of its deadlines may be due (its watermark is their minimum, so each move that can fire one
         syncs: the ledger fires exactly what following every move would)."""
-        timers = self.batches.timers
-        if timers and timers[0][0] <= watermark and self.batch_sightings is None:
+        feed = self._batch_feed
+        if feed is not None and feed.due <= watermark:
             self.sync_batches(now)
 
     def sync_batches(self, now: int | None = None) -> None:
         """In place: pass every partition's watermark on to the batch ledger (also at the end of a replay)."""
+        feed = self._batch_feed
+        if feed is None:
+            return
         batches = self.batches
-        if batches.batches:
-            for partition, book in self.books.items():
-                batches.advance(partition, book.watermark, now)
+        for partition, book in self.books.items():
+            batches.advance(partition, book.watermark, now)
+        feed.fire(now)
 
     def on_settlement_batch(
         self, batch: SettlementBatch, partition: int = 0, ingest_time: int | None = None, now: int | None = None
@@ -394,7 +408,10 @@ class ReconciliationEngine(Snapshots):
         if rejection is not None:
             self._invalid("batch", batch, batch["batch_id"], batch["closed_at"], rejection, now)
             return rejection
-        self.batches.on_control(batch, now=now)
+        if self._batch_feed is None:
+            raise ValueError("control records go to the batch stage: this engine collects batch sightings")
+        self.sync_batches(now)
+        self._batch_feed.control(batch, now)
         return None
 
     def _open_order(self, book: PartitionBook, order_id: str, merchant_id: str, event_time: int) -> OrderState:

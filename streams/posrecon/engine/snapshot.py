@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from posrecon.engine.batch_feed import BatchFeed
 from posrecon.engine.batches import BatchLedger
 from posrecon.engine.book import PartitionBook
 from posrecon.engine.cards import CardIndex
@@ -19,6 +20,7 @@ from posrecon.engine.timers import EVICT, EXPIRE, MISSING, ORPHAN, Timers
 class Snapshots(Timers):
     cards: CardIndex
     batches: BatchLedger
+    _batch_feed: BatchFeed | None
 
     def snapshot(self) -> dict[str, Any]:
         """Everything needed to continue exactly where this engine is (JSON-able)."""
@@ -37,6 +39,7 @@ class Snapshots(Timers):
                 "watermark": self.batches.watermark,
                 "sources": {str(k): v for k, v in self.batches.source_watermarks.items()},
                 "rows": self.batches.to_rows(),
+                "unsent": self._batch_feed.to_rows() if self._batch_feed is not None else [],
             },
         }
 
@@ -53,6 +56,8 @@ class Snapshots(Timers):
         if batches is not None:
             sources = {int(k): v for k, v in batches["sources"].items()}
             self.batches.load_rows(batches["rows"], batches["watermark"], sources)
+            if self._batch_feed is not None:
+                self._batch_feed.load_rows(batches.get("unsent", []))
 
     def load_order(self, book: PartitionBook, order: OrderState) -> None:
         """Install a restored order and rebuild its deadlines (already-settled ones re-check harmlessly)."""

@@ -57,7 +57,7 @@ class Timers(Decisions):
     #: deadline_waits(rules), indexed by kind
     _waits: tuple[int, int, int]
     #: per merchant with a rule table (None: no tables, every order uses ``_waits``)
-    _merchant_waits: dict[str, tuple[int, int, int]] | None
+    _merchant_waits: dict[str, tuple[int, int, int]]
 
     def book(self, partition: int) -> PartitionBook:
         book = self.books.get(partition)
@@ -82,19 +82,11 @@ class Timers(Decisions):
         """Put the order's ``kind`` deadline for the fact at ``since`` in the book (callers schedule each kind
         once per order, and only while its condition can still become true)."""
         order.scheduled |= _SCHEDULED_BIT[kind]
-        waits = self._waits if self._merchant_waits is None else self._waits_of(order.merchant_id)
+        waits = self._merchant_waits.get(order.merchant_id, self._waits) if self._merchant_waits else self._waits
         due = since + waits[kind]
         if due > order.pending_due:
             order.pending_due = due
         book.deadlines.push((due, kind, order.order_id))
-
-    def _waits_of(self, merchant_id: str) -> tuple[int, int, int]:
-        """The deadline waits of a merchant (its ``[merchants."id"]`` table), computed once per merchant."""
-        assert self._merchant_waits is not None
-        waits = self._merchant_waits.get(merchant_id)
-        if waits is None:
-            waits = self._merchant_waits[merchant_id] = deadline_waits(self.rules.for_merchant(merchant_id))
-        return waits
 
     def _evict_at(self, order: OrderState) -> int:
         """An order is forgotten a retention after it was last seen or its last deadline, whichever is later."""
@@ -194,4 +186,4 @@ class Timers(Decisions):
         track_open_alert(order, alert)
 
     def _waits_of_order(self, order: OrderState) -> tuple[int, int, int]:
-        return self._waits if self._merchant_waits is None else self._waits_of(order.merchant_id)
+        return self._merchant_waits.get(order.merchant_id, self._waits)

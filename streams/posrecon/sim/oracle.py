@@ -2,12 +2,13 @@
 
 For each valid AUTH_APPROVED in arrival order (a retransmitted event_id counts once), every earlier-arrived
 approval of a different order with the same (card_token, merchant_id, amount_minor, currency) and event
-times at most ``window_ms`` apart — neither order VOIDED by an event that arrived before — is a double
-charge. It is reported once per pair of orders, on the order whose approval has the later event time
-(ties: the one arriving later).
+times at most ``window_ms`` apart is a double charge, unless either order's (first) VOIDED event arrived
+before it and has an event time at or before the later approval's (voids count by event time, as the card
+index judges them; a void arriving after the pair met cannot take the alert back). It is reported once per
+pair of orders, on the order whose approval has the later event time (ties: the one arriving later).
 
-Contract v2: the alert resolves when the order that got it is VOIDED by an event arriving after the alert
-(``resolved``; each alert on that order resolves).
+Contract v2: the alert resolves when the order that got it is VOIDED — by a void that arrived before (its event
+time then after the alert's) or after the alert (``resolved``; each alert on that order resolves).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class DoubleCharge(NamedTuple):
 
 def cross_order_double_charges(lines: Iterable[Line], window_ms: int) -> list[DoubleCharge]:
     seen_events: set[str] = set()
-    voided: set[str] = set()
+    voided: dict[str, int] = {}  # order -> its first VOIDED event's event time
     approvals: dict[tuple[str, str, int, str], list[tuple[str, int]]] = {}
     reported: set[frozenset[str]] = set()
     found: list[DoubleCharge] = []
@@ -39,7 +40,7 @@ def cross_order_double_charges(lines: Iterable[Line], window_ms: int) -> list[Do
         seen_events.add(record["event_id"])
         order_id: str = record["order_id"]
         if record["event_type"] == VOIDED:
-            voided.add(order_id)
+            voided.setdefault(order_id, record["event_time"])
             for index in voided_after.pop(order_id, ()):
                 found[index] = found[index]._replace(resolved=True)
             continue
@@ -52,11 +53,15 @@ def cross_order_double_charges(lines: Iterable[Line], window_ms: int) -> list[Do
             pair = frozenset((order_id, other_id))
             if other_id == order_id or pair in reported or abs(event_time - other_time) > window_ms:
                 continue
-            if order_id in voided or other_id in voided:
+            later = max(event_time, other_time)
+            if voided.get(order_id, later + 1) <= later or voided.get(other_id, later + 1) <= later:
                 continue
             reported.add(pair)
             charge = DoubleCharge(other_id, order_id) if other_time > event_time else DoubleCharge(order_id, other_id)
-            voided_after.setdefault(charge.order_id, []).append(len(found))
+            if charge.order_id in voided:  # voided after the alert's event time
+                charge = charge._replace(resolved=True)
+            else:
+                voided_after.setdefault(charge.order_id, []).append(len(found))
             found.append(charge)
         earlier.append((order_id, event_time))
     return found

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from posrecon.app.batch_stage import batch_topics
 from posrecon.app.internal_topics import internal_topics
 from posrecon.config import Topics, load_settings
 from posrecon.kafka.topics import DEFAULT_PARTITIONS, topic_configs
@@ -202,7 +203,8 @@ def test_topics_match_the_contract_and_the_worker() -> None:
     topics = {t["spec"]["topicName"]: t for t in of_kind("KafkaTopic")}
     contract = topic_configs(Topics())
     changelog, sightings, card_changelog = internal_topics("posrecon")
-    assert set(topics) == set(contract) | {changelog, sightings, card_changelog}
+    batch_sightings, batch_changelog = batch_topics("posrecon")
+    assert set(topics) == set(contract) | {changelog, sightings, card_changelog, batch_sightings, batch_changelog}
     for name, topic in topics.items():
         spec = topic["metadata"], topic["spec"]
         assert spec[0]["labels"]["strimzi.io/cluster"]
@@ -212,7 +214,7 @@ def test_topics_match_the_contract_and_the_worker() -> None:
         assert all(isinstance(v, str) for v in spec[1]["config"].values()), name
     compacted = {name for name, config in contract.items() if config.get("cleanup.policy") == "compact"}
     assert {Topics().reconciled, Topics().exceptions} <= compacted
-    compacted |= {changelog, card_changelog}
+    compacted |= {changelog, card_changelog, batch_changelog}
     for name, topic in topics.items():
         config = topic["spec"]["config"]
         if name in compacted:
@@ -230,9 +232,9 @@ def test_kafka_user_acls_cover_the_worker() -> None:
     acls = user["spec"]["authorization"]["acls"]
     granted = {(a["resource"]["type"], a["resource"]["name"]): set(a["operations"]) for a in acls}
     t = Topics()
-    for name in (t.terminal, t.settlement):
+    for name in (t.terminal, t.settlement, t.batches):
         assert "Read" in granted[("topic", name)]
-    for name in (t.reconciled, t.alerts, t.deadletter):
+    for name in (t.reconciled, t.alerts, t.deadletter, t.batch_reconciled):
         assert "Write" in granted[("topic", name)]
     assert {"Read", "Write"} <= granted[("topic", "posrecon-")]
     assert "Read" in granted[("group", "posrecon")]

@@ -421,3 +421,19 @@ def test_snapshot_carries_the_batch_ledger() -> None:
     restored.on_settlement_notice(note("o2", "SETTLED", T0 + MIN, batch="b1")["record"])
     records, _ = restored.batches.take()
     assert [(r["status"], r["received_count"]) for r in records] == [("BALANCED", 2)]
+
+
+def test_notices_waiting_for_their_control_record_survive_a_snapshot_and_expire_with_retention() -> None:
+    import json
+
+    control = {"batch_id": "b1", "merchant_id": "m1", "currency": "EUR", "notice_count": 1,
+               "gross_amount_minor": 1000, "fee_amount_minor": 0, "closed_at": T0 + HOUR}  # fmt: skip
+    engine = ReconciliationEngine()
+    engine.on_settlement_notice(note("o1", "SETTLED", T0, batch="b1")["record"])
+    restored = ReconciliationEngine.restore(json.loads(json.dumps(engine.snapshot())))
+    restored.on_settlement_batch(control)  # type: ignore[arg-type]
+    assert [r["status"] for r in restored.batches.take()[0]] == ["BALANCED"]
+    rules = RuleConfig(state_retention_ms=2 * HOUR)
+    lines = [note("o1", "SETTLED", T0, batch="b1"), tick(T0 + 3 * HOUR), {"source": "batch", "record": control}]
+    res = run(lines, rules=rules, until=T0 + 5 * HOUR)  # the ledger would have forgotten b1's notice by then
+    assert [(r["status"], r["received_count"]) for r in res.batch_records] == [("INCOMPLETE", 0)]

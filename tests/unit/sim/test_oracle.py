@@ -63,3 +63,17 @@ def test_redeliveries_invalid_lines_and_same_order_repeats_do_not_count() -> Non
 def test_one_alert_per_pair_of_orders() -> None:
     lines = [approval("a", T0, eid="a1"), approval("a", T0 + 10, eid="a2"), approval("b", T0 + 20)]
     assert cross_order_double_charges(lines, WINDOW) == [DoubleCharge("b", "a")]
+
+
+def test_a_void_arriving_first_counts_only_at_or_before_the_later_approval_by_event_time() -> None:
+    void_a = approval("a", T0 + 3_000, event_type="VOIDED")  # after b's approval by event time
+    assert cross_order_double_charges([approval("a", T0), void_a, approval("b", T0 + 2_000)], WINDOW) == [
+        DoubleCharge("b", "a")
+    ]  # the earlier order's void resolves nothing
+    void_at_b = approval("a", T0 + 2_000, event_type="VOIDED")
+    assert cross_order_double_charges([approval("a", T0), void_at_b, approval("b", T0 + 2_000)], WINDOW) == []
+
+
+def test_the_later_orders_void_arriving_first_but_after_its_approval_resolves_the_alert_at_once() -> None:
+    lines = [approval("b", T0 + 2_000), approval("b", T0 + 3_000, event_type="VOIDED"), approval("a", T0)]
+    assert cross_order_double_charges(lines, WINDOW) == [DoubleCharge("b", "a", resolved=True)]

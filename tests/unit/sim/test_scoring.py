@@ -12,7 +12,7 @@ from posrecon.config import RuleConfig
 from posrecon.sim.evaluate import render
 from posrecon.sim.generator import generate
 from posrecon.sim.scoring import Evaluation, KindScore, evaluate
-from posrecon.sim.truth import Expectation, Truth
+from posrecon.sim.truth import BatchExpectation, Expectation, Truth
 
 from .conftest import PerfectRows
 
@@ -154,7 +154,7 @@ def test_generated_truth_against_synthesized_perfect_output(perfect: PerfectRows
     truth = generate(2_000, seed=4, fault_rate=0.5).truth
     ev = evaluate(truth, *perfect(truth))
     assert ev.perfect
-    expectations = [*truth.orders.values(), *truth.batches.values()]
+    expectations: list[Expectation | BatchExpectation] = [*truth.orders.values(), *truth.batches.values()]
     assert sum(k.expected for k in ev.kind_scores("OPEN")) == sum(len(e.alerts) for e in expectations)
     assert sum(k.expected for k in ev.kind_scores("RESOLVED")) == sum(len(e.resolved) for e in expectations)
     assert sum(k.expected for k in ev.kind_scores("RESOLVED")) > 0
