@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from posrecon.config import RuleConfig
 from posrecon.engine.book import PartitionBook
-from posrecon.engine.decisions import Decisions, track_open_alert
+from posrecon.engine.decisions import Decisions
 from posrecon.engine.model import AlertKind, Severity
 from posrecon.engine.order import (
     FIRED_EXPIRED,
@@ -25,6 +25,7 @@ from posrecon.engine.order import (
     OrderState,
     TerminalPhase,
 )
+from posrecon.engine.order_alerts import track_open_alert
 
 # deadline kinds, in the order they fire when due at the same instant
 EXPIRE = 0

@@ -26,7 +26,7 @@ from posrecon.sim.mix import (
     has_v2_traffic,
 )
 from posrecon.sim.oracle import cross_order_double_charges
-from posrecon.sim.pacing import pace
+from posrecon.sim.pacing import pace, pace_tail
 from posrecon.sim.pan import card_number_runs
 from posrecon.sim.population import Population
 from posrecon.sim.records import IdMint, RecordFactory
@@ -35,6 +35,7 @@ from posrecon.sim.terms import MerchantTerms, draw_pricing, with_pricing
 from posrecon.sim.timing import DEADLINE_MARGIN_MS, HOUR, Timing, check_rules
 from posrecon.sim.truth import BatchExpectation, Expectation, Truth
 from posrecon.sim.vocabulary import (
+    BALANCED,
     BATCH,
     CONTRACT_V1,
     CONTRACT_V2,
@@ -140,6 +141,8 @@ def generate(
         )  # fmt: skip
         lines, races, batches = plan.lines, races + tuple(plan.races), plan.batches
     emitted.extend(pace(kit, lines, races, partitions))
+    if batches:  # the batches decided only by their deadline near the end (see pace_tail)
+        emitted.extend(pace_tail(kit, lines, _batch_deadlines_due(lines, rules, batches), partitions))
 
     expectations: dict[str, Expectation] = {}
     for em in emitted:
@@ -173,6 +176,18 @@ def generate(
         batches=batches,
     )
     return Simulation(lines, truth, tuple(chooser.infeasible), races)
+
+
+def _batch_deadlines_due(lines: list[Line], rules: RuleConfig, batches: Mapping[str, BatchExpectation]) -> int:
+    """The watermark that passes the deadline (closed_at + grace + lateness) of every valid control record of a
+    batch that does not balance or gets an alert (one that balances is decided without its deadline)."""
+    unbalanced = {batch_id for batch_id, exp in batches.items() if exp.status != BALANCED or exp.alerts}
+    return max(
+        (int(line.record["closed_at"]) + rules.batch_grace_ms + rules.allowed_lateness_ms
+         for line in lines if line.source == BATCH and line.valid and line.record is not None
+         and line.record["batch_id"] in unbalanced),
+        default=-(2**63),
+    )  # fmt: skip
 
 
 def _decided_by(control: Line, rules: RuleConfig) -> int:

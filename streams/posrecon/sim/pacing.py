@@ -5,7 +5,8 @@ reaches it plus ``allowed_lateness_ms``. For each race declared by a scenario we
 that the records of the racing order's partition (of every partition, for a settlement batch's race: its
 watermark is their minimum) arriving before the racing record carry the watermark that far; where they do
 not, a pacemaker order (a plain declined order: no alert, no outcome) whose id lands on that partition is
-placed just past the deadline. Pacing for N partitions also paces for one.
+placed just past the deadline. Pacing for N partitions also paces for one. After the last line,
+:func:`pace_tail` carries every partition past the last settlement batch's deadline the same way.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from posrecon.sim.partitions import partition_of
 from posrecon.sim.scenarios import Emitted, Kit, Race
 from posrecon.sim.scenarios.authorisation import pacemaker
 from posrecon.sim.timing import MINUTE
+
+#: the note a tail pacemaker (:func:`pace_tail`) leaves in the truth, telling it from a race's pacemaker
+TAIL_NOTE = "pacemaker.tail"
 
 
 class _Partitioner:
@@ -94,4 +98,37 @@ def pace(kit: Kit, lines: list[Line], races: Sequence[Race], partitions: int = 1
         still = unmet_races(lines, races, lateness, partitions)
         if still:
             raise RuntimeError(f"pacemakers could not meet the deadline race of order {still[0].order_id}")
+    return added
+
+
+def pace_tail(kit: Kit, lines: list[Line], due: int, partitions: int = 1) -> list[Emitted]:
+    """Adds a pacemaker order after the last line on every partition whose watermark at the end of ``lines``
+    is short of ``due`` (the last settlement batch's deadline plus lateness).
+
+    A batch decided only by its deadline needs every partition's watermark past it. Near the end of the
+    traffic nothing later carries it there: replay gets it from ``--until``, live only from the idle
+    partitions' wall-clock advance, which depends on a quiet spell being noticed (a demo scored before that
+    missed those batches). Placed after every other line, the pacemakers change no other order's truth (the
+    truth is replay with ``--until`` past them)."""
+    partition = _Partitioner(partitions)
+    watermarks = [-(2**63)] * max(1, partition.partitions)
+    last_ingest = -(2**63)
+    for line in lines:
+        last_ingest = max(last_ingest, line.ingest_time)
+        if line.valid and line.event_time is not None:
+            p = partition(line.order_id)
+            watermarks[p] = max(watermarks[p], line.event_time)
+    added: list[Emitted] = []
+    for target, mark in enumerate(watermarks):
+        if mark >= due:
+            continue
+        at = max(due, last_ingest) + kit.rng.randint(MINUTE, 2 * MINUTE)
+        order_id = kit.records.ids.order()
+        while partition(order_id) != target:
+            order_id = kit.records.ids.order()
+        tail = pacemaker(kit, at, order_id)
+        tail.notes.append(TAIL_NOTE)
+        added.append(tail)
+    lines.extend(line for em in added for line in em.lines)
+    lines.sort(key=lambda line: line.ingest_time)
     return added

@@ -437,3 +437,20 @@ def test_notices_waiting_for_their_control_record_survive_a_snapshot_and_expire_
     lines = [note("o1", "SETTLED", T0, batch="b1"), tick(T0 + 3 * HOUR), {"source": "batch", "record": control}]
     res = run(lines, rules=rules, until=T0 + 5 * HOUR)  # the ledger would have forgotten b1's notice by then
     assert [(r["status"], r["received_count"]) for r in res.batch_records] == [("INCOMPLETE", 0)]
+
+
+def test_several_waiting_notices_of_a_batch_survive_a_snapshot_in_arrival_order() -> None:
+    import json
+
+    control = {"batch_id": "b1", "merchant_id": "m1", "currency": "EUR", "notice_count": 3,
+               "gross_amount_minor": 3000, "fee_amount_minor": 0, "closed_at": T0 + HOUR}  # fmt: skip
+    engine = ReconciliationEngine()
+    for order_id, at in (("o2", T0 + MIN), ("o1", T0), ("o3", T0 + 2 * MIN)):
+        engine.on_settlement_notice(note(order_id, "SETTLED", at, batch="b1")["record"])
+    snapshot = json.loads(json.dumps(engine.snapshot()))
+    restored = ReconciliationEngine.restore(snapshot)
+    assert restored.snapshot()["batches"]["unsent"] == snapshot["batches"]["unsent"]
+    [[batch_id, sightings]] = snapshot["batches"]["unsent"]
+    assert batch_id == "b1" and [s[10] for s in sightings] == ["o2", "o1", "o3"]
+    restored.on_settlement_batch(control)  # type: ignore[arg-type]
+    assert [(r["status"], r["received_count"]) for r in restored.batches.take()[0]] == [("BALANCED", 3)]
