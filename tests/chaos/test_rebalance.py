@@ -61,8 +61,9 @@ def test_rebalances_under_traffic_are_exactly_once(
         every.append(workers[leaver])
         figures.rebalances += 2
     assert fed == lines
-    check = check_exactly_once(bootstrap, topics, app, oracle, alive=lambda: any(w.alive() for w in workers.values()),
-                               batches_exact=False)  # two workers at once (see livekit.verify)
+    check = check_exactly_once(
+        bootstrap, topics, app, oracle, alive=lambda: any(w.alive() for w in workers.values()), batches_exact=False
+    )  # two workers at once (see livekit.verify)
     stop_cleanly(workers)
     figures.count(check)
     figures.wall_seconds = round(time.monotonic() - started, 1)

@@ -101,9 +101,15 @@ def test_soak(own_broker: LocalBroker, make_topics: Callable[..., Topics], spawn
             warm(bootstrap)
             progressing(60, f"step {i}: after the broker crash/restart")
 
-    check = check_exactly_once(bootstrap, topics, app, oracle, drain_timeout=1800,
-                               alive=lambda: any(w.alive() for w in workers.values()),
-                               batches_exact=False)  # fmt: skip  (several workers at once: livekit.verify)
+    check = check_exactly_once(
+        bootstrap,
+        topics,
+        app,
+        oracle,
+        drain_timeout=1800,
+        alive=lambda: any(w.alive() for w in workers.values()),
+        batches_exact=False,
+    )  # fmt: skip  (several workers at once: livekit.verify)
     for wid, worker in workers.items():
         assert worker.stop(60) == 0, f"{wid}:\n{worker.log()[-3000:]}"
     figures.count(check)

@@ -58,9 +58,15 @@ def test_kill9_with_takeover_by_the_other_worker(
             workers[victim].kill()
         figures.kills += 1
         workers[victim] = spawn(bootstrap, topics, app, victim)
-    check = check_exactly_once(bootstrap, topics, app, oracle, drain_timeout=300,
-                               alive=lambda: any(w.alive() for w in workers.values()),
-                               batches_exact=False)  # fmt: skip  (several workers at once: livekit.verify)
+    check = check_exactly_once(
+        bootstrap,
+        topics,
+        app,
+        oracle,
+        drain_timeout=300,
+        alive=lambda: any(w.alive() for w in workers.values()),
+        batches_exact=False,
+    )  # fmt: skip  (several workers at once: livekit.verify)
     stop_cleanly(workers)
     figures.count(check)
     print(figures.summary())

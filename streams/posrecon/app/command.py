@@ -17,8 +17,7 @@ def _main(args: argparse.Namespace) -> int:
 
     from posrecon.app import auth
     from posrecon.app.worker import Worker, WorkerOptions
-    from posrecon.config import load_settings
-    from posrecon.config import default_bootstrap
+    from posrecon.config import default_bootstrap, load_settings
     from posrecon.kafka.topics import CoPartitioningError
     from posrecon.metrics import WorkerMetrics
 

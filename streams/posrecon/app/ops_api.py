@@ -16,13 +16,13 @@ operator acts); optional TLS.
 from __future__ import annotations
 
 import ssl
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 from posrecon.app.auth import Authenticator, send_json
+from posrecon.app.http_server import ApiServer
 from posrecon.engine.order import (
     FIRED_CONFLICT,
     FIRED_EXPIRED,
@@ -101,7 +101,7 @@ def order_view(order: OrderState, partition: int, watermark: int) -> dict[str, A
     }
 
 
-class OpsApi:
+class OpsApi(ApiServer):
     def __init__(self, worker: Worker, host: str, port: int, auth: Authenticator | None = None,
                  tls: ssl.SSLContext | None = None) -> None:  # fmt: skip
         self.worker = worker
@@ -119,22 +119,7 @@ class OpsApi:
             def do_GET(self) -> None:
                 send_json(self, *api.handle(self.path))
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        if tls is not None:
-            # handshake on the handler thread's first read, not in accept(): a slow client cannot stall the server
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True, do_handshake_on_connect=False)
-        self.thread = threading.Thread(target=self.server.serve_forever, name="posrecon-ops-api", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self.server.server_address[1])
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(host, port, Handler, tls, "posrecon-ops-api")
 
     def handle(self, path: str) -> tuple[int, dict[str, Any]]:
         url = urlparse(path)

@@ -25,7 +25,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlparse
@@ -34,6 +34,7 @@ from confluent_kafka import KafkaError, Producer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from posrecon.app.auth import Authenticator, principal_of, send_json
+from posrecon.app.http_server import ApiServer
 from posrecon.app.telemetry import wall_ms
 from posrecon.cases.stage import CaseStage
 from posrecon.cases.views import (
@@ -60,7 +61,7 @@ WORKER_TIMEOUT_S = 3.0
 Answer = tuple[int, Any]
 
 
-class CaseApi:
+class CaseApi(ApiServer):
     def __init__(self, stage: CaseStage, host: str, port: int, auth: Authenticator | None = None,
                  tls: ssl.SSLContext | None = None, worker_url: str | None = None,
                  console: bool = False) -> None:  # fmt: skip
@@ -91,21 +92,10 @@ class CaseApi:
             def do_POST(self) -> None:
                 api.post(self)
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        if tls is not None:  # handshake on the handler's thread, as the worker's API
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True, do_handshake_on_connect=False)
-        self.thread = threading.Thread(target=self.server.serve_forever, name="posrecon-cases-api", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self.server.server_address[1])
-
-    def start(self) -> None:
-        self.thread.start()
+        self._serve(host, port, Handler, tls, "posrecon-cases-api")
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().stop()
         if self._producer is not None:
             self._producer.flush(5)
 
