@@ -57,8 +57,8 @@ def _encode_chunk(args: tuple[int, int, int]) -> list[Record]:
     return out
 
 
-def cache_dir_for(cache: Path, orders: int, seed: int, partitions: int, shards: int) -> Path:
-    return cache / f"input-o{orders}-s{seed}-p{partitions}-x{shards}-v{CACHE_VERSION}"
+def cache_dir_for(cache: Path, orders: int, seed: int, partitions: int, shards: int, contract: str) -> Path:
+    return cache / f"input-{contract}-o{orders}-s{seed}-p{partitions}-x{shards}-v{CACHE_VERSION}"
 
 
 def prepare(
@@ -69,9 +69,11 @@ def prepare(
     shards: int = 2,
     procs: int | None = None,
     log: Any = print,
+    contract: str = "v1",
 ) -> dict[str, Any]:
-    """Build (or reuse) the cached encoded input; returns its ``meta.json`` (with ``dir``, ``cached``)."""
-    target = cache_dir_for(cache, orders, seed, partitions, shards)
+    """Build (or reuse) the cached encoded input of a ``contract`` v1/v2 simulation; returns its ``meta.json``
+    (with ``dir``, ``cached``)."""
+    target = cache_dir_for(cache, orders, seed, partitions, shards, contract)
     meta_path = target / "meta.json"
     if meta_path.is_file():
         meta: dict[str, Any] = json.loads(meta_path.read_text())
@@ -80,8 +82,8 @@ def prepare(
     from posrecon.sim.generator import generate
 
     started = time.monotonic()
-    log(f"  simulating {orders:,} orders (seed {seed}, {partitions} partitions, full fault mix) …")
-    sim = generate(orders, seed, partitions=partitions)
+    log(f"  simulating {orders:,} orders (seed {seed}, {partitions} partitions, contract {contract}, full fault mix) …")
+    sim = generate(orders, seed, partitions=partitions, contract=contract)
     sim_s = time.monotonic() - started
     _LINES[:] = sim.lines
     total = len(sim.lines)
@@ -112,6 +114,7 @@ def prepare(
     meta = {
         "orders": orders,
         "seed": seed,
+        "contract": contract,
         "partitions": partitions,
         "shards": shards,
         "records": total,
@@ -145,9 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--partitions", type=int, default=12)
     parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--contract", choices=("v1", "v2"), default="v1")
     parser.add_argument("--cache", default=str(Path(__file__).resolve().parent.parent / ".cache" / "bench"))
     args = parser.parse_args(argv)
-    meta = prepare(Path(args.cache), args.orders, args.seed, args.partitions, args.shards)
+    meta = prepare(Path(args.cache), args.orders, args.seed, args.partitions, args.shards, contract=args.contract)
     print(json.dumps(meta, indent=2))
     return 0
 

@@ -34,6 +34,7 @@ from harness import (
 )
 
 from posrecon.app.state_store import WATERMARK_KEY, encode_order
+from posrecon.config import RuleConfig
 from posrecon.engine.engine import ReconciliationEngine
 from posrecon.kafka.outputs import read_topic
 from posrecon.kafka.partitioner import partition_for
@@ -44,12 +45,13 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def state_bytes(sim_jsonl: Path) -> dict[str, Any]:
+def state_bytes(sim_jsonl: Path, rules: RuleConfig) -> dict[str, Any]:
+    """``rules``: those the traffic was simulated with (v2: its merchant pricing)."""
     import engine_bench
 
     records = engine_bench.load_records(sim_jsonl)
-    per_order, open_orders = engine_bench.state_bytes_per_open_order(records)
-    engine = engine_bench.feed(ReconciliationEngine(), records)
+    per_order, open_orders = engine_bench.state_bytes_per_open_order(records, rules)
+    engine = engine_bench.feed(ReconciliationEngine(rules), records)
     rows = [
         len(oid.encode()) + len(encode_order(o) or b"") for b in engine.books.values() for oid, o in b.orders.items()
     ]

@@ -75,6 +75,7 @@ def run(b: Bench) -> int:
     b.results["parameters"] = {
         "orders": a.orders,
         "seed": a.seed,
+        "contract": a.contract,
         "partitions": PARTITIONS,
         "batch_max_records": 10_000,
         "latency_s": a.latency_s,
@@ -118,6 +119,12 @@ def main() -> int:
         "--orders", type=int, default=710_000, help="simulated orders to pre-load (710k ≈ 2.02M records)"
     )
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--contract",
+        choices=("v1", "v2"),
+        default="v1",
+        help="simulated traffic's contract (v1 keeps the figures comparable with earlier results)",
+    )
     parser.add_argument("--workdir", default=str(REPO / ".cache" / "bench"), help="cache + logs (default .cache/bench)")
     parser.add_argument("--results", default=str(BENCH_DIR / "results"))
     parser.add_argument(

@@ -90,6 +90,10 @@ class Bench:
         return worker_cmd(self.bootstrap, app_id, worker_id, config, *extra)
 
     _live_lines: list[Any] | None = None
+    live_rules: Any = None  # the rules the live lines were simulated with (v2: with merchant pricing)
+
+    def live_jsonl(self) -> Path:
+        return self.work / f"live-{self.args.contract}-{self.args.live_orders}.jsonl"
 
     def live_lines(self) -> list[Any]:
         """Simulated lines (full fault mix) for the live steps; also written as JSONL for the state step."""
@@ -97,9 +101,12 @@ class Bench:
             from posrecon.sim.command import write_input
             from posrecon.sim.generator import generate
 
-            sim = generate(self.args.live_orders, self.args.seed + 1, partitions=PARTITIONS)
+            sim = generate(
+                self.args.live_orders, self.args.seed + 1, partitions=PARTITIONS, contract=self.args.contract
+            )
             self._live_lines = sim.lines
-            path = self.work / f"live-{self.args.live_orders}.jsonl"
+            self.live_rules = sim.truth.rules
+            path = self.live_jsonl()
             if not path.exists():
                 write_input(sim, path, progress=False)
         return self._live_lines

@@ -50,7 +50,7 @@ def state(b: Bench, deadline: float) -> dict[str, Any]:
     import recovery
 
     b.live_lines()
-    figures = recovery.state_bytes(b.work / f"live-{b.args.live_orders}.jsonl")
+    figures = recovery.state_bytes(b.live_jsonl(), b.live_rules)
     b.log(
         f"  {figures['heap_bytes_per_open_order']} heap bytes per open order ({figures['open_orders']:,} "
         f"open), changelog {figures['changelog_bytes_per_open_order']} bytes per open order"

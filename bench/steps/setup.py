@@ -28,7 +28,9 @@ def start_broker(b: Bench, deadline: float) -> dict[str, Any]:
 
 
 def prepare_data(b: Bench, deadline: float) -> dict[str, Any]:
-    meta = dataset.prepare(b.work / "cache", b.args.orders, b.args.seed, PARTITIONS, shards=2, log=b.log)
+    meta = dataset.prepare(
+        b.work / "cache", b.args.orders, b.args.seed, PARTITIONS, shards=2, log=b.log, contract=b.args.contract
+    )
     b.meta = meta
     b.log(
         f"  {meta['records']:,} records ({'cached' if meta['cached'] else 'simulated and encoded'}): "

@@ -114,6 +114,7 @@ class BatchMachine(RuleBasedStateMachine):
         self.clock = T0
         self.marks = [T0 - GRACE, T0 - GRACE]
         self.model: dict[str, dict[str, tuple[str, int, int]]] = defaultdict(dict)
+        self.settled_at: dict[str, int] = {}  # a notice counts once the batch watermark reaches its settled_at
         self.expected: dict[str, tuple[int, int, int]] = {}
         self.revisions: dict[str, list[int]] = defaultdict(list)
         self.opened: set[str] = set()
@@ -130,15 +131,16 @@ class BatchMachine(RuleBasedStateMachine):
                 del self.model[batch_id]
                 self.revisions.pop(batch_id, None)
                 self.expected.pop(batch_id, None)
+        last = {record["batch_id"]: record for record in records}  # one call may count several held notices
         for record in records:
             batch_id = record["batch_id"]
             self.revisions[batch_id].append(record["revision"])
-            count, gross, fee = totals(self.model[batch_id])
-            assert (record["received_count"], record["received_gross_minor"], record["received_fee_minor"]) == (
-                count, gross, fee)  # fmt: skip
+            received = (record["received_count"], record["received_gross_minor"], record["received_fee_minor"])
+            if record is last[batch_id]:
+                assert received == totals(self.counted(batch_id))
             expected = (record["expected_count"], record["expected_gross_minor"], record["expected_fee_minor"])
             assert expected == self.expected[batch_id]
-            assert (record["status"] == "BALANCED") == (expected == (count, gross, fee))
+            assert (record["status"] == "BALANCED") == (expected == received)
         for alert in alerts:
             assert alert["order_id"] is None and alert["batch_id"] in BATCHES
             if alert["status"] == "OPEN":
@@ -148,14 +150,19 @@ class BatchMachine(RuleBasedStateMachine):
                 assert alert["resolves_alert_id"] in self.opened and alert["resolves_alert_id"] not in self.resolved
                 self.resolved.add(alert["resolves_alert_id"])
 
+    def counted(self, batch_id: str) -> dict[str, tuple[str, int, int]]:
+        watermark = self.plain.watermark
+        return {nid: facts for nid, facts in self.model[batch_id].items() if self.settled_at[nid] <= watermark}
+
     @rule(batch=st.sampled_from(BATCHES), nid=st.sampled_from(NOTICE_IDS), facts=notice_facts,
           source=st.integers(0, 1), step=st.integers(0, GRACE // 2))  # fmt: skip
     def notice(self, batch: str, nid: str, facts: tuple[str, int, int], source: int, step: int) -> None:
         self.clock += step
         self.marks[source] = max(self.marks[source], self.clock)
         nid = f"{batch}-{nid}"
-        if facts[0] != "FAILED":  # a FAILED notice is not kept (its id neither)
-            self.model[batch].setdefault(nid, facts)
+        if facts[0] != "FAILED" and nid not in self.model[batch]:  # a FAILED notice is not kept (its id neither)
+            self.model[batch][nid] = facts
+            self.settled_at[nid] = self.clock
         self._both("on_notice", sighting(batch, nid, *facts, at=self.clock, source=source, mark=self.marks[source]))
 
     @rule(batch=st.sampled_from(BATCHES), use_model=st.booleans(), count=st.integers(0, 4),
@@ -192,3 +199,69 @@ class BatchMachine(RuleBasedStateMachine):
 
 BatchMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 TestBatchMachine = BatchMachine.TestCase
+
+
+# --- event-time alignment ---------------------------------------------------------------------------------------
+
+SOURCES = 3
+
+
+@st.composite
+def spread_batches(draw: st.DrawFn) -> tuple[list[list[tuple[str, Any]]], list[tuple[str, Any]]]:
+    """One batch's notices (some settled after its deadline) and its control record spread over 3 sources, each in
+    its own event-time order and carrying that source's watermark; and the same items in event-time order."""
+    closed_at = T0
+    deadline = closed_at + GRACE + RULES.allowed_lateness_ms
+    times = draw(st.lists(st.integers(T0 - GRACE, deadline + GRACE), min_size=1, max_size=7, unique=True))
+    facts = [draw(notice_facts) for _ in times]
+    notices = {f"n{k}": f for k, f in enumerate(facts)}
+    count, gross, fee = totals(notices)
+    count += draw(st.sampled_from([0, 0, -1, 1]))
+    gross += draw(st.sampled_from([0, 0, -1]))
+    items: list[tuple[int, str, Any]] = [
+        (at, "notice", (f"n{k}", *f)) for k, (at, f) in enumerate(zip(times, facts, strict=True))
+    ]
+    items.append((closed_at, "control", (max(count, 0), gross, fee)))
+    items.sort(key=lambda item: item[0])
+    sources: list[list[tuple[str, Any]]] = [[] for _ in range(SOURCES)]
+    for at, kind, fields in items:
+        sources[draw(st.integers(0, SOURCES - 1))].append((kind, (at, *fields)))
+    ordered = [(kind, (at, *fields)) for at, kind, fields in items]
+    return sources, ordered
+
+
+def feed(ledger: BatchLedger, source: int, kind: str, fields: tuple[Any, ...]) -> None:
+    at, *rest = fields
+    if kind == "notice":
+        nid, status, amount, fee = rest
+        ledger.on_notice(sighting("b1", nid, status, amount, fee, at, source, at))
+    else:
+        count, gross, fee = rest
+        ledger.on_control(control("b1", count, gross, fee, T0), source, at)
+
+
+def outputs(ledger: BatchLedger) -> tuple[list[Any], list[Any]]:
+    for source in range(SOURCES):
+        ledger.advance(source, T0 + 10 * GRACE)
+    records, alerts = ledger.take()
+    return records, [{k: v for k, v in a.items() if k != "detected_at"} for a in alerts]
+
+
+@settings(max_examples=300, deadline=None)
+@given(spread=spread_batches(), data=st.data())
+def test_any_interleaving_of_sources_gives_the_event_time_ordered_outputs(
+    spread: tuple[list[list[tuple[str, Any]]], list[tuple[str, Any]]], data: st.DataObject
+) -> None:
+    sources, ordered = spread
+    reference = BatchLedger(RULES, sources=SOURCES)
+    for kind, fields in ordered:  # one source's order, each source's watermark at the item's event time
+        feed(reference, 0, kind, fields)
+        for source in range(1, SOURCES):
+            reference.advance(source, fields[0])
+    live = BatchLedger(RULES, sources=SOURCES)
+    cursors = [0] * SOURCES
+    while any(cursors[s] < len(sources[s]) for s in range(SOURCES)):
+        source = data.draw(st.sampled_from([s for s in range(SOURCES) if cursors[s] < len(sources[s])]))
+        feed(live, source, *sources[source][cursors[source]])
+        cursors[source] += 1
+    assert outputs(live) == outputs(reference)

@@ -15,6 +15,13 @@ The batch watermark is the minimum over the source partitions' watermarks that s
 :mod:`~posrecon.engine.cards`): sightings from many order partitions interleave in any order. Deadlines are
 fired in (due, kind, batch_id) order, so outputs do not depend on how the state was restored.
 
+Event-time alignment (as Flink aligns on watermarks): a notice settled after the batch watermark is held, not
+counted, until the watermark passes its settled_at. Live, partitions progress at different speeds, so such a notice
+can arrive before a deadline that replay fires first; holding it makes both count it on the same side of the
+deadline. When the watermark advances, due deadlines and held notices are processed together in event-time order
+(notices settled at or before a deadline's instant first; notices among themselves by (settled_at, notice_id)).
+Held notices are kept per batch (at most MAX_HELD; beyond that the earliest is counted at once) and snapshotted.
+
 Alerts: each batch alert's condition is (batch_id, generation); the generation counts how often the batch
 became BALANCED while alerts were open (each such time resolves them). So a batch that goes MISMATCH ->
 BALANCED -> MISMATCH (a replaced control record) gets a second, distinct BATCH_MISMATCH.
@@ -47,11 +54,14 @@ _COUNTED = {SETTLED: SETTLED, REVERSED: REVERSED}  # maps a decoded status to th
 DECIDE = 0  # timer kinds, in the order they fire when due at the same instant
 EVICT = 9
 HISTORY = 16  # revisions kept per batch for the operator view (the output topic has them all)
+MAX_HELD = 10_000  # held notices per batch: bounds the state a stalled partition can make one batch hold
 HEADER = ""  # the notice_id part of a batch header's row key (notice ids are never empty)
 
 RowKey = tuple[str, str]  # (batch_id, HEADER) for a batch's header row, (batch_id, notice_id) for a notice row
 #: per received notice: (order_id, status, amount_minor, fee_minor, settled_at, revision that first counted it)
 NoticeRow = tuple[str, str, int, int, int, int]
+#: per held notice: (order_id, status, amount_minor, fee_minor, settled_at, merchant_id)
+HeldRow = tuple[str, str, int, int, int, str]
 
 
 class BatchSighting(NamedTuple):
@@ -90,7 +100,7 @@ class BatchControl(NamedTuple):
 
 class BatchState:
     __slots__ = (
-        "batch_id", "control", "fee", "generation", "gross", "history", "last_change", "merchant_id", "notices",
+        "batch_id", "control", "fee", "generation", "gross", "held", "history", "last_change", "merchant_id", "notices",
         "open_alerts", "record", "revision", "status",
     )  # fmt: skip
 
@@ -98,6 +108,7 @@ class BatchState:
         self.batch_id = batch_id
         self.control: BatchControl | None = None
         self.notices: dict[str, NoticeRow] = {}
+        self.held: dict[str, HeldRow] = {}  # notices settled after the batch watermark, not counted yet
         self.gross = 0  # received: sum SETTLED - sum REVERSED
         self.fee = 0  # received: sum fee_minor of SETTLED
         self.status: str | None = None  # None: undecided (nothing emitted yet)
@@ -116,8 +127,11 @@ class BatchState:
         return ["B", self.batch_id, control, self.status, self.revision, record, alerts, self.generation,
                 self.last_change, self.merchant_id, self.history]  # fmt: skip
 
-    def notice_row(self, notice_id: str) -> list[Any]:
-        return ["N", self.batch_id, notice_id, *self.notices[notice_id]]
+    def notice_row(self, notice_id: str) -> list[Any] | None:
+        """A counted notice's row ("N"), a held one's ("H": same key, it becomes "N" once counted), else None."""
+        if notice_id in self.notices:
+            return ["N", self.batch_id, notice_id, *self.notices[notice_id]]
+        return ["H", self.batch_id, notice_id, *self.held[notice_id]] if notice_id in self.held else None
 
     def counts(self) -> tuple[int, int, int]:
         return len(self.notices), self.gross, self.fee
@@ -136,6 +150,7 @@ class BatchLedger:
         self.sources = sources
         self.batches: dict[str, BatchState] = {}
         self.timers: list[tuple[int, int, str]] = []  # (due, DECIDE | EVICT, batch_id), checked when popped
+        self.held: list[tuple[int, str, str]] = []  # (settled_at, notice_id, batch_id) of held notices, checked
         self.source_watermarks: dict[int, int] = {}
         self.watermark = NO_WATERMARK
         #: row keys changed since the shell last persisted this ledger; None: not tracked
@@ -156,28 +171,40 @@ class BatchLedger:
     # --- input --------------------------------------------------------------------------------------------
 
     def on_notice(self, sighting: BatchSighting, now: int | None = None) -> None:
-        """A notice of the batch; then its source's watermark fires what is due."""
-        status = _COUNTED.get(sighting.status)
+        """A notice of the batch, counted now or held until the watermark passes its settled_at; then its
+        source's watermark fires what is due (held notices included)."""
+        s, status = sighting, _COUNTED.get(sighting.status)
         if status is not None:
-            self._count(sighting, status, now)
+            state = self._state(s.batch_id, s.settled_at)
+            notice = (s.order_id, status, s.amount_minor, s.fee_minor, s.settled_at, s.merchant_id)
+            if s.notice_id in state.notices or s.notice_id in state.held:
+                self.redeliveries += 1
+            elif s.settled_at <= self.watermark:
+                self._count(state, s.notice_id, notice, now)
+            else:
+                self._hold(state, s.notice_id, notice, now)
         self.advance(sighting.source_partition, sighting.source_watermark, now)
 
-    def _count(self, s: BatchSighting, status: str, now: int | None) -> None:
-        state = self._state(s.batch_id, s.settled_at)
-        if s.notice_id in state.notices:
-            self.redeliveries += 1
-            return
-        state.notices[s.notice_id] = (s.order_id, status, s.amount_minor, s.fee_minor, s.settled_at,
-                                      state.revision + 1)  # fmt: skip
+    def _hold(self, state: BatchState, notice_id: str, held: HeldRow, now: int | None) -> None:
+        state.held[notice_id] = held
+        heapq.heappush(self.held, (held[4], notice_id, state.batch_id))
+        self._touch(state, held[4], notice_id)
+        if len(state.held) > MAX_HELD:  # over the bound: the earliest is counted now (alignment is lost for it)
+            first = min(state.held, key=lambda n: (state.held[n][4], n))
+            self._count(state, first, state.held.pop(first), now)
+
+    def _count(self, state: BatchState, notice_id: str, notice: HeldRow, now: int | None) -> None:
+        order_id, status, amount, fee, settled_at, merchant_id = notice
+        state.notices[notice_id] = (order_id, status, amount, fee, settled_at, state.revision + 1)
         if status is SETTLED:
-            state.gross += s.amount_minor
-            state.fee += s.fee_minor
+            state.gross += amount
+            state.fee += fee
         else:
-            state.gross -= s.amount_minor
-        if state.merchant_id is None or s.merchant_id < state.merchant_id:
-            state.merchant_id = s.merchant_id
-        self._touch(state, s.settled_at, s.notice_id)
-        self._evaluate(state, s.settled_at, s.notice_id, f"notice {s.notice_id}", now)
+            state.gross -= amount
+        if state.merchant_id is None or merchant_id < state.merchant_id:
+            state.merchant_id = merchant_id
+        self._touch(state, settled_at, notice_id)
+        self._evaluate(state, settled_at, notice_id, f"notice {notice_id}", now)
 
     def on_control(
         self, record: SettlementBatch, source: int | None = None, watermark: int | None = None, now: int | None = None
@@ -279,9 +306,16 @@ class BatchLedger:
             self.dirty.add((state.batch_id, HEADER))
 
     def _fire_due(self, now: int | None) -> None:
-        timers = self.timers
+        """Due timers and held notices, in event-time order (a notice settled at a timer's instant first)."""
+        timers, held = self.timers, self.held
         watermark = self.watermark
-        while timers and timers[0][0] <= watermark:
+        while (timers and timers[0][0] <= watermark) or (held and held[0][0] <= watermark):
+            if held and held[0][0] <= watermark and (not timers or held[0][0] <= timers[0][0]):
+                settled_at, notice_id, batch_id = heapq.heappop(held)
+                state = self.batches.get(batch_id)
+                if state is not None and notice_id in state.held and state.held[notice_id][4] == settled_at:
+                    self._count(state, notice_id, state.held.pop(notice_id), now)
+                continue
             due, kind, batch_id = heapq.heappop(timers)
             state = self.batches.get(batch_id)
             if state is None:
@@ -300,7 +334,7 @@ class BatchLedger:
         del self.batches[state.batch_id]
         if self.dirty is not None:
             self.dirty.add((state.batch_id, HEADER))
-            self.dirty.update((state.batch_id, notice_id) for notice_id in state.notices)
+            self.dirty.update((state.batch_id, notice_id) for notice_id in [*state.notices, *state.held])
 
     # --- snapshot and operator view -----------------------------------------------------------------------
 
@@ -311,19 +345,21 @@ class BatchLedger:
             return None
         if key[1] == HEADER:
             return state.header_row()
-        return state.notice_row(key[1]) if key[1] in state.notices else None
+        return state.notice_row(key[1])
 
     def to_rows(self) -> list[list[Any]]:
         rows: list[list[Any]] = []
         for state in self.batches.values():
             rows.append(state.header_row())
-            rows.extend(state.notice_row(notice_id) for notice_id in state.notices)
+            rows.extend(["N", state.batch_id, notice_id, *notice] for notice_id, notice in state.notices.items())
+            rows.extend(["H", state.batch_id, notice_id, *notice] for notice_id, notice in state.held.items())
         return rows
 
     def load_rows(self, rows: list[list[Any]], watermark: int, source_watermarks: dict[int, int] | None = None) -> None:
         """Fill this ledger from :meth:`to_rows` (or changelog rows, in any order)."""
         self.batches.clear()
         self.timers.clear()
+        self.held.clear()
         for row in rows:
             if row[0] == "B":
                 self.batches[row[1]] = _load_header(row)
@@ -335,11 +371,17 @@ class BatchLedger:
                 state.notices[row[2]] = (order_id, status, amount, fee, settled_at, revision)
                 state.gross += amount if status is SETTLED else -amount
                 state.fee += fee if status is SETTLED else 0
+            elif row[0] == "H" and row[1] in self.batches:
+                state = self.batches[row[1]]
+                order_id, status, amount, fee, settled_at, merchant_id = row[3:9]
+                state.held[row[2]] = (order_id, _COUNTED[status], amount, fee, settled_at, merchant_id)
+                self.held.append((settled_at, row[2], row[1]))
         for batch_id, state in self.batches.items():
             self.timers.append((self._evict_at(state), EVICT, batch_id))
             if state.status is None and state.control is not None:
                 self.timers.append((state.control.closed_at + self.wait, DECIDE, batch_id))
         heapq.heapify(self.timers)
+        heapq.heapify(self.held)
         self.watermark = watermark
         self.source_watermarks = dict(source_watermarks or {})
 

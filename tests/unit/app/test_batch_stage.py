@@ -76,6 +76,8 @@ def test_a_notice_of_an_owned_batch_partition_is_counted_in_place() -> None:
     _notice(engine, batch_id, 1, partition=0)
     stage.route(engine, T0)
     assert outbox.rows == [] and engine.batch_sightings == []
+    for p in range(PARTITIONS):  # the notice is held until every source's watermark passes its settled_at
+        stage.ledgers[2].advance(p, T0 + 1)
     stage.ledgers[2].on_control(_control(batch_id, 1, 1000, 10), now=T0)
     stage.prepare(engine, T0)
     topics = [row[0] for row in outbox.rows]
@@ -136,6 +138,8 @@ def test_get_batches_shows_an_owned_batch_and_names_the_partition_of_others() ->
     stage, _, engine = _stage(owned={2})
     batch_id = _batch_on(2)
     stage.ledgers[2].on_notice(BatchSighting(batch_id, "n-1", "SETTLED", 1000, 10, "EUR", "m1", T0, 0, T0, "o-1"))
+    for p in range(PARTITIONS):  # counted once the batch watermark passes its settled_at
+        stage.ledgers[2].advance(p, T0)
     worker: Any = type("W", (), {"batch_stage": stage, "engine": engine})()
     api = OpsApi.__new__(OpsApi)
     api.worker = worker

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from posrecon.config import RuleConfig
+from posrecon.engine import batches
 from posrecon.engine.batches import (
     BatchLedger,
     BatchSighting,
@@ -315,6 +316,56 @@ def test_dirty_keys_name_header_and_notice_rows() -> None:
     assert ledger.row(("b1", "n1")) == ["N", "b1", "n1", "o-n1", "SETTLED", 1000, 10, T0, 1]
     header = ledger.row(("b1", ""))
     assert header is not None and header[:2] == ["B", "b1"]
+
+
+def test_a_notice_settled_after_the_deadline_counts_after_the_decision_whatever_source_brings_it_first() -> None:
+    ledger = BatchLedger(RULES, sources=2)
+    ledger.on_control(control(1, 1000, 10), 0, T0)
+    ledger.advance(1, T0)
+    deadline = T0 + GRACE + RULES.allowed_lateness_ms
+    ledger.on_notice(notice("n1", at=deadline + 1, source=0))  # source 0 is ahead: held, not counted
+    assert ledger.take() == ([], [])
+    ledger.advance(1, deadline + 1)  # the deadline first, then the notice: as replay in event-time order
+    records, alerts = ledger.take()
+    assert statuses(records) == [(1, "INCOMPLETE"), (2, "BALANCED")]
+    assert kinds(alerts) == [("BATCH_INCOMPLETE", "OPEN"), ("BATCH_INCOMPLETE", "RESOLVED")]
+
+
+def test_a_held_notice_settled_at_the_deadline_instant_counts_before_the_decision() -> None:
+    ledger = BatchLedger(RULES, sources=2)
+    ledger.on_control(control(1, 1000, 10), 0, T0)
+    ledger.advance(1, T0)
+    deadline = T0 + GRACE + RULES.allowed_lateness_ms
+    ledger.on_notice(notice("n1", at=deadline, source=0))
+    ledger.advance(1, deadline + 1)
+    records, alerts = ledger.take()
+    assert statuses(records) == [(1, "BALANCED")] and alerts == []
+
+
+def test_held_notices_are_in_the_changelog_and_snapshot_rows_and_count_once_restored() -> None:
+    ledger = BatchLedger(RULES, sources=2)
+    ledger.dirty = set()
+    ledger.on_control(control(1, 1000, 10), 0, T0)
+    ledger.on_notice(notice("n1", at=T0 + MIN, source=0))  # source 1 not heard from: held
+    assert ("b1", "n1") in ledger.dirty
+    held = ["H", "b1", "n1", "o-n1", "SETTLED", 1000, 10, T0 + MIN, "m1"]
+    assert ledger.row(("b1", "n1")) == held and held in ledger.to_rows()
+    restored = BatchLedger(RULES, sources=2)
+    restored.load_rows(json.loads(json.dumps([ledger.row(key) for key in ledger.dirty])), ledger.watermark,
+                       dict(ledger.source_watermarks))  # fmt: skip
+    restored.on_notice(notice("n1", at=T0 + MIN, source=0))  # a redelivery of the held notice
+    assert restored.redeliveries == 1
+    restored.advance(1, T0 + MIN)
+    assert statuses(restored.take()[0]) == [(1, "BALANCED")]
+    assert restored.row(("b1", "n1")) == ["N", "b1", "n1", "o-n1", "SETTLED", 1000, 10, T0 + MIN, 1]
+
+
+def test_held_notices_are_bounded_per_batch_the_earliest_counts_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batches, "MAX_HELD", 2)
+    ledger = BatchLedger(RULES, sources=2)
+    for k in (3, 1, 2):
+        ledger.on_notice(notice(f"n{k}", at=T0 + k, source=0))
+    assert sorted(ledger.batches["b1"].held) == ["n2", "n3"] and list(ledger.batches["b1"].notices) == ["n1"]
 
 
 @pytest.mark.parametrize(
