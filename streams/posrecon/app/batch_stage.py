@@ -50,9 +50,10 @@ from posrecon.app.outbox import Outbox
 from posrecon.app.state_store import WATERMARK_KEY, pack_row, read_changelog, unpack_row
 from posrecon.app.telemetry import alert_label, count_batch_decisions
 from posrecon.config import Settings
-from posrecon.engine.batches import NO_WATERMARK, BatchLedger, BatchSighting, RowKey, check_settlement_batch
+from posrecon.engine.batches import NO_WATERMARK, BatchLedger, BatchSighting, RowKey
 from posrecon.engine.engine import ReconciliationEngine
 from posrecon.engine.pan import scrub_text
+from posrecon.engine.validation import check_settlement_batch
 from posrecon.kafka.partitioner import partition_for
 from posrecon.metrics import WorkerMetrics
 from posrecon.serde.codec import AvroCodec, DecodeError

@@ -35,17 +35,13 @@ from typing import Any, NamedTuple
 from posrecon.config import RuleConfig
 from posrecon.engine.batch_alerts import batch_alert_id as batch_alert_id  # re-exported: tools look alerts up here
 from posrecon.engine.batch_alerts import opened_alert, resolved_alert
-from posrecon.engine.currency import ISO_4217_CODES
 from posrecon.engine.model import (
     Alert,
     AlertKind,
     BatchReconciliation,
     BatchStatus,
-    InvalidReason,
-    Rejection,
     SettlementBatch,
 )
-from posrecon.engine.pan import SETTLEMENT_BATCH_STRING_FIELDS, fields_to_scan, find_pan_in_record
 
 NO_WATERMARK = -(1 << 62)
 SETTLED = "SETTLED"
@@ -430,31 +426,3 @@ def _reconciliation(batch_id: str, fields: tuple[Any, ...], revision: int) -> Ba
         "expected_gross_minor": expected_gross, "received_gross_minor": gross, "expected_fee_minor": expected_fee,
         "received_fee_minor": fee, "status": status, "revision": revision,
     }  # fmt: skip
-
-
-def check_settlement_batch(record: SettlementBatch, ingest_time: int | None, rules: RuleConfig) -> Rejection | None:
-    """Why a control record is invalid, or None. The gross may be negative (a batch of mostly refunds)."""
-    found = find_pan_in_record(record, fields_to_scan(SETTLEMENT_BATCH_STRING_FIELDS, rules.pan_scan_fields))
-    if found is not None:
-        return Rejection(InvalidReason.PAN_IN_FIELD, f"{found[0]} holds a card number ({found[1]})")
-    if not record["batch_id"] or record["merchant_id"] == "":
-        return Rejection(
-            InvalidReason.EMPTY_ID, "batch_id is empty" if not record["batch_id"] else "merchant_id is empty"
-        )
-    count, gross, fee = record["notice_count"], record["gross_amount_minor"], record.get("fee_amount_minor", 0)
-    if count < 0 or fee < 0 or abs(gross) > count * rules.max_amount_minor:
-        return Rejection(
-            InvalidReason.INVALID_AMOUNT,
-            f"notice_count {count}, gross_amount_minor {gross}, fee_amount_minor {fee}: counts and fees must be "
-            f">= 0 and |gross| <= notice_count x {rules.max_amount_minor}",
-        )
-    if record["currency"] not in ISO_4217_CODES:
-        return Rejection(InvalidReason.INVALID_CURRENCY, f"currency {record['currency']!r} is not ISO 4217")
-    closed_at = record["closed_at"]
-    if ingest_time is not None and closed_at - ingest_time > rules.max_clock_skew_ms:
-        return Rejection(
-            InvalidReason.CLOCK_SKEW,
-            f"closed_at {closed_at} is {closed_at - ingest_time} ms after ingest time {ingest_time} "
-            f"(max {rules.max_clock_skew_ms})",
-        )
-    return None

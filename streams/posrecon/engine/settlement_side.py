@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from posrecon.engine.batch_feed import BatchFeed
-from posrecon.engine.batches import BatchLedger, BatchSighting, check_settlement_batch
+from posrecon.engine.batches import BatchLedger, BatchSighting
 from posrecon.engine.book import PartitionBook
 from posrecon.engine.currency import ISO_4217_CODES
 from posrecon.engine.model import Rejection, SettlementBatch, SettlementNotice
@@ -30,7 +30,7 @@ from posrecon.engine.pan import (
 )
 from posrecon.engine.snapshot import Snapshots
 from posrecon.engine.timers import ORPHAN
-from posrecon.engine.validation import check_settlement_notice
+from posrecon.engine.validation import check_settlement_batch, check_settlement_notice
 
 #: ``tuple.__new__``: builds a Notice without the NamedTuple's Python-level ``__new__``
 _new_tuple: Any = tuple.__new__

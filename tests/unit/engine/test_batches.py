@@ -13,9 +13,9 @@ from posrecon.engine.batches import (
     BatchLedger,
     BatchSighting,
     batch_alert_id,
-    check_settlement_batch,
 )
 from posrecon.engine.model import AlertKind, InvalidReason, SettlementBatch
+from posrecon.engine.validation import check_settlement_batch
 
 T0 = 1_767_225_600_000
 MIN = 60_000
