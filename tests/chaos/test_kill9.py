@@ -43,7 +43,9 @@ def test_kill9_at_random_points_is_exactly_once(
 ) -> None:
     seed, rng = chaos_seed()
     bootstrap = warm_bootstrap
-    src, _, topics, app, oracle = chaos_input(bootstrap, make_topics, tmp_path, 3000, seed % 1000 + 1, PARTITIONS)
+    src, _, topics, app, oracle = chaos_input(
+        bootstrap, make_topics, tmp_path, 3000, seed % 1000 + 1, PARTITIONS, batches=True
+    )
     total = feed_file(bootstrap, topics, src)
     figures = Figures(events=total)
     probe = TxnProbe(bootstrap, all_topic_names(topics, app)[2:])  # outputs and internal topics
