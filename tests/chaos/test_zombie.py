@@ -36,6 +36,7 @@ from chaoskit import (
     check_exactly_once,
     frozen,
     group_members,
+    rules_file,
     wait_until,
 )
 
@@ -52,6 +53,9 @@ class Zombie:
         self.log_path = log_dir / f"zombie-{worker_id}.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115
         cmd = [sys.executable, str(HERE / "zombie_worker.py"), bootstrap, app, worker_id, str(freeze_at), "200"]
+        rules = rules_file(app)  # the simulation's rules, as the spawn fixture gives w0: or live != replay
+        if rules is not None:
+            cmd.append(str(rules))
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
                                      env={**os.environ, **topic_env(topics)})  # fmt: skip
 

@@ -9,7 +9,10 @@ partitions to another worker. After SIGCONT it finishes that one transaction and
 takeover (with a shorter timeout the late commit is still possible -- the broker looks for expired
 transactions only every 10 s -- but not deterministic).
 
-usage: python zombie_worker.py BOOTSTRAP APP_ID WORKER_ID FREEZE_AT BATCH   (topics from POSRECON_TOPIC_*)
+usage: python zombie_worker.py BOOTSTRAP APP_ID WORKER_ID FREEZE_AT BATCH [CONFIG]   (topics from POSRECON_TOPIC_*)
+
+CONFIG: the rules file its input was replayed with (chaoskit.rules_file, as ``--config`` of ``posrecon run``):
+without it the zombie's batches follow the default rules and differ from the oracle.
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ class ZombieWorker(Worker):
 
 
 def main(argv: list[str]) -> int:
-    bootstrap, app_id, worker_id, freeze_at, batch = argv
+    bootstrap, app_id, worker_id, freeze_at, batch, *config = argv
     setup_logging("INFO")
     ZombieWorker.freeze_at = int(freeze_at)
     # a transaction timeout well above the takeover time (session timeout + rebalance + restore), so the
@@ -98,7 +101,7 @@ def main(argv: list[str]) -> int:
     options = WorkerOptions(bootstrap=bootstrap, app_id=app_id, worker_id=worker_id,
                             batch_max_records=int(batch), wall_clock_lag_ms=None,
                             transaction_timeout_ms=60_000, **extra)  # fmt: skip
-    worker = ZombieWorker(load_settings(), options)
+    worker = ZombieWorker(load_settings(config[0] if config else None), options)
     worker.install_signal_handlers()
     worker.run()
     return 0
