@@ -48,9 +48,36 @@ def make_alert(
     }
 
 
-def resolved_alert_id(original_alert_id: str, kind: AlertKind) -> str:
-    """The deterministic id of the RESOLVED record that closes ``original_alert_id`` (each closes at most once)."""
-    return alert_id(kind, original_alert_id, "resolved")
+def make_resolution(
+    kind: AlertKind,
+    resolves_alert_id: str,
+    *,
+    order_id: str | None,
+    merchant_id: str | None,
+    terminal_id: str | None,
+    reason: str,
+    event_time: int,
+    detected_at: int,
+    related_ids: list[str],
+    batch_id: str | None = None,
+) -> Alert:
+    """The RESOLVED record closing the OPEN alert ``resolves_alert_id`` (contract v2): same kind, severity INFO,
+    and its own deterministic id (each alert resolves at most once, so the original id is its condition)."""
+    return make_alert(
+        kind,
+        Severity.INFO,
+        (resolves_alert_id, "resolved"),
+        order_id=order_id,
+        merchant_id=merchant_id,
+        terminal_id=terminal_id,
+        reason=reason,
+        event_time=event_time,
+        detected_at=detected_at,
+        related_ids=related_ids,
+        status=AlertStatus.RESOLVED,
+        resolves_alert_id=resolves_alert_id,
+        batch_id=batch_id,
+    )
 
 
 #: the v1 contract fields: a reader with a newer schema (an added optional field) must not change the id

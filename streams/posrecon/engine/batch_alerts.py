@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from posrecon.engine.alerts import alert_id, make_alert
-from posrecon.engine.model import Alert, AlertKind, AlertStatus, Severity
+from posrecon.engine.alerts import alert_id, make_alert, make_resolution
+from posrecon.engine.model import Alert, AlertKind, Severity
 
 if TYPE_CHECKING:
     from posrecon.engine.batches import BatchState
@@ -14,17 +14,12 @@ if TYPE_CHECKING:
 
 def _batch_alert(
     state: BatchState, kind: AlertKind, severity: Severity, condition: tuple[str, ...], reason: str,
-    event_time: int, detected_at: int, related_ids: list[str], resolves: str | None,
+    event_time: int, detected_at: int, related_ids: list[str],
 ) -> Alert:  # fmt: skip
-    alert = make_alert(
+    return make_alert(
         kind, severity, condition, order_id=None, merchant_id=state.merchant(), terminal_id=None, reason=reason,
-        event_time=event_time, detected_at=detected_at, related_ids=related_ids,
+        event_time=event_time, detected_at=detected_at, related_ids=related_ids, batch_id=state.batch_id,
     )  # fmt: skip
-    # make_alert (v1) does not know the v2 fields: set here, so this works whether or not it learns them
-    alert["status"] = (AlertStatus.OPEN if resolves is None else AlertStatus.RESOLVED)._value_
-    alert["resolves_alert_id"] = resolves
-    alert["batch_id"] = state.batch_id
-    return alert
 
 
 def _totals(state: BatchState) -> str:
@@ -46,14 +41,16 @@ def opened_alert(
     reason = f"batch {state.batch_id} {what} ({cause}): {_totals(state)}"
     related = sorted({state.batch_id, cause_id})
     return _batch_alert(state, kind, severity, (state.batch_id, str(state.generation)), reason, event_time,
-                        detected_at, related, None)  # fmt: skip
+                        detected_at, related)  # fmt: skip
 
 
 def resolved_alert(state: BatchState, kind: AlertKind, original: str, event_time: int, cause_id: str, cause: str,
               detected_at: int) -> Alert:  # fmt: skip
     reason = f"batch {state.batch_id} balanced by {cause}: {_totals(state)}"
-    return _batch_alert(state, kind, Severity.INFO, (original, "resolved"), reason, event_time, detected_at,
-                        [cause_id], original)  # fmt: skip
+    return make_resolution(
+        kind, original, order_id=None, merchant_id=state.merchant(), terminal_id=None, reason=reason,
+        event_time=event_time, detected_at=detected_at, related_ids=[cause_id], batch_id=state.batch_id,
+    )  # fmt: skip
 
 
 def batch_alert_id(kind: AlertKind, batch_id: str, generation: int = 0) -> str:

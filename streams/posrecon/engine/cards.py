@@ -21,8 +21,8 @@ import heapq
 from typing import Any, NamedTuple
 
 from posrecon.config import RuleConfig
-from posrecon.engine.alerts import make_alert
-from posrecon.engine.model import Alert, AlertKind, AlertStatus, Severity
+from posrecon.engine.alerts import make_alert, make_resolution
+from posrecon.engine.model import Alert, AlertKind, Severity
 
 CardKey = tuple[str, str, int, str]
 
@@ -292,10 +292,9 @@ def duplicate_charge_alert(dup: DuplicateCharge, rules: RuleConfig, detected_at:
     if dup.resolved_by is None:
         return opened
     original = opened["alert_id"]
-    return make_alert(
+    return make_resolution(
         AlertKind.DUPLICATE_CHARGE,
-        Severity.INFO,
-        (original, "resolved"),
+        original,
         order_id=dup.later_order_id,
         merchant_id=dup.merchant_id,
         terminal_id=dup.later_terminal_id,
@@ -303,8 +302,6 @@ def duplicate_charge_alert(dup: DuplicateCharge, rules: RuleConfig, detected_at:
         event_time=dup.resolved_at,
         detected_at=detected_at,
         related_ids=[dup.resolved_by],
-        status=AlertStatus.RESOLVED,
-        resolves_alert_id=original,
     )
 
 

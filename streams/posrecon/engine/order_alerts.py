@@ -11,12 +11,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from posrecon.config import RuleConfig
-from posrecon.engine.alerts import make_alert, record_fingerprint
+from posrecon.engine.alerts import make_alert, make_resolution, record_fingerprint
 from posrecon.engine.book import EngineStats, PartitionBook
 from posrecon.engine.model import (
     Alert,
     AlertKind,
-    AlertStatus,
     Outcome,
     Rejection,
     SettlementBatch,
@@ -208,10 +207,9 @@ class OrderAlerts:
                 continue
             kind = AlertKind(open_alert.kind)
             self.alerts.append(
-                make_alert(
+                make_resolution(
                     kind,
-                    Severity.INFO,
-                    (open_alert.alert_id, "resolved"),
+                    open_alert.alert_id,
                     order_id=order.order_id,
                     merchant_id=open_alert.merchant_id,
                     terminal_id=open_alert.terminal_id,
@@ -220,8 +218,6 @@ class OrderAlerts:
                     event_time=event_time,
                     detected_at=self._now(now, book),
                     related_ids=[record_id],
-                    status=AlertStatus.RESOLVED,
-                    resolves_alert_id=open_alert.alert_id,
                 )
             )
         if len(still_open) != len(order.open_alerts):
