@@ -31,7 +31,6 @@ from posrecon.engine.order import (
     TERMINAL_EVENT_INDEX,
     TERMINAL_TRANSITIONS,
     Approval,
-    OrderState,
     TerminalPhase,
 )
 from posrecon.engine.pan import (
@@ -44,7 +43,7 @@ from posrecon.engine.pan import (
 )
 from posrecon.engine.pricing import pricing_configured
 from posrecon.engine.settlement_side import SettlementSide
-from posrecon.engine.timers import EVICT, EXPIRE, MISSING, deadline_waits
+from posrecon.engine.timers import EXPIRE, MISSING, deadline_waits
 from posrecon.engine.validation import PAN_START as _PAN_START
 from posrecon.engine.validation import check_terminal_event
 
@@ -258,14 +257,6 @@ class ReconciliationEngine(SettlementSide):
             watermark = book.watermark
         order.last_seen = watermark
         return None
-
-    def _open_order(self, book: PartitionBook, order_id: str, merchant_id: str, event_time: int) -> OrderState:
-        order = book.orders[order_id] = OrderState(order_id, merchant_id)
-        watermark = book.watermark
-        order.last_seen = watermark if watermark > event_time else event_time
-        evict_at = order.evict_at = self._evict_at(order)
-        book.deadlines.push((evict_at, EVICT, order_id))
-        return order
 
 
 def _hot(fields: tuple[str, ...], skipped: str) -> tuple[str, ...]:

@@ -19,7 +19,6 @@ from posrecon.engine.order import (
     SETTLEMENT_STATUS_INDEX,
     SETTLEMENT_TRANSITIONS,
     Notice,
-    OrderState,
     Part,
     TerminalPhase,
 )
@@ -53,9 +52,6 @@ class SettlementSide(Snapshots):
     #: merchant pricing: configured for everyone, or for these merchants
     _all_priced: bool
     _priced_merchants: frozenset[str]
-
-    def _open_order(self, book: PartitionBook, order_id: str, merchant_id: str, event_time: int) -> OrderState:
-        raise NotImplementedError  # ReconciliationEngine's
 
     def on_settlement_notice(
         self, notice: SettlementNotice, partition: int = 0, ingest_time: int | None = None, now: int | None = None

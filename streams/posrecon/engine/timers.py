@@ -89,6 +89,15 @@ class Timers(Decisions):
             order.pending_due = due
         book.deadlines.push((due, kind, order.order_id))
 
+    def _open_order(self, book: PartitionBook, order_id: str, merchant_id: str, event_time: int) -> OrderState:
+        """A new order in ``book``, with the eviction deadline every order has from its first record."""
+        order = book.orders[order_id] = OrderState(order_id, merchant_id)
+        watermark = book.watermark
+        order.last_seen = watermark if watermark > event_time else event_time
+        evict_at = order.evict_at = self._evict_at(order)
+        book.deadlines.push((evict_at, EVICT, order_id))
+        return order
+
     def _evict_at(self, order: OrderState) -> int:
         """An order is forgotten a retention after it was last seen or its last deadline, whichever is later."""
         last_seen, pending_due = order.last_seen, order.pending_due
