@@ -48,7 +48,7 @@ from posrecon.app.errors import BAD_SIGHTING_ROW, bad_sighting, rejected, undeco
 from posrecon.app.internal_topics import COMPACTED, create_topics_if_missing
 from posrecon.app.outbox import Outbox
 from posrecon.app.state_store import WATERMARK_KEY, pack_row, read_changelog, unpack_row
-from posrecon.app.telemetry import alert_label, count_batch_decisions
+from posrecon.app.telemetry import count_batch_decisions
 from posrecon.config import Settings
 from posrecon.engine.batches import NO_WATERMARK, BatchLedger, BatchSighting, RowKey
 from posrecon.engine.engine import ReconciliationEngine
@@ -107,7 +107,6 @@ class BatchStage:
         self.catching_up = 0
         self.control_codec = AvroCodec("SettlementBatch")
         self.record_codec = AvroCodec("BatchReconciliation")
-        self.alert_codec = AvroCodec("Alert")
 
     # --- set-up and rebalance -------------------------------------------------------------------------
 
@@ -318,9 +317,7 @@ class BatchStage:
                 outbox.send(self.topics.batch_reconciled, rec["batch_id"].encode(), self.record_codec.encode(rec))  # type: ignore[arg-type]
             count_batch_decisions(records, outbox.counts, self.metrics)
         for alert in alerts:
-            outbox.counts[alert_label(alert)] = outbox.counts.get(alert_label(alert), 0) + 1
-            key = (alert["batch_id"] or alert["merchant_id"] or "").encode()
-            outbox.send(self.topics.alerts, key, self.alert_codec.encode(alert))  # type: ignore[arg-type]
+            outbox.send_alert(alert)
 
     def sync(self, engine: ReconciliationEngine, ledger: BatchLedger, now: int) -> None:
         """The owned order partitions' watermarks into ``ledger`` (the minimum over every source fires)."""

@@ -25,6 +25,7 @@ from posrecon.app.telemetry import alert_label, count_decisions, observe_resolve
 from posrecon.config import Settings
 from posrecon.deadletter import DeadLetter
 from posrecon.engine.cards import CardIndex, CardSighting, duplicate_charge_alert
+from posrecon.engine.case_actions import routing_key
 from posrecon.engine.engine import ReconciliationEngine
 from posrecon.engine.model import Alert, AlertKind, ReconciledOrder
 from posrecon.kafka.partitioner import partition_for
@@ -114,7 +115,7 @@ class Outbox:
 
     def send_alert(self, alert: Alert) -> None:
         self._count(alert_label(alert))
-        key = alert["order_id"] or alert["batch_id"] or alert["merchant_id"] or ""  # batch alerts: by batch_id
+        key = routing_key(alert)  # order_id, else batch_id (batch alerts), else merchant_id: where its case lives
         self.send(self.topics.alerts, key.encode(), self.alert_codec.encode(alert))  # type: ignore[arg-type]
 
     def dead_letter(self, msg: Message, letter: Letter) -> None:
