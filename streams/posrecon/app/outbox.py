@@ -100,7 +100,7 @@ class Outbox:
         assert latencies is not None
         observe_all(self.metrics.authorization_latency, [ms / 1000 for ms in latencies])
         latencies.clear()
-        observe_resolve_latencies(self.metrics, getattr(engine, "resolve_latencies", None))
+        observe_resolve_latencies(self.metrics, engine.resolve_latencies)
 
     def _count(self, label: tuple[str, ...]) -> None:
         self.counts[label] = self.counts.get(label, 0) + 1

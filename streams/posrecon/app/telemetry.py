@@ -78,8 +78,7 @@ def count_decisions(
             fee = rec["fee_minor"]
             if fee is None:
                 continue
-            if fee > 0:
-                fees_by[currency] = fees_by.get(currency, 0) + fee
+            fees_by[currency] = fees_by.get(currency, 0) + fee  # 0 too: the fee series exists beside the settled one
             if priced:
                 merchant_rules = rules.for_merchant(rec["merchant_id"])
                 if pricing_configured(merchant_rules):

@@ -70,7 +70,8 @@ class ReconciliationEngine(SettlementSide):
     ) -> None:
         """``collect_card_sightings``: hand approvals and voids out in ``card_sightings`` instead of checking
         them against ``cards`` here (the worker routes them to the card stage); ``collect_auth_latencies``:
-        record ORDER_CREATED -> authorisation result latencies (ms, event time) in ``auth_latencies``;
+        record ORDER_CREATED -> authorisation result latencies (ms, event time) in ``auth_latencies``, and
+        alert -> RESOLVED record latencies ((kind, ms), event time) in ``resolve_latencies``;
         ``collect_batch_sightings``: hand notices with a batch_id out in ``batch_sightings`` instead of counting
         them in ``batches`` here (the worker routes them to the batch stage)."""
         rules = self.rules = rules or RuleConfig()
@@ -102,6 +103,7 @@ class ReconciliationEngine(SettlementSide):
         #: None unless collected (see above): the hot path tests ``is not None``
         self.card_sightings: list[CardSighting] | None = [] if collect_card_sightings else None
         self.auth_latencies: list[int] | None = [] if collect_auth_latencies else None
+        self.resolve_latencies: list[tuple[str, int]] | None = [] if collect_auth_latencies else None
         self.reconciled: list[ReconciledOrder] = []
         self.alerts: list[Alert] = []
         self.stats = EngineStats()

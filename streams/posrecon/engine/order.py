@@ -113,6 +113,7 @@ class OpenAlert(NamedTuple):
     merchant_id: str
     terminal_id: str | None
     amount_minor: int = 0
+    opened_at: int = 0  # the alert's event time (time to resolve); 0 in rows written before it was kept
 
 
 #: at most this many resolvable alerts are tracked per order (each kind fires once, but DUPLICATE_SETTLEMENT once
@@ -287,6 +288,8 @@ _SETTLEMENT_PHASES = {phase.value: phase for phase in SettlementPhase}
 
 
 def _tuple_of(cls: Any, values: list[Any]) -> Any:
-    if len(values) != len(cls._fields):
+    """``cls`` from a row; a row written before trailing fields with defaults were added gets their defaults."""
+    missing = cls._fields[len(values) :]
+    if len(values) > len(cls._fields) or any(name not in cls._field_defaults for name in missing):
         raise ValueError(f"{cls.__name__} row has {len(values)} fields, not {len(cls._fields)}")
-    return tuple.__new__(cls, values)
+    return tuple.__new__(cls, [*values, *(cls._field_defaults[name] for name in missing)])

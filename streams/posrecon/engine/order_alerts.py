@@ -59,6 +59,8 @@ class OrderAlerts:
     rules: RuleConfig
     alerts: list[Alert]
     stats: EngineStats
+    #: (kind, ms of event time) from an alert to its RESOLVED record, for metrics; None unless collected
+    resolve_latencies: list[tuple[str, int]] | None
     #: the rules of each merchant with a table (the others use ``rules``)
     _merchant_rules: dict[str, RuleConfig]
 
@@ -206,6 +208,8 @@ class OrderAlerts:
                 still_open.append(open_alert)
                 continue
             kind = AlertKind(open_alert.kind)
+            if self.resolve_latencies is not None and open_alert.opened_at:
+                self.resolve_latencies.append((open_alert.kind, event_time - open_alert.opened_at))
             self.alerts.append(
                 make_resolution(
                     kind,
@@ -260,7 +264,14 @@ def track_open_alert(order: OrderState, alert: Alert, amount_minor: int = 0) -> 
     """Remember an alert that a later record may resolve (bounded per order)."""
     if len(order.open_alerts) < MAX_OPEN_ALERTS:
         order.open_alerts += (
-            OpenAlert(alert["kind"], alert["alert_id"], alert["merchant_id"] or "", alert["terminal_id"], amount_minor),
+            OpenAlert(
+                alert["kind"],
+                alert["alert_id"],
+                alert["merchant_id"] or "",
+                alert["terminal_id"],
+                amount_minor,
+                alert["event_time"],
+            ),
         )
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from posrecon.config import RuleConfig
 from posrecon.engine.engine import ReconciliationEngine
-from scenario import MIN, T0, term
+from posrecon.engine.order import OpenAlert, OrderState
+from scenario import HOUR, MIN, T0, term
 
 
 def _apply(engine: ReconciliationEngine, *lines: dict[str, Any]) -> None:
@@ -51,6 +52,29 @@ def test_collect_auth_latencies_records_created_to_result_in_event_time() -> Non
     )
     assert engine.auth_latencies == [5_000, 31_000]
     assert engine.card_sightings is None
+
+
+def test_collected_latencies_include_alert_to_resolution_in_event_time() -> None:
+    engine = ReconciliationEngine(RuleConfig(), collect_auth_latencies=True)
+    assert ReconciliationEngine(RuleConfig()).resolve_latencies is None
+    _apply(engine, term("o1", "ORDER_CREATED", T0))
+    engine.advance(0, T0 + HOUR)  # EXPIRED_ORDER at created + 15 min
+    _apply(engine, term("o1", "AUTH_APPROVED", T0 + HOUR + MIN))  # clears it
+    alerts = engine.take()[1]
+    assert [(a["kind"], a["status"]) for a in alerts] == [("EXPIRED_ORDER", "OPEN"), ("EXPIRED_ORDER", "RESOLVED")]
+    assert engine.resolve_latencies == [("EXPIRED_ORDER", alerts[1]["event_time"] - alerts[0]["event_time"])]
+
+
+def test_an_open_alert_row_written_before_opened_at_was_kept_still_loads() -> None:
+    order = OrderState("o1", "m1")
+    order.open_alerts = (OpenAlert("MISSING_SETTLEMENT", "a1", "m1", "t1", 0, T0),)
+    row = order.to_row()
+    row[25] = [alert[:5] for alert in row[25]]  # the five fields such rows had
+    (restored,) = OrderState.from_row(row).open_alerts
+    assert restored == OpenAlert("MISSING_SETTLEMENT", "a1", "m1", "t1", 0, 0)
+    row[25] = [["MISSING_SETTLEMENT", "a1", "m1"]]  # a field without a default missing: refused
+    with pytest.raises(ValueError):
+        OrderState.from_row(row)
 
 
 def test_the_mode_options_are_keyword_only() -> None:
