@@ -7,7 +7,7 @@ Streams does with max.task.idle.ms, so a backlog on one topic cannot race the wa
 Here one healthy worker runs while the simulated file is fed in 8 chunks (1.5 s apart), in file order, by the
 project's Feeder -- no fault at all. The producer sends each partition's batch on its own, so for a few
 milliseconds a partition of one topic holds records newer than records of the other topic still in flight.
-``TaskMerger._may_pass`` then lets the non-empty side go once ``max_idle_ms`` have passed since the *empty*
+``TaskMerger.may_pass`` then lets the non-empty side go once ``max_idle_ms`` have passed since the *empty*
 side last delivered a record or reached its end (``last_heard``) -- not since the task became blocked, as
 Kafka Streams times ``max.task.idle.ms``. At the start of each chunk the empty side's ``last_heard`` is already
 1.5 s old, so the merge does not wait at all; the watermark jumps by a whole producer batch (hours of event

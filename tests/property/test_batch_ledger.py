@@ -116,6 +116,8 @@ class BatchMachine(RuleBasedStateMachine):
         self.model: dict[str, dict[str, tuple[str, int, int]]] = defaultdict(dict)
         self.settled_at: dict[str, int] = {}  # a notice counts once the batch watermark reaches its settled_at
         self.expected: dict[str, tuple[int, int, int]] = {}
+        #: a control record closed after the watermark: (closed_at, totals), applied once the watermark passes it
+        self.held: dict[str, tuple[int, tuple[int, int, int]]] = {}
         self.revisions: dict[str, list[int]] = defaultdict(list)
         self.opened: set[str] = set()
         self.resolved: set[str] = set()
@@ -131,6 +133,8 @@ class BatchMachine(RuleBasedStateMachine):
                 del self.model[batch_id]
                 self.revisions.pop(batch_id, None)
                 self.expected.pop(batch_id, None)
+                self.held.pop(batch_id, None)
+        released = {b: totals for b, (closed_at, totals) in self.held.items() if closed_at <= self.plain.watermark}
         last = {record["batch_id"]: record for record in records}  # one call may count several held notices
         for record in records:
             batch_id = record["batch_id"]
@@ -139,8 +143,11 @@ class BatchMachine(RuleBasedStateMachine):
             if record is last[batch_id]:
                 assert received == totals(self.counted(batch_id))
             expected = (record["expected_count"], record["expected_gross_minor"], record["expected_fee_minor"])
-            assert expected == self.expected[batch_id]
+            assert expected in (self.expected.get(batch_id), released.get(batch_id))
             assert (record["status"] == "BALANCED") == (expected == received)
+        for batch_id, expected in released.items():
+            self.expected[batch_id] = expected
+            del self.held[batch_id]
         for alert in alerts:
             assert alert["order_id"] is None and alert["batch_id"] in BATCHES
             if alert["status"] == "OPEN":
@@ -171,8 +178,13 @@ class BatchMachine(RuleBasedStateMachine):
         if use_model:  # the truth, so batches balance too
             count, gross, fee = totals(self.model[batch])
         self.model.setdefault(batch, {})
-        self.expected[batch] = (count, gross, fee)
-        self._both("on_control", control(batch, count, gross, fee, T0 + closed // 60_000 * 60_000))
+        closed_at = T0 + closed // 60_000 * 60_000
+        if closed_at > self.plain.watermark:  # held until the watermark passes closed_at (replacing one held)
+            self.held[batch] = (closed_at, (count, gross, fee))
+        else:
+            self.expected[batch] = (count, gross, fee)
+            self.held.pop(batch, None)
+        self._both("on_control", control(batch, count, gross, fee, closed_at))
 
     @rule(source=st.integers(0, 1), step=st.integers(0, 2 * GRACE))
     def advance(self, source: int, step: int) -> None:

@@ -14,7 +14,8 @@ from posrecon.app.batch_stage import batch_topics
 from posrecon.app.lookup import input_partitions, scan_partition
 from posrecon.app.state_store import WATERMARK_KEY, unpack_row
 from posrecon.config import load_settings
-from posrecon.engine.batches import NO_WATERMARK, BatchLedger
+from posrecon.engine.batch_state import NO_WATERMARK
+from posrecon.engine.batches import BatchLedger
 from posrecon.kafka.partitioner import partition_for
 from posrecon.serde.codec import AvroCodec
 

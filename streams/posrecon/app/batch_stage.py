@@ -50,7 +50,8 @@ from posrecon.app.outbox import Outbox
 from posrecon.app.state_store import WATERMARK_KEY, pack_row, read_changelog, unpack_row
 from posrecon.app.telemetry import count_batch_decisions
 from posrecon.config import Settings
-from posrecon.engine.batches import NO_WATERMARK, BatchLedger, BatchSighting, RowKey
+from posrecon.engine.batch_state import NO_WATERMARK, BatchSighting, RowKey
+from posrecon.engine.batches import BatchLedger
 from posrecon.engine.engine import ReconciliationEngine
 from posrecon.engine.pan import scrub_text
 from posrecon.engine.validation import check_settlement_batch
@@ -60,7 +61,6 @@ from posrecon.serde.codec import AvroCodec, DecodeError
 
 if TYPE_CHECKING:
     from posrecon.app.intake import Intake
-    from posrecon.app.merge import TaskQueue
 
 log = logging.getLogger("posrecon.worker")
 
@@ -193,7 +193,7 @@ class BatchStage:
             queues[key].records.extendleft(reversed(msgs))
         # after an assignment, first the sightings in flight: a batch partition owned elsewhere until now may
         # hold this worker's own earlier notices, which its books (and so its watermarks) are past
-        merged = [] if self.catching_up else self._merge(intake, limit - len(routed) - len(others))
+        merged = [] if self.catching_up else self._merge(intake, limit - len(routed) - len(others), now)
         if merged or not chosen or self.catching_up:
             self.stuck_turns = 0
         elif self.stuck_turns >= MERGE_WAIT_TURNS:
@@ -208,14 +208,17 @@ class BatchStage:
             self.stuck_turns += 1
         batch[:] = [*routed, *others, *merged]
 
-    def _merge(self, intake: Intake, limit: int) -> list[Any]:
+    def _merge(self, intake: Intake, limit: int, now: int) -> list[Any]:
         """Up to ``limit`` records of the owned tasks' queues and the control records' queues, in timestamp
-        order (each queue's own order kept); stops where an owned task's queue is empty and may have records
-        on the broker (its next record may be earlier than the others')."""
+        order (each queue's own order kept); stops where an owned task's queue is empty and its next record
+        may be earlier than the others': records on the broker, or records on the task's other side that the
+        task's own merge would not let pass it (:meth:`Intake.holds_back`). Passing every empty side that had
+        once reached its end, a task's settlements went ahead of the approvals the producer was still sending
+        (tests/chaos/test_feed_race)."""
         queues, topics = intake.queues, self.topics
         tasks = [queue for p in sorted(intake.tasks) for topic in (topics.terminal, topics.settlement)
                  if (queue := queues.get((topic, p))) is not None]  # fmt: skip
-        if any(_unknown(queue) for queue in tasks):
+        if any(intake.holds_back(queue, now) for queue in tasks):
             return []
         controls = [queue for q in sorted(self.owned) if (queue := queues.get((topics.batches, q))) is not None]
         sources = [*tasks, *controls]
@@ -228,7 +231,7 @@ class BatchStage:
             out.append(queue.records.popleft())
             if queue.records:
                 heapq.heappush(heap, (queue.records[0].timestamp()[1], i))
-            elif i < len(tasks) and _unknown(queue):
+            elif i < len(tasks) and intake.holds_back(queue, now):
                 break
         return out
 
@@ -371,9 +374,3 @@ class BatchStage:
                          "partition": partition}  # fmt: skip
         assert ledger is not None
         return 200, {**view, "partition": partition, "watermark": ledger.watermark}
-
-
-def _unknown(queue: TaskQueue) -> bool:
-    """An empty queue whose partition may still have records on the broker (not at its end, and a backlog as
-    far as the consumer's cached log end tells: Positions.refresh_backlog)."""
-    return not queue.records and not queue.at_end and queue.backlog

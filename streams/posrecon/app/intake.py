@@ -38,6 +38,8 @@ class Positions:
 
     #: an end offset answer younger than this counts as a fresh look at the broker (see caught_up)
     END_OFFSET_FRESH_MS = 500
+    #: how long before an idle wait ends the look at the broker is asked for (see ask_end)
+    ASK_AHEAD_MS = 100
 
     def __init__(
         self,
@@ -59,21 +61,31 @@ class Positions:
         self.end_offsets: EndOffsets
 
     def ask_end(self, queue: TaskQueue) -> None:
-        """A task has begun to wait for this (empty, apparently caught-up) side: ask for its end offset now, so
-        that an answer asked after the wait began is there when the idle wait ends (:meth:`caught_up`). Asked
-        only then, the answer took one or two more loop turns: the last records before a lull waited
-        ~100-300 ms longer (make bench: the last second of traffic had p50 527 ms against ~150 ms before)."""
+        """A task waits for this (empty, apparently caught-up) side: ask for its end offset once the wait is
+        within ``ASK_AHEAD_MS`` of its end, so that a fresh answer is there when the idle wait ends
+        (:meth:`caught_up`). Asked only then, the answer took one or two more loop turns: the last records
+        before a lull waited ~100-300 ms longer (make bench: the last second of traffic had p50 527 ms against
+        ~150 ms before)."""
         key = (queue.topic, queue.partition)
+        due = self._look_due(queue)
         known = self.end_offsets.known.get(key)
-        if known is None or queue.waiting_since is None or known[1] < queue.waiting_since:
+        if due is not None and wall_ms() >= due and (known is None or known[1] < due):
             self.end_offsets.want(key)
+
+    def _look_due(self, queue: TaskQueue) -> int | None:
+        """The earliest time a look at the broker counts for this wait: ``ASK_AHEAD_MS`` before it ends. An
+        answer from the start of a long wait says nothing about records produced during it (a 2 s wait passed
+        on a look 1.9 s old, after the producer's next burst was on the broker: tests/chaos/test_feed_race)."""
+        if queue.waiting_since is None:
+            return None
+        return queue.waiting_since + max(0, self.options.max_task_idle_ms - self.ASK_AHEAD_MS)
 
     def caught_up(self, queue: TaskQueue) -> bool:
         """A fresh look at the broker: has the consumer really read everything of this partition?
 
-        Only an end offset asked for after the task began to wait (and within the last ``END_OFFSET_FRESH_MS``,
-        or ``max_task_idle_ms`` if longer) counts; until one has arrived the answer is "not yet" and the task
-        keeps waiting. The question goes to an admin client, off the loop (:class:`EndOffsets`). The window is
+        Only an end offset asked for near the end of the wait (:meth:`_look_due`) and within the last
+        ``END_OFFSET_FRESH_MS`` counts; until one has arrived the answer is "not yet" and the task keeps
+        waiting. The question goes to an admin client, off the loop (:class:`EndOffsets`). The window is
         not the idle wait itself: an answer takes a loop turn or two (a commit each), so with a 100 ms idle wait
         no answer was ever young enough and every wait ended in the synchronous fallback below (make bench:
         deadline -> alert 4.9 s instead of 0.6 s, latency p99 1.2 s).
@@ -82,9 +94,10 @@ class Positions:
         assert consumer is not None
         now = wall_ms()
         fresh_ms = max(self.options.max_task_idle_ms, self.END_OFFSET_FRESH_MS)
-        asked_after = now - fresh_ms
-        if queue.waiting_since is not None:
-            asked_after = max(asked_after, queue.waiting_since)
+        asked_after = now - self.END_OFFSET_FRESH_MS
+        due = self._look_due(queue)
+        if due is not None:
+            asked_after = max(asked_after, due)
         tp = TP(queue.topic, queue.partition)
         end = self.end_offsets.answer((queue.topic, queue.partition), asked_after)
         if end is None:
@@ -335,6 +348,22 @@ class Intake:
                 return out
         self._take_sightings(out, limit)
         return out
+
+    def holds_back(self, queue: TaskQueue, now: int) -> bool:
+        """Must a merge over several tasks (app/batch_stage.py) stop at this queue? When it is empty and its
+        next record may be earlier than the others': records on the broker (not at its end, a backlog as far as
+        the consumer's cached log end tells), or records on the task's other side that the task's own merge
+        would not let pass it yet (TaskMerger.may_pass: its idle wait, a fresh look at the broker)."""
+        if queue.records:
+            return False
+        if not queue.at_end and queue.backlog:
+            return True
+        other = self.other_side(queue.topic, queue.partition)
+        return (
+            other is not None
+            and bool(other.records)
+            and not self.merger.may_pass(queue, now, self.positions.caught_up, self.positions.ask_end)
+        )
 
     def _rotation(self, partitions: Iterable[int]) -> list[int]:
         """``partitions`` in order, starting from the one this batch serves first (see :meth:`select`)."""

@@ -94,13 +94,13 @@ class TaskMerger:
                 out.append(a.popleft() if a[0].timestamp()[1] <= b[0].timestamp()[1] else b.popleft())
             elif a:
                 if pass_second is None:
-                    pass_second = self._may_pass(second, now_ms, confirm_caught_up, waiting)
+                    pass_second = self.may_pass(second, now_ms, confirm_caught_up, waiting)
                 if not pass_second:
                     return
                 out.append(a.popleft())
             elif b:
                 if pass_first is None:
-                    pass_first = self._may_pass(first, now_ms, confirm_caught_up, waiting)
+                    pass_first = self.may_pass(first, now_ms, confirm_caught_up, waiting)
                 if not pass_first:
                     return
                 out.append(b.popleft())
@@ -108,7 +108,7 @@ class TaskMerger:
                 return
             taken += 1
 
-    def _may_pass(self, empty: TaskQueue, now_ms: int, confirm_caught_up: CaughtUp, waiting: WaitStarts) -> bool:
+    def may_pass(self, empty: TaskQueue, now_ms: int, confirm_caught_up: CaughtUp, waiting: WaitStarts) -> bool:
         # the wait is timed from when the task became blocked on the empty side (as Kafka Streams does), not
         # from that side's last record: after a quiet spell the other side must still get its full wait
         if empty.waiting_since is None:

@@ -9,7 +9,7 @@ from posrecon.engine.alerts import alert_id, make_alert, make_resolution
 from posrecon.engine.model import Alert, AlertKind, Severity
 
 if TYPE_CHECKING:
-    from posrecon.engine.batches import BatchState
+    from posrecon.engine.batch_state import BatchState
 
 
 def _batch_alert(

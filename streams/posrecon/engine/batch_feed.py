@@ -18,7 +18,8 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-from posrecon.engine.batches import NO_WATERMARK, BatchLedger, BatchSighting
+from posrecon.engine.batch_state import NO_WATERMARK, BatchSighting
+from posrecon.engine.batches import BatchLedger
 from posrecon.engine.model import SettlementBatch
 
 NEVER = 1 << 62
@@ -85,8 +86,8 @@ class BatchFeed:
         self._refresh()
 
     def _refresh(self) -> None:
-        timers, expiry = self.ledger.timers, self.expiry
-        self.due = min(timers[0][0] if timers else NEVER, expiry[0][0] if expiry else NEVER)
+        expiry = self.expiry
+        self.due = min(self.ledger.next_due(NEVER), expiry[0][0] if expiry else NEVER)
 
     # --- snapshot --------------------------------------------------------------------------------------------
 

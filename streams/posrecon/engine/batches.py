@@ -21,6 +21,10 @@ can arrive before a deadline that replay fires first; holding it makes both coun
 deadline. When the watermark advances, due deadlines and held notices are processed together in event-time order
 (notices settled at or before a deadline's instant first; notices among themselves by (settled_at, notice_id)).
 Held notices are kept per batch (at most MAX_HELD; beyond that the earliest is counted at once) and snapshotted.
+A control record closed after the batch watermark is held the same way, until the watermark passes its closed_at
+(applied on arrival, it balanced a batch against the notices counted so far, while replay had counted one more
+that a partition still to catch up was holding: tests/property/test_batch_ledger.py). At one instant, held notices
+go first, then held control records, then deadlines.
 
 Alerts: each batch alert's condition is (batch_id, generation); the generation counts how often the batch
 became BALANCED while alerts were open (each such time resolves them). So a batch that goes MISMATCH ->
@@ -30,111 +34,28 @@ BALANCED -> MISMATCH (a replaced control record) gets a second, distinct BATCH_M
 from __future__ import annotations
 
 import heapq
-from typing import Any, NamedTuple
+from typing import Any
 
 from posrecon.config import RuleConfig
 from posrecon.engine.batch_alerts import batch_alert_id as batch_alert_id  # re-exported: tools look alerts up here
 from posrecon.engine.batch_alerts import opened_alert, resolved_alert
-from posrecon.engine.model import (
-    Alert,
-    AlertKind,
-    BatchReconciliation,
-    BatchStatus,
-    SettlementBatch,
+from posrecon.engine.batch_state import (
+    COUNTED,
+    HEADER,
+    HISTORY,
+    NO_WATERMARK,
+    SETTLED,
+    BatchControl,
+    BatchState,
+    HeldRow,
 )
+from posrecon.engine.batch_state import BatchSighting as BatchSighting  # re-exported: the stage and tools use it
+from posrecon.engine.batch_state import RowKey as RowKey
+from posrecon.engine.model import Alert, AlertKind, BatchReconciliation, BatchStatus, SettlementBatch
 
-NO_WATERMARK = -(1 << 62)
-SETTLED = "SETTLED"
-REVERSED = "REVERSED"
-_COUNTED = {SETTLED: SETTLED, REVERSED: REVERSED}  # maps a decoded status to the shared constant kept per notice
 DECIDE = 0  # timer kinds, in the order they fire when due at the same instant
 EVICT = 9
-HISTORY = 16  # revisions kept per batch for the operator view (the output topic has them all)
 MAX_HELD = 10_000  # held notices per batch: bounds the state a stalled partition can make one batch hold
-HEADER = ""  # the notice_id part of a batch header's row key (notice ids are never empty)
-
-RowKey = tuple[str, str]  # (batch_id, HEADER) for a batch's header row, (batch_id, notice_id) for a notice row
-#: per received notice: (order_id, status, amount_minor, fee_minor, settled_at, revision that first counted it)
-NoticeRow = tuple[str, str, int, int, int, int]
-#: per held notice: (order_id, status, amount_minor, fee_minor, settled_at, merchant_id)
-HeldRow = tuple[str, str, int, int, int, str]
-
-
-class BatchSighting(NamedTuple):
-    """A valid settlement notice with a batch_id, as the order stage hands it to the batch stage."""
-
-    batch_id: str
-    notice_id: str
-    status: str
-    amount_minor: int
-    fee_minor: int
-    currency: str
-    merchant_id: str
-    settled_at: int
-    source_partition: int = 0
-    source_watermark: int = NO_WATERMARK  # the order partition's watermark once the notice is applied
-    order_id: str = ""  # kept per notice for the operator view
-
-
-class BatchControl(NamedTuple):
-    """A control record's expectation (the SettlementBatch fields but batch_id)."""
-
-    merchant_id: str | None
-    currency: str
-    notice_count: int
-    gross_amount_minor: int
-    fee_amount_minor: int
-    closed_at: int
-
-    @classmethod
-    def of(cls, record: SettlementBatch) -> BatchControl:
-        return cls(
-            record["merchant_id"], record["currency"], record["notice_count"], record["gross_amount_minor"],
-            record.get("fee_amount_minor", 0), record["closed_at"],
-        )  # fmt: skip
-
-
-class BatchState:
-    __slots__ = (
-        "batch_id", "control", "fee", "generation", "gross", "held", "history", "last_change", "merchant_id", "notices",
-        "open_alerts", "record", "revision", "status",
-    )  # fmt: skip
-
-    def __init__(self, batch_id: str, last_change: int) -> None:
-        self.batch_id = batch_id
-        self.control: BatchControl | None = None
-        self.notices: dict[str, NoticeRow] = {}
-        self.held: dict[str, HeldRow] = {}  # notices settled after the batch watermark, not counted yet
-        self.gross = 0  # received: sum SETTLED - sum REVERSED
-        self.fee = 0  # received: sum fee_minor of SETTLED
-        self.status: str | None = None  # None: undecided (nothing emitted yet)
-        self.revision = 0
-        self.record: tuple[Any, ...] | None = None  # the last emitted record's fields but batch_id and revision
-        self.open_alerts: tuple[tuple[str, str], ...] = ()  # (kind, alert_id) of OPEN batch alerts
-        self.generation = 0
-        self.last_change = last_change
-        self.merchant_id: str | None = None  # smallest merchant_id among the notices (control has none)
-        self.history: list[list[Any]] = []  # the last HISTORY revisions: record fields + revision + event time
-
-    def header_row(self) -> list[Any]:
-        control = None if self.control is None else list(self.control)
-        record = None if self.record is None else list(self.record)
-        alerts = [list(a) for a in self.open_alerts]
-        return ["B", self.batch_id, control, self.status, self.revision, record, alerts, self.generation,
-                self.last_change, self.merchant_id, self.history]  # fmt: skip
-
-    def notice_row(self, notice_id: str) -> list[Any] | None:
-        """A counted notice's row ("N"), a held one's ("H": same key, it becomes "N" once counted), else None."""
-        if notice_id in self.notices:
-            return ["N", self.batch_id, notice_id, *self.notices[notice_id]]
-        return ["H", self.batch_id, notice_id, *self.held[notice_id]] if notice_id in self.held else None
-
-    def counts(self) -> tuple[int, int, int]:
-        return len(self.notices), self.gross, self.fee
-
-    def merchant(self) -> str | None:
-        control = self.control
-        return control.merchant_id if control is not None and control.merchant_id else self.merchant_id
 
 
 class BatchLedger:
@@ -147,6 +68,7 @@ class BatchLedger:
         self.batches: dict[str, BatchState] = {}
         self.timers: list[tuple[int, int, str]] = []  # (due, DECIDE | EVICT, batch_id), checked when popped
         self.held: list[tuple[int, str, str]] = []  # (settled_at, notice_id, batch_id) of held notices, checked
+        self.held_controls: list[tuple[int, str]] = []  # (closed_at, batch_id) of held control records, checked
         self.source_watermarks: dict[int, int] = {}
         self.watermark = NO_WATERMARK
         #: row keys changed since the shell last persisted this ledger; None: not tracked
@@ -169,7 +91,7 @@ class BatchLedger:
     def on_notice(self, sighting: BatchSighting, now: int | None = None) -> None:
         """A notice of the batch, counted now or held until the watermark passes its settled_at; then its
         source's watermark fires what is due (held notices included)."""
-        s, status = sighting, _COUNTED.get(sighting.status)
+        s, status = sighting, COUNTED.get(sighting.status)
         if status is not None:
             state = self._state(s.batch_id, s.settled_at)
             notice = (s.order_id, status, s.amount_minor, s.fee_minor, s.settled_at, s.merchant_id)
@@ -209,17 +131,25 @@ class BatchLedger:
         control = BatchControl.of(record)
         batch_id = record["batch_id"]
         state = self._state(batch_id, control.closed_at)
-        if state.control == control:
+        if (state.control if state.held_control is None else state.held_control) == control:
             self.redeliveries += 1
-        else:
-            state.control = control
+        elif control.closed_at > self.watermark:
+            state.held_control = control  # a later record replaces one still held (the heap entry is checked)
+            heapq.heappush(self.held_controls, (control.closed_at, batch_id))
             self._touch(state, control.closed_at, HEADER)
-            if state.status is None:
-                heapq.heappush(self.timers, (control.closed_at + self.wait, DECIDE, batch_id))
-            self._evaluate(state, control.closed_at, batch_id, "control record", now)
+        else:
+            state.held_control = None
+            self._apply_control(state, control, now)
             self._fire_due(now)  # a control record behind the deadline decides at once
         if source is not None and watermark is not None:
             self.advance(source, watermark, now)
+
+    def _apply_control(self, state: BatchState, control: BatchControl, now: int | None) -> None:
+        state.control = control
+        self._touch(state, control.closed_at, HEADER)
+        if state.status is None:
+            heapq.heappush(self.timers, (control.closed_at + self.wait, DECIDE, state.batch_id))
+        self._evaluate(state, control.closed_at, state.batch_id, "control record", now)
 
     def advance(self, source: int, watermark: int, now: int | None = None) -> None:
         """``source``'s watermark moved (a sighting, or an idle partition's watermark passed on)."""
@@ -231,6 +161,13 @@ class BatchLedger:
                 if aligned > self.watermark:
                     self.watermark = aligned
                     self._fire_due(now)
+
+    def next_due(self, never: int) -> int:
+        """The earliest event time at which a timer, a held notice or a held control record is due (``never``
+        when none is)."""
+        timers, held, controls = self.timers, self.held, self.held_controls
+        return min(timers[0][0] if timers else never, held[0][0] if held else never,
+                   controls[0][0] if controls else never)  # fmt: skip
 
     # --- rules --------------------------------------------------------------------------------------------
 
@@ -302,15 +239,38 @@ class BatchLedger:
             self.dirty.add((state.batch_id, HEADER))
 
     def _fire_due(self, now: int | None) -> None:
-        """Due timers and held notices, in event-time order (a notice settled at a timer's instant first)."""
-        timers, held = self.timers, self.held
+        """Due timers, held notices and held control records, in event-time order (at one instant: notices,
+        then control records, then timers)."""
+        timers, held, controls = self.timers, self.held, self.held_controls
         watermark = self.watermark
-        while (timers and timers[0][0] <= watermark) or (held and held[0][0] <= watermark):
-            if held and held[0][0] <= watermark and (not timers or held[0][0] <= timers[0][0]):
+        while (
+            (timers and timers[0][0] <= watermark)
+            or (held and held[0][0] <= watermark)
+            or (controls and controls[0][0] <= watermark)
+        ):
+            next_timer = timers[0][0] if timers else None
+            next_control = controls[0][0] if controls else None
+            if (
+                held
+                and held[0][0] <= watermark
+                and all(t is None or held[0][0] <= t for t in (next_timer, next_control))
+            ):
                 settled_at, notice_id, batch_id = heapq.heappop(held)
                 state = self.batches.get(batch_id)
                 if state is not None and notice_id in state.held and state.held[notice_id][4] == settled_at:
                     self._count(state, notice_id, state.held.pop(notice_id), now)
+                continue
+            if (
+                next_control is not None
+                and next_control <= watermark
+                and (next_timer is None or next_control <= next_timer)
+            ):
+                closed_at, batch_id = heapq.heappop(controls)
+                state = self.batches.get(batch_id)
+                control = None if state is None else state.held_control
+                if state is not None and control is not None and control.closed_at == closed_at:
+                    state.held_control = None
+                    self._apply_control(state, control, now)
                 continue
             due, kind, batch_id = heapq.heappop(timers)
             state = self.batches.get(batch_id)
@@ -356,67 +316,39 @@ class BatchLedger:
         self.batches.clear()
         self.timers.clear()
         self.held.clear()
+        self.held_controls.clear()
         for row in rows:
             if row[0] == "B":
-                self.batches[row[1]] = _load_header(row)
+                self.batches[row[1]] = BatchState.from_header_row(row)
         for row in rows:
             if row[0] == "N" and row[1] in self.batches:
                 state = self.batches[row[1]]
                 order_id, status, amount, fee, settled_at, revision = row[3:9]
-                status = _COUNTED[status]
+                status = COUNTED[status]
                 state.notices[row[2]] = (order_id, status, amount, fee, settled_at, revision)
                 state.gross += amount if status is SETTLED else -amount
                 state.fee += fee if status is SETTLED else 0
             elif row[0] == "H" and row[1] in self.batches:
                 state = self.batches[row[1]]
                 order_id, status, amount, fee, settled_at, merchant_id = row[3:9]
-                state.held[row[2]] = (order_id, _COUNTED[status], amount, fee, settled_at, merchant_id)
+                state.held[row[2]] = (order_id, COUNTED[status], amount, fee, settled_at, merchant_id)
                 self.held.append((settled_at, row[2], row[1]))
         for batch_id, state in self.batches.items():
             self.timers.append((self._evict_at(state), EVICT, batch_id))
             if state.status is None and state.control is not None:
                 self.timers.append((state.control.closed_at + self.wait, DECIDE, batch_id))
+            if state.held_control is not None:
+                self.held_controls.append((state.held_control.closed_at, batch_id))
         heapq.heapify(self.timers)
         heapq.heapify(self.held)
+        heapq.heapify(self.held_controls)
         self.watermark = watermark
         self.source_watermarks = dict(source_watermarks or {})
 
     def view(self, batch_id: str) -> dict[str, Any] | None:
-        """What ``GET /batches/{id}`` shows: totals, status, recent revisions and the notices received (late
-        ones, counted after the first decision, have ``revision`` > 1)."""
+        """What ``GET /batches/{id}`` shows (:meth:`BatchState.view`), None for a batch not kept here."""
         state = self.batches.get(batch_id)
-        if state is None:
-            return None
-        count, gross, fee = state.counts()
-        control = state.control
-        notices = sorted(state.notices.items(), key=lambda item: (item[1][4], item[0]))
-        return {
-            "batch_id": batch_id, "merchant_id": state.merchant(), "status": state.status,
-            "revision": state.revision, "control": None if control is None else control._asdict(),
-            "received_count": count, "received_gross_minor": gross, "received_fee_minor": fee,
-            "revisions": [dict(zip(HISTORY_FIELDS, h, strict=True)) for h in state.history],
-            "open_alerts": [alert for _, alert in state.open_alerts],
-            "notices": [dict(zip(NOTICE_FIELDS, (n, *row), strict=True)) for n, row in notices],
-        }  # fmt: skip
-
-
-HISTORY_FIELDS = ("revision", "currency", "expected_count", "received_count", "expected_gross_minor",
-    "received_gross_minor", "expected_fee_minor", "received_fee_minor", "status", "event_time")  # fmt: skip
-NOTICE_FIELDS = ("notice_id", "order_id", "status", "amount_minor", "fee_minor", "settled_at", "revision")
-
-
-def _load_header(row: list[Any]) -> BatchState:
-    _, batch_id, control, status, revision, record, alerts, generation, last_change, merchant_id, history = row
-    state = BatchState(batch_id, last_change)
-    state.control = None if control is None else BatchControl(*control)
-    state.status = status
-    state.revision = revision
-    state.record = None if record is None else tuple(record)
-    state.open_alerts = tuple((str(k), str(a)) for k, a in alerts)
-    state.generation = generation
-    state.merchant_id = merchant_id
-    state.history = [list(h) for h in history]
-    return state
+        return None if state is None else state.view()
 
 
 def _reconciliation(batch_id: str, fields: tuple[Any, ...], revision: int) -> BatchReconciliation:

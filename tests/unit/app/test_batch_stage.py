@@ -76,8 +76,8 @@ def test_a_notice_of_an_owned_batch_partition_is_counted_in_place() -> None:
     _notice(engine, batch_id, 1, partition=0)
     stage.route(engine, T0)
     assert outbox.rows == [] and engine.batch_sightings == []
-    for p in range(PARTITIONS):  # the notice is held until every source's watermark passes its settled_at
-        stage.ledgers[2].advance(p, T0 + 1)
+    for p in range(PARTITIONS):  # notice and control record are held until every source's watermark passes them
+        stage.ledgers[2].advance(p, T0 + 10)
     stage.ledgers[2].on_control(_control(batch_id, 1, 1000, 10), now=T0)
     stage.prepare(engine, T0)
     topics = [row[0] for row in outbox.rows]
@@ -134,6 +134,17 @@ def test_an_owned_task_with_records_still_on_the_broker_holds_the_batch_back() -
     assert batch == [] and len(intake.queues[(stage.topics.terminal, 0)].records) == 1  # back in its queue
 
 
+def test_an_owned_task_waiting_for_its_other_side_holds_the_batch_back() -> None:
+    """Settlement 0 is empty and was at its end; the broker's look says records came since (caught_up False):
+    terminal 0's records may not go ahead of them, and nothing else may pass the task either."""
+    stage, _, _ = _stage(owned={0, 1})
+    stage.active = True
+    intake = _intake(stage, tasks=2, caught_up=False)
+    batch: list[Any] = [Rec(stage.topics.terminal, 0, 1), Rec(stage.topics.settlement, 1, 2)]
+    stage.select(intake, batch, 100, T0)
+    assert batch == [] and len(intake.queues[(stage.topics.terminal, 0)].records) == 1
+
+
 def test_get_batches_shows_an_owned_batch_and_names_the_partition_of_others() -> None:
     stage, _, engine = _stage(owned={2})
     batch_id = _batch_on(2)
@@ -149,9 +160,13 @@ def test_get_batches_shows_an_owned_batch_and_names_the_partition_of_others() ->
     assert status == 404 and body["partition"] == 1
 
 
-def _intake(stage: BatchStage, tasks: int) -> Intake:
-    options = WorkerOptions(bootstrap="unused", app_id="app", worker_id="w")
+def _intake(stage: BatchStage, tasks: int, caught_up: bool = True) -> Intake:
+    """An intake whose empty inputs are at their end; ``caught_up``: what the look at the broker says when a
+    task's idle wait for an empty side is over (here at once: max_task_idle_ms=0)."""
+    options = WorkerOptions(bootstrap="unused", app_id="app", worker_id="w", max_task_idle_ms=0)
     intake = Intake(options, stage.topics, "app-card-sightings", WorkerMetrics(), {}, lambda _key, _offset: None)
+    intake.positions.caught_up = lambda _queue: caught_up  # type: ignore[method-assign]
+    intake.positions.ask_end = lambda _queue: None  # type: ignore[method-assign]
     intake.tasks.update(range(tasks))
     for p in range(tasks):
         for topic in (stage.topics.terminal, stage.topics.settlement, stage.topics.batches, stage.sightings_topic):

@@ -1,5 +1,6 @@
-"""Positions.caught_up: an end-offset answer asked for after the task began to wait is a fresh look at the
-broker, even when the idle wait is shorter than a loop turn (the answer takes a turn or two to come)."""
+"""Positions.caught_up: an end-offset answer asked for near the end of the task's wait (from its start when the
+wait is shorter than ``ASK_AHEAD_MS``) is a fresh look at the broker, even when the idle wait is shorter than a
+loop turn (the answer takes a turn or two to come); one from the start of a long wait is not."""
 
 from __future__ import annotations
 
@@ -46,21 +47,33 @@ def _worker(idle_ms: int, consumer: FakeConsumer, ends: KnownEnd) -> Positions:
     return worker
 
 
-@pytest.mark.parametrize("idle_ms", [0, 100, 500])
-def test_an_answer_asked_after_the_wait_began_counts_whatever_the_idle_wait(
+@pytest.mark.parametrize("idle_ms", [0, 100, 500, 2000])
+def test_an_answer_asked_near_the_end_of_the_wait_counts_whatever_the_idle_wait(
     monkeypatch: pytest.MonkeyPatch, idle_ms: int
 ) -> None:
     now = 100_000
     monkeypatch.setattr(intake_module, "wall_ms", lambda: now)
     queue = TaskQueue("settlements", 0)
-    queue.waiting_since = now - 400  # the task has waited 400 ms
+    queue.waiting_since = now - idle_ms - 50  # the wait is over
     consumer = FakeConsumer(position=42)
-    # asked 300 ms ago (after the wait began), arrived since: the consumer is at the end
-    worker = _worker(idle_ms, consumer, KnownEnd(end=42, asked=now - 300))
+    # asked when the look was due (ASK_AHEAD_MS before the wait's end, or at its start), arrived since
+    due = queue.waiting_since + max(0, idle_ms - Positions.ASK_AHEAD_MS)
+    worker = _worker(idle_ms, consumer, KnownEnd(end=42, asked=due))
     assert worker.caught_up(queue)
     assert consumer.synchronous_looks == 0
     # records behind the position: not caught up
-    assert not _worker(idle_ms, consumer, KnownEnd(end=50, asked=now - 300)).caught_up(queue)
+    assert not _worker(idle_ms, consumer, KnownEnd(end=50, asked=due)).caught_up(queue)
+
+
+def test_an_answer_from_the_start_of_a_long_wait_does_not_count_at_its_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 2 s wait passed on a look 1.9 s old, after the producer's next burst was on the broker (test_feed_race)."""
+    now = 100_000
+    monkeypatch.setattr(intake_module, "wall_ms", lambda: now)
+    queue = TaskQueue("settlements", 0)
+    queue.waiting_since = now - 2_000
+    consumer = FakeConsumer(position=42)
+    assert not _worker(2_000, consumer, KnownEnd(end=42, asked=now - 1_990)).caught_up(queue)
+    assert consumer.synchronous_looks == 0
 
 
 def test_an_answer_asked_before_the_wait_began_does_not_count(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -91,5 +104,19 @@ def test_a_wait_asks_for_the_end_offset_at_once_unless_a_fresh_answer_is_known()
     worker.ask_end(queue)
     assert ends.wanted == [("settlements", 0)]
     ends.known[("settlements", 0)] = (42, 100_010)  # an answer asked after the wait began
+    worker.ask_end(queue)
+    assert ends.wanted == [("settlements", 0)]
+
+
+def test_a_long_wait_asks_for_the_end_offset_only_near_its_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100_000]
+    monkeypatch.setattr(intake_module, "wall_ms", lambda: clock[0])
+    queue = TaskQueue("settlements", 0)
+    queue.waiting_since = 100_000
+    ends = Wanting(end=42, asked=99_900)
+    worker = _worker(2_000, FakeConsumer(position=42), ends)  # type: ignore[arg-type]
+    worker.ask_end(queue)
+    assert ends.wanted == []  # 2 s to go: an answer now would be stale when the wait ends
+    clock[0] = 100_000 + 2_000 - Positions.ASK_AHEAD_MS
     worker.ask_end(queue)
     assert ends.wanted == [("settlements", 0)]

@@ -388,6 +388,8 @@ def test_batch_sightings_in_place_and_collected() -> None:
                                 "gross_amount_minor": 2000, "fee_amount_minor": 0, "closed_at": T0 + HOUR}  # fmt: skip
     lines = [note("o1", "SETTLED", T0, batch="b1"), note("o2", "SETTLED", T0 + MIN, batch="b1")]
     res = run([*lines, {"source": "batch", "record": control}])
+    assert res.batch_records == []  # held until the watermark passes closed_at (event-time alignment)
+    res = run([*lines, {"source": "batch", "record": control}, tick(T0 + HOUR)])
     assert [(r["status"], r["received_count"]) for r in res.batch_records] == [("BALANCED", 2)]
     res = run([lines[0], {"source": "batch", "record": control}, tick(T0 + 3 * HOUR)])
     assert [r["status"] for r in res.batch_records] == ["INCOMPLETE"]
@@ -419,6 +421,7 @@ def test_snapshot_carries_the_batch_ledger() -> None:
     engine.on_settlement_batch(control)  # type: ignore[arg-type]
     restored = ReconciliationEngine.restore(json.loads(json.dumps(engine.snapshot())))
     restored.on_settlement_notice(note("o2", "SETTLED", T0 + MIN, batch="b1")["record"])
+    restored.advance(0, T0 + HOUR)  # the control record is held until the watermark passes its closed_at
     records, _ = restored.batches.take()
     assert [(r["status"], r["received_count"]) for r in records] == [("BALANCED", 2)]
 
@@ -432,6 +435,7 @@ def test_notices_waiting_for_their_control_record_survive_a_snapshot_and_expire_
     engine.on_settlement_notice(note("o1", "SETTLED", T0, batch="b1")["record"])
     restored = ReconciliationEngine.restore(json.loads(json.dumps(engine.snapshot())))
     restored.on_settlement_batch(control)  # type: ignore[arg-type]
+    restored.advance(0, T0 + HOUR)
     assert [r["status"] for r in restored.batches.take()[0]] == ["BALANCED"]
     rules = RuleConfig(state_retention_ms=2 * HOUR)
     lines = [note("o1", "SETTLED", T0, batch="b1"), tick(T0 + 3 * HOUR), {"source": "batch", "record": control}]
@@ -453,4 +457,5 @@ def test_several_waiting_notices_of_a_batch_survive_a_snapshot_in_arrival_order(
     [[batch_id, sightings]] = snapshot["batches"]["unsent"]
     assert batch_id == "b1" and [s[10] for s in sightings] == ["o2", "o1", "o3"]
     restored.on_settlement_batch(control)  # type: ignore[arg-type]
+    restored.advance(0, T0 + HOUR)
     assert [(r["status"], r["received_count"]) for r in restored.batches.take()[0]] == [("BALANCED", 3)]
