@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "posrecon.app.command",
     "posrecon.app.lookup",
     "posrecon.cases.command",
+    "posrecon.sink.command",
     "posrecon.demo",
 )
 
