@@ -23,7 +23,8 @@ demo: install
 ## the dev extra): prometheus + promtool (rule tests, the Prometheus E2E), prometheus-alertmanager + amtool
 ## (the Alertmanager E2E), iproute2 (`ip netns`: the namespace smoke test, run as root), openssl (TLS test
 ## certificates), chromium (the console's browser E2E, driven by playwright with executable_path; never
-## `playwright install`). Installs only what is missing: quick when all is there.
+## `playwright install`), postgresql (the ledger sink's tests start a server of their own from
+## /usr/lib/postgresql/*/bin, off PATH: probed there). Installs only what is missing: quick when all is there.
 TOOL_PACKAGES := promtool:prometheus prometheus:prometheus amtool:prometheus-alertmanager \
                  prometheus-alertmanager:prometheus-alertmanager ip:iproute2 openssl:openssl \
                  chromium:chromium
@@ -31,6 +32,7 @@ TOOL_PACKAGES := promtool:prometheus prometheus:prometheus amtool:prometheus-ale
 tools: install
 	@missing=""; for pair in $(TOOL_PACKAGES); do \
 	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	missing=$$(echo $$missing | tr ' ' '\n' | sort -u | xargs); \
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -38,7 +40,7 @@ tools: install
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else \
 	  echo "missing test tools; install the Debian packages: sudo apt-get install -y $$missing"; \
-	  echo "make test fails without them (deploy rules, Prometheus/Alertmanager E2E, namespace smoke test)"; \
+	  echo "make test fails without them (deploy rules, Prometheus/Alertmanager E2E, namespace smoke test, ledger sink)"; \
 	fi
 
 ## unit, property, integration (real broker) and deploy tests; the chaos suite runs with `make chaos` (not yet
@@ -61,8 +63,15 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 	$(PIP) install -q -e '.[dev,bench]'
 	@touch $@
 
-bench: $(VENV)/.installed-bench
-	$(PY) bench/run.py
+## and the Quix Streams peer (bench/quix_join.py), in a venv of its own: quixstreams pins an older confluent-kafka
+$(VENV)-quix/.installed:
+	$(PYTHON) -m venv $(VENV)-quix
+	$(VENV)-quix/bin/pip install -q --upgrade pip
+	$(VENV)-quix/bin/pip install -q quixstreams==3.28.1 'fastavro>=1.9,<2'
+	@touch $@
+
+bench: $(VENV)/.installed-bench $(VENV)-quix/.installed
+	$(PY) bench/run.py --quix-python $(VENV)-quix/bin/python
 
 lint: install
 	$(BIN)/ruff check streams tests bench

@@ -20,6 +20,8 @@ TARGETS = {
     "deadline_alert_ms": 2000,
     "state_bytes_per_open_order": 1024,
     "recovery_1m_s": 30,
+    "scaling_per_cpu_s_two_vs_one": 0.9,
+    "posrecon_vs_quix": 3.0,
 }
 
 
@@ -53,6 +55,16 @@ def figures(results: dict[str, Any]) -> dict[str, Any]:
         )
     if f["worker1_events_per_s"] and f["workers2_events_per_s"]:
         f["scaling_two_vs_one"] = round(f["workers2_events_per_s"] / f["worker1_events_per_s"], 3)
+    # scale-out per CPU-second: on 2 cores shared with the broker, wall-clock cannot show 2 workers' gain
+    f["worker1_events_per_cpu_s"] = get("worker_1", "events_per_cpu_s")
+    f["workers2_events_per_cpu_s"] = get("workers_2", "events_per_cpu_s")
+    if f["worker1_events_per_cpu_s"] and f["workers2_events_per_cpu_s"]:
+        f["scaling_per_cpu_s_two_vs_one"] = round(f["workers2_events_per_cpu_s"] / f["worker1_events_per_cpu_s"], 3)
+    f["quix_events_per_s"] = get("quix", "events_per_s")
+    f["quix_drained"] = get("quix", "drained")
+    f["quix_events_per_cpu_s"] = get("quix", "events_per_cpu_s")
+    if f["worker1_events_per_s"] and f["quix_events_per_s"]:
+        f["posrecon_vs_quix"] = round(f["worker1_events_per_s"] / f["quix_events_per_s"], 2)
     f["latency_stamp_ms"] = get("latency", "input_to_reconciled_stamp")
     f["latency_stamp_incl_warmup_ms"] = get("latency", "input_to_reconciled_stamp_incl_warmup")
     f["latency_visible_ms"] = get("latency", "input_to_reconciled_visible")
@@ -108,6 +120,7 @@ def print_table(results: dict[str, Any], latency_warmup_s: float) -> None:
         default=None,
     )
     faust = results["steps"].get("faust", {})
+    contract = results.get("parameters", {}).get("contract", "v1")
     rows = [
         ("load: input records into 24 partitions", num(f.get("load_records_per_s"), " rec/s"), "", ""),
         ("raw baseline passthrough, EOS (1 process)", num(f.get("baseline_events_per_s"), " ev/s"), "", ""),
@@ -153,6 +166,18 @@ def print_table(results: dict[str, Any], latency_warmup_s: float) -> None:
             num(f.get("scaling_two_vs_one"), "", 2),
             f">= {t['scaling_two_vs_one']}",
             verdict(f.get("scaling_two_vs_one"), lambda v: v >= t["scaling_two_vs_one"]),
+        ),
+        (
+            "  events per CPU-second (workers' /proc), 1 / 2 workers",
+            f"{num(f.get('worker1_events_per_cpu_s'))} / {num(f.get('workers2_events_per_cpu_s'))}",
+            "",
+            "",
+        ),
+        (
+            "2 workers / 1 worker, per CPU-second",
+            num(f.get("scaling_per_cpu_s_two_vs_one"), "", 2),
+            f">= {t['scaling_per_cpu_s_two_vs_one']}",
+            verdict(f.get("scaling_per_cpu_s_two_vs_one"), lambda v: v >= t["scaling_per_cpu_s_two_vs_one"]),
         ),
         (
             f"latency @50% (after {warm:g} s warm-up): input → reconciled p50/p99/max",
@@ -204,6 +229,18 @@ def print_table(results: dict[str, Any], latency_warmup_s: float) -> None:
             "",
             "",
         ),
+        (
+            "Quix Streams join, exactly-once (1 process)",
+            num(f.get("quix_events_per_s"), " ev/s") + ("" if f.get("quix_drained") is not False else " (partial)"),
+            "(peer)",
+            "",
+        ),
+        (
+            f"posrecon 1 worker / Quix ({contract} rules)",
+            num(f.get("posrecon_vs_quix"), "", 2),
+            f">= {t['posrecon_vs_quix']:g} (v2 rules)",
+            verdict(f.get("posrecon_vs_quix"), lambda v: v >= t["posrecon_vs_quix"]),
+        ),
     ]
     if "worker_1_flow_control" in results["steps"]:
         rows.insert(
@@ -225,11 +262,60 @@ def print_table(results: dict[str, Any], latency_warmup_s: float) -> None:
     print(f"{'figure':<46}{'value':>24}  {'target':<20}{'':<7}")
     for name, value, target, status in rows:
         print(f"{name:<46}{value:>24}  {target:<20}{status:<7}")
+    print_peers(results)
     for note in faust.get("exactly_once_notes", []) if faust.get("status") == "ok" else []:
         print(f"  faust: {note}")
     failed = [(k, v["status"]) for k, v in results["steps"].items() if v.get("status") != "ok"]
     for name, status in failed:
         print(f"  step {name}: {status[:300]}")
+
+
+#: the side-by-side rows: (label, step, what it does)
+PEERS = (
+    ("raw baseline passthrough", "passthrough", "decode → encode, no rules"),
+    ("posrecon, 1 worker", "worker_1", "every rule"),
+    ("posrecon, 2 workers", "workers_2", "every rule"),
+    ("Quix Streams 3.28.1 join", "quix", "minimal join, RocksDB state"),
+    ("faust-streaming passthrough", "faust", "no rules, data subset"),
+)
+
+
+def peer_rows(results: dict[str, Any]) -> list[tuple[str, str, int | None, float | None, float | None, int | None]]:
+    """(label, what, events/s, it ÷ raw baseline, posrecon 1 worker ÷ it, events per CPU-second) per peer."""
+    st = results["steps"]
+
+    def rate(step: str) -> int | None:
+        rec = st.get(step) or {}
+        value = rec.get("events_per_s") if rec.get("status") == "ok" else None
+        return value if isinstance(value, int | float) and value > 0 else None
+
+    raw, posrecon = rate("passthrough"), rate("worker_1")
+    rows = []
+    for label, step, what in PEERS:
+        value = rate(step)
+        per_cpu = (st.get(step) or {}).get("events_per_cpu_s") if value else None
+        rows.append(
+            (
+                label,
+                what,
+                value,
+                round(value / raw, 2) if value and raw else None,
+                round(posrecon / value, 2) if value and posrecon else None,
+                per_cpu,
+            )
+        )
+    return rows
+
+
+def print_peers(results: dict[str, Any]) -> None:
+    """posrecon, its peers and the raw baseline side by side: the same pre-loaded records (faust: a subset),
+    the same broker, the same run."""
+    print(f"\n{'side by side (same broker, same run)':<38}{'events/s':>10}{'÷ raw':>8}{'posrecon 1w ÷':>15}"
+          f"{'ev/CPU-s':>10}  does")  # fmt: skip
+    for label, what, value, vs_raw, ratio, per_cpu in peer_rows(results):
+        cells = [f"{value:,}" if value else "n/a", f"{vs_raw:.2f}" if vs_raw else "", f"{ratio:.2f}" if ratio else ""]
+        cpu = f"{per_cpu:,}" if per_cpu else ""
+        print(f"  {label:<36}{cells[0]:>10}{cells[1]:>8}{cells[2]:>15}{cpu:>10}  {what}")
 
 
 def versions() -> dict[str, Any]:

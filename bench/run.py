@@ -12,7 +12,9 @@ One run, every step bounded in time, every process stopped on exit (also on Ctrl
  4. two workers (fresh app id = fresh consumer group) over the same records;
  5. latency at 50% of (3)'s rate (steady live traffic, timestamps = now; 10 s of warm-up traffic on the
     freshly created topics, then 30 s measured; the whole run is reported too) and deadline → alert delay in
-    wall-clock mode; the faust option (``bench/faust_passthrough.py``: rate + exactly-once check);
+    wall-clock mode; the faust option (``bench/faust_passthrough.py``: rate + exactly-once check); the Quix
+    Streams peer (``bench/quix_join.py`` in ``.venv-quix``: the order join, exactly-once, its own state store)
+    over the same pre-loaded records;
  6. bytes of state per open order, and recovery time of a worker with 1M open orders in its changelog;
  7. a py-spy (else cProfile) profile of one worker: where the time goes.
 
@@ -20,7 +22,7 @@ Prints one table (figures next to their targets) and writes ``bench/results/benc
 Throughput = sustained events/s from the first committed transaction until the group has committed every
 input record (and its card sightings), sampled from the group's committed offsets every 0.5 s.
 
-``python bench/run.py [--orders 700000] [--quick] [--skip faust,profile] [--workdir DIR]``
+``python bench/run.py [--orders 700000] [--quick] [--skip faust,quix,profile] [--workdir DIR]``
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import report
 from harness import BENCH_DIR, REPO
 from machine import machine_info
 from session import PARTITIONS, Bench
-from steps import faust, live_traffic, profile, setup, throughput
+from steps import faust, live_traffic, profile, quix, setup, throughput
 
 
 def run_steps(b: Bench) -> None:
@@ -60,6 +62,12 @@ def run_steps(b: Bench) -> None:
     b.step("deadline", live_traffic.deadline_alert, 60)
     if b.ok("load"):
         b.step("faust", faust.faust, a.faust_s)
+        missing = quix.missing_reason(Path(a.quix_python))
+        if missing is not None and "quix" not in a.skip:
+            b.results["steps"]["quix"] = {"status": missing}
+            b.log(f"\n== quix: {missing}")
+        else:
+            b.step("quix", quix.quix, a.quix_s)
     b.step("state", live_traffic.state, 180)
     b.step("recovery", live_traffic.recovery, 300)
     if b.ok("load"):
@@ -145,11 +153,17 @@ def main() -> int:
     parser.add_argument("--recovery-orders", type=int, default=1_000_000)
     parser.add_argument("--faust-per-partition", type=int, default=3000, help="faust input: records per partition")
     parser.add_argument("--faust-s", type=float, default=200.0, help="time limit of the faust step")
+    parser.add_argument(
+        "--quix-python",
+        default=str(quix.DEFAULT_PYTHON),
+        help="the Python of the Quix Streams venv (default .venv-quix/bin/python; the step is skipped without it)",
+    )
+    parser.add_argument("--quix-s", type=float, default=300.0, help="time limit of the Quix Streams step")
     parser.add_argument("--profile-s", type=int, default=30)
     parser.add_argument(
         "--warmup-s", type=float, default=20.0, help="seconds of unmeasured passthrough before the raw baseline"
     )
-    parser.add_argument("--budget-s", type=float, default=1500.0, help="hard limit for the whole run")
+    parser.add_argument("--budget-s", type=float, default=1800.0, help="hard limit for the whole run")
     parser.add_argument("--skip", default="", help="comma-separated steps to skip (faust, profile, recovery, …)")
     parser.add_argument(
         "--quick",

@@ -7,6 +7,10 @@ Sources, later wins: built-in defaults < TOML file < ``POSRECON_*`` environment 
 * Kafka client settings live under ``[kafka]`` and are passed through to librdkafka unchanged;
   env ``POSRECON_KAFKA_BOOTSTRAP_SERVERS=…`` sets ``bootstrap.servers`` (``_`` becomes ``.``).
 * Topic names live under ``[topics]``; env ``POSRECON_TOPIC_RECONCILED=…``.
+* The wire format lives under ``[serde]`` (:class:`SerdeSettings`): ``format``, ``registry_url`` and a
+  ``[serde.registry]`` table passed through to confluent-kafka's ``SchemaRegistryClient`` (auth, TLS); env
+  ``POSRECON_SERDE_FORMAT``, ``POSRECON_SERDE_REGISTRY_URL``, ``POSRECON_SERDE_REGISTRY_BASIC_AUTH_USER_INFO=…``
+  (``_`` becomes ``.``).
 * :func:`default_bootstrap`: where the commands find Kafka when nothing else says (the env variable, else the
   dev broker recorded by ``posrecon broker up`` in :func:`local_broker_state_file`, else ``127.0.0.1:19092``).
 """
@@ -155,11 +159,42 @@ class Topics:
     exceptions: str = "pos.exceptions"  # exception cases, compacted, key alert_id
 
 
+SERDE_FORMATS = ("single-object", "confluent")
+
+
+@dataclass(frozen=True, slots=True)
+class SerdeSettings:
+    """How contract topics are encoded (posrecon.serde.wire). ``single-object``: Avro single-object encoding, no
+    registry (the default). ``confluent``: the Confluent Schema Registry wire format (``0x00`` + schema id),
+    output schemas registered under ``<topic>-value``. With ``registry_url`` set, readers accept both formats
+    whatever ``format`` says (the first step of a switch: docs/operations.md)."""
+
+    format: str = "single-object"
+    registry_url: str | None = None
+    #: passed through to SchemaRegistryClient (``basic.auth.user.info``, ``ssl.ca.location``, ``max.retries`` …), TOML
+    #: types kept (the client wants numbers as numbers); not in repr: it holds secrets
+    registry: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.format not in SERDE_FORMATS:
+            raise ValueError(f"serde.format must be one of {', '.join(SERDE_FORMATS)}, got {self.format!r}")
+        if self.format == "confluent" and not self.registry_url:
+            raise ValueError('serde.format = "confluent" needs serde.registry_url (the schema registry)')
+        if "url" in self.registry:
+            raise ValueError("set the registry address as serde.registry_url, not serde.registry.url")
+
+    @property
+    def client_config(self) -> dict[str, Any]:
+        """SchemaRegistryClient's configuration (``url`` and the pass-through keys)."""
+        return {**self.registry, "url": self.registry_url or ""}
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     rules: RuleConfig = field(default_factory=RuleConfig)
     topics: Topics = field(default_factory=Topics)
     kafka: Mapping[str, str] = field(default_factory=dict)
+    serde: SerdeSettings = field(default_factory=SerdeSettings)
 
 
 _RULE_KEYS = {f.name for f in dataclasses.fields(RuleConfig)}
@@ -181,7 +216,8 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     rules.update(doc.get("rules", {}))
     topics: dict[str, Any] = dict(doc.get("topics", {}))
     kafka: dict[str, str] = {k: str(v) for k, v in doc.get("kafka", {}).items()}
-    stray = sorted(set(doc) - _RULE_KEYS - {"rules", "topics", "kafka"})
+    serde = _serde_table(doc.get("serde", {}))
+    stray = sorted(set(doc) - _RULE_KEYS - {"rules", "topics", "kafka", "serde"})
     if stray:
         raise ValueError(f"unknown configuration key(s) in {path}: {', '.join(stray)}")
     for name, value in env.items():
@@ -194,10 +230,30 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
             kafka[key[len("kafka_") :].replace("_", ".")] = value
         elif key.startswith("topic_") and key[len("topic_") :] in _TOPIC_KEYS:
             topics[key[len("topic_") :]] = value
+        elif key in ("serde_format", "serde_registry_url"):
+            serde[key[len("serde_") :]] = value
+        elif key.startswith("serde_registry_"):
+            serde["registry"][key[len("serde_registry_") :].replace("_", ".")] = (
+                int(value) if value.isdigit() else value
+            )
     unknown_topics = sorted(set(topics) - _TOPIC_KEYS)
     if unknown_topics:
         raise ValueError(f"unknown topic key(s): {', '.join(unknown_topics)}")
-    return Settings(rules=RuleConfig.from_mapping(rules), topics=Topics(**topics), kafka=kafka)
+    return Settings(rules=RuleConfig.from_mapping(rules), topics=Topics(**topics), kafka=kafka,
+                    serde=SerdeSettings(**serde))  # fmt: skip
+
+
+def _serde_table(table: object) -> dict[str, Any]:
+    """The ``[serde]`` table's keys (``registry``: a copy, the environment adds to it)."""
+    if not isinstance(table, Mapping):
+        raise ValueError(f"serde must be a table, got {table!r}")
+    unknown = sorted(set(table) - {"format", "registry_url", "registry"})
+    if unknown:
+        raise ValueError(f"unknown serde key(s): {', '.join(unknown)} (allowed: format, registry_url, registry)")
+    registry = table.get("registry", {})
+    if not isinstance(registry, Mapping):
+        raise ValueError(f"serde.registry must be a table of SchemaRegistryClient settings, got {registry!r}")
+    return {**table, "registry": dict(registry)}
 
 
 # ------------------------------------------------------------------------------ where Kafka is by default

@@ -17,7 +17,7 @@ from posrecon.config import load_settings
 from posrecon.engine.batch_state import NO_WATERMARK
 from posrecon.engine.batches import BatchLedger
 from posrecon.kafka.partitioner import partition_for
-from posrecon.serde.codec import AvroCodec
+from posrecon.serde.wire import codec_for
 
 
 def batch_in_kafka(batch_id: str, bootstrap: str, app_id: str, config: str | None) -> dict[str, Any] | None:
@@ -38,9 +38,10 @@ def batch_in_kafka(batch_id: str, bootstrap: str, app_id: str, config: str | Non
         latest[msg.key()] = msg.value()
     rows = [unpack_row(value) for value in latest.values() if value is not None]
     reconciled = settings.topics.batch_reconciled
-    records = [AvroCodec("BatchReconciliation").decode(m.value())
+    record_codec, alert_codec = codec_for("BatchReconciliation", settings.serde), codec_for("Alert", settings.serde)
+    records = [record_codec.decode(m.value())
                for m in scan_partition(bootstrap, client, reconciled, partition, key)]  # fmt: skip
-    alerts = [AvroCodec("Alert").decode(m.value())
+    alerts = [alert_codec.decode(m.value())
               for m in scan_partition(bootstrap, client, settings.topics.alerts, partition, key)]  # fmt: skip
     if not rows and not records and not alerts:
         return None

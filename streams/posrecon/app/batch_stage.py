@@ -57,7 +57,8 @@ from posrecon.engine.pan import scrub_text
 from posrecon.engine.validation import check_settlement_batch
 from posrecon.kafka.partitioner import partition_for
 from posrecon.metrics import WorkerMetrics
-from posrecon.serde.codec import AvroCodec, DecodeError
+from posrecon.serde.codec import DecodeError
+from posrecon.serde.wire import codec_for
 
 if TYPE_CHECKING:
     from posrecon.app.intake import Intake
@@ -105,8 +106,8 @@ class BatchStage:
         #: after an assignment: turns left to read the owned batch partitions' sightings that were in flight (see
         #: :meth:`sync`); 0 once every owned partition of <app>-batch-sightings has been read to its end
         self.catching_up = 0
-        self.control_codec = AvroCodec("SettlementBatch")
-        self.record_codec = AvroCodec("BatchReconciliation")
+        self.control_codec = codec_for("SettlementBatch", settings.serde)
+        self.record_codec = codec_for("BatchReconciliation", settings.serde, self.topics.batch_reconciled)
 
     # --- set-up and rebalance -------------------------------------------------------------------------
 

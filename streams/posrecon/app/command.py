@@ -20,6 +20,7 @@ def _main(args: argparse.Namespace) -> int:
     from posrecon.config import default_bootstrap, load_settings
     from posrecon.kafka.topics import CoPartitioningError
     from posrecon.metrics import WorkerMetrics
+    from posrecon.serde.wire import SchemaRegistrationError
 
     setup_logging(args.log_level)
     settings = load_settings(args.config)
@@ -46,7 +47,13 @@ def _main(args: argparse.Namespace) -> int:
         queue_low_records=max(1, args.max_buffered_records // 5),
         static_membership=args.static_membership,
     )
-    worker = Worker(settings, options, metrics)
+    try:  # [serde] format = "confluent": the output schemas are registered here (serde/wire.py)
+        worker = Worker(settings, options, metrics)
+    except SchemaRegistrationError as exc:
+        log.error("schema registry refused an output schema", extra={"fields": {"subject": exc.subject,
+                                                                               "reason": exc.reason}})  # fmt: skip
+        print(f"posrecon run: {exc}")
+        return 2
     worker.install_signal_handlers()
     ops = None
     if args.ops_port is not None:

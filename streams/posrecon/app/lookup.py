@@ -88,7 +88,7 @@ def lookup_in_kafka(order_id: str, bootstrap: str, app_id: str, config: str | No
     from posrecon.app.state_store import decode_order
     from posrecon.config import load_settings
     from posrecon.kafka.partitioner import partition_for
-    from posrecon.serde.codec import AvroCodec
+    from posrecon.serde.wire import codec_for
 
     settings = load_settings(config)
     client = dict(settings.kafka)
@@ -98,9 +98,10 @@ def lookup_in_kafka(order_id: str, bootstrap: str, app_id: str, config: str | No
     partition = partition_for(order_id.encode(), partitions)
     key = order_id.encode()
     state = scan_partition(bootstrap, client, changelog, partition, key)
-    reconciled = [AvroCodec("ReconciledOrder").decode(m.value())
+    reconciled_codec, alert_codec = codec_for("ReconciledOrder", settings.serde), codec_for("Alert", settings.serde)
+    reconciled = [reconciled_codec.decode(m.value())
                   for m in scan_partition(bootstrap, client, settings.topics.reconciled, partition, key)]  # fmt: skip
-    alerts = [AvroCodec("Alert").decode(m.value())
+    alerts = [alert_codec.decode(m.value())
               for m in scan_partition(bootstrap, client, settings.topics.alerts, partition, key)]  # fmt: skip
     if not state and not reconciled and not alerts:
         return None

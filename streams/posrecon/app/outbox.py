@@ -30,7 +30,7 @@ from posrecon.engine.engine import ReconciliationEngine
 from posrecon.engine.model import Alert, AlertKind, ReconciledOrder
 from posrecon.kafka.partitioner import partition_for
 from posrecon.metrics import WorkerMetrics, observe_all
-from posrecon.serde.codec import AvroCodec
+from posrecon.serde.wire import codec_for
 
 #: (topic, value, key, partition or -1 for the partitioner, headers): Producer.produce's positional order
 Row = tuple[str, bytes | None, bytes | None, int, list[tuple[str, bytes]] | None]
@@ -55,8 +55,9 @@ class Outbox:
         self.metrics = metrics
         self.partitions = 0  # input partitions (set up with the Kafka clients)
         self.rows: list[Row] = []
-        self.reconciled_codec = AvroCodec("ReconciledOrder")
-        self.alert_codec = AvroCodec("Alert")
+        # [serde] format: with "confluent" these register their schemas under <topic>-value (serde/wire.py)
+        self.reconciled_codec = codec_for("ReconciledOrder", settings.serde, self.topics.reconciled)
+        self.alert_codec = codec_for("Alert", settings.serde, self.topics.alerts)
 
     def clear(self) -> None:
         self.rows.clear()

@@ -43,7 +43,8 @@ from posrecon.gcpolicy import long_lived_state
 from posrecon.kafka import clients
 from posrecon.kafka.topics import check_copartitioned
 from posrecon.metrics import WorkerMetrics
-from posrecon.serde.codec import AvroCodec, DecodeError
+from posrecon.serde.codec import DecodeError
+from posrecon.serde.wire import codec_for
 
 log = logging.getLogger("posrecon.worker")
 
@@ -123,8 +124,9 @@ class Worker(WorkerReadouts):
         internal = internal_topics(options.app_id)
         self.changelog, self.sightings_topic, self.card_changelog = internal
         self.client_config = clients.shared_config(settings.kafka, options.client_config, options.bootstrap)
-        self.terminal_codec = AvroCodec("TerminalEvent")
-        self.settlement_codec = AvroCodec("SettlementNotice")
+        # inputs: single-object or Confluent-framed, whatever [serde] says the outputs are (serde/wire.py)
+        self.terminal_codec = codec_for("TerminalEvent", settings.serde)
+        self.settlement_codec = codec_for("SettlementNotice", settings.serde)
         self.partitions = 0
         self.engine = self._new_engine()
         self.cards: dict[int, CardIndex] = {}  # the card partitions owned (shared with outbox and intake)
@@ -174,7 +176,8 @@ class Worker(WorkerReadouts):
         log.info(
             "worker started",
             extra={"fields": {"app_id": options.app_id, "worker_id": options.worker_id,
-                              "partitions": self.partitions, "bootstrap": options.bootstrap}},
+                              "partitions": self.partitions, "bootstrap": options.bootstrap,
+                              "wire_format": self.settings.serde.format}},
         )  # fmt: skip
 
     def install_signal_handlers(self) -> None:

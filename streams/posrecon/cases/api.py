@@ -46,7 +46,7 @@ from posrecon.cases.views import (
     parse_action,
     queue_view,
 )
-from posrecon.serde.codec import AvroCodec
+from posrecon.serde.wire import codec_for
 
 CONSOLE = "/console"
 STATIC_DIR = Path(__file__).resolve().parent.parent / "console" / "static"
@@ -69,7 +69,7 @@ class CaseApi(ApiServer):
         self.auth = auth or Authenticator(None)  # none given: closed, never open
         self.worker_url = worker_url.rstrip("/") if worker_url else None
         self.console = console
-        self.action_codec = AvroCodec("ExceptionAction")
+        self.action_codec = codec_for("ExceptionAction", stage.settings.serde, stage.topics.exception_actions)
         self._producer: Producer | None = None
         self._producer_lock = threading.Lock()
         api = self

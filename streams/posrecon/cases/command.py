@@ -23,6 +23,7 @@ def _main(args: argparse.Namespace) -> int:
     from posrecon.cases.stage import CaseOptions, CaseStage
     from posrecon.config import default_bootstrap, load_settings
     from posrecon.kafka.topics import TopicError
+    from posrecon.serde.wire import SchemaRegistrationError
 
     setup_logging(args.log_level)
     settings = load_settings(args.config)
@@ -34,14 +35,18 @@ def _main(args: argparse.Namespace) -> int:
         return 2
     options = CaseOptions(bootstrap=bootstrap, app_id=args.app_id, stage_id=args.stage_id,
                           internal_replication=args.internal_replication)  # fmt: skip
-    stage = CaseStage(settings, options)
+    try:  # [serde] format = "confluent": the output schemas are registered here (serde/wire.py)
+        stage = CaseStage(settings, options)
+        api = CaseApi(stage, args.listen, args.ops_port, authenticator, tls, args.worker_url, args.console)
+    except SchemaRegistrationError as exc:
+        print(f"posrecon {args.command}: {exc}")
+        return 2
 
     def _stop(_signum: int, _frame: object) -> None:
         stage.stopping = True
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    api = CaseApi(stage, args.listen, args.ops_port, authenticator, tls, args.worker_url, args.console)
     api.start()
     scheme = "https" if tls else "http"
     url = f"{scheme}://{args.listen}:{api.port}" + ("/console/" if args.console else "/cases")

@@ -42,7 +42,8 @@ from posrecon.engine.model import InvalidReason
 from posrecon.kafka import clients
 from posrecon.kafka.topics import CoPartitioningError, _partition_counts
 from posrecon.metrics import WorkerMetrics
-from posrecon.serde.codec import AvroCodec, DecodeError
+from posrecon.serde.codec import DecodeError
+from posrecon.serde.wire import codec_for
 
 log = logging.getLogger("posrecon.cases")
 
@@ -78,9 +79,9 @@ class CaseStage:
         self.metrics = metrics or WorkerMetrics()
         self.changelog = changelog_topic(options.app_id)
         self.client_config = clients.shared_config(settings.kafka, options.client_config, options.bootstrap)
-        self.alert_codec = AvroCodec("Alert")
-        self.action_codec = AvroCodec("ExceptionAction")
-        self.case_codec = AvroCodec("ExceptionCase")
+        self.alert_codec = codec_for("Alert", settings.serde)
+        self.action_codec = codec_for("ExceptionAction", settings.serde)
+        self.case_codec = codec_for("ExceptionCase", settings.serde, self.topics.exceptions)
         self.partitions = 0
         #: the books of the assigned partitions; the ops API's threads read them under :attr:`lock`
         self.books: dict[int, CaseBook] = {}

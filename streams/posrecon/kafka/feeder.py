@@ -17,12 +17,14 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from posrecon.config import Topics
-from posrecon.serde.codec import AvroCodec, DecodeError
+from posrecon.config import SerdeSettings, Topics
+from posrecon.serde.codec import DecodeError
+from posrecon.serde.wire import codec_for
 
 
 class Feeder:
-    def __init__(self, bootstrap: str, topics: Topics, client_config: Mapping[str, str] | None = None) -> None:
+    def __init__(self, bootstrap: str, topics: Topics, client_config: Mapping[str, str] | None = None,
+                 serde: SerdeSettings | None = None) -> None:  # fmt: skip
         self.topics = topics
         self.producer = Producer(
             {
@@ -34,8 +36,11 @@ class Feeder:
                 "queue.buffering.max.messages": 1_000_000,
             }
         )
-        self.codecs = {"terminal": AvroCodec("TerminalEvent"), "settlement": AvroCodec("SettlementNotice"),
-                       "batch": AvroCodec("SettlementBatch")}  # fmt: skip
+        # serde: as the deployment's (with "confluent", registered under <topic>-value as any producer would)
+        serde = serde or SerdeSettings()
+        self.codecs = {"terminal": codec_for("TerminalEvent", serde, topics.terminal),
+                       "settlement": codec_for("SettlementNotice", serde, topics.settlement),
+                       "batch": codec_for("SettlementBatch", serde, topics.batches)}  # fmt: skip
         self.sent = 0
         self.errors: list[str] = []
         self.last_ts: int | None = None

@@ -9,8 +9,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from posrecon.config import Topics
-from posrecon.serde.codec import AvroCodec
+from posrecon.config import SerdeSettings, Topics
+from posrecon.serde.wire import codec_for
 
 
 @dataclass
@@ -85,9 +85,15 @@ def read_topic(
 
 
 def read_outputs(
-    bootstrap: str, topics: Topics, client_config: Mapping[str, str] | None = None, timeout_s: float = 60.0
+    bootstrap: str,
+    topics: Topics,
+    client_config: Mapping[str, str] | None = None,
+    timeout_s: float = 60.0,
+    serde: SerdeSettings | None = None,
 ) -> Outputs:
-    reconciled_codec, alert_codec = AvroCodec("ReconciledOrder"), AvroCodec("Alert")
+    """The output topics, decoded (``serde``: the deployment's wire settings; with a registry, both formats)."""
+    serde = serde or SerdeSettings()
+    reconciled_codec, alert_codec = codec_for("ReconciledOrder", serde), codec_for("Alert", serde)
     result = Outputs()
     for msg in read_topic(bootstrap, topics.reconciled, client_config, timeout_s):
         result.reconciled.append(
@@ -106,7 +112,7 @@ def read_outputs(
     for msg in read_topic(bootstrap, topics.deadletter, client_config, timeout_s):
         headers = {k: (v or b"").decode("utf-8", "replace") for k, v in (msg.headers() or [])}
         result.deadletters.append(DeadLetterRecord(msg.key(), msg.value(), headers, msg.partition(), msg.offset()))
-    batch_codec = AvroCodec("BatchReconciliation")
+    batch_codec = codec_for("BatchReconciliation", serde)
     for msg in read_topic(bootstrap, topics.batch_reconciled, client_config, timeout_s):
         result.batch_reconciled.append(
             OutputRecord(msg.key(), batch_codec.decode(msg.value()), msg.partition(), msg.offset(), msg.timestamp()[1])

@@ -3,7 +3,8 @@
 Wire format on every topic: **Avro single-object encoding** (Avro spec): ``C3 01``, the 8-byte
 little-endian CRC-64-AVRO fingerprint of the writer schema, then the Avro binary body. It needs no
 schema registry, a consumer can tell which schema wrote a record, and readers resolve any known version
-(``schemas/history``) to the schema they were built with.
+(``schemas/history``) to the schema they were built with. The Confluent Schema Registry format (``0x00`` + schema
+id) is the other option per deployment: posrecon.serde.confluent and posrecon.serde.wire.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ class AvroCodec:
         self.name = name
         self.schema = wire_schema(name)
         self.shape = RecordShape(load_schema_json(name))
-        self.header = MAGIC + schema_fingerprint(name)[::-1]  # spec: fingerprint little-endian
+        #: what :meth:`encode` writes before the body (ConfluentCodec: 0x00 + schema id); ``prefix``: the
+        #: single-object header of the current schema, :meth:`decode`'s fast path
+        self.header = self.prefix = MAGIC + schema_fingerprint(name)[::-1]  # spec: fingerprint little-endian
         self._writers: dict[bytes, Any] = {self.header[2:]: None}
         for version in versions_of(name):
             fp = schema_fingerprint(name, version)[::-1]
@@ -62,7 +65,7 @@ class AvroCodec:
         return buf.getvalue()
 
     def decode(self, data: bytes | None) -> dict[str, Any]:
-        if self._decode is not None and data is not None and data.startswith(self.header):
+        if self._decode is not None and data is not None and data.startswith(self.prefix):
             try:
                 record, end = self._decode(data, HEADER_LEN)
             except Exception as exc:  # IndexError (truncated), UnicodeDecodeError, ValueError
@@ -77,6 +80,10 @@ class AvroCodec:
     def decode_reference(self, data: bytes | None) -> dict[str, Any]:
         """:meth:`decode` with fastavro only (the reference the compiled decoder is tested against)."""
         if data is None or len(data) < HEADER_LEN or data[:2] != MAGIC:
+            if data is not None and len(data) >= 5 and data[0] == 0:
+                schema_id = int.from_bytes(data[1:5], "big")
+                raise DecodeError(f"Confluent-framed {self.name} (schema id {schema_id}) but no schema registry is "
+                                  "configured ([serde] registry_url)")  # fmt: skip
             raise DecodeError(f"not an Avro single-object encoded {self.name}")
         fp = data[2:HEADER_LEN]
         if fp not in self._writers:
