@@ -23,8 +23,13 @@ from posrecon.serde.wire import codec_for
 
 
 class Feeder:
-    def __init__(self, bootstrap: str, topics: Topics, client_config: Mapping[str, str] | None = None,
-                 serde: SerdeSettings | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Topics,
+        client_config: Mapping[str, str] | None = None,
+        serde: SerdeSettings | None = None,
+    ) -> None:
         self.topics = topics
         self.producer = Producer(
             {

@@ -22,7 +22,7 @@ def produce_file(
     server = bootstrap or settings.kafka.get("bootstrap.servers") or default_bootstrap()
     with open(path, encoding="utf-8") as fh:
         lines = fh.read().splitlines()
-    feeder = Feeder(server, settings.topics, settings.kafka)
+    feeder = Feeder(server, settings.topics, settings.kafka, serde=settings.serde)
     show = sys.stderr.isatty() if progress is None else progress
     started = time.perf_counter()
     with tqdm(total=len(lines), unit="rec", desc="produce", disable=not show, file=sys.stderr) as bar:
