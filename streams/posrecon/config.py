@@ -38,9 +38,17 @@ LOCAL_BROKER_STATE_FILE_NAME = "broker-state.json"
 
 #: the keys a ``[merchants."<merchant_id>"]`` table may set (the contract's list); the rest are global
 MERCHANT_KEYS = (
-    "settlement_sla_ms", "orphan_grace_ms", "order_ttl_ms", "duplicate_charge_window_ms", "amount_tolerance_minor",
-    "amount_tolerance_bps", "max_amount_minor", "fee_rate_bps", "fee_fixed_minor", "fee_tolerance_minor",
-)  # fmt: skip
+    "settlement_sla_ms",
+    "orphan_grace_ms",
+    "order_ttl_ms",
+    "duplicate_charge_window_ms",
+    "amount_tolerance_minor",
+    "amount_tolerance_bps",
+    "max_amount_minor",
+    "fee_rate_bps",
+    "fee_fixed_minor",
+    "fee_tolerance_minor",
+)
 #: pricing keys whose None means "merchant pricing not configured" (see posrecon.engine.pricing)
 _OPTIONAL_KEYS = frozenset({"fee_rate_bps", "fee_fixed_minor"})
 
@@ -239,8 +247,9 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     unknown_topics = sorted(set(topics) - _TOPIC_KEYS)
     if unknown_topics:
         raise ValueError(f"unknown topic key(s): {', '.join(unknown_topics)}")
-    return Settings(rules=RuleConfig.from_mapping(rules), topics=Topics(**topics), kafka=kafka,
-                    serde=SerdeSettings(**serde))  # fmt: skip
+    return Settings(
+        rules=RuleConfig.from_mapping(rules), topics=Topics(**topics), kafka=kafka, serde=SerdeSettings(**serde)
+    )
 
 
 def _serde_table(table: object) -> dict[str, Any]:

@@ -78,10 +78,24 @@ def _main(args: argparse.Namespace) -> int:
         sim_dir = work / "sim"
         print(f"[3/6] simulating {args.orders} orders with the full fault mix …", flush=True)
         subprocess.run(
-            [sys.executable, "-m", "posrecon.cli", "simulate", "--orders", str(args.orders), "--out", str(sim_dir),
-             "--seed", str(args.seed), "--partitions", str(PARTITIONS), "--quiet"],
-            check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "posrecon.cli",
+                "simulate",
+                "--orders",
+                str(args.orders),
+                "--out",
+                str(sim_dir),
+                "--seed",
+                str(args.seed),
+                "--partitions",
+                str(PARTITIONS),
+                "--quiet",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         config = sim_dir / CONFIG_FILE  # merchant pricing and every rule the truth assumes
         metrics_port = _free_port()
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
@@ -89,11 +103,27 @@ def _main(args: argparse.Namespace) -> int:
         print(f"[4/6] starting the worker (metrics at {metrics_url}, log {log_path})", flush=True)
         with open(log_path, "ab") as log:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "posrecon.cli", "run", "--bootstrap", bootstrap, "--app-id", "posrecon",
-                 "--worker-id", "demo-0", "--metrics-port", str(metrics_port), "--idle-advance-after-ms", "3000",
-                 "--config", str(config)],
-                stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "posrecon.cli",
+                    "run",
+                    "--bootstrap",
+                    bootstrap,
+                    "--app-id",
+                    "posrecon",
+                    "--worker-id",
+                    "demo-0",
+                    "--metrics-port",
+                    str(metrics_port),
+                    "--idle-advance-after-ms",
+                    "3000",
+                    "--config",
+                    str(config),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         print(f"[5/6] producing the traffic{f' at {args.rate:,.0f} records/s' if args.rate else ''} …", flush=True)
         started = time.monotonic()
         sent = produce_file(sim_dir / "input.jsonl", bootstrap, None, args.rate, sys.stderr.isatty())
@@ -111,8 +141,11 @@ def _main(args: argparse.Namespace) -> int:
             time.sleep(1)
         time.sleep(6)  # metrics are refreshed every 5 s; let the last deadline transaction land
         wait_drained(bootstrap, "posrecon", inputs, internal, 120)
-        print(f"[6/6] reading {topics.reconciled} / {topics.alerts} / {topics.deadletter} / {topics.batch_reconciled}"
-              " (read_committed) and scoring …", flush=True)  # fmt: skip
+        print(
+            f"[6/6] reading {topics.reconciled} / {topics.alerts} / {topics.deadletter} / {topics.batch_reconciled}"
+            " (read_committed) and scoring …",
+            flush=True,
+        )
         out = read_outputs(bootstrap, topics)
         truth = read_truth(sim_dir / "truth.json")
         result = evaluate(
@@ -162,8 +195,10 @@ def _print_summary(out: object, result: object, sent: int, seconds: float, metri
     print(f"reconciled records: {len(out.reconciled)} for {len(final)} orders")
     for outcome, count in sorted(outcomes.items()):
         print(f"  {outcome:<22}{count:>8}")
-    print(f"alerts: {len(out.alerts)}   batch records: {len(out.batch_reconciled)} for {len(batches)} batches   "
-          f"dead letters: {len(out.deadletters)}")  # fmt: skip
+    print(
+        f"alerts: {len(out.alerts)}   batch records: {len(out.batch_reconciled)} for {len(batches)} batches   "
+        f"dead letters: {len(out.deadletters)}"
+    )
     print("\n=== scored against the simulation's truth (precision/recall per alert kind × status, batches) ===")
     print(render(result))
     print(f"metrics were served at {metrics_url} (the worker has stopped now)")

@@ -20,8 +20,14 @@ FEE_VARIANCE_BUCKETS = (0, 1, 2, 5, 10, 50, 100, 500, 1_000, 10_000, 100_000)
 REFUND_RATIO_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.999, 1.0, 1.1, 2.0)
 #: minor units a batch is off by (|expected_gross - received_gross|): one small notice to a lost file
 BATCH_UNBALANCED_BUCKETS = (0, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000)
-PENDING_AGE_BUCKETS = (("lt_1h", 3600), ("1h_6h", 6 * 3600), ("6h_12h", 12 * 3600), ("12h_19h", 19 * 3600),
-                       ("19h_24h", 24 * 3600), ("ge_24h", None))  # fmt: skip
+PENDING_AGE_BUCKETS = (
+    ("lt_1h", 3600),
+    ("1h_6h", 6 * 3600),
+    ("6h_12h", 12 * 3600),
+    ("12h_19h", 19 * 3600),
+    ("19h_24h", 24 * 3600),
+    ("ge_24h", None),
+)
 
 
 def observe_all(histogram: Histogram, amounts: Iterable[float]) -> None:
@@ -54,39 +60,48 @@ class WorkerMetrics:
         # v2 added ``status`` (OPEN / RESOLVED) to the v1 series: a selector or ``sum by (kind, severity)`` of v1
         # still matches (a RESOLVED record is always severity INFO, so a kind's CRITICAL count is its OPEN count)
         self.alerts = Counter(
-            "posrecon_alerts", "Alert records emitted (OPEN, and RESOLVED ones that close an earlier alert)",
-            ["kind", "severity", "status"], registry=r,
-        )  # fmt: skip
+            "posrecon_alerts",
+            "Alert records emitted (OPEN, and RESOLVED ones that close an earlier alert)",
+            ["kind", "severity", "status"],
+            registry=r,
+        )
         self.time_to_resolve = Histogram(
             "posrecon_alert_time_to_resolve_seconds",
             "Event time from an OPEN alert to the record that resolved it (RESOLVED record event_time - alert's)",
-            ["kind"], buckets=RESOLVE_BUCKETS, registry=r,
-        )  # fmt: skip
+            ["kind"],
+            buckets=RESOLVE_BUCKETS,
+            registry=r,
+        )
         self.fee_variance = Histogram(
             "posrecon_fee_variance_minor",
             "|fee_minor - the merchant's price| of matched orders of merchants with pricing configured (minor units)",
-            buckets=FEE_VARIANCE_BUCKETS, registry=r,
-        )  # fmt: skip
+            buckets=FEE_VARIANCE_BUCKETS,
+            registry=r,
+        )
         self.matched_settled = Counter(
-            "posrecon_matched_settled_minor", "settled_amount_minor of orders decided MATCHED / MATCHED_LATE",
-            ["currency"], registry=r,
-        )  # fmt: skip
+            "posrecon_matched_settled_minor",
+            "settled_amount_minor of orders decided MATCHED / MATCHED_LATE",
+            ["currency"],
+            registry=r,
+        )
         self.matched_fees = Counter(
             "posrecon_matched_fee_minor", "fee_minor of orders decided MATCHED / MATCHED_LATE", ["currency"], registry=r
         )
         self.refund_ratio = Histogram(
             "posrecon_refund_ratio",
             "reversed_amount_minor / settled_amount_minor of each refund decision (PARTIALLY_REVERSED, REVERSED)",
-            buckets=REFUND_RATIO_BUCKETS, registry=r,
-        )  # fmt: skip
+            buckets=REFUND_RATIO_BUCKETS,
+            registry=r,
+        )
         self.batches = Counter(
             "posrecon_batch_reconciled", "Settlement batch decisions emitted (revisions)", ["status"], registry=r
         )
         self.batch_unbalanced = Histogram(
             "posrecon_batch_unbalanced_minor",
             "|expected_gross_minor - received_gross_minor| of batch decisions INCOMPLETE / MISMATCH",
-            buckets=BATCH_UNBALANCED_BUCKETS, registry=r,
-        )  # fmt: skip
+            buckets=BATCH_UNBALANCED_BUCKETS,
+            registry=r,
+        )
         self.deadletters = Counter("posrecon_deadletters", "Dead letters emitted", ["reason"], registry=r)
         self.open_orders = Gauge("posrecon_open_orders", "Orders held in state", registry=r)
         self.pending_settlements = Gauge(
@@ -96,17 +111,23 @@ class WorkerMetrics:
             registry=r,
         )
         self.settlement_lag = Histogram(
-            "posrecon_settlement_lag_seconds", "settled_at - approved_at of reconciled orders",
-            buckets=SETTLEMENT_LAG_BUCKETS, registry=r,
-        )  # fmt: skip
+            "posrecon_settlement_lag_seconds",
+            "settled_at - approved_at of reconciled orders",
+            buckets=SETTLEMENT_LAG_BUCKETS,
+            registry=r,
+        )
         self.authorization_latency = Histogram(
-            "posrecon_authorization_latency_seconds", "ORDER_CREATED to authorisation result (event time)",
-            buckets=AUTH_BUCKETS, registry=r,
-        )  # fmt: skip
+            "posrecon_authorization_latency_seconds",
+            "ORDER_CREATED to authorisation result (event time)",
+            buckets=AUTH_BUCKETS,
+            registry=r,
+        )
         self.processing_latency = Histogram(
-            "posrecon_processing_latency_seconds", "Input record timestamp to output committed (wall clock)",
-            buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+            "posrecon_processing_latency_seconds",
+            "Input record timestamp to output committed (wall clock)",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.watermark_lag = Gauge(
             "posrecon_watermark_lag_seconds", "Wall clock minus partition watermark", ["partition"], registry=r
         )
@@ -115,13 +136,17 @@ class WorkerMetrics:
         )
         self.transactions = Counter("posrecon_transactions", "Kafka transactions", ["result"], registry=r)
         self.batch_records = Histogram(
-            "posrecon_batch_records", "Input records per transaction",
-            buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000), registry=r,
-        )  # fmt: skip
+            "posrecon_batch_records",
+            "Input records per transaction",
+            buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000),
+            registry=r,
+        )
         self.commit_seconds = Histogram(
-            "posrecon_transaction_commit_seconds", "send_offsets_to_transaction + commit_transaction, per transaction",
-            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r,
-        )  # fmt: skip
+            "posrecon_transaction_commit_seconds",
+            "send_offsets_to_transaction + commit_transaction, per transaction",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
         self.restore_seconds = Gauge("posrecon_restore_seconds", "Duration of the last state restore", registry=r)
         self.assigned_partitions = Gauge("posrecon_assigned_partitions", "Input partitions owned", registry=r)
         self.up = Gauge("posrecon_worker_up", "1 while the worker loop runs", registry=r)

@@ -249,7 +249,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--config", metavar="FILE.toml", help="rule parameters (TOML, contract key names)")
     parser.add_argument("--until", type=int, metavar="EPOCH_MS", help="advance the watermark to this time at the end")
     parser.add_argument(
-        "--partitions", type=int, default=1, metavar="N",
+        "--partitions",
+        type=int,
+        default=1,
+        metavar="N",
         help="assign orders to N partitions (Kafka murmur2) with one watermark each (default 1: one global watermark)",
-    )  # fmt: skip
+    )
     parser.set_defaults(func=_main)

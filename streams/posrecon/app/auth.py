@@ -147,8 +147,9 @@ class Authenticator:
         if path.split("?", 1)[0] in self.open_paths:
             return None
         if self.tokens is None:
-            return Refusal(401, "the ops API has no tokens configured (--tokens-file): only /healthz, /readyz, "
-                                "/metrics are served")  # fmt: skip
+            return Refusal(
+                401, "the ops API has no tokens configured (--tokens-file): only /healthz, /readyz, /metrics are served"
+            )
         principal = self.identify(authorization)
         if principal is None:
             return Refusal(401, "missing or invalid bearer token")
@@ -200,10 +201,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="bearer tokens of the ops API, lines 'role name token|sha256:HEX' (env POSRECON_TOKENS_FILE); "
         "without it only /healthz, /readyz, /metrics answer (docs/operations.md)",
     )
-    parser.add_argument("--tls-cert", default=os.environ.get("POSRECON_TLS_CERT"),
-                        help="PEM certificate: serve the ops API over HTTPS (env POSRECON_TLS_CERT)")  # fmt: skip
-    parser.add_argument("--tls-key", default=os.environ.get("POSRECON_TLS_KEY"),
-                        help="PEM private key of --tls-cert (env POSRECON_TLS_KEY)")  # fmt: skip
+    parser.add_argument(
+        "--tls-cert",
+        default=os.environ.get("POSRECON_TLS_CERT"),
+        help="PEM certificate: serve the ops API over HTTPS (env POSRECON_TLS_CERT)",
+    )
+    parser.add_argument(
+        "--tls-key",
+        default=os.environ.get("POSRECON_TLS_KEY"),
+        help="PEM private key of --tls-cert (env POSRECON_TLS_KEY)",
+    )
 
 
 def from_arguments(args: argparse.Namespace) -> tuple[Authenticator, ssl.SSLContext | None]:
@@ -216,6 +223,8 @@ def from_arguments(args: argparse.Namespace) -> tuple[Authenticator, ssl.SSLCont
         roles = sorted({p.role.name.lower() for p in tokens.values()})
         log.info("ops API tokens loaded", extra={"fields": {"tokens": len(tokens), "roles": roles}})
         return Authenticator(tokens), tls
-    log.warning("ops API without tokens: every route but /healthz, /readyz, /metrics answers 401 "
-                "(set --tokens-file / POSRECON_TOKENS_FILE)")  # fmt: skip
+    log.warning(
+        "ops API without tokens: every route but /healthz, /readyz, /metrics answers 401 "
+        "(set --tokens-file / POSRECON_TOKENS_FILE)"
+    )
     return Authenticator(None), tls

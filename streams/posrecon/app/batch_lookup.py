@@ -39,10 +39,10 @@ def batch_in_kafka(batch_id: str, bootstrap: str, app_id: str, config: str | Non
     rows = [unpack_row(value) for value in latest.values() if value is not None]
     reconciled = settings.topics.batch_reconciled
     record_codec, alert_codec = codec_for("BatchReconciliation", settings.serde), codec_for("Alert", settings.serde)
-    records = [record_codec.decode(m.value())
-               for m in scan_partition(bootstrap, client, reconciled, partition, key)]  # fmt: skip
-    alerts = [alert_codec.decode(m.value())
-              for m in scan_partition(bootstrap, client, settings.topics.alerts, partition, key)]  # fmt: skip
+    records = [record_codec.decode(m.value()) for m in scan_partition(bootstrap, client, reconciled, partition, key)]
+    alerts = [
+        alert_codec.decode(m.value()) for m in scan_partition(bootstrap, client, settings.topics.alerts, partition, key)
+    ]
     if not rows and not records and not alerts:
         return None
     ledger = BatchLedger(settings.rules)
@@ -59,22 +59,28 @@ def render_batch(view: dict[str, Any]) -> str:
     lines = [f"batch {view['batch_id']}  (partition {view.get('partition')}, from {view.get('source')})"]
     control = view.get("control")
     if control:
-        lines.append(f"  control: {control['notice_count']} notices, gross {control['gross_amount_minor']}, "
-                     f"fee {control['fee_amount_minor']} {control['currency']}  closed_at {control['closed_at']}  "
-                     f"merchant {control['merchant_id']}")  # fmt: skip
+        lines.append(
+            f"  control: {control['notice_count']} notices, gross {control['gross_amount_minor']}, "
+            f"fee {control['fee_amount_minor']} {control['currency']}  closed_at {control['closed_at']}  "
+            f"merchant {control['merchant_id']}"
+        )
     else:
         lines.append("  control: none received")
     if "received_count" in view:
-        lines.append(f"  received: {view['received_count']} notices, gross {view['received_gross_minor']}, "
-                     f"fee {view['received_fee_minor']}   status {view['status']}  "
-                     f"revision {view['revision']}")  # fmt: skip
+        lines.append(
+            f"  received: {view['received_count']} notices, gross {view['received_gross_minor']}, "
+            f"fee {view['received_fee_minor']}   status {view['status']}  "
+            f"revision {view['revision']}"
+        )
     revisions = view.get("records") or view.get("revisions") or []
     if revisions:
         lines.append("  revisions:")
         for r in revisions:
-            lines.append(f"    revision {r['revision']}: {r['status']}  count {r['received_count']}/"
-                         f"{r['expected_count']}  gross {r['received_gross_minor']}/{r['expected_gross_minor']}  "
-                         f"fee {r['received_fee_minor']}/{r['expected_fee_minor']} {r['currency']}")  # fmt: skip
+            lines.append(
+                f"    revision {r['revision']}: {r['status']}  count {r['received_count']}/"
+                f"{r['expected_count']}  gross {r['received_gross_minor']}/{r['expected_gross_minor']}  "
+                f"fee {r['received_fee_minor']}/{r['expected_fee_minor']} {r['currency']}"
+            )
     for a in view.get("alerts") or []:
         lines.append(f"  alert {a['event_time']}  {a['kind']:<17} {a['status']:<8} {a['reason']}")
     if view.get("open_alerts") and not view.get("alerts"):
@@ -83,6 +89,8 @@ def render_batch(view: dict[str, Any]) -> str:
     if notices:
         lines.append(f"  notices ({len(notices)}; revision > 1: counted after the first decision):")
         for n in notices:
-            lines.append(f"    {n['settled_at']}  {n['notice_id']}  order {n['order_id']}  {n['status']:<8} "
-                         f"{n['amount_minor']} fee {n['fee_minor']}  revision {n['revision']}")  # fmt: skip
+            lines.append(
+                f"    {n['settled_at']}  {n['notice_id']}  order {n['order_id']}  {n['status']:<8} "
+                f"{n['amount_minor']} fee {n['fee_minor']}  revision {n['revision']}"
+            )
     return "\n".join(lines)

@@ -49,7 +49,7 @@ from posrecon.app.internal_topics import COMPACTED, create_topics_if_missing
 from posrecon.app.outbox import Outbox
 from posrecon.app.state_store import WATERMARK_KEY, pack_row, read_changelog, unpack_row
 from posrecon.app.telemetry import count_batch_decisions
-from posrecon.config import Settings
+from posrecon.config import Settings, Topics
 from posrecon.engine.batch_state import NO_WATERMARK, BatchSighting, RowKey
 from posrecon.engine.batches import BatchLedger
 from posrecon.engine.engine import ReconciliationEngine
@@ -117,13 +117,16 @@ class BatchStage:
         only notices."""
         self.partitions = partitions
         create_topics_if_missing(
-            admin, {self.sightings_topic: {"retention.ms": str(7 * 24 * 3600 * 1000)}, self.changelog: COMPACTED},
-            partitions, replication,
-        )  # fmt: skip
+            admin,
+            {self.sightings_topic: {"retention.ms": str(7 * 24 * 3600 * 1000)}, self.changelog: COMPACTED},
+            partitions,
+            replication,
+        )
         topic = admin.list_topics(timeout=10).topics.get(self.topics.batches)
         if topic is None or topic.error is not None:
-            log.warning("no control records topic: batches are not decided",
-                        extra={"fields": {"topic": self.topics.batches}})  # fmt: skip
+            log.warning(
+                "no control records topic: batches are not decided", extra={"fields": {"topic": self.topics.batches}}
+            )
             return [self.sightings_topic]
         if len(topic.partitions) != partitions:
             raise RuntimeError(
@@ -164,7 +167,7 @@ class BatchStage:
         in timestamp order but lets tasks run ahead of each other, so a notice could meet another partition's
         watermark from records ingested after it. So the intake's choice goes back to the front of its queues
         and the batch is taken again by one timestamp merge over every owned task's queues and the control
-        records' queues (:meth:`_merge`); other workers' sightings go first (an independent stage, as card
+        records' queues (:func:`merge_owned`); other workers' sightings go first (an independent stage, as card
         sightings). Nothing of this runs before the first batch record."""
         queues = intake.queues
         if not self.active and not any(
@@ -179,8 +182,10 @@ class BatchStage:
             while queue is not None and queue.records and len(routed) < limit // 2:
                 routed.append(queue.records.popleft())
         if self.catching_up:
-            caught_up = all((queue := queues.get((self.sightings_topic, q))) is None or
-                            (queue.at_end and not queue.records) for q in self.owned)  # fmt: skip
+            caught_up = all(
+                (queue := queues.get((self.sightings_topic, q))) is None or (queue.at_end and not queue.records)
+                for q in self.owned
+            )
             self.catching_up = 0 if caught_up else self.catching_up - 1
         task_topics = (self.topics.terminal, self.topics.settlement)
         others: list[Any] = []
@@ -194,7 +199,11 @@ class BatchStage:
             queues[key].records.extendleft(reversed(msgs))
         # after an assignment, first the sightings in flight: a batch partition owned elsewhere until now may
         # hold this worker's own earlier notices, which its books (and so its watermarks) are past
-        merged = [] if self.catching_up else self._merge(intake, limit - len(routed) - len(others), now)
+        merged = (
+            []
+            if self.catching_up
+            else merge_owned(intake, self.topics, self.owned, limit - len(routed) - len(others), now)
+        )
         if merged or not chosen or self.catching_up:
             self.stuck_turns = 0
         elif self.stuck_turns >= MERGE_WAIT_TURNS:
@@ -202,39 +211,14 @@ class BatchStage:
             for key, msgs in chosen.items():
                 for _ in msgs:
                     queues[key].records.popleft()
-            log.warning("batch stage: a task's input stays unknown; taking the intake's batch",
-                        extra={"fields": {"turns": self.stuck_turns}})  # fmt: skip
+            log.warning(
+                "batch stage: a task's input stays unknown; taking the intake's batch",
+                extra={"fields": {"turns": self.stuck_turns}},
+            )
             self.stuck_turns = 0
         else:
             self.stuck_turns += 1
         batch[:] = [*routed, *others, *merged]
-
-    def _merge(self, intake: Intake, limit: int, now: int) -> list[Any]:
-        """Up to ``limit`` records of the owned tasks' queues and the control records' queues, in timestamp
-        order (each queue's own order kept); stops where an owned task's queue is empty and its next record
-        may be earlier than the others': records on the broker, or records on the task's other side that the
-        task's own merge would not let pass it (:meth:`Intake.holds_back`). Passing every empty side that had
-        once reached its end, a task's settlements went ahead of the approvals the producer was still sending
-        (tests/chaos/test_feed_race)."""
-        queues, topics = intake.queues, self.topics
-        tasks = [queue for p in sorted(intake.tasks) for topic in (topics.terminal, topics.settlement)
-                 if (queue := queues.get((topic, p))) is not None]  # fmt: skip
-        if any(intake.holds_back(queue, now) for queue in tasks):
-            return []
-        controls = [queue for q in sorted(self.owned) if (queue := queues.get((topics.batches, q))) is not None]
-        sources = [*tasks, *controls]
-        heap = [(queue.records[0].timestamp()[1], i) for i, queue in enumerate(sources) if queue.records]
-        heapq.heapify(heap)
-        out: list[Any] = []
-        while heap and len(out) < limit:
-            _, i = heapq.heappop(heap)
-            queue = sources[i]
-            out.append(queue.records.popleft())
-            if queue.records:
-                heapq.heappush(heap, (queue.records[0].timestamp()[1], i))
-            elif i < len(tasks) and intake.holds_back(queue, now):
-                break
-        return out
 
     # --- records in -----------------------------------------------------------------------------------
 
@@ -355,8 +339,9 @@ class BatchStage:
         marks = (ledger.watermark, tuple(sorted(ledger.source_watermarks.items())))
         if marks != self.marks_written.get(q):
             self.marks_written[q] = marks
-            value = pack_row({"watermark": ledger.watermark,
-                              "sources": {str(k): v for k, v in ledger.source_watermarks.items()}})  # fmt: skip
+            value = pack_row(
+                {"watermark": ledger.watermark, "sources": {str(k): v for k, v in ledger.source_watermarks.items()}}
+            )
             send(changelog, WATERMARK_KEY, value, None, q)
 
     # --- operators ------------------------------------------------------------------------------------
@@ -365,13 +350,51 @@ class BatchStage:
         """``GET /batches/{id}``: (HTTP status, body)."""
         partition = partition_for(batch_id.encode(), self.partitions) if self.partitions else 0
         if partition not in self.owned:
-            return 404, {"error": "batch partition not owned by this worker", "batch_id": scrub_text(batch_id),
-                         "partition": partition}  # fmt: skip
+            return 404, {
+                "error": "batch partition not owned by this worker",
+                "batch_id": scrub_text(batch_id),
+                "partition": partition,
+            }
         ledger = self.ledgers.get(partition)
         view = None if ledger is None else ledger.view(batch_id)
         if view is None:
             shown = scrub_text(batch_id)
-            return 404, {"error": "batch not in state (unknown, or evicted after retention)", "batch_id": shown,
-                         "partition": partition}  # fmt: skip
+            return 404, {
+                "error": "batch not in state (unknown, or evicted after retention)",
+                "batch_id": shown,
+                "partition": partition,
+            }
         assert ledger is not None
         return 200, {**view, "partition": partition, "watermark": ledger.watermark}
+
+
+def merge_owned(intake: Intake, topics: Topics, owned: set[int], limit: int, now: int) -> list[Any]:
+    """Up to ``limit`` records of the owned tasks' queues and the control records' queues, in timestamp
+    order (each queue's own order kept); stops where an owned task's queue is empty and its next record
+    may be earlier than the others': records on the broker, or records on the task's other side that the
+    task's own merge would not let pass it (:meth:`Intake.holds_back`). Passing every empty side that had
+    once reached its end, a task's settlements went ahead of the approvals the producer was still sending
+    (tests/chaos/test_feed_race)."""
+    queues = intake.queues
+    tasks = [
+        queue
+        for p in sorted(intake.tasks)
+        for topic in (topics.terminal, topics.settlement)
+        if (queue := queues.get((topic, p))) is not None
+    ]
+    if any(intake.holds_back(queue, now) for queue in tasks):
+        return []
+    controls = [queue for q in sorted(owned) if (queue := queues.get((topics.batches, q))) is not None]
+    sources = [*tasks, *controls]
+    heap = [(queue.records[0].timestamp()[1], i) for i, queue in enumerate(sources) if queue.records]
+    heapq.heapify(heap)
+    out: list[Any] = []
+    while heap and len(out) < limit:
+        _, i = heapq.heappop(heap)
+        queue = sources[i]
+        out.append(queue.records.popleft())
+        if queue.records:
+            heapq.heappush(heap, (queue.records[0].timestamp()[1], i))
+        elif i < len(tasks) and intake.holds_back(queue, now):
+            break
+    return out

@@ -50,8 +50,9 @@ def _main(args: argparse.Namespace) -> int:
     try:  # [serde] format = "confluent": the output schemas are registered here (serde/wire.py)
         worker = Worker(settings, options, metrics)
     except SchemaRegistrationError as exc:
-        log.error("schema registry refused an output schema", extra={"fields": {"subject": exc.subject,
-                                                                               "reason": exc.reason}})  # fmt: skip
+        log.error(
+            "schema registry refused an output schema", extra={"fields": {"subject": exc.subject, "reason": exc.reason}}
+        )
         print(f"posrecon run: {exc}")
         return 2
     worker.install_signal_handlers()
@@ -98,10 +99,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers (default: the local broker, or config)")
     parser.add_argument("--config", metavar="FILE.toml", help="rules, [topics] and [kafka] client settings")
-    parser.add_argument("--app-id", default=os.environ.get("POSRECON_APP_ID", "posrecon"),
-                        help="consumer group and internal topic prefix (default posrecon)")  # fmt: skip
-    parser.add_argument("--worker-id", default=os.environ.get("POSRECON_WORKER_ID", socket.gethostname()),
-                        help="stable id of this worker; its transactional.id is <app-id>-<worker-id>")  # fmt: skip
+    parser.add_argument(
+        "--app-id",
+        default=os.environ.get("POSRECON_APP_ID", "posrecon"),
+        help="consumer group and internal topic prefix (default posrecon)",
+    )
+    parser.add_argument(
+        "--worker-id",
+        default=os.environ.get("POSRECON_WORKER_ID", socket.gethostname()),
+        help="stable id of this worker; its transactional.id is <app-id>-<worker-id>",
+    )
     parser.add_argument(
         "--metrics-port",
         type=int,

@@ -140,11 +140,21 @@ class Positions:
         lost = start - wanted if wanted is not None and wanted >= 0 and start > wanted else 0
         self.metrics.input_records_lost.labels(topic).inc(lost)
         log.error(
-            "input offset out of range: the log was truncated; resuming at the log end" if truncated else
-            "input records were deleted before they were processed; resuming at the log start",
-            extra={"fields": {"topic": topic, "partition": partition, "next_offset": wanted, "log_start": start,
-                              "log_end": end, "records_lost": lost, "error": scrub_text(str(msg.error()))}},
-        )  # fmt: skip
+            "input offset out of range: the log was truncated; resuming at the log end"
+            if truncated
+            else "input records were deleted before they were processed; resuming at the log start",
+            extra={
+                "fields": {
+                    "topic": topic,
+                    "partition": partition,
+                    "next_offset": wanted,
+                    "log_start": start,
+                    "log_end": end,
+                    "records_lost": lost,
+                    "error": scrub_text(str(msg.error())),
+                }
+            },
+        )
         resume_at = OFFSET_END if truncated else OFFSET_BEGINNING
         resume_offset = end if truncated else start
         if resume_offset >= 0:  # committed with the next transaction, even if no record of it comes
@@ -158,9 +168,16 @@ class Positions:
         positions = consumer.position(assignment)
         lost_tp = (topic, partition)
         self.resumed_from[lost_tp] = resume_at
-        consumer.assign([TP(tp.topic, tp.partition, resume_at if (tp.topic, tp.partition) == lost_tp
-                            else self.resume_position(tp))
-                         for tp in positions])  # fmt: skip
+        consumer.assign(
+            [
+                TP(
+                    tp.topic,
+                    tp.partition,
+                    resume_at if (tp.topic, tp.partition) == lost_tp else self.resume_position(tp),
+                )
+                for tp in positions
+            ]
+        )
         paused = [TP(q.topic, q.partition) for q in self.queues.values() if q.paused]
         if paused:
             consumer.pause(paused)

@@ -45,9 +45,16 @@ def scan_partition(
 ) -> list[Any]:
     """The records of ``topic``/``partition`` whose key is ``key`` (or for which ``key(record key)`` is true)."""
     wanted = key if callable(key) else key.__eq__
-    consumer = Consumer({**client, "bootstrap.servers": bootstrap, "group.id": "posrecon-lookup",
-                         "enable.auto.commit": False, "isolation.level": "read_committed",
-                         "enable.partition.eof": True})  # fmt: skip
+    consumer = Consumer(
+        {
+            **client,
+            "bootstrap.servers": bootstrap,
+            "group.id": "posrecon-lookup",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+        }
+    )
     found: list[Any] = []
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
@@ -99,10 +106,13 @@ def lookup_in_kafka(order_id: str, bootstrap: str, app_id: str, config: str | No
     key = order_id.encode()
     state = scan_partition(bootstrap, client, changelog, partition, key)
     reconciled_codec, alert_codec = codec_for("ReconciledOrder", settings.serde), codec_for("Alert", settings.serde)
-    reconciled = [reconciled_codec.decode(m.value())
-                  for m in scan_partition(bootstrap, client, settings.topics.reconciled, partition, key)]  # fmt: skip
-    alerts = [alert_codec.decode(m.value())
-              for m in scan_partition(bootstrap, client, settings.topics.alerts, partition, key)]  # fmt: skip
+    reconciled = [
+        reconciled_codec.decode(m.value())
+        for m in scan_partition(bootstrap, client, settings.topics.reconciled, partition, key)
+    ]
+    alerts = [
+        alert_codec.decode(m.value()) for m in scan_partition(bootstrap, client, settings.topics.alerts, partition, key)
+    ]
     if not state and not reconciled and not alerts:
         return None
     view: dict[str, Any] = {"order_id": order_id, "partition": partition}
@@ -120,8 +130,10 @@ def lookup_in_kafka(order_id: str, bootstrap: str, app_id: str, config: str | No
 def render(view: dict[str, Any]) -> str:
     lines = [f"order {view['order_id']}  (partition {view.get('partition')}, from {view.get('source')})"]
     if "terminal_state" in view:
-        lines.append(f"  terminal: {view['terminal_state']}   settlement: {view['settlement_state']}   "
-                     f"merchant {view['merchant_id']}  terminal {view['terminal_id']}")  # fmt: skip
+        lines.append(
+            f"  terminal: {view['terminal_state']}   settlement: {view['settlement_state']}   "
+            f"merchant {view['merchant_id']}  terminal {view['terminal_id']}"
+        )
         lines.append("  timeline (event time, epoch ms):")
         for item in view["timeline"]:
             extra = "  ".join(f"{k}={v}" for k, v in item.items() if k not in ("at", "what"))
@@ -136,8 +148,10 @@ def render(view: dict[str, Any]) -> str:
     if revisions:
         lines.append("  decisions:")
         for r in revisions:
-            lines.append(f"    revision {r['revision']}: {r['outcome']}  approved {r['approved_amount_minor']} "
-                         f"settled {r['settled_amount_minor']} {r['currency']}  notice {r['notice_id']}")  # fmt: skip
+            lines.append(
+                f"    revision {r['revision']}: {r['outcome']}  approved {r['approved_amount_minor']} "
+                f"settled {r['settled_amount_minor']} {r['currency']}  notice {r['notice_id']}"
+            )
     else:
         lines.append("  decision: none yet")
     return "\n".join(lines)
@@ -183,10 +197,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument("order_id", metavar="ORDER_ID", nargs="?")
     parser.add_argument("--batch", metavar="BATCH_ID", help="show a settlement batch instead of an order")
-    parser.add_argument("--worker", action="append", default=[], metavar="URL",
-                        help="a worker's ops API, e.g. http://127.0.0.1:8080 (repeatable)")  # fmt: skip
-    parser.add_argument("--token", default=os.environ.get("POSRECON_TOKEN"),
-                        help="bearer token for --worker (a viewer's is enough; env POSRECON_TOKEN)")  # fmt: skip
+    parser.add_argument(
+        "--worker",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a worker's ops API, e.g. http://127.0.0.1:8080 (repeatable)",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("POSRECON_TOKEN"),
+        help="bearer token for --worker (a viewer's is enough; env POSRECON_TOKEN)",
+    )
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers (default: the local broker)")
     parser.add_argument("--app-id", default="posrecon", help="the workers' --app-id (changelog topic prefix)")
     parser.add_argument("--config", metavar="FILE.toml")

@@ -51,9 +51,22 @@ FIRED_NAMES = (
 )
 #: the names of ``OrderState.last_fields`` (engine/order.py ``RecordFields``), in order; the record's net amount
 #: is not kept there (settled - fee - reversed) and is derived by :func:`order_view`
-RECORD_FIELDS = ("order_id", "merchant_id", "terminal_id", "outcome", "currency", "approved_amount_minor",
-                 "settled_amount_minor", "approved_at", "settled_at", "settlement_lag_ms", "notice_id",
-                 "settled_parts", "fee_minor", "reversed_amount_minor")  # fmt: skip
+RECORD_FIELDS = (
+    "order_id",
+    "merchant_id",
+    "terminal_id",
+    "outcome",
+    "currency",
+    "approved_amount_minor",
+    "settled_amount_minor",
+    "approved_at",
+    "settled_at",
+    "settlement_lag_ms",
+    "notice_id",
+    "settled_parts",
+    "fee_minor",
+    "reversed_amount_minor",
+)
 
 
 def order_view(order: OrderState, partition: int, watermark: int) -> dict[str, Any]:
@@ -64,9 +77,15 @@ def order_view(order: OrderState, partition: int, watermark: int) -> dict[str, A
     if order.approval is not None:
         a = order.approval
         timeline.append(
-            {"at": a.event_time, "what": "AUTH_APPROVED", "event_id": a.event_id, "amount_minor": a.amount_minor,
-             "currency": a.currency, "terminal_id": a.terminal_id}
-        )  # fmt: skip
+            {
+                "at": a.event_time,
+                "what": "AUTH_APPROVED",
+                "event_id": a.event_id,
+                "amount_minor": a.amount_minor,
+                "currency": a.currency,
+                "terminal_id": a.terminal_id,
+            }
+        )
     if order.terminal_phase in (TerminalPhase.DECLINED, TerminalPhase.VOIDED, TerminalPhase.TIMED_OUT):
         name = {TerminalPhase.DECLINED: "AUTH_DECLINED", TerminalPhase.VOIDED: "VOIDED"}.get(
             order.terminal_phase, "AUTH_TIMEOUT"
@@ -74,8 +93,15 @@ def order_view(order: OrderState, partition: int, watermark: int) -> dict[str, A
         timeline.append({"at": order.phase_time, "what": name})
     for status, notice in (("SETTLED", order.settled), ("FAILED", order.failed), ("REVERSED", order.reversal)):
         if notice is not None:
-            timeline.append({"at": notice.settled_at, "what": status, "notice_id": notice.notice_id,
-                             "amount_minor": notice.amount_minor, "currency": notice.currency})  # fmt: skip
+            timeline.append(
+                {
+                    "at": notice.settled_at,
+                    "what": status,
+                    "notice_id": notice.notice_id,
+                    "amount_minor": notice.amount_minor,
+                    "currency": notice.currency,
+                }
+            )
     timeline.sort(key=lambda item: (item["at"], item["what"]))
     decision: dict[str, Any] | None = (
         dict(zip(RECORD_FIELDS, order.last_fields, strict=True)) if order.last_fields else None
@@ -83,8 +109,11 @@ def order_view(order: OrderState, partition: int, watermark: int) -> dict[str, A
     if decision is not None:
         decision["revision"] = order.revision
         settled = decision["settled_amount_minor"]
-        decision["net_amount_minor"] = None if settled is None else \
-            settled - (decision["fee_minor"] or 0) - (decision["reversed_amount_minor"] or 0)  # fmt: skip
+        decision["net_amount_minor"] = (
+            None
+            if settled is None
+            else settled - (decision["fee_minor"] or 0) - (decision["reversed_amount_minor"] or 0)
+        )
     return {
         "order_id": order.order_id,
         "partition": partition,
@@ -102,8 +131,9 @@ def order_view(order: OrderState, partition: int, watermark: int) -> dict[str, A
 
 
 class OpsApi(ApiServer):
-    def __init__(self, worker: Worker, host: str, port: int, auth: Authenticator | None = None,
-                 tls: ssl.SSLContext | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, worker: Worker, host: str, port: int, auth: Authenticator | None = None, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.worker = worker
         # no authenticator given: closed (every route but the open ones answers 401), never open
         self.auth = auth or Authenticator(None)
@@ -155,8 +185,11 @@ class OpsApi(ApiServer):
         order = book.orders.get(order_id)
         if order is None:
             shown = scrub_text(order_id)
-            return 404, {"error": "order not in state (unknown, or evicted after retention)", "order_id": shown,
-                         "partition": partition}  # fmt: skip
+            return 404, {
+                "error": "order not in state (unknown, or evicted after retention)",
+                "order_id": shown,
+                "partition": partition,
+            }
         return 200, order_view(order, partition, book.watermark)
 
     def _pending(self, older_than: int, limit: int) -> dict[str, Any]:
@@ -168,7 +201,15 @@ class OpsApi(ApiServer):
                     continue
                 age = book.watermark - a.event_time
                 if age >= older_than:
-                    rows.append({"order_id": order.order_id, "partition": partition, "approved_at": a.event_time,
-                                 "age_ms": age, "amount_minor": a.amount_minor, "currency": a.currency})  # fmt: skip
+                    rows.append(
+                        {
+                            "order_id": order.order_id,
+                            "partition": partition,
+                            "approved_at": a.event_time,
+                            "age_ms": age,
+                            "amount_minor": a.amount_minor,
+                            "currency": a.currency,
+                        }
+                    )
         rows.sort(key=lambda r: -r["age_ms"])
         return {"count": len(rows), "older_than_ms": older_than, "orders": rows[:limit]}

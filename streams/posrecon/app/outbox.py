@@ -62,8 +62,14 @@ class Outbox:
     def clear(self) -> None:
         self.rows.clear()
 
-    def send(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None = None,
-             partition: int = -1) -> None:  # fmt: skip
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+        partition: int = -1,
+    ) -> None:
         self.rows.append((topic, value, key, partition, headers))
 
     def produce_into(self, producer: Producer) -> None:
@@ -123,8 +129,16 @@ class Outbox:
         """``msg`` to the dead letters, with why (see app/errors.py)."""
         reason, detail, exc_class = letter
         self._count(("deadletters", reason))
-        dead = DeadLetter.of(reason, detail, exc_class, msg.topic() or "", msg.partition() or 0, msg.offset() or 0,
-                             msg.key(), msg.value())  # fmt: skip
+        dead = DeadLetter.of(
+            reason,
+            detail,
+            exc_class,
+            msg.topic() or "",
+            msg.partition() or 0,
+            msg.offset() or 0,
+            msg.key(),
+            msg.value(),
+        )
         self.send(self.topics.deadletter, dead.key, dead.value, dead.headers())
 
     # --- the card stage ---------------------------------------------------------------------------------

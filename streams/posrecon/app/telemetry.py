@@ -241,9 +241,17 @@ class Telemetry:
             if queue.waiting_since is None or now - queue.waiting_since < 5_000:
                 continue
             position, _, high = intake.positions.local_view(queue)
-            fields = {"topic": queue.topic, "partition": queue.partition, "waited_ms": now - queue.waiting_since,
-                      "at_end": queue.at_end, "end_offset": queue.end_offset, "backlog": queue.backlog,
-                      "paused": queue.paused, "position": position, "cached_high": high}  # fmt: skip
+            fields = {
+                "topic": queue.topic,
+                "partition": queue.partition,
+                "waited_ms": now - queue.waiting_since,
+                "at_end": queue.at_end,
+                "end_offset": queue.end_offset,
+                "backlog": queue.backlog,
+                "paused": queue.paused,
+                "position": position,
+                "cached_high": high,
+            }
             log.info("task waiting for input", extra={"fields": fields})
 
     def log_status(self, consumer: Consumer | None, intake: Intake, now: int) -> None:
@@ -252,8 +260,20 @@ class Telemetry:
         queues = []
         for queue in intake.queues.values():
             position, low, high = intake.positions.local_view(queue)
-            queues.append([queue.topic.rsplit(".", 1)[0], queue.partition, len(queue.records), queue.at_end,
-                           queue.end_offset, queue.backlog, queue.paused, position, low, high,
-                           None if queue.waiting_since is None else now - queue.waiting_since])  # fmt: skip
+            queues.append(
+                [
+                    queue.topic.rsplit(".", 1)[0],
+                    queue.partition,
+                    len(queue.records),
+                    queue.at_end,
+                    queue.end_offset,
+                    queue.backlog,
+                    queue.paused,
+                    position,
+                    low,
+                    high,
+                    None if queue.waiting_since is None else now - queue.waiting_since,
+                ]
+            )
         fields = {"assignment": len(consumer.assignment()), "processed": self.processed, "queues": queues}
         log.debug("worker status", extra={"fields": fields})

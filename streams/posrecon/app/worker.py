@@ -133,11 +133,16 @@ class Worker(WorkerReadouts):
         self.telemetry = Telemetry(self.metrics)
         self.outbox = Outbox(settings, internal, self.cards, self.telemetry.counts, self.metrics)
         self.batch_stage = BatchStage(settings, options.app_id, self.outbox, self.metrics)  # app/batch_stage.py
-        new_producer = partial(clients.transactional_producer, self.client_config,
-                               f"{options.app_id}-{options.worker_id}", options.transaction_timeout_ms)  # fmt: skip
+        new_producer = partial(
+            clients.transactional_producer,
+            self.client_config,
+            f"{options.app_id}-{options.worker_id}",
+            options.transaction_timeout_ms,
+        )
         self.transaction = Transaction(new_producer, self.outbox, self.telemetry, options.transaction_stall_s)
-        self.intake = Intake(options, self.topics, self.sightings_topic, self.metrics, self.cards,
-                             self.transaction.skip_to)  # fmt: skip
+        self.intake = Intake(
+            options, self.topics, self.sightings_topic, self.metrics, self.cards, self.transaction.skip_to
+        )
         self.stopping = False
         # the per-record loop's own references (the same dict and list as the telemetry's: no lookup through it)
         self._counts = self.telemetry.counts
@@ -151,9 +156,12 @@ class Worker(WorkerReadouts):
 
     def _new_engine(self) -> ReconciliationEngine:
         return ReconciliationEngine(
-            self.settings.rules, self.partitions, collect_card_sightings=True, collect_auth_latencies=True,
+            self.settings.rules,
+            self.partitions,
+            collect_card_sightings=True,
+            collect_auth_latencies=True,
             collect_batch_sightings=True,
-        )  # fmt: skip
+        )
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
@@ -173,12 +181,14 @@ class Worker(WorkerReadouts):
         for topic in inputs:
             self.metrics.input_records_lost.labels(topic)  # at 0 from the start, so increase() sees the first
         self.consumer.subscribe(inputs, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
-        log.info(
-            "worker started",
-            extra={"fields": {"app_id": options.app_id, "worker_id": options.worker_id,
-                              "partitions": self.partitions, "bootstrap": options.bootstrap,
-                              "wire_format": self.settings.serde.format}},
-        )  # fmt: skip
+        fields = {
+            "app_id": options.app_id,
+            "worker_id": options.worker_id,
+            "partitions": self.partitions,
+            "bootstrap": options.bootstrap,
+            "wire_format": self.settings.serde.format,
+        }
+        log.info("worker started", extra={"fields": fields})
 
     def install_signal_handlers(self) -> None:
         def _stop(signum: int, _frame: object) -> None:
@@ -238,8 +248,9 @@ class Worker(WorkerReadouts):
         for tp in partitions:
             intake.queues[(tp.topic, tp.partition)] = TaskQueue(tp.topic, tp.partition)
         internal = (self.changelog, self.sightings_topic, self.card_changelog)
-        restored = restore_state(self.client_config, internal, self.settings.rules, self.partitions, self.engine,
-                                 self.cards, partitions)  # fmt: skip
+        restored = restore_state(
+            self.client_config, internal, self.settings.rules, self.partitions, self.engine, self.cards, partitions
+        )
         batches = self.batch_stage.restore(self.client_config, partitions)
         for p in restored.inputs:
             intake.tasks.add(p)
@@ -248,9 +259,13 @@ class Worker(WorkerReadouts):
         self.metrics.restore_seconds.set(elapsed)
         self.metrics.assigned_partitions.set(len(intake.tasks))
         self.ready = True
-        fields = {"inputs": restored.inputs, "card_partitions": restored.card_partitions,
-                  "orders_restored": restored.orders, "batches_restored": batches,
-                  "restore_s": round(elapsed, 3)}  # fmt: skip
+        fields = {
+            "inputs": restored.inputs,
+            "card_partitions": restored.card_partitions,
+            "orders_restored": restored.orders,
+            "batches_restored": batches,
+            "restore_s": round(elapsed, 3),
+        }
         log.info("partitions assigned", extra={"fields": fields})
         self.transaction.sent_to.update(((tp.topic, tp.partition), tp.offset) for tp in committed)
         resume = resume_positions(committed)

@@ -62,9 +62,16 @@ Answer = tuple[int, Any]
 
 
 class CaseApi(ApiServer):
-    def __init__(self, stage: CaseStage, host: str, port: int, auth: Authenticator | None = None,
-                 tls: ssl.SSLContext | None = None, worker_url: str | None = None,
-                 console: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        stage: CaseStage,
+        host: str,
+        port: int,
+        auth: Authenticator | None = None,
+        tls: ssl.SSLContext | None = None,
+        worker_url: str | None = None,
+        console: bool = False,
+    ) -> None:
         self.stage = stage
         self.auth = auth or Authenticator(None)  # none given: closed, never open
         self.worker_url = worker_url.rstrip("/") if worker_url else None
@@ -148,8 +155,10 @@ class CaseApi(ApiServer):
             found = self.stage.find(alert_id)
             case = found[1].view(alert_id) if found else None
         if found is None or case is None:
-            return 404, {"error": "no such case here (unknown, closed past retention, or held by another stage)",
-                         "alert_id": alert_id}  # fmt: skip
+            return 404, {
+                "error": "no such case here (unknown, closed past retention, or held by another stage)",
+                "alert_id": alert_id,
+            }
         body: dict[str, Any] = {"case": case, "partition": found[0], "age_ms": now - case["opened_at"], "now": now}
         if case["order_id"]:
             body["order"] = self._worker(f"/orders/{quote(case['order_id'], safe='')}", authorization)
@@ -208,8 +217,13 @@ class CaseApi(ApiServer):
         error = self._produce(action_key(case), self.action_codec.encode(record), found[0])  # type: ignore[arg-type]
         if error is not None:
             return 503, {"error": f"the action was not accepted by Kafka: {error}; retry"}
-        return 202, {"action_id": record["action_id"], "alert_id": alert_id, "action": action,
-                     "actor": principal.name, "partition": found[0]}  # fmt: skip
+        return 202, {
+            "action_id": record["action_id"],
+            "alert_id": alert_id,
+            "action": action,
+            "actor": principal.name,
+            "partition": found[0],
+        }
 
     def _produce(self, key: bytes, value: bytes, partition: int) -> str | None:
         """Produce one action and wait for the broker's acknowledgement; the error's text, or None."""

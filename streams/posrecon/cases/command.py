@@ -33,8 +33,9 @@ def _main(args: argparse.Namespace) -> int:
     except (auth.TokensFileError, OSError) as exc:
         print(f"posrecon {args.command}: {exc}")
         return 2
-    options = CaseOptions(bootstrap=bootstrap, app_id=args.app_id, stage_id=args.stage_id,
-                          internal_replication=args.internal_replication)  # fmt: skip
+    options = CaseOptions(
+        bootstrap=bootstrap, app_id=args.app_id, stage_id=args.stage_id, internal_replication=args.internal_replication
+    )
     try:  # [serde] format = "confluent": the output schemas are registered here (serde/wire.py)
         stage = CaseStage(settings, options)
         api = CaseApi(stage, args.listen, args.ops_port, authenticator, tls, args.worker_url, args.console)
@@ -67,20 +68,39 @@ def _arguments(parser: argparse.ArgumentParser, console: bool) -> None:
 
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers (default: the local broker, or config)")
     parser.add_argument("--config", metavar="FILE.toml", help="rules (state_retention_ms), [topics], [kafka]")
-    parser.add_argument("--app-id", default=os.environ.get("POSRECON_APP_ID", "posrecon"),
-                        help="the worker's app id: group <app-id>-cases, topic <app-id>-cases-changelog")  # fmt: skip
-    parser.add_argument("--stage-id", default=os.environ.get("POSRECON_STAGE_ID", socket.gethostname()),
-                        help="stable id of this stage; its transactional.id is <app-id>-cases-<stage-id>")  # fmt: skip
-    parser.add_argument("--ops-port", type=int, default=int(os.environ.get("POSRECON_CASES_PORT", "8090")),
-                        help="port of the case API (and console); default 8090, env POSRECON_CASES_PORT")  # fmt: skip
-    parser.add_argument("--listen", default=os.environ.get("POSRECON_LISTEN", "127.0.0.1"),
-                        help="address of the case API (default 127.0.0.1; 0.0.0.0 in containers)")  # fmt: skip
-    parser.add_argument("--worker-url", default=os.environ.get("POSRECON_WORKER_URL"),
-                        help="the worker's ops API (e.g. http://posrecon:8081): order timelines and batches "
-                        "(env POSRECON_WORKER_URL)")  # fmt: skip
+    parser.add_argument(
+        "--app-id",
+        default=os.environ.get("POSRECON_APP_ID", "posrecon"),
+        help="the worker's app id: group <app-id>-cases, topic <app-id>-cases-changelog",
+    )
+    parser.add_argument(
+        "--stage-id",
+        default=os.environ.get("POSRECON_STAGE_ID", socket.gethostname()),
+        help="stable id of this stage; its transactional.id is <app-id>-cases-<stage-id>",
+    )
+    parser.add_argument(
+        "--ops-port",
+        type=int,
+        default=int(os.environ.get("POSRECON_CASES_PORT", "8090")),
+        help="port of the case API (and console); default 8090, env POSRECON_CASES_PORT",
+    )
+    parser.add_argument(
+        "--listen",
+        default=os.environ.get("POSRECON_LISTEN", "127.0.0.1"),
+        help="address of the case API (default 127.0.0.1; 0.0.0.0 in containers)",
+    )
+    parser.add_argument(
+        "--worker-url",
+        default=os.environ.get("POSRECON_WORKER_URL"),
+        help="the worker's ops API (e.g. http://posrecon:8081): order timelines and batches (env POSRECON_WORKER_URL)",
+    )
     add_ops_auth_arguments(parser)
-    parser.add_argument("--internal-replication", type=int, default=1,
-                        help="replication of <app-id>-cases-changelog when created (3 in production)")  # fmt: skip
+    parser.add_argument(
+        "--internal-replication",
+        type=int,
+        default=1,
+        help="replication of <app-id>-cases-changelog when created (3 in production)",
+    )
     parser.add_argument("--max-seconds", type=float, default=None, help="stop after this many seconds")
     parser.add_argument("--log-level", default=os.environ.get("POSRECON_LOG_LEVEL", "INFO"))
     if console:

@@ -88,8 +88,12 @@ class CaseStage:
         self.lock = threading.RLock()
         self.telemetry = Telemetry(self.metrics)
         self.outbox = Outbox(settings, internal_topics(options.app_id), {}, self.telemetry.counts, self.metrics)
-        new_producer = partial(clients.transactional_producer, self.client_config,
-                               f"{options.group_id}-{options.stage_id}", options.transaction_timeout_ms)  # fmt: skip
+        new_producer = partial(
+            clients.transactional_producer,
+            self.client_config,
+            f"{options.group_id}-{options.stage_id}",
+            options.transaction_timeout_ms,
+        )
         self.transaction = Transaction(new_producer, self.outbox, self.telemetry, options.transaction_stall_s)
         self.consumer: Consumer | None = None
         self._offset_reader: Consumer | None = None
@@ -100,8 +104,12 @@ class CaseStage:
         #: where each partition was assigned from (a partition that has delivered nothing has no position yet)
         self.resumed_from: dict[tuple[str, int], int] = {}
         #: cases held, by state (the queue's size on a dashboard; closed ones stay until their retention)
-        self.cases_held = Gauge("posrecon_cases_held", "Exception cases held by the case stage, by state", ["state"],
-                                registry=self.metrics.registry)  # fmt: skip
+        self.cases_held = Gauge(
+            "posrecon_cases_held",
+            "Exception cases held by the case stage, by state",
+            ["state"],
+            registry=self.metrics.registry,
+        )
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -120,8 +128,12 @@ class CaseStage:
         self.transaction.open()
         self._offset_reader = clients.offset_reader(config, options.group_id)
         self.consumer = clients.group_consumer(config, options.group_id, None)
-        self.consumer.subscribe([topics.alerts, topics.exception_actions], on_assign=self._on_assign,
-                                on_revoke=self._on_revoke, on_lost=self._on_revoke)  # fmt: skip
+        self.consumer.subscribe(
+            [topics.alerts, topics.exception_actions],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
         log.info("case stage started", extra={"fields": {"group": options.group_id, "partitions": alerts}})
 
     def run(self, max_seconds: float | None = None) -> None:
@@ -220,15 +232,26 @@ class CaseStage:
         everything is assigned again, the others where they are (or where the restore put them)."""
         consumer = self.consumer
         assert consumer is not None
-        log.error("input records were deleted before the case stage read them; resuming at the log start",
-                  extra={"fields": {"topic": topic, "partition": partition}})  # fmt: skip
+        log.error(
+            "input records were deleted before the case stage read them; resuming at the log start",
+            extra={"fields": {"topic": topic, "partition": partition}},
+        )
         self.metrics.input_records_lost.labels(topic).inc()
         self.resumed_from[(topic, partition)] = OFFSET_BEGINNING
-        consumer.assign([
-            TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING if (tp.topic, tp.partition) == (topic, partition)
-                           else tp.offset if tp.offset >= 0 else self.resumed_from[(tp.topic, tp.partition)])
-            for tp in consumer.position(consumer.assignment())
-        ])  # fmt: skip
+        consumer.assign(
+            [
+                TopicPartition(
+                    tp.topic,
+                    tp.partition,
+                    OFFSET_BEGINNING
+                    if (tp.topic, tp.partition) == (topic, partition)
+                    else tp.offset
+                    if tp.offset >= 0
+                    else self.resumed_from[(tp.topic, tp.partition)],
+                )
+                for tp in consumer.position(consumer.assignment())
+            ]
+        )
 
     def _process(self, msg: Message) -> None:
         book = self.books.get(msg.partition() or 0)

@@ -33,9 +33,17 @@ KINDS = frozenset(k._value_ for k in AlertKind)
 SEVERITIES = frozenset(s._value_ for s in Severity)
 #: query parameter -> CaseBook.queue argument
 QUEUE_PARAMS = {
-    "state": "state", "kind": "kind", "severity": "severity", "merchant": "merchant_id", "batch": "batch_id",
-    "min_age_ms": "min_age_ms", "max_age_ms": "max_age_ms", "sort": "sort", "offset": "offset", "limit": "limit",
-}  # fmt: skip
+    "state": "state",
+    "kind": "kind",
+    "severity": "severity",
+    "merchant": "merchant_id",
+    "batch": "batch_id",
+    "min_age_ms": "min_age_ms",
+    "max_age_ms": "max_age_ms",
+    "sort": "sort",
+    "offset": "offset",
+    "limit": "limit",
+}
 INT_PARAMS = frozenset({"min_age_ms", "max_age_ms", "offset", "limit"})
 ACTION_FIELDS = frozenset({"action", "note", "assignee"})
 MAX_BODY_BYTES = 16_384
@@ -137,10 +145,17 @@ def new_action(
     if transition(state, kind) is None:
         raise BadRequest(409, rejection_reason(state, kind), state=case["state"])
     return {
-        "action_id": uuid.uuid4().hex, "alert_id": case["alert_id"], "action": action, "actor": actor,
-        "note": note, "assignee": assignee if action == "ASSIGN" else None, "at": now,
-        "order_id": case["order_id"], "batch_id": case["batch_id"], "merchant_id": case["merchant_id"],
-    }  # fmt: skip
+        "action_id": uuid.uuid4().hex,
+        "alert_id": case["alert_id"],
+        "action": action,
+        "actor": actor,
+        "note": note,
+        "assignee": assignee if action == "ASSIGN" else None,
+        "at": now,
+        "order_id": case["order_id"],
+        "batch_id": case["batch_id"],
+        "merchant_id": case["merchant_id"],
+    }
 
 
 def action_key(case: ExceptionCase) -> bytes:

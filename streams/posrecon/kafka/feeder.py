@@ -43,9 +43,11 @@ class Feeder:
         )
         # serde: as the deployment's (with "confluent", registered under <topic>-value as any producer would)
         serde = serde or SerdeSettings()
-        self.codecs = {"terminal": codec_for("TerminalEvent", serde, topics.terminal),
-                       "settlement": codec_for("SettlementNotice", serde, topics.settlement),
-                       "batch": codec_for("SettlementBatch", serde, topics.batches)}  # fmt: skip
+        self.codecs = {
+            "terminal": codec_for("TerminalEvent", serde, topics.terminal),
+            "settlement": codec_for("SettlementNotice", serde, topics.settlement),
+            "batch": codec_for("SettlementBatch", serde, topics.batches),
+        }
         self.sent = 0
         self.errors: list[str] = []
         self.last_ts: int | None = None

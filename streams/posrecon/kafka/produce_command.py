@@ -28,8 +28,10 @@ def produce_file(
     with tqdm(total=len(lines), unit="rec", desc="produce", disable=not show, file=sys.stderr) as bar:
         sent = feeder.feed(lines, rate=rate, progress=bar)
     seconds = time.perf_counter() - started
-    print(f"produced {sent} records to {settings.topics.terminal} / {settings.topics.settlement} on {server} "
-          f"in {seconds:.1f} s ({sent / max(seconds, 1e-9):,.0f}/s)")  # fmt: skip
+    print(
+        f"produced {sent} records to {settings.topics.terminal} / {settings.topics.settlement} on {server} "
+        f"in {seconds:.1f} s ({sent / max(seconds, 1e-9):,.0f}/s)"
+    )
     return sent
 
 

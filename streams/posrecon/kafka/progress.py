@@ -23,17 +23,23 @@ class PartitionLag:
 
 
 def group_lag(
-    bootstrap: str, group: str, topics: Sequence[str], transactional: Sequence[str] = (),
+    bootstrap: str,
+    group: str,
+    topics: Sequence[str],
+    transactional: Sequence[str] = (),
     client_config: Mapping[str, str] | None = None,
-) -> int:  # fmt: skip
+) -> int:
     """Records not yet committed by ``group`` on ``topics`` (the sum of :func:`partition_lags`)."""
     return sum(row.lag for row in partition_lags(bootstrap, group, topics, transactional, client_config))
 
 
 def partition_lags(
-    bootstrap: str, group: str, topics: Sequence[str], transactional: Sequence[str] = (),
+    bootstrap: str,
+    group: str,
+    topics: Sequence[str],
+    transactional: Sequence[str] = (),
     client_config: Mapping[str, str] | None = None,
-) -> list[PartitionLag]:  # fmt: skip
+) -> list[PartitionLag]:
     """Per partition of ``topics``: the group's committed offset, the log's ends, and the records still to
     process.
 
@@ -87,9 +93,11 @@ EXACT_TAIL = 1_000
 
 
 def visible_by_partition(
-    bootstrap: str, starts: Sequence[TopicPartition], client_config: Mapping[str, str] | None = None,
+    bootstrap: str,
+    starts: Sequence[TopicPartition],
+    client_config: Mapping[str, str] | None = None,
     timeout_s: float = 10.0,
-) -> dict[tuple[str, int], int]:  # fmt: skip
+) -> dict[tuple[str, int], int]:
     """How many records a ``read_committed`` consumer is given from each ``starts`` offset to the end of its
     partition (markers, aborted records and the open transactions' records do not count). A partition whose
     end is not reached within ``timeout_s`` counts one more than was read (still behind)."""
@@ -125,9 +133,14 @@ def visible_by_partition(
 
 
 def wait_drained(
-    bootstrap: str, group: str, inputs: Sequence[str], internal: Sequence[str], timeout_s: float,
-    client_config: Mapping[str, str] | None = None, settle_s: float = 1.0,
-) -> float:  # fmt: skip
+    bootstrap: str,
+    group: str,
+    inputs: Sequence[str],
+    internal: Sequence[str],
+    timeout_s: float,
+    client_config: Mapping[str, str] | None = None,
+    settle_s: float = 1.0,
+) -> float:
     """Block until ``group`` has committed everything on ``inputs`` and its ``internal`` (transactional)
     topics; returns seconds waited. Raises TimeoutError."""
     started = time.monotonic()

@@ -88,9 +88,15 @@ def ensure_kafka_libs(*, verbose: bool = True) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
     cmd = [
-        mvn, "-q", "-B", "-Dstyle.color=never", "-f", str(pom),
-        "dependency:copy-dependencies", f"-DoutputDirectory={tmp}",
-    ]  # fmt: skip
+        mvn,
+        "-q",
+        "-B",
+        "-Dstyle.color=never",
+        "-f",
+        str(pom),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={tmp}",
+    ]
     if verbose:
         print(
             f"fetching Apache Kafka {KAFKA_VERSION} jars with Maven into {libs} (one time) ...",

@@ -33,8 +33,14 @@ class StatusScore(Rates):
     tp: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"status": self.status, "expected": self.expected, "actual": self.actual, "tp": self.tp,
-                "precision": self.precision, "recall": self.recall}  # fmt: skip
+        return {
+            "status": self.status,
+            "expected": self.expected,
+            "actual": self.actual,
+            "tp": self.tp,
+            "precision": self.precision,
+            "recall": self.recall,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,14 +90,19 @@ class BatchEvaluation:
             "batches": self.batches,
             "accuracy": self.accuracy,
             "statuses": [s.to_json() for s in self.statuses],
-            "by_fault": {name: {"batches": f.batches, "status_correct": f.status_correct,
-                                "alerts_correct": f.alerts_correct} for name, f in sorted(self.by_fault.items())},
+            "by_fault": {
+                name: {"batches": f.batches, "status_correct": f.status_correct, "alerts_correct": f.alerts_correct}
+                for name, f in sorted(self.by_fault.items())
+            },
             "status_misses": [list(_miss(m)) for m in self.status_misses[:examples]],
             "totals_misses": [list(_miss(m)) for m in self.totals_misses[:examples]],
-            "integrity": {"ok": self.integrity_ok, "revision_gaps": list(self.revision_gaps[:examples]),
-                          "duplicate_revisions": [list(p) for p in self.duplicate_revisions[:examples]],
-                          "unknown_batches": list(self.unknown_batches[:examples])},
-        }  # fmt: skip
+            "integrity": {
+                "ok": self.integrity_ok,
+                "revision_gaps": list(self.revision_gaps[:examples]),
+                "duplicate_revisions": [list(p) for p in self.duplicate_revisions[:examples]],
+                "unknown_batches": list(self.unknown_batches[:examples]),
+            },
+        }
 
 
 def _miss(m: BatchMiss) -> tuple[str, str, str, str]:
@@ -156,11 +167,14 @@ def render_batches(ev: BatchEvaluation, examples: int = 10) -> list[str]:
         f"{'batch status':<22}{'expected':>19}{'actual':>9}{'TP':>8}{'FP':>7}{'FN':>7}{'precision':>10}{'recall':>9}"
     ]
     for s in ev.statuses:
-        out.append(f"{s.status:<22}{s.expected:>19}{s.actual:>9}{s.tp:>8}{s.fp:>7}{s.fn:>7}"
-                   f" {s.precision:9.4f}{s.recall:9.4f}")  # fmt: skip
+        out.append(
+            f"{s.status:<22}{s.expected:>19}{s.actual:>9}{s.tp:>8}{s.fp:>7}{s.fn:>7} {s.precision:9.4f}{s.recall:9.4f}"
+        )
     right = ev.batches - len(ev.status_misses)
-    out.append(f"batches: {right}/{ev.batches} final status right, accuracy {ev.accuracy:.4f}; "
-               f"totals right {ev.batches - len(ev.totals_misses)}/{ev.batches}")  # fmt: skip
+    out.append(
+        f"batches: {right}/{ev.batches} final status right, accuracy {ev.accuracy:.4f}; "
+        f"totals right {ev.batches - len(ev.totals_misses)}/{ev.batches}"
+    )
     out.append(f"  {'batch fault':<42}{'batches':>8}{'status ok':>10}{'alerts ok':>10}")
     for name, f in sorted(ev.by_fault.items()):
         out.append(f"  {name:<42}{f.batches:>8}{f.status_correct:>10}{f.alerts_correct:>10}")
@@ -172,8 +186,11 @@ def render_batches(ev: BatchEvaluation, examples: int = 10) -> list[str]:
         if misses:
             out.append(f"{title}, first {min(examples, len(misses))} of {len(misses)}:")
             out += [f"  {m.batch_id} [{m.fault}] expected {m.expected} got {m.actual}" for m in misses[:examples]]
-    for title, items in (("batch revision gaps", ev.revision_gaps), ("unknown batches", ev.unknown_batches),
-                         ("duplicate batch revisions", ev.duplicate_revisions)):  # fmt: skip
+    for title, items in (
+        ("batch revision gaps", ev.revision_gaps),
+        ("unknown batches", ev.unknown_batches),
+        ("duplicate batch revisions", ev.duplicate_revisions),
+    ):
         if items:
             out.append(f"{title}: " + ", ".join(map(str, items[:examples])) + (" …" if len(items) > examples else ""))
     return out

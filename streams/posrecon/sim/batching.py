@@ -125,9 +125,15 @@ class _Faults:
 
     def control(self, batch: BatchFile, totals: Totals, ingest: int) -> Line:
         count, gross, fee = totals
-        record = {"batch_id": batch.batch_id, "merchant_id": batch.merchant_id, "currency": batch.currency,
-                  "notice_count": count, "gross_amount_minor": gross, "fee_amount_minor": fee,
-                  "closed_at": batch.closed_at}  # fmt: skip
+        record = {
+            "batch_id": batch.batch_id,
+            "merchant_id": batch.merchant_id,
+            "currency": batch.currency,
+            "notice_count": count,
+            "gross_amount_minor": gross,
+            "fee_amount_minor": fee,
+            "closed_at": batch.closed_at,
+        }
         return Line(BATCH, ingest, record)
 
     def race(self, batch: BatchFile, line: Line) -> Race:
@@ -150,8 +156,15 @@ class _Faults:
         return totals[0] + extra[0], totals[1] + extra[1], totals[2] + extra[2]
 
     @staticmethod
-    def expect(totals: Totals, received: Totals, status: str, *alerts: str, resolved: Sequence[str] = (),
-               fault: str = "", variant: str = "") -> BatchExpectation:  # fmt: skip
+    def expect(
+        totals: Totals,
+        received: Totals,
+        status: str,
+        *alerts: str,
+        resolved: Sequence[str] = (),
+        fault: str = "",
+        variant: str = "",
+    ) -> BatchExpectation:
         flat = (totals[0], received[0], totals[1], received[1], totals[2], received[2])
         return BatchExpectation(status, alerts, tuple(resolved), flat, fault, variant)
 
@@ -235,8 +248,15 @@ class _Faults:
     def batch_late_notice(self, batch: BatchFile, got: Totals, late: Line) -> _Outcome:
         moved = dataclasses.replace(late, ingest_time=self.after_deadline(batch))
         if self.rng.random() < 0.5:
-            exp = self.expect(got, got, BALANCED, BATCH_INCOMPLETE, resolved=(BATCH_INCOMPLETE,),
-                              fault="batch_late_notice", variant="included")  # fmt: skip
+            exp = self.expect(
+                got,
+                got,
+                BALANCED,
+                BATCH_INCOMPLETE,
+                resolved=(BATCH_INCOMPLETE,),
+                fault="batch_late_notice",
+                variant="included",
+            )
             claimed = got
         else:  # a notice the control leaves out, after the batch balanced without it
             claimed = self.without(got, late)
@@ -264,9 +284,12 @@ def plan_batches(
     approvals = {
         line.record["order_id"]: line.record["event_time"]
         for line in lines
-        if line.source == TERMINAL and line.valid and line.record is not None
-        and line.record["event_type"] == AUTH_APPROVED and line.record["order_id"] in normal
-    }  # fmt: skip
+        if line.source == TERMINAL
+        and line.valid
+        and line.record is not None
+        and line.record["event_type"] == AUTH_APPROVED
+        and line.record["order_id"] in normal
+    }
     single = _single_copy_notices(lines)
     faults = _Faults(rng, timing, terms, approvals, room_until)
     plan = BatchPlan([])
@@ -284,8 +307,9 @@ def plan_batches(
     return plan
 
 
-def _draw(faults: _Faults, batch: BatchFile, got: Totals, single: set[str], fault_rate: float,
-          weights: Mapping[str, float]) -> _Outcome:  # fmt: skip
+def _draw(
+    faults: _Faults, batch: BatchFile, got: Totals, single: set[str], fault_rate: float, weights: Mapping[str, float]
+) -> _Outcome:
     """The batch's fault, among those it has room for (none for 1 − fault_rate of the batches)."""
     rng = faults.rng
     if rng.random() >= fault_rate:

@@ -38,8 +38,10 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def render(ev: Evaluation) -> str:
-    out = [f"{'alert kind':<22}{'status':<10}{'expected':>9}{'actual':>9}{'TP':>8}{'FP':>7}{'FN':>7}"
-           f"{'precision':>10}{'recall':>9}"]  # fmt: skip
+    out = [
+        f"{'alert kind':<22}{'status':<10}{'expected':>9}{'actual':>9}{'TP':>8}{'FP':>7}{'FN':>7}"
+        f"{'precision':>10}{'recall':>9}"
+    ]
     quiet = 0
     for status in (OPEN, RESOLVED):
         scores = ev.kind_scores(status)

@@ -135,10 +135,16 @@ def generate(
     batches: dict[str, BatchExpectation] = {}
     if contract == CONTRACT_V2 and has_batches(mix):
         plan = plan_batches(
-            lines, seed, timing, terms, {m.merchant_id: m.currency for m in population.merchants},
+            lines,
+            seed,
+            timing,
+            terms,
+            {m.merchant_id: m.currency for m in population.merchants},
             (order_id for em in emitted if em.scenario == NORMAL for order_id in em.expectations),
-            fault_rate, batch_fault_weights(mix), start_ms + span_ms,
-        )  # fmt: skip
+            fault_rate,
+            batch_fault_weights(mix),
+            start_ms + span_ms,
+        )
         lines, races, batches = plan.lines, races + tuple(plan.races), plan.batches
     emitted.extend(pace(kit, lines, races, partitions))
     if batches:  # the batches decided only by their deadline near the end (see pace_tail)
@@ -183,11 +189,13 @@ def _batch_deadlines_due(lines: list[Line], rules: RuleConfig, batches: Mapping[
     batch that does not balance or gets an alert (one that balances is decided without its deadline)."""
     unbalanced = {batch_id for batch_id, exp in batches.items() if exp.status != BALANCED or exp.alerts}
     return max(
-        (int(line.record["closed_at"]) + rules.batch_grace_ms + rules.allowed_lateness_ms
-         for line in lines if line.source == BATCH and line.valid and line.record is not None
-         and line.record["batch_id"] in unbalanced),
+        (
+            int(line.record["closed_at"]) + rules.batch_grace_ms + rules.allowed_lateness_ms
+            for line in lines
+            if line.source == BATCH and line.valid and line.record is not None and line.record["batch_id"] in unbalanced
+        ),
         default=-(2**63),
-    )  # fmt: skip
+    )
 
 
 def _decided_by(control: Line, rules: RuleConfig) -> int:

@@ -12,9 +12,15 @@ from posrecon.sim.vocabulary import CONTRACT_V1
 BATCHES = "batches"
 #: the faults of settlement batches (sim/batching.py), drawn for ``fault_rate`` of the batches by these weights
 BATCH_FAULTS: tuple[str, ...] = (
-    "batch_missing_notice", "batch_extra_notice", "batch_amount_off", "batch_fee_off", "batch_late_control",
-    "batch_repeated_control", "batch_replaced_control", "batch_late_notice",
-)  # fmt: skip
+    "batch_missing_notice",
+    "batch_extra_notice",
+    "batch_amount_off",
+    "batch_fee_off",
+    "batch_late_control",
+    "batch_repeated_control",
+    "batch_replaced_control",
+    "batch_late_notice",
+)
 #: mix names of contract v2 beyond the order scenarios
 V2_MIX_NAMES: tuple[str, ...] = (*V2_SCENARIOS, BATCHES, *BATCH_FAULTS)
 #: relative weight of each fault scenario (equal by default); ``batches`` 1: on

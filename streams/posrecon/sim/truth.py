@@ -25,13 +25,26 @@ from posrecon.sim.vocabulary import CONTRACT_V1, CONTRACT_V2, OPEN, RESOLVED
 FORMAT_V1 = "posrecon-truth/1"
 FORMAT = "posrecon-truth/2"
 #: the BatchReconciliation fields a batch's ``totals`` give, in order
-BATCH_TOTALS = ("expected_count", "received_count", "expected_gross_minor", "received_gross_minor",
-                "expected_fee_minor", "received_fee_minor")  # fmt: skip
+BATCH_TOTALS = (
+    "expected_count",
+    "received_count",
+    "expected_gross_minor",
+    "received_gross_minor",
+    "expected_fee_minor",
+    "received_fee_minor",
+)
 #: the rule keys of contract v1 (a v1 truth file lists only these)
 V1_RULE_KEYS = (
-    "settlement_sla_ms", "orphan_grace_ms", "order_ttl_ms", "duplicate_charge_window_ms", "amount_tolerance_minor",
-    "max_amount_minor", "max_clock_skew_ms", "allowed_lateness_ms", "state_retention_ms",
-)  # fmt: skip
+    "settlement_sla_ms",
+    "orphan_grace_ms",
+    "order_ttl_ms",
+    "duplicate_charge_window_ms",
+    "amount_tolerance_minor",
+    "max_amount_minor",
+    "max_clock_skew_ms",
+    "allowed_lateness_ms",
+    "state_retention_ms",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +74,12 @@ class Expectation:
     def to_json(self, format_: str = FORMAT) -> dict[str, Any]:
         if format_ == FORMAT_V1:
             return {"outcome": self.outcome, "alerts": list(self.alerts), "scenario": self.scenario}
-        doc: dict[str, Any] = {"outcome": self.outcome, "alerts": list(self.alerts), "resolved": list(self.resolved),
-               "scenario": self.scenario}  # fmt: skip
+        doc: dict[str, Any] = {
+            "outcome": self.outcome,
+            "alerts": list(self.alerts),
+            "resolved": list(self.resolved),
+            "scenario": self.scenario,
+        }
         if self.amounts is not None:
             doc["amounts"] = list(self.amounts)
         return doc
@@ -101,8 +118,14 @@ class BatchExpectation:
             raise ValueError(f"batch totals are {', '.join(BATCH_TOTALS)}")
 
     def to_json(self) -> dict[str, Any]:
-        return {"status": self.status, "alerts": list(self.alerts), "resolved": list(self.resolved),
-                "totals": list(self.totals), "fault": self.fault, "variant": self.variant}  # fmt: skip
+        return {
+            "status": self.status,
+            "alerts": list(self.alerts),
+            "resolved": list(self.resolved),
+            "totals": list(self.totals),
+            "fault": self.fault,
+            "variant": self.variant,
+        }
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> BatchExpectation:

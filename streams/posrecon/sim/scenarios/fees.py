@@ -22,8 +22,11 @@ def _settle_with_fees(kit: Kit, em: Emitted, order: OrderSpec, start: int, off_b
         off = off_by[part.capture_seq - 1]
         capture = (part.capture_seq, count) if count > 1 else WHOLE
         fee = fee + off if fee + off >= 0 else fee - off  # a fee is never negative: off the other way
-        em.add(kit.records.notice(order, SETTLED, part.settled_at, amount_minor=part.amount_minor, capture=capture,
-                                  fee_minor=fee))  # fmt: skip
+        em.add(
+            kit.records.notice(
+                order, SETTLED, part.settled_at, amount_minor=part.amount_minor, capture=capture, fee_minor=fee
+            )
+        )
 
 
 def fee_mismatch(kit: Kit, start: int) -> Emitted:
