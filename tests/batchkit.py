@@ -13,8 +13,20 @@ from pathlib import Path
 from typing import Any
 
 HOUR = 3_600_000
-FAULTS = ("balanced", "balanced", "balanced", "missing", "amount", "fee", "extra", "late_control", "repeated",
-          "replaced", "after_decision", "ghost")  # fmt: skip
+FAULTS = (
+    "balanced",
+    "balanced",
+    "balanced",
+    "missing",
+    "amount",
+    "fee",
+    "extra",
+    "late_control",
+    "repeated",
+    "replaced",
+    "after_decision",
+    "ghost",
+)
 
 
 def add_batches(src: Path, dst: Path, seed: int, sizes: tuple[int, int] = (4, 16)) -> dict[str, str]:
@@ -121,9 +133,15 @@ def _controls(
         late = chunk[-1]
         late["ingest_time"] = closed_at + 2 * HOUR + 1
         moved.append(late)
-    record = {"batch_id": batch_id, "merchant_id": first["merchant_id"], "currency": first["currency"],
-              "notice_count": max(count, 0), "gross_amount_minor": gross, "fee_amount_minor": max(fee, 0),
-              "closed_at": closed_at}  # fmt: skip
+    record = {
+        "batch_id": batch_id,
+        "merchant_id": first["merchant_id"],
+        "currency": first["currency"],
+        "notice_count": max(count, 0),
+        "gross_amount_minor": gross,
+        "fee_amount_minor": max(fee, 0),
+        "closed_at": closed_at,
+    }
     line = {"source": "batch", "ingest_time": arrived, "record": record}
     if fault == "repeated":
         return [line, {**line, "ingest_time": arrived + 5_000}]
@@ -138,6 +156,13 @@ def _controls(
 
 def _invalid_control(seed: int, notices: list[dict[str, Any]]) -> dict[str, Any]:
     t = notices[len(notices) // 2]["ingest_time"] if notices else 0
-    record = {"batch_id": f"bat-{seed}-invalid", "merchant_id": "m1", "currency": "EUR", "notice_count": -1,
-              "gross_amount_minor": 0, "fee_amount_minor": 0, "closed_at": t}  # fmt: skip
+    record = {
+        "batch_id": f"bat-{seed}-invalid",
+        "merchant_id": "m1",
+        "currency": "EUR",
+        "notice_count": -1,
+        "gross_amount_minor": 0,
+        "fee_amount_minor": 0,
+        "closed_at": t,
+    }
     return {"source": "batch", "ingest_time": t, "record": record}

@@ -36,14 +36,33 @@ def tokens_file(tmp_path: Path) -> Path:
     return path
 
 
-def alert(alert_id: str, kind: str = "MISSING_SETTLEMENT", severity: str = "WARNING", order_id: str | None = "o-1",
-          merchant_id: str | None = "m-1", age_ms: int = HOUR, status: str = "OPEN",
-          resolves: str | None = None, batch_id: str | None = None) -> Alert:  # fmt: skip
+def alert(
+    alert_id: str,
+    kind: str = "MISSING_SETTLEMENT",
+    severity: str = "WARNING",
+    order_id: str | None = "o-1",
+    merchant_id: str | None = "m-1",
+    age_ms: int = HOUR,
+    status: str = "OPEN",
+    resolves: str | None = None,
+    batch_id: str | None = None,
+) -> Alert:
     at = time.time_ns() // 1_000_000 - age_ms
-    return {"alert_id": alert_id, "kind": kind, "severity": severity, "order_id": order_id,
-            "merchant_id": merchant_id, "terminal_id": "t-1", "reason": f"{kind} on {order_id or batch_id}",
-            "event_time": at, "detected_at": at, "related_ids": [], "status": status, "resolves_alert_id": resolves,
-            "batch_id": batch_id}  # fmt: skip
+    return {
+        "alert_id": alert_id,
+        "kind": kind,
+        "severity": severity,
+        "order_id": order_id,
+        "merchant_id": merchant_id,
+        "terminal_id": "t-1",
+        "reason": f"{kind} on {order_id or batch_id}",
+        "event_time": at,
+        "detected_at": at,
+        "related_ids": [],
+        "status": status,
+        "resolves_alert_id": resolves,
+        "batch_id": batch_id,
+    }
 
 
 def produce_alerts(bootstrap: str, topics: Topics, alerts: list[Alert]) -> None:
@@ -67,9 +86,15 @@ class ExceptionsReader:
 
     def __init__(self, bootstrap: str, topics: Topics) -> None:
         self.codec = AvroCodec("ExceptionCase")
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{time.monotonic_ns()}",
-                                  "isolation.level": "read_committed", "auto.offset.reset": "earliest",
-                                  "enable.auto.commit": False})  # fmt: skip
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"reader-{time.monotonic_ns()}",
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
         self.consumer.subscribe([topics.exceptions])
         self.records: list[tuple[bytes | None, ExceptionCase]] = []
 
@@ -98,16 +123,40 @@ class ExceptionsReader:
 class CasesProcess:
     """A `posrecon cases` (or `posrecon console`) OS process; stopped by its own pid."""
 
-    def __init__(self, bootstrap: str, topics: Topics, app_id: str, log_dir: Path, tokens: Path,
-                 extra: list[str] | None = None, command: str = "cases") -> None:  # fmt: skip
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Topics,
+        app_id: str,
+        log_dir: Path,
+        tokens: Path,
+        extra: list[str] | None = None,
+        command: str = "cases",
+    ) -> None:
         self.port = find_free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"{command}-{self.port}.log"
-        cmd = [sys.executable, "-m", "posrecon.cli", command, "--bootstrap", bootstrap, "--app-id", app_id,
-               "--stage-id", "s1", "--ops-port", str(self.port), "--tokens-file", str(tokens), *(extra or [])]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "posrecon.cli",
+            command,
+            "--bootstrap",
+            bootstrap,
+            "--app-id",
+            app_id,
+            "--stage-id",
+            "s1",
+            "--ops-port",
+            str(self.port),
+            "--tokens-file",
+            str(tokens),
+            *(extra or []),
+        ]
         self._log = open(self.log_path, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **topic_env(topics)})  # fmt: skip
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **topic_env(topics)}
+        )
 
     def wait_ready(self, timeout_s: float = 90) -> None:
         deadline = time.monotonic() + timeout_s

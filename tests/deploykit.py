@@ -244,8 +244,15 @@ class Netns:
 
 
 def relay_command(listen_host: str, listen_port: int, target_host: str, target_port: int) -> list[str]:
-    return [sys.executable, str(Path(__file__).resolve()), "relay", listen_host, str(listen_port), target_host,
-            str(target_port)]  # fmt: skip
+    return [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "relay",
+        listen_host,
+        str(listen_port),
+        target_host,
+        str(target_port),
+    ]
 
 
 def wait_port(host: str, port: int, deadline_s: float = 15, via: Netns | None = None) -> None:

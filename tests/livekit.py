@@ -25,8 +25,20 @@ from posrecon.replay import run_replay
 from scenario import HOUR, T0, note, term
 
 # every Alert field but detected_at (wall clock); contract v2 adds status, resolves_alert_id and batch_id
-ALERT_COMPARED = ("alert_id", "kind", "severity", "order_id", "merchant_id", "terminal_id", "reason", "event_time",
-                  "related_ids", "status", "resolves_alert_id", "batch_id")  # fmt: skip
+ALERT_COMPARED = (
+    "alert_id",
+    "kind",
+    "severity",
+    "order_id",
+    "merchant_id",
+    "terminal_id",
+    "reason",
+    "event_time",
+    "related_ids",
+    "status",
+    "resolves_alert_id",
+    "batch_id",
+)
 
 
 def topic_env(topics: Topics) -> dict[str, str]:
@@ -47,12 +59,31 @@ class WorkerProcess:
     """A `posrecon run` OS process; killed by its own pid. ``config``: the rules file (e.g. the simulation's
     posrecon.toml with its merchant pricing), the same one the replay oracle must use."""
 
-    def __init__(self, bootstrap: str, topics: Topics, app_id: str, worker_id: str, log_dir: Path,
-                 extra: list[str] | None = None, config: Path | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Topics,
+        app_id: str,
+        worker_id: str,
+        log_dir: Path,
+        extra: list[str] | None = None,
+        config: Path | None = None,
+    ) -> None:
         self.log_path = log_dir / f"worker-{worker_id}.log"
         env = {**os.environ, **topic_env(topics)}  # topic names: the environment wins over the config file
-        cmd = [sys.executable, "-m", "posrecon.cli", "run", "--bootstrap", bootstrap, "--app-id", app_id,
-               "--worker-id", worker_id, *(extra or ["--no-wall-clock-advance"])]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "posrecon.cli",
+            "run",
+            "--bootstrap",
+            bootstrap,
+            "--app-id",
+            app_id,
+            "--worker-id",
+            worker_id,
+            *(extra or ["--no-wall-clock-advance"]),
+        ]
         if config is not None:
             cmd += ["--config", str(config)]
         self._log = open(self.log_path, "ab")  # noqa: SIM115
@@ -94,8 +125,9 @@ class Oracle:
     batch_reconciled: list[dict[str, Any]] = field(default_factory=list)
 
 
-def replay_oracle(path: Path, out: Path, partitions: int, rules: RuleConfig | None = None,
-                  config: Path | None = None) -> Oracle:  # fmt: skip
+def replay_oracle(
+    path: Path, out: Path, partitions: int, rules: RuleConfig | None = None, config: Path | None = None
+) -> Oracle:
     """``replay --partitions N`` of ``path``: with ``rules``, else the rules of ``config`` (a TOML file, as the
     worker's ``--config``), else the defaults."""
     if rules is None:
@@ -154,8 +186,9 @@ def verify(outputs: Outputs, oracle: Oracle, batches_exact: bool = True) -> Verd
     def compared(alert: dict[str, Any]) -> bool:
         return batches_exact or alert.get("batch_id") is None
 
-    live_alerts = {a.value["alert_id"]: tuple(a.value[f] for f in ALERT_COMPARED) for a in outputs.alerts
-                   if compared(a.value)}  # fmt: skip
+    live_alerts = {
+        a.value["alert_id"]: tuple(a.value[f] for f in ALERT_COMPARED) for a in outputs.alerts if compared(a.value)
+    }
     expected_alerts = {a["alert_id"]: tuple(a[f] for f in ALERT_COMPARED) for a in oracle.alerts if compared(a)}
     missing += len(set(expected_alerts) - set(live_alerts))
     unexpected += len(set(live_alerts) - set(expected_alerts))
@@ -223,8 +256,11 @@ def verify_batches(outputs: Outputs, oracle: Oracle, exact: bool = True) -> list
         live = {(b, 0): {**live[(b, revs[-1])], "revision": 0} for b, revs in per_batch.items()}
     missing, unexpected = sorted(set(expected) - set(live)), sorted(set(live) - set(expected))
     differing = sorted(k for k in set(expected) & set(live) if expected[k] != live[k])
-    for what, keys in (("missing (oracle has them)", missing), ("not in the oracle", unexpected),
-                       ("differing from the oracle", differing)):  # fmt: skip
+    for what, keys in (
+        ("missing (oracle has them)", missing),
+        ("not in the oracle", unexpected),
+        ("differing from the oracle", differing),
+    ):
         if keys:
             problems.append(f"{len(keys)} batch records {what}, e.g. {keys[:3]}")
     for a in outputs.alerts:
@@ -235,8 +271,9 @@ def verify_batches(outputs: Outputs, oracle: Oracle, exact: bool = True) -> list
     return problems
 
 
-def start_with_part_fed(bootstrap: str, topics: Topics, tmp_path: Path, orders: int, seed: int, divisor: int
-                        ) -> tuple[Path, int, str, WorkerProcess]:  # fmt: skip
+def start_with_part_fed(
+    bootstrap: str, topics: Topics, tmp_path: Path, orders: int, seed: int, divisor: int
+) -> tuple[Path, int, str, WorkerProcess]:
     """A mixed input of ``orders`` orders, its first 1/``divisor`` fed, and worker w0 started on it.
     Returns (input file, its line count, app id, worker)."""
     src = mixed_input(tmp_path / "input.jsonl", orders, seed=seed)
@@ -258,21 +295,41 @@ def mixed_input(path: Path, orders: int, seed: int) -> Path:
         o, t = f"ord-{seed}-{i}", T0 + i * 20_000
         card = f"tok_{rng.randrange(max(2, orders // 20))}"
         amount = rng.choice([1000, 2500, 999_00])
-        kind = rng.choice(["normal"] * 6 + ["late", "missing", "mismatch", "orphan", "declined_settled", "failed",
-                                            "reversed", "dup_settle", "dup_charge", "expired", "invalid", "redeliver"])  # fmt: skip
+        kind = rng.choice(
+            ["normal"] * 6
+            + [
+                "late",
+                "missing",
+                "mismatch",
+                "orphan",
+                "declined_settled",
+                "failed",
+                "reversed",
+                "dup_settle",
+                "dup_charge",
+                "expired",
+                "invalid",
+                "redeliver",
+            ]
+        )
         c = term(o, "ORDER_CREATED", t, card=card, amount=amount)
         a = term(o, "AUTH_APPROVED", t + 3_000, card=card, amount=amount)
         s = note(o, "SETTLED", t + rng.randrange(1, 6) * HOUR, amount=amount)
         per = {
-            "normal": [c, a, s], "late": [c, a, note(o, "SETTLED", t + 26 * HOUR, amount=amount)], "missing": [c, a],
-            "mismatch": [c, a, note(o, "SETTLED", t + HOUR, amount=amount + 1)], "orphan": [note(o, "SETTLED", t, amount=amount)],
-            "declined_settled": [c, term(o, "AUTH_DECLINED", t + 2_000), s], "failed": [c, a, note(o, "FAILED", t + HOUR)],
+            "normal": [c, a, s],
+            "late": [c, a, note(o, "SETTLED", t + 26 * HOUR, amount=amount)],
+            "missing": [c, a],
+            "mismatch": [c, a, note(o, "SETTLED", t + HOUR, amount=amount + 1)],
+            "orphan": [note(o, "SETTLED", t, amount=amount)],
+            "declined_settled": [c, term(o, "AUTH_DECLINED", t + 2_000), s],
+            "failed": [c, a, note(o, "FAILED", t + HOUR)],
             "reversed": [c, a, s, note(o, "REVERSED", t + 7 * HOUR, amount=amount)],
             "dup_settle": [c, a, s, note(o, "SETTLED", t + 8 * HOUR, amount=amount)],
             "dup_charge": [c, a, term(o, "AUTH_APPROVED", t + 9_000, card=card, amount=amount, attempt=2), s],
-            "expired": [c], "invalid": [term(o, "AUTH_APPROVED", t, card="4111111111111111")],
+            "expired": [c],
+            "invalid": [term(o, "AUTH_APPROVED", t, card="4111111111111111")],
             "redeliver": [c, a, a, s, s],
-        }[kind]  # fmt: skip
+        }[kind]
         for line in per:
             rec = line["record"]
             lines.append({**line, "ingest_time": rec.get("event_time", rec.get("settled_at")) + rng.randrange(0, 2000)})
@@ -287,5 +344,6 @@ def mixed_input(path: Path, orders: int, seed: int) -> Path:
 def drain(bootstrap: str, topics: Topics, app_id: str, timeout: float = 120) -> None:
     _, sightings, _ = internal_topics(app_id)
     batch_sightings, _ = batch_topics(app_id)
-    wait_drained(bootstrap, app_id, [topics.terminal, topics.settlement, topics.batches], [sightings, batch_sightings],
-                 timeout)  # fmt: skip
+    wait_drained(
+        bootstrap, app_id, [topics.terminal, topics.settlement, topics.batches], [sightings, batch_sightings], timeout
+    )

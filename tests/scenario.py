@@ -13,9 +13,20 @@ HOUR = 3_600_000
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
-def term(order: str, kind: str, t: int, *, eid: str | None = None, amount: int = 1000, currency: str = "EUR",
-         card: str | None = "tok_a", merchant: str = "m1", terminal: str = "t1", attempt: int = 1,
-         decline_code: str | None = None) -> dict[str, Any]:  # fmt: skip
+def term(
+    order: str,
+    kind: str,
+    t: int,
+    *,
+    eid: str | None = None,
+    amount: int = 1000,
+    currency: str = "EUR",
+    card: str | None = "tok_a",
+    merchant: str = "m1",
+    terminal: str = "t1",
+    attempt: int = 1,
+    decline_code: str | None = None,
+) -> dict[str, Any]:
     return {
         "source": "terminal",
         "record": {
@@ -34,9 +45,20 @@ def term(order: str, kind: str, t: int, *, eid: str | None = None, amount: int =
     }
 
 
-def note(order: str, status: str, t: int, *, nid: str | None = None, amount: int = 1000, currency: str = "EUR",
-         merchant: str = "m1", seq: int = 1, count: int = 1, fee: int = 0,
-         batch: str | None = None) -> dict[str, Any]:  # fmt: skip
+def note(
+    order: str,
+    status: str,
+    t: int,
+    *,
+    nid: str | None = None,
+    amount: int = 1000,
+    currency: str = "EUR",
+    merchant: str = "m1",
+    seq: int = 1,
+    count: int = 1,
+    fee: int = 0,
+    batch: str | None = None,
+) -> dict[str, Any]:
     return {
         "source": "settlement",
         "record": {
@@ -98,8 +120,9 @@ class Result:
         return found[0]
 
 
-def run(lines: list[dict[str, Any]], *, until: int | None = None, rules: RuleConfig | None = None,
-        partitions: int = 1) -> Result:  # fmt: skip
+def run(
+    lines: list[dict[str, Any]], *, until: int | None = None, rules: RuleConfig | None = None, partitions: int = 1
+) -> Result:
     from posrecon.kafka.partitioner import partition_for
 
     engine = ReconciliationEngine(rules or RuleConfig())

@@ -55,8 +55,9 @@ TRANSIENT = {
 }
 
 
-def create_topics_kept(bootstrap: str, topics: Topics, partitions: int,
-                       client_config: Mapping[str, str] | None = None) -> Topics:  # fmt: skip
+def create_topics_kept(
+    bootstrap: str, topics: Topics, partitions: int, client_config: Mapping[str, str] | None = None
+) -> Topics:
     """The contract's topics (``pos.reconciled`` compacted) with time retention OFF.
 
     The simulated traffic starts 2026-01-01 and the Kafka record timestamp is its ingest time: on a machine
@@ -64,8 +65,10 @@ def create_topics_kept(bootstrap: str, topics: Topics, partitions: int,
     (30 s after start, then every 5 min) deletes such records from topics with default retention --
     mid-test. ``retention.ms=-1`` keeps them whatever the clock says."""
     admin = AdminClient({**(client_config or {}), "bootstrap.servers": bootstrap})
-    new = [NewTopic(name, num_partitions=partitions, replication_factor=1, config={**config, "retention.ms": "-1"})
-           for name, config in topic_configs(topics).items()]  # fmt: skip
+    new = [
+        NewTopic(name, num_partitions=partitions, replication_factor=1, config={**config, "retention.ms": "-1"})
+        for name, config in topic_configs(topics).items()
+    ]
     for future in admin.create_topics(new, operation_timeout=30, request_timeout=30).values():
         try:
             future.result()
@@ -76,16 +79,22 @@ def create_topics_kept(bootstrap: str, topics: Topics, partitions: int,
     while True:
         meta = retrying(admin.list_topics, timeout=10)
         ready = [meta.topics.get(n) for n in topic_configs(topics)]
-        if all(t is not None and t.error is None and len(t.partitions) == partitions
-               and all(p.leader >= 0 for p in t.partitions.values()) for t in ready):  # fmt: skip
+        if all(
+            t is not None
+            and t.error is None
+            and len(t.partitions) == partitions
+            and all(p.leader >= 0 for p in t.partitions.values())
+            for t in ready
+        ):
             return topics
         if time.monotonic() > deadline:
             raise TimeoutError(f"topics {topics} not ready")
         time.sleep(0.1)
 
 
-def precreate_internal_topics(bootstrap: str, app: str, partitions: int,
-                              client_config: Mapping[str, str] | None = None) -> None:  # fmt: skip
+def precreate_internal_topics(
+    bootstrap: str, app: str, partitions: int, client_config: Mapping[str, str] | None = None
+) -> None:
     """Create the worker's internal topics for ``app`` ahead of it and wait until every partition has a leader.
 
     A worker that creates them itself may read a changelog partition before the broker serves it and die on
@@ -99,8 +108,13 @@ def precreate_internal_topics(bootstrap: str, app: str, partitions: int,
     while True:
         meta = retrying(admin.list_topics, timeout=10)
         ready = [meta.topics.get(n) for n in names]
-        if all(t is not None and t.error is None and len(t.partitions) == partitions
-               and all(p.leader >= 0 for p in t.partitions.values()) for t in ready):  # fmt: skip
+        if all(
+            t is not None
+            and t.error is None
+            and len(t.partitions) == partitions
+            and all(p.leader >= 0 for p in t.partitions.values())
+            for t in ready
+        ):
             break
         if time.monotonic() > deadline:
             raise TimeoutError(f"internal topics of {app} not ready")
@@ -134,8 +148,22 @@ def retrying(fn: Callable[..., T], *args: Any, within: float = 60.0, **kwargs: A
 
 def simulate(out: Path, orders: int, seed: int, partitions: int = 4, extra: Iterable[str] = ()) -> Path:
     """``posrecon simulate`` into ``out``; returns ``out/input.jsonl``."""
-    cmd = [sys.executable, "-m", "posrecon.cli", "simulate", "--orders", str(orders), "--out", str(out),
-           "--seed", str(seed), "--partitions", str(partitions), "--quiet", *extra]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "posrecon.cli",
+        "simulate",
+        "--orders",
+        str(orders),
+        "--out",
+        str(out),
+        "--seed",
+        str(seed),
+        "--partitions",
+        str(partitions),
+        "--quiet",
+        *extra,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out / "input.jsonl"
@@ -169,8 +197,15 @@ def rules_file(app: str) -> Path | None:
     return _RULES_FILES.get(app)
 
 
-def chaos_input(bootstrap: str, make_topics: Callable[..., Topics], tmp_path: Path, orders: int, seed: int,
-                partitions: int, batches: bool = False) -> ChaosInput:  # fmt: skip
+def chaos_input(
+    bootstrap: str,
+    make_topics: Callable[..., Topics],
+    tmp_path: Path,
+    orders: int,
+    seed: int,
+    partitions: int,
+    batches: bool = False,
+) -> ChaosInput:
     """Simulate ``orders`` orders (contract v2), create fresh topics on ``bootstrap`` and replay the input for the
     oracle with the simulation's rules (its posrecon.toml, registered for the app's workers: :func:`rules_file`).
 
@@ -214,8 +249,14 @@ def total_lag(bootstrap: str, topics: Topics, app: str, client_config: Mapping[s
     return sum(row.lag for row in retrying(lag_rows, bootstrap, topics, app, client_config))
 
 
-def drain(bootstrap: str, topics: Topics, app: str, timeout: float = 180.0,
-          client_config: Mapping[str, str] | None = None, alive: Callable[[], bool] | None = None) -> float:  # fmt: skip
+def drain(
+    bootstrap: str,
+    topics: Topics,
+    app: str,
+    timeout: float = 180.0,
+    client_config: Mapping[str, str] | None = None,
+    alive: Callable[[], bool] | None = None,
+) -> float:
     """Wait until the group has committed every input and card-sighting record (as livekit's ``_drain``, but
     tolerant of a broker that is still loading its coordinators). ``alive`` (optional) aborts early when
     the workers died. Returns seconds waited."""
@@ -280,8 +321,16 @@ def frozen(workers: Iterable[Any]) -> Iterator[None]:
 
 
 def all_topic_names(topics: Topics, app: str) -> list[str]:
-    return [topics.terminal, topics.settlement, topics.reconciled, topics.alerts, topics.deadletter,
-            topics.batch_reconciled, *internal_topics(app), *batch_topics(app)]  # fmt: skip
+    return [
+        topics.terminal,
+        topics.settlement,
+        topics.reconciled,
+        topics.alerts,
+        topics.deadletter,
+        topics.batch_reconciled,
+        *internal_topics(app),
+        *batch_topics(app),
+    ]
 
 
 class TxnProbe:
@@ -291,12 +340,17 @@ class TxnProbe:
     def __init__(self, bootstrap: str, names: Iterable[str], client_config: Mapping[str, str] | None = None) -> None:
         self.admin = AdminClient({**(client_config or {}), "bootstrap.servers": bootstrap})
         metadata = retrying(self.admin.list_topics, timeout=10)
-        self.tps = [TopicPartition(name, p) for name in names if name in metadata.topics
-                    for p in metadata.topics[name].partitions]  # fmt: skip
+        self.tps = [
+            TopicPartition(name, p)
+            for name in names
+            if name in metadata.topics
+            for p in metadata.topics[name].partitions
+        ]
 
     def _offsets(self, level: IsolationLevel) -> dict[tuple[str, int], int]:
-        futures = self.admin.list_offsets({tp: OffsetSpec.latest() for tp in self.tps}, isolation_level=level,
-                                          request_timeout=15)  # fmt: skip
+        futures = self.admin.list_offsets(
+            {tp: OffsetSpec.latest() for tp in self.tps}, isolation_level=level, request_timeout=15
+        )
         return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
 
     def open(self) -> dict[tuple[str, int], int]:
@@ -307,8 +361,9 @@ class TxnProbe:
         return {key: high[key] - stable[key] for key in stable if stable[key] < high[key]}
 
 
-def open_transactions(bootstrap: str, names: Iterable[str],
-                      client_config: Mapping[str, str] | None = None) -> dict[tuple[str, int], int]:  # fmt: skip
+def open_transactions(
+    bootstrap: str, names: Iterable[str], client_config: Mapping[str, str] | None = None
+) -> dict[tuple[str, int], int]:
     """Partitions of ``names`` with an open transaction, mapped to how many offsets are not yet stable."""
     return TxnProbe(bootstrap, names, client_config).open()
 
@@ -326,8 +381,9 @@ def kill_inside_transaction(worker: Any, probe: TxnProbe, within: float = 3.0) -
     return seen
 
 
-def wait_no_open_transactions(bootstrap: str, names: Iterable[str], timeout: float = 60.0,
-                              client_config: Mapping[str, str] | None = None) -> dict[tuple[str, int], int]:  # fmt: skip
+def wait_no_open_transactions(
+    bootstrap: str, names: Iterable[str], timeout: float = 60.0, client_config: Mapping[str, str] | None = None
+) -> dict[tuple[str, int], int]:
     """{} once no partition of ``names`` has an open transaction; the last probe if ``timeout`` passes."""
     names = list(names)
     deadline = time.monotonic() + timeout
@@ -362,17 +418,28 @@ class Check:
         return f"problems={self.verdict.problems} open_transactions={self.open_transactions}"
 
 
-def check_exactly_once(bootstrap: str, topics: Topics, app: str, oracle: Oracle, *, drain_timeout: float = 180.0,
-                       client_config: Mapping[str, str] | None = None, alive: Callable[[], bool] | None = None,
-                       batches_exact: bool = True) -> Check:  # fmt: skip
+def check_exactly_once(
+    bootstrap: str,
+    topics: Topics,
+    app: str,
+    oracle: Oracle,
+    *,
+    drain_timeout: float = 180.0,
+    client_config: Mapping[str, str] | None = None,
+    alive: Callable[[], bool] | None = None,
+    batches_exact: bool = True,
+) -> Check:
     """Committed offsets at the end of input, no transaction open on any topic of the app, and the
     read_committed outputs exactly once and equal to the replay oracle (livekit.verify)."""
     waited = drain(bootstrap, topics, app, drain_timeout, client_config, alive)
     # card-sightings partitions whose committed offset is more than one marker from the end (defect 10: the
     # drain counted them as behind forever; the worker now commits past such a tail once drained)
     _, sightings, _ = internal_topics(app)
-    tails = [str(row) for row in retrying(lag_rows, bootstrap, topics, app, client_config)
-             if row.topic == sightings and row.high - row.committed > 1]  # fmt: skip
+    tails = [
+        str(row)
+        for row in retrying(lag_rows, bootstrap, topics, app, client_config)
+        if row.topic == sightings and row.high - row.committed > 1
+    ]
     if tails:
         print(f"drained; transactional tails of more than one marker: {tails}")
     pending = wait_no_open_transactions(bootstrap, all_topic_names(topics, app), 45.0, client_config)
@@ -405,7 +472,10 @@ class Figures:
     def count(self, check: Check) -> None:
         """Take the end-of-test check's duplicates, losses and unexpected outputs."""
         self.duplicates, self.lost, self.unexpected = (
-            check.verdict.duplicates, check.verdict.missing, check.verdict.unexpected)  # fmt: skip
+            check.verdict.duplicates,
+            check.verdict.missing,
+            check.verdict.unexpected,
+        )
 
 
 def stop_cleanly(workers: Mapping[str, Any]) -> None:

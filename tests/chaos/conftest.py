@@ -78,8 +78,16 @@ def warm(bootstrap: str, client_config: dict[str, str] | None = None) -> None:
 def spawn(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def make(bootstrap: str, topics: Topics, app: str, worker_id: str, *, batch: int | None = None,
-             extra: list[str] | None = None, log_dir: Path | None = None) -> WorkerProcess:  # fmt: skip
+    def make(
+        bootstrap: str,
+        topics: Topics,
+        app: str,
+        worker_id: str,
+        *,
+        batch: int | None = None,
+        extra: list[str] | None = None,
+        log_dir: Path | None = None,
+    ) -> WorkerProcess:
         args = ["--no-wall-clock-advance", *(extra or [])]
         if batch is not None:
             args += ["--batch", str(batch)]

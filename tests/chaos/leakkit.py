@@ -16,14 +16,20 @@ from posrecon.engine.pan import luhn_valid
 # ------------------------------------------------------------------------------------ raw topic dumps
 
 
-def raw_dump(bootstrap: str, topic: str, client_config: Mapping[str, str] | None = None,
-             committed_only: bool = False) -> list[Any]:  # fmt: skip
+def raw_dump(
+    bootstrap: str, topic: str, client_config: Mapping[str, str] | None = None, committed_only: bool = False
+) -> list[Any]:
     """Every message of ``topic`` (by default read_uncommitted: aborted transactions included)."""
-    consumer = Consumer({
-        **(client_config or {}), "bootstrap.servers": bootstrap, "group.id": f"chaos-dump-{time.monotonic_ns()}",
-        "enable.auto.commit": False, "enable.partition.eof": True,
-        "isolation.level": "read_committed" if committed_only else "read_uncommitted",
-    })  # fmt: skip
+    consumer = Consumer(
+        {
+            **(client_config or {}),
+            "bootstrap.servers": bootstrap,
+            "group.id": f"chaos-dump-{time.monotonic_ns()}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed" if committed_only else "read_uncommitted",
+        }
+    )
     try:
         meta = retrying(consumer.list_topics, topic, timeout=10).topics[topic]
         tps, pending = [], set()

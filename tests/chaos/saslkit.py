@@ -41,14 +41,56 @@ def make_certificates(directory: Path) -> Tls:
         if proc.returncode != 0:
             raise BrokerError(f"openssl {' '.join(args)} failed: {proc.stderr[-2000:]}")
 
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-        "-subj", "/CN=posrecon-test-ca")  # fmt: skip
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=posrecon-test-ca",
+    )
     run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
     (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "server.pem", "-days", "2", "-extfile", "san.ext")  # fmt: skip
-    run("pkcs12", "-export", "-in", "server.pem", "-inkey", "server.key", "-certfile", "ca.pem", "-name", "kafka",
-        "-out", "server.p12", "-passout", f"pass:{password}")  # fmt: skip
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    )
+    run(
+        "pkcs12",
+        "-export",
+        "-in",
+        "server.pem",
+        "-inkey",
+        "server.key",
+        "-certfile",
+        "ca.pem",
+        "-name",
+        "kafka",
+        "-out",
+        "server.p12",
+        "-passout",
+        f"pass:{password}",
+    )
     return Tls(directory / "ca.pem", directory / "server.p12", password)
 
 
@@ -113,11 +155,25 @@ class SaslBroker(LocalBroker):
         if (self.log_dir / "meta.properties").is_file():
             return
         scram = f"{MECHANISM}=[name={self.username},password={self.password}]"
-        cmd = [java, "-Xmx256m", f"-Dlog4j.configuration=file:{self.log4j_properties}", "-cp", f"{libs}/*",
-               "kafka.tools.StorageTool", "format", "--ignore-formatted", "-t", new_cluster_id(),
-               "-c", str(self.server_properties), "--add-scram", scram]  # fmt: skip
-        proc = subprocess.run(cmd, cwd=self.data_dir, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              check=False)  # fmt: skip
+        cmd = [
+            java,
+            "-Xmx256m",
+            f"-Dlog4j.configuration=file:{self.log4j_properties}",
+            "-cp",
+            f"{libs}/*",
+            "kafka.tools.StorageTool",
+            "format",
+            "--ignore-formatted",
+            "-t",
+            new_cluster_id(),
+            "-c",
+            str(self.server_properties),
+            "--add-scram",
+            scram,
+        ]
+        proc = subprocess.run(
+            cmd, cwd=self.data_dir, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+        )
         if proc.returncode != 0:
             output = (proc.stdout + proc.stderr).replace(self.password, "***")
             raise BrokerError(f"formatting with --add-scram failed ({proc.returncode}):\n{output[-4000:]}")

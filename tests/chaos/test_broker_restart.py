@@ -71,8 +71,11 @@ def test_broker_crash_and_restart_under_a_running_worker(
         try:
             # lag 0: the worker already committed the rest since the broker came back (after a crash nothing
             # commits while it is down, so that was work after the restart)
-            wait_until(lambda: not worker.alive() or lag == 0 or input_lag(bootstrap, topics, app) < lag, HANG_S,
-                       f"progress after the broker {how}")  # fmt: skip
+            wait_until(
+                lambda: not worker.alive() or lag == 0 or input_lag(bootstrap, topics, app) < lag,
+                HANG_S,
+                f"progress after the broker {how}",
+            )
             assert worker.alive(), f"the worker died after the broker {how}:\n{worker.log()[-3000:]}"
         except TimeoutError:
             # a supervisor would restart it: do that, so that exactly-once is still checked end to end

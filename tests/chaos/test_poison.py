@@ -64,26 +64,57 @@ def _spaced(pan: str, sep: str) -> str:
 
 
 def _alert(rng: random.Random, pan: str) -> dict[str, Any]:
-    return {"alert_id": f"a-{rng.randrange(10**9)}", "kind": "INVALID_EVENT", "severity": "WARNING",
-            "order_id": None, "merchant_id": "m1", "terminal_id": None,
-            "reason": f"card {_spaced(pan, ' ')} seen", "event_time": 1_767_225_600_000,
-            "detected_at": 1_767_225_600_000, "related_ids": [pan]}  # fmt: skip
+    return {
+        "alert_id": f"a-{rng.randrange(10**9)}",
+        "kind": "INVALID_EVENT",
+        "severity": "WARNING",
+        "order_id": None,
+        "merchant_id": "m1",
+        "terminal_id": None,
+        "reason": f"card {_spaced(pan, ' ')} seen",
+        "event_time": 1_767_225_600_000,
+        "detected_at": 1_767_225_600_000,
+        "related_ids": [pan],
+    }
 
 
 def _reconciled(rng: random.Random) -> dict[str, Any]:
-    return {"order_id": f"o-{rng.randrange(10**9)}", "merchant_id": "m1", "terminal_id": None, "outcome": "MATCHED",
-            "currency": "EUR", "approved_amount_minor": 100, "settled_amount_minor": 100,
-            "approved_at": 1_767_225_600_000, "settled_at": 1_767_225_700_000, "settlement_lag_ms": 100_000,
-            "notice_id": "n", "revision": 1}  # fmt: skip
+    return {
+        "order_id": f"o-{rng.randrange(10**9)}",
+        "merchant_id": "m1",
+        "terminal_id": None,
+        "outcome": "MATCHED",
+        "currency": "EUR",
+        "approved_amount_minor": 100,
+        "settled_amount_minor": 100,
+        "approved_at": 1_767_225_600_000,
+        "settled_at": 1_767_225_700_000,
+        "settlement_lag_ms": 100_000,
+        "notice_id": "n",
+        "revision": 1,
+    }
 
 
-def poison(rng: random.Random, topics: Topics, sample: dict[str, Any], codecs: dict[str, AvroCodec],
-           pans: set[str]) -> tuple[str, bytes | None, bytes | None, str]:  # fmt: skip
+def poison(
+    rng: random.Random, topics: Topics, sample: dict[str, Any], codecs: dict[str, AvroCodec], pans: set[str]
+) -> tuple[str, bytes | None, bytes | None, str]:
     """One raw poison record: (topic, key, value, kind)."""
     pan = luhn_pan(rng, rng.choice(["4", "51", "37", "6011"]), rng.choice([15, 16, 19]))
     pans.add(pan)
-    kind = rng.choice(["random", "random_pan", "alert", "reconciled", "notice_on_terminal", "terminal_on_settlement",
-                       "json", "truncated", "trailing", "null"])  # fmt: skip
+    kind = rng.choice(
+        [
+            "random",
+            "random_pan",
+            "alert",
+            "reconciled",
+            "notice_on_terminal",
+            "terminal_on_settlement",
+            "json",
+            "truncated",
+            "trailing",
+            "null",
+        ]
+    )
     term, settle = topics.terminal, topics.settlement
     terminal_record = dict(sample, card_token=pan, event_id=f"poison-{rng.randrange(10**9)}")
     value: bytes | None
@@ -97,9 +128,17 @@ def poison(rng: random.Random, topics: Topics, sample: dict[str, Any], codecs: d
     elif kind == "reconciled":
         value = codecs["ReconciledOrder"].encode(_reconciled(rng))
     elif kind == "notice_on_terminal":
-        notice = {"notice_id": "n1", "order_id": sample["order_id"], "merchant_id": sample["merchant_id"],
-                  "status": "SETTLED", "amount_minor": 100, "currency": "EUR", "settled_at": sample["event_time"],
-                  "batch_id": pan, "fee_minor": 0}  # fmt: skip
+        notice = {
+            "notice_id": "n1",
+            "order_id": sample["order_id"],
+            "merchant_id": sample["merchant_id"],
+            "status": "SETTLED",
+            "amount_minor": 100,
+            "currency": "EUR",
+            "settled_at": sample["event_time"],
+            "batch_id": pan,
+            "fee_minor": 0,
+        }
         value = codecs["SettlementNotice"].encode(notice)
     elif kind == "terminal_on_settlement":
         return settle, sample["order_id"].encode(), codecs["TerminalEvent"].encode(terminal_record), kind
@@ -132,13 +171,21 @@ def test_poison_records_dead_lettered_pan_masked_nothing_lost(
     for line in lines:
         mixed.append(line)
         doc = _doc(line)
-        if doc is None or doc.get("source") != "terminal" or not isinstance(doc.get("record"), dict) \
-                or rng.random() > 0.01:  # fmt: skip
+        if (
+            doc is None
+            or doc.get("source") != "terminal"
+            or not isinstance(doc.get("record"), dict)
+            or rng.random() > 0.01
+        ):
             continue
         pan = luhn_pan(rng, "4", 16)
         pans.add(pan)
-        rec = dict(doc["record"], card_token=rng.choice([pan, _spaced(pan, " "), _spaced(pan, "-")]),
-                   event_id=f"pan-{rng.randrange(10**9)}", order_id=f"pan-order-{rng.randrange(10**9)}")  # fmt: skip
+        rec = dict(
+            doc["record"],
+            card_token=rng.choice([pan, _spaced(pan, " "), _spaced(pan, "-")]),
+            event_id=f"pan-{rng.randrange(10**9)}",
+            order_id=f"pan-order-{rng.randrange(10**9)}",
+        )
         mixed.append(json.dumps({**doc, "record": rec}))
     for line in mixed:  # the simulator's own PAN_IN_CARD_TOKEN tokens
         doc = _doc(line)
@@ -226,9 +273,19 @@ def test_pan_in_card_token_is_masked_whatever_its_length(
     lines = []
     for i, token in enumerate(tokens):
         assert is_pan(token), token
-        record = {"event_id": f"e{i}", "order_id": f"o{i}", "merchant_id": "m1", "terminal_id": "t1",
-                  "event_type": "AUTH_APPROVED", "amount_minor": 100, "currency": "EUR", "card_token": token,
-                  "event_time": t0 + i, "attempt": 1, "decline_code": None}  # fmt: skip
+        record = {
+            "event_id": f"e{i}",
+            "order_id": f"o{i}",
+            "merchant_id": "m1",
+            "terminal_id": "t1",
+            "event_type": "AUTH_APPROVED",
+            "amount_minor": 100,
+            "currency": "EUR",
+            "card_token": token,
+            "event_time": t0 + i,
+            "attempt": 1,
+            "decline_code": None,
+        }
         lines.append(json.dumps({"source": "terminal", "ingest_time": t0 + i, "record": record}))
     feeder = Feeder(bootstrap, topics)
     assert feeder.feed(lines) == len(tokens)
@@ -240,8 +297,9 @@ def test_pan_in_card_token_is_masked_whatever_its_length(
     assert check.ok, check.explain()
     letters = check.outputs.deadletters
     assert [d.headers["reason"] for d in letters] == ["PAN_IN_CARD_TOKEN"] * len(tokens)
-    leaked = {len(token): token for token, pan in tokens.items()
-              if any(contains_any(d.value or b"", [pan]) for d in letters)}  # fmt: skip
+    leaked = {
+        len(token): token for token, pan in tokens.items() if any(contains_any(d.value or b"", [pan]) for d in letters)
+    }
     assert not leaked, (
         f"dead letters carry the whole card number for card_token lengths {sorted(leaked)} "
         f"(e.g. {next(iter(leaked.values()))!r}); the Avro length byte before them is an ASCII digit"

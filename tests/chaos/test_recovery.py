@@ -41,9 +41,19 @@ def open_order_lines(count: int, seed: int) -> list[str]:
     out = []
     for i in range(count):
         t = T0 + i * step
-        rec = {"event_id": f"ap-{i}", "order_id": f"open-{i}", "merchant_id": f"m{i % 97}",
-               "terminal_id": f"t{i % 389}", "event_type": "AUTH_APPROVED", "amount_minor": rng.randrange(100, 90_000),
-               "currency": "EUR", "card_token": f"tok_{i:08x}", "event_time": t, "attempt": 1, "decline_code": None}  # fmt: skip
+        rec = {
+            "event_id": f"ap-{i}",
+            "order_id": f"open-{i}",
+            "merchant_id": f"m{i % 97}",
+            "terminal_id": f"t{i % 389}",
+            "event_type": "AUTH_APPROVED",
+            "amount_minor": rng.randrange(100, 90_000),
+            "currency": "EUR",
+            "card_token": f"tok_{i:08x}",
+            "event_time": t,
+            "attempt": 1,
+            "decline_code": None,
+        }
         out.append(json.dumps({"source": "terminal", "ingest_time": t + 50, "record": rec}))
     return out
 
@@ -55,9 +65,17 @@ def probe_lines(lines: list[str], picks: int, seed: int) -> tuple[list[str], set
     for line in rng.sample(lines, picks):
         rec = json.loads(line)["record"]
         settled = last + 60_000 + len(out)
-        note = {"notice_id": f"probe-{rec['order_id']}", "order_id": rec["order_id"], "merchant_id": rec["merchant_id"],
-                "status": "SETTLED", "amount_minor": rec["amount_minor"], "currency": "EUR", "settled_at": settled,
-                "batch_id": None, "fee_minor": 0}  # fmt: skip
+        note = {
+            "notice_id": f"probe-{rec['order_id']}",
+            "order_id": rec["order_id"],
+            "merchant_id": rec["merchant_id"],
+            "status": "SETTLED",
+            "amount_minor": rec["amount_minor"],
+            "currency": "EUR",
+            "settled_at": settled,
+            "batch_id": None,
+            "fee_minor": 0,
+        }
         out.append(json.dumps({"source": "settlement", "ingest_time": settled + 50, "record": note}))
         ids.add(rec["order_id"])
     return out, ids
@@ -67,8 +85,14 @@ def wait_for_reconciled(bootstrap: str, topic: str, order_ids: set[str], timeout
     """Seconds until every order id has a committed row in ``topic``."""
     started = time.monotonic()
     codec = AvroCodec("ReconciledOrder")
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{time.monotonic_ns()}",
-                        "isolation.level": "read_committed", "enable.auto.commit": False})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"probe-{time.monotonic_ns()}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
     try:
         meta = retrying(consumer.list_topics, topic, timeout=10).topics[topic]
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
@@ -86,8 +110,15 @@ def wait_for_reconciled(bootstrap: str, topic: str, order_ids: set[str], timeout
         consumer.close()
 
 
-def measure_recovery(bootstrap: str, topics: Topics, spawn: Callable[..., WorkerProcess], tmp_path: Path,
-                     count: int, *, verify_outputs: bool) -> Figures:  # fmt: skip
+def measure_recovery(
+    bootstrap: str,
+    topics: Topics,
+    spawn: Callable[..., WorkerProcess],
+    tmp_path: Path,
+    count: int,
+    *,
+    verify_outputs: bool,
+) -> Figures:
     app = app_of(topics)
     figures = Figures(events=count)
     lines = open_order_lines(count, seed=count)
@@ -115,15 +146,18 @@ def measure_recovery(bootstrap: str, topics: Topics, spawn: Callable[..., Worker
     assert rows, log[-2000:]
     figures.restore_seconds = round(sum(r["restore_s"] for r in rows), 2)
     figures.open_orders_restored = sum(r["orders_restored"] for r in rows)
-    figures.notes.append(f"fed {count} approvals in {fed_s:.1f} s; first worker processed them in {processed_s:.1f} s "
-                         f"({count / max(processed_s, 1e-9):.0f}/s); restart -> 8 probe decisions readable in "
-                         f"{figures.recovery_seconds} s (changelog restore {figures.restore_seconds} s, the rest is "
-                         f"process start, rejoining the group with static membership and the first transaction)")  # fmt: skip
+    figures.notes.append(
+        f"fed {count} approvals in {fed_s:.1f} s; first worker processed them in {processed_s:.1f} s "
+        f"({count / max(processed_s, 1e-9):.0f}/s); restart -> 8 probe decisions readable in "
+        f"{figures.recovery_seconds} s (changelog restore {figures.restore_seconds} s, the rest is "
+        f"process start, rejoining the group with static membership and the first transaction)"
+    )
     if verify_outputs:
         src = tmp_path / "open.jsonl"
         src.write_text("\n".join(lines + probes) + "\n")
-        check = check_exactly_once(bootstrap, topics, app, replay_oracle(src, tmp_path / "replay", PARTITIONS),
-                                   alive=second.alive)  # fmt: skip
+        check = check_exactly_once(
+            bootstrap, topics, app, replay_oracle(src, tmp_path / "replay", PARTITIONS), alive=second.alive
+        )
         assert check.ok, check.explain()
     assert second.stop() == 0, second.log()[-3000:]
     figures.wall_seconds = round(time.monotonic() - started, 1)
@@ -137,8 +171,9 @@ def measure_recovery(bootstrap: str, topics: Topics, spawn: Callable[..., Worker
 def test_recovery_with_50k_open_orders(
     warm_bootstrap: str, make_topics: Callable[..., Topics], spawn: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
-    figures = measure_recovery(warm_bootstrap, make_topics(warm_bootstrap, PARTITIONS), spawn, tmp_path, 50_000,
-                               verify_outputs=True)  # fmt: skip
+    figures = measure_recovery(
+        warm_bootstrap, make_topics(warm_bootstrap, PARTITIONS), spawn, tmp_path, 50_000, verify_outputs=True
+    )
     assert figures.recovery_seconds is not None and figures.recovery_seconds <= 45, figures.summary()
 
 
@@ -148,8 +183,9 @@ def test_recovery_with_50k_open_orders(
 def test_recovery_with_1m_open_orders(
     warm_bootstrap: str, make_topics: Callable[..., Topics], spawn: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
-    figures = measure_recovery(warm_bootstrap, make_topics(warm_bootstrap, PARTITIONS), spawn, tmp_path, 1_000_000,
-                               verify_outputs=False)  # fmt: skip
+    figures = measure_recovery(
+        warm_bootstrap, make_topics(warm_bootstrap, PARTITIONS), spawn, tmp_path, 1_000_000, verify_outputs=False
+    )
     summary: dict[str, Any] = json.loads(figures.summary().split(": ", 1)[1])
     (HERE / "last_recovery.json").write_text(json.dumps(summary, indent=2) + "\n")
     assert figures.recovery_seconds is not None and figures.recovery_seconds <= 30, figures.summary()

@@ -77,8 +77,14 @@ def test_worker_and_feeder_over_sasl_ssl(
     assert fed > 1000
 
     worker = spawn(bootstrap, topics, app, "w0")
-    check = check_exactly_once(bootstrap, topics, app, replay_oracle(src, tmp_path / "replay", PARTITIONS),
-                               client_config=client, alive=worker.alive)  # fmt: skip
+    check = check_exactly_once(
+        bootstrap,
+        topics,
+        app,
+        replay_oracle(src, tmp_path / "replay", PARTITIONS),
+        client_config=client,
+        alive=worker.alive,
+    )
     assert worker.stop() == 0, worker.log()[-3000:]
     assert check.ok, check.explain()
     log = worker.log()

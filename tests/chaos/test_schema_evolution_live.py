@@ -64,8 +64,9 @@ def schema_of(name: str, version: str) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads((REPO_SCHEMAS / "history" / base / f"{name}.avsc").read_text())
     if version == "v3" and name in EVOLVED:
         doc = copy.deepcopy(doc)
-        doc["fields"].append({"name": "channel", "type": ["null", "string"], "default": None,
-                              "doc": "sales channel (v3)"})  # fmt: skip
+        doc["fields"].append(
+            {"name": "channel", "type": ["null", "string"], "default": None, "doc": "sales channel (v3)"}
+        )
     return doc
 
 
@@ -176,8 +177,11 @@ def test_v1_v2_v3_writers_and_v2_v3_readers(
     # 1. a v2 reader without the v3 schema cannot read v3 records: each is dead-lettered (original bytes kept),
     #    the worker goes on, commits to the end, duplicates nothing; the v1 and v2 records give the oracle's outputs
     stock = results["stock-v2"]
-    unknown = [d for d in stock.outputs.deadletters
-               if "unknown writer schema fingerprint" in d.headers.get("exception.message", "")]  # fmt: skip
+    unknown = [
+        d
+        for d in stock.outputs.deadletters
+        if "unknown writer schema fingerprint" in d.headers.get("exception.message", "")
+    ]
     assert len(unknown) == written["v3"] and all(d.headers["reason"] == "DECODE_ERROR" for d in unknown), report
     assert stock.verdict.duplicates == 0 and not stock.open_transactions, report
     # 2. with v3 in its history a v2 reader resolves v3 records to v2 (and v1 records to v2): outputs == oracle

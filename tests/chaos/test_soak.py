@@ -35,8 +35,9 @@ HERE = Path(__file__).resolve().parent
 SESSION_START = time.time()
 
 
-def test_soak(own_broker: LocalBroker, make_topics: Callable[..., Topics], spawn: Callable[..., WorkerProcess],
-              tmp_path: Path) -> None:  # fmt: skip
+def test_soak(
+    own_broker: LocalBroker, make_topics: Callable[..., Topics], spawn: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
     seed, rng = chaos_seed()
     orders = int(os.environ.get("POSRECON_SOAK_ORDERS", "180000"))
     print(f"soak: {orders} orders")
@@ -73,8 +74,18 @@ def test_soak(own_broker: LocalBroker, make_topics: Callable[..., Topics], spawn
             wait_until(lambda: lag() < before, 120, f"{what} (after replacing the workers)", 0.5)
         return time.monotonic() - t0
 
-    schedule = ["kill:w0", "rebalance:w1", "kill:w1", "kill:w0", "broker", "kill:w1", "rebalance:w0",
-                "kill:w0", "kill:w1", "rebalance:w1"]  # fmt: skip
+    schedule = [
+        "kill:w0",
+        "rebalance:w1",
+        "kill:w1",
+        "kill:w0",
+        "broker",
+        "kill:w1",
+        "rebalance:w0",
+        "kill:w0",
+        "kill:w1",
+        "rebalance:w1",
+    ]
     for i, step in enumerate(schedule):
         goal = int(lines * (1 - (i + 1) / (len(schedule) + 1)))  # evenly through the backlog
         wait_until(lambda g=goal: lag() < g, 600, f"step {i}: lag below {goal}", 0.5)
@@ -109,7 +120,7 @@ def test_soak(own_broker: LocalBroker, make_topics: Callable[..., Topics], spawn
         drain_timeout=1800,
         alive=lambda: any(w.alive() for w in workers.values()),
         batches_exact=False,
-    )  # fmt: skip  (several workers at once: livekit.verify)
+    )  # several workers at once: livekit.verify
     for wid, worker in workers.items():
         assert worker.stop(60) == 0, f"{wid}:\n{worker.log()[-3000:]}"
     figures.count(check)
@@ -120,9 +131,12 @@ def test_soak(own_broker: LocalBroker, make_topics: Callable[..., Topics], spawn
     recovery_file = HERE / "last_recovery.json"
     if recovery_file.is_file() and recovery_file.stat().st_mtime >= SESSION_START:
         rec = json.loads(recovery_file.read_text())
-        summary.update(recovery_seconds=rec["recovery_seconds"], restore_seconds=rec["restore_seconds"],
-                       open_orders_restored=rec["open_orders_restored"],
-                       recovery_seconds_meaning="restart after kill -9 with 1M open orders -> first decisions readable")  # fmt: skip
+        summary.update(
+            recovery_seconds=rec["recovery_seconds"],
+            restore_seconds=rec["restore_seconds"],
+            open_orders_restored=rec["open_orders_restored"],
+            recovery_seconds_meaning="restart after kill -9 with 1M open orders -> first decisions readable",
+        )
         summary["slowest_kill_recovery_seconds"] = round(slowest_recovery, 2)
     summary["seed"] = seed
     summary["verdict"] = check.explain()

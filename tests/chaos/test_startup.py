@@ -34,8 +34,13 @@ def test_fresh_workers_survive_internal_topic_creation(
     runs = []
     for i in range(APPS):
         out = create_topics_kept(bootstrap, unique_topics(), PARTITIONS)
-        topics = out.__class__(terminal=inputs.terminal, settlement=inputs.settlement, reconciled=out.reconciled,
-                               alerts=out.alerts, deadletter=out.deadletter)  # fmt: skip
+        topics = out.__class__(
+            terminal=inputs.terminal,
+            settlement=inputs.settlement,
+            reconciled=out.reconciled,
+            alerts=out.alerts,
+            deadletter=out.deadletter,
+        )
         app = f"app-fresh-{out.reconciled.rsplit('.', 1)[-1]}-{i}"  # internal topics not created yet
         runs.append((topics, app, spawn(bootstrap, topics, app, f"w{i}")))
     crashed = {}

@@ -66,7 +66,7 @@ def test_kill9_with_takeover_by_the_other_worker(
         drain_timeout=300,
         alive=lambda: any(w.alive() for w in workers.values()),
         batches_exact=False,
-    )  # fmt: skip  (several workers at once: livekit.verify)
+    )  # several workers at once: livekit.verify
     stop_cleanly(workers)
     figures.count(check)
     print(figures.summary())

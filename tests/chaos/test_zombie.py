@@ -56,8 +56,9 @@ class Zombie:
         rules = rules_file(app)  # the simulation's rules, as the spawn fixture gives w0: or live != replay
         if rules is not None:
             cmd.append(str(rules))
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **topic_env(topics)})  # fmt: skip
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **topic_env(topics)}
+        )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -113,8 +114,10 @@ def test_zombie_commit_after_takeover_keeps_exactly_once(
             wait_until(lambda: zombie.proc.poll() is not None or "fenced" in zombie.log(), 30, "zombie outcome")
         zlog = zombie.log()
         committed_late = "transaction committed after waking up" in zlog
-        print(f"zombie exit {zombie.proc.poll()}; takeover after {taken_over:.1f} s; w0 restored before the "
-              f"zombie woke: {restored_before_wakeup}; zombie committed late: {committed_late}")  # fmt: skip
+        print(
+            f"zombie exit {zombie.proc.poll()}; takeover after {taken_over:.1f} s; w0 restored before the "
+            f"zombie woke: {restored_before_wakeup}; zombie committed late: {committed_late}"
+        )
     finally:
         zombie.finish()
 

@@ -64,8 +64,10 @@ class FreezingProducer:
             # right before the commit thread sends the offsets: without this they could still be queued here)
             self.real.flush(10)
             offsets = {f"{tp.topic}[{tp.partition}]": tp.offset for tp in args[0]}
-            log.warning("zombie: offsets sent to the transaction, freezing before commit",
-                        extra={"fields": {"offsets": offsets, "records": self.produced}})  # fmt: skip
+            log.warning(
+                "zombie: offsets sent to the transaction, freezing before commit",
+                extra={"fields": {"offsets": offsets, "records": self.produced}},
+            )
             for handler in logging.getLogger().handlers:
                 handler.flush()
             self.frozen = True
@@ -98,9 +100,15 @@ def main(argv: list[str]) -> int:
     # (and no stall guard that would replace -- and so fence -- its own producer on waking up)
     known = {f.name for f in dataclasses.fields(WorkerOptions)}
     extra = {"transaction_stall_s": 120.0} if "transaction_stall_s" in known else {}
-    options = WorkerOptions(bootstrap=bootstrap, app_id=app_id, worker_id=worker_id,
-                            batch_max_records=int(batch), wall_clock_lag_ms=None,
-                            transaction_timeout_ms=60_000, **extra)  # fmt: skip
+    options = WorkerOptions(
+        bootstrap=bootstrap,
+        app_id=app_id,
+        worker_id=worker_id,
+        batch_max_records=int(batch),
+        wall_clock_lag_ms=None,
+        transaction_timeout_ms=60_000,
+        **extra,
+    )
     worker = ZombieWorker(load_settings(config[0] if config else None), options)
     worker.install_signal_handlers()
     worker.run()

@@ -36,12 +36,27 @@ playwright = pytest.importorskip("playwright.sync_api", reason="playwright is in
 
 pytestmark = pytest.mark.broker
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-RECENT = [("MISSING_SETTLEMENT", "WARNING", 0.2), ("AMOUNT_MISMATCH", "CRITICAL", 0.5), ("LATE_SETTLEMENT", "INFO", 2),
-          ("MISSING_SETTLEMENT", "WARNING", 3), ("STATUS_CONFLICT", "CRITICAL", 6), ("FEE_MISMATCH", "WARNING", 9),
-          ("ORPHAN_SETTLEMENT", "WARNING", 30), ("EXPIRED_ORDER", "INFO", 50)]  # fmt: skip
+RECENT = [
+    ("MISSING_SETTLEMENT", "WARNING", 0.2),
+    ("AMOUNT_MISMATCH", "CRITICAL", 0.5),
+    ("LATE_SETTLEMENT", "INFO", 2),
+    ("MISSING_SETTLEMENT", "WARNING", 3),
+    ("STATUS_CONFLICT", "CRITICAL", 6),
+    ("FEE_MISMATCH", "WARNING", 9),
+    ("ORPHAN_SETTLEMENT", "WARNING", 30),
+    ("EXPIRED_ORDER", "INFO", 50),
+]
 TEST_PAN = "4111111111111111"  # in the simulated input's invalid events (card number as card token)
 
 
@@ -77,17 +92,35 @@ def test_an_operator_works_a_case_to_closure_in_the_browser(
     tokens = tokens_file(tmp_path)
     worker_port = find_free_port()
     app_id = f"console-{topics.alerts.rsplit('.', 1)[-1]}"
-    worker = WorkerProcess(bootstrap, topics, app_id, "w1", tmp_path,
-                           ["--no-wall-clock-advance", "--ops-port", str(worker_port), "--tokens-file", str(tokens)])  # fmt: skip
-    console = CasesProcess(bootstrap, topics, app_id, tmp_path, tokens,
-                           ["--worker-url", f"http://127.0.0.1:{worker_port}"], command="console")  # fmt: skip
+    worker = WorkerProcess(
+        bootstrap,
+        topics,
+        app_id,
+        "w1",
+        tmp_path,
+        ["--no-wall-clock-advance", "--ops-port", str(worker_port), "--tokens-file", str(tokens)],
+    )
+    console = CasesProcess(
+        bootstrap,
+        topics,
+        app_id,
+        tmp_path,
+        tokens,
+        ["--worker-url", f"http://127.0.0.1:{worker_port}"],
+        command="console",
+    )
     reader = ExceptionsReader(bootstrap, topics)
     try:
         console.wait_ready()
         feed_file(bootstrap, topics, mixed_input(tmp_path / "input.jsonl", 120, seed=11))
         drain(bootstrap, topics, app_id)
-        queue = wait_until(lambda: call(f"{console.base}/cases?limit=500", token=VIEWER)[1]["total"] > 20 and
-                           call(f"{console.base}/cases?limit=500", token=VIEWER)[1], what="cases from the worker")  # fmt: skip
+        queue = wait_until(
+            lambda: (
+                call(f"{console.base}/cases?limit=500", token=VIEWER)[1]["total"] > 20
+                and call(f"{console.base}/cases?limit=500", token=VIEWER)[1]
+            ),
+            what="cases from the worker",
+        )
         kinds = queue["by_kind"]
         kind = next(k for k in ("AMOUNT_MISMATCH", "MISSING_SETTLEMENT", "LATE_SETTLEMENT") if k in kinds)
         page = browser.new_page(viewport={"width": 1280, "height": 860})
@@ -125,8 +158,10 @@ def test_an_operator_works_a_case_to_closure_in_the_browser(
         assert last["note"] == "checked with the acquirer: settled by hand"
 
         # a few recent alerts (the simulated input is months old): the aging chart then shows every bucket
-        recent = [alert(f"recent-{i}", kind, sev, f"o-recent-{i}", "m1", age_ms=int(hours * HOUR))
-                  for i, (kind, sev, hours) in enumerate(RECENT)]  # fmt: skip
+        recent = [
+            alert(f"recent-{i}", kind, sev, f"o-recent-{i}", "m1", age_ms=int(hours * HOUR))
+            for i, (kind, sev, hours) in enumerate(RECENT)
+        ]
         recent.append(alert("recent-batch", "BATCH_MISMATCH", "CRITICAL", None, "m1", age_ms=HOUR, batch_id="b-e2e"))
         produce_alerts(bootstrap, topics, recent)
         reader.wait_for(lambda r: r["alert_id"] == "recent-batch")

@@ -30,9 +30,14 @@ def sighting(
 
 def control(batch: str, count: int, gross: int, fee: int, closed_at: int) -> SettlementBatch:
     return {
-        "batch_id": batch, "merchant_id": "m1", "currency": "EUR", "notice_count": count,
-        "gross_amount_minor": gross, "fee_amount_minor": fee, "closed_at": closed_at,
-    }  # fmt: skip
+        "batch_id": batch,
+        "merchant_id": "m1",
+        "currency": "EUR",
+        "notice_count": count,
+        "gross_amount_minor": gross,
+        "fee_amount_minor": fee,
+        "closed_at": closed_at,
+    }
 
 
 def totals(notices: dict[str, tuple[str, int, int]]) -> tuple[int, int, int]:
@@ -58,8 +63,11 @@ def batches(draw: st.DrawFn) -> tuple[list[tuple[str, Any]], list[tuple[str, Any
     gross += draw(st.sampled_from([0, 0, -1, 1]))
     fee += draw(st.sampled_from([0, 0, 1]))
     items: list[tuple[str, Any]] = [("notice", (nid, *f)) for nid, f in notices.items()]
-    items += [("notice", (nid, *notices[nid])) for nid in draw(st.lists(st.sampled_from(sorted(notices)), max_size=2))
-              ] if notices else []  # fmt: skip
+    items += (
+        [("notice", (nid, *notices[nid])) for nid in draw(st.lists(st.sampled_from(sorted(notices)), max_size=2))]
+        if notices
+        else []
+    )
     items += [("control", (max(count, 0), gross, fee))] * draw(st.integers(1, 2))
     return draw(st.permutations(items)), draw(st.permutations(items))
 
@@ -84,8 +92,9 @@ def test_status_and_alerts_do_not_depend_on_arrival_order(
 ) -> None:
     outcomes = []
     for items in orders:
-        times = sorted(data.draw(st.lists(st.integers(T0 - GRACE, T0 + GRACE - 1), min_size=len(items),
-                                          max_size=len(items))))  # fmt: skip
+        times = sorted(
+            data.draw(st.lists(st.integers(T0 - GRACE, T0 + GRACE - 1), min_size=len(items), max_size=len(items)))
+        )
         records, alerts = run_batch(items, times).take()
         last = records[-1] if records else None
         final = None if last is None else {k: v for k, v in last.items() if k != "revision"}
@@ -93,8 +102,11 @@ def test_status_and_alerts_do_not_depend_on_arrival_order(
     assert outcomes[0] == outcomes[1]
     final, alert_set = outcomes[0]
     assert final is not None  # the control record came before the deadline: decided
-    balanced = final["received_count"] == final["expected_count"] and final["received_gross_minor"] == final[
-        "expected_gross_minor"] and final["received_fee_minor"] == final["expected_fee_minor"]  # fmt: skip
+    balanced = (
+        final["received_count"] == final["expected_count"]
+        and final["received_gross_minor"] == final["expected_gross_minor"]
+        and final["received_fee_minor"] == final["expected_fee_minor"]
+    )
     assert (final["status"] == "BALANCED") == balanced
     assert not any(status == "RESOLVED" for _, _, status, _ in alert_set)  # nothing can clear before the deadline
 
@@ -161,8 +173,13 @@ class BatchMachine(RuleBasedStateMachine):
         watermark = self.plain.watermark
         return {nid: facts for nid, facts in self.model[batch_id].items() if self.settled_at[nid] <= watermark}
 
-    @rule(batch=st.sampled_from(BATCHES), nid=st.sampled_from(NOTICE_IDS), facts=notice_facts,
-          source=st.integers(0, 1), step=st.integers(0, GRACE // 2))  # fmt: skip
+    @rule(
+        batch=st.sampled_from(BATCHES),
+        nid=st.sampled_from(NOTICE_IDS),
+        facts=notice_facts,
+        source=st.integers(0, 1),
+        step=st.integers(0, GRACE // 2),
+    )
     def notice(self, batch: str, nid: str, facts: tuple[str, int, int], source: int, step: int) -> None:
         self.clock += step
         self.marks[source] = max(self.marks[source], self.clock)
@@ -172,8 +189,14 @@ class BatchMachine(RuleBasedStateMachine):
             self.settled_at[nid] = self.clock
         self._both("on_notice", sighting(batch, nid, *facts, at=self.clock, source=source, mark=self.marks[source]))
 
-    @rule(batch=st.sampled_from(BATCHES), use_model=st.booleans(), count=st.integers(0, 4),
-          gross=st.integers(-40, 120), fee=st.integers(0, 6), closed=st.integers(-GRACE, GRACE))  # fmt: skip
+    @rule(
+        batch=st.sampled_from(BATCHES),
+        use_model=st.booleans(),
+        count=st.integers(0, 4),
+        gross=st.integers(-40, 120),
+        fee=st.integers(0, 6),
+        closed=st.integers(-GRACE, GRACE),
+    )
     def control(self, batch: str, use_model: bool, count: int, gross: int, fee: int, closed: int) -> None:
         if use_model:  # the truth, so batches balance too
             count, gross, fee = totals(self.model[batch])

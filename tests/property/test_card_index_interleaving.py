@@ -64,15 +64,26 @@ def _partitions(orders: list[Order]) -> list[list[CardSighting]]:
         marks[o.source] = max(marks[o.source], o.approved_at)
         voided = o.void == "before"
         parts[o.source].append(
-            CardSighting(key, order_id, o.approved_at, "t-1", voided, False, o.source, marks[o.source],
-                         f"void-{n}" if voided else "", void_at if voided else 0)
-        )  # fmt: skip
+            CardSighting(
+                key,
+                order_id,
+                o.approved_at,
+                "t-1",
+                voided,
+                False,
+                o.source,
+                marks[o.source],
+                f"void-{n}" if voided else "",
+                void_at if voided else 0,
+            )
+        )
         if o.void == "after":
             marks[o.source] = max(marks[o.source], void_at)
             parts[o.source].append(
-                CardSighting(key, order_id, o.approved_at, "t-1", True, True, o.source, marks[o.source],
-                             f"void-{n}", void_at)
-            )  # fmt: skip
+                CardSighting(
+                    key, order_id, o.approved_at, "t-1", True, True, o.source, marks[o.source], f"void-{n}", void_at
+                )
+            )
     return parts
 
 

@@ -62,10 +62,20 @@ class CaseMachine(RuleBasedStateMachine):
     @rule(aid=st.sampled_from(ALERTS), at=times, severity=st.sampled_from(["INFO", "WARNING", "CRITICAL"]))
     def open_alert(self, aid: str, at: int, severity: str) -> None:
         alert: dict[str, Any] = {
-            "alert_id": aid, "kind": "MISSING_SETTLEMENT", "severity": severity, "order_id": f"o-{aid}",
-            "merchant_id": "m1", "terminal_id": None, "reason": "no settlement", "event_time": at, "detected_at": 0,
-            "related_ids": [], "status": "OPEN", "resolves_alert_id": None, "batch_id": None,
-        }  # fmt: skip
+            "alert_id": aid,
+            "kind": "MISSING_SETTLEMENT",
+            "severity": severity,
+            "order_id": f"o-{aid}",
+            "merchant_id": "m1",
+            "terminal_id": None,
+            "reason": "no settlement",
+            "event_time": at,
+            "detected_at": 0,
+            "related_ids": [],
+            "status": "OPEN",
+            "resolves_alert_id": None,
+            "batch_id": None,
+        }
         out = self.book.on_alert(alert)
         if aid in self.last:
             assert out == []  # a redelivery
@@ -76,10 +86,23 @@ class CaseMachine(RuleBasedStateMachine):
 
     @rule(aid=st.sampled_from([*ALERTS, "ghost"]), rid=st.sampled_from(["r0", "r1"]), at=times)
     def resolved_alert(self, aid: str, rid: str, at: int) -> None:
-        out = self.book.on_alert({"alert_id": f"{rid}-{aid}", "kind": "MISSING_SETTLEMENT", "severity": "INFO",
-                                  "order_id": f"o-{aid}", "merchant_id": "m1", "terminal_id": None,
-                                  "reason": "settled", "event_time": at, "detected_at": 0, "related_ids": [],
-                                  "status": "RESOLVED", "resolves_alert_id": aid, "batch_id": None})  # fmt: skip
+        out = self.book.on_alert(
+            {
+                "alert_id": f"{rid}-{aid}",
+                "kind": "MISSING_SETTLEMENT",
+                "severity": "INFO",
+                "order_id": f"o-{aid}",
+                "merchant_id": "m1",
+                "terminal_id": None,
+                "reason": "settled",
+                "event_time": at,
+                "detected_at": 0,
+                "related_ids": [],
+                "status": "RESOLVED",
+                "resolves_alert_id": aid,
+                "batch_id": None,
+            }
+        )
         before = self.last.get(aid)
         if before is None or any(e["action_id"] == f"{rid}-{aid}" for e in before["history"]):
             assert out == []
@@ -87,15 +110,29 @@ class CaseMachine(RuleBasedStateMachine):
         self._check_step(before, self._one(out), CaseEntryKind.AUTO_RESOLVE)
 
     @rule(
-        aid=st.sampled_from([*ALERTS, "ghost"]), action_id=st.sampled_from([f"x{k}" for k in range(6)]),
-        kind=st.sampled_from(KINDS), actor=st.sampled_from(["ann", "", f"ann {PAN}"]), note=texts,
-        assignee=st.sampled_from([None, "bob", PAN]), at=times,
-    )  # fmt: skip
-    def act(self, aid: str, action_id: str, kind: str, actor: str, note: str | None, assignee: str | None,
-            at: int) -> None:  # fmt: skip
-        action = {"action_id": action_id, "alert_id": aid, "action": kind, "actor": actor, "note": note,
-                  "assignee": assignee, "at": at, "order_id": f"o-{aid}", "batch_id": None,
-                  "merchant_id": "m1"}  # fmt: skip
+        aid=st.sampled_from([*ALERTS, "ghost"]),
+        action_id=st.sampled_from([f"x{k}" for k in range(6)]),
+        kind=st.sampled_from(KINDS),
+        actor=st.sampled_from(["ann", "", f"ann {PAN}"]),
+        note=texts,
+        assignee=st.sampled_from([None, "bob", PAN]),
+        at=times,
+    )
+    def act(
+        self, aid: str, action_id: str, kind: str, actor: str, note: str | None, assignee: str | None, at: int
+    ) -> None:
+        action = {
+            "action_id": action_id,
+            "alert_id": aid,
+            "action": kind,
+            "actor": actor,
+            "note": note,
+            "assignee": assignee,
+            "at": at,
+            "order_id": f"o-{aid}",
+            "batch_id": None,
+            "merchant_id": "m1",
+        }
         out = self.book.on_action(action)
         before = self.last.get(aid)
         if before is None:

@@ -51,9 +51,19 @@ CODECS = {name: AvroCodec(name) for name in RECORD_NAMES}
 RECORDS = st.sampled_from(RECORD_NAMES).flatmap(lambda n: st.tuples(st.just(n), values(CODECS[n].schema)))
 
 
-TERMINAL = {"event_id": "e", "order_id": "o", "merchant_id": "m", "terminal_id": "t", "event_type": "AUTH_APPROVED",
-            "amount_minor": 100, "currency": "EUR", "card_token": None, "event_time": 1, "attempt": 1,
-            "decline_code": "51"}  # fmt: skip
+TERMINAL = {
+    "event_id": "e",
+    "order_id": "o",
+    "merchant_id": "m",
+    "terminal_id": "t",
+    "event_type": "AUTH_APPROVED",
+    "amount_minor": 100,
+    "currency": "EUR",
+    "card_token": None,
+    "event_time": 1,
+    "attempt": 1,
+    "decline_code": "51",
+}
 
 
 def test_missing_fields_with_defaults_are_written_as_fastavro_writes_them() -> None:
@@ -110,9 +120,19 @@ def test_corrupted_bytes_never_read_differently(named: tuple[str, dict[str, Any]
 
 def test_stricter_than_the_reference_where_the_spec_allows_no_reading() -> None:
     codec = CODECS["SettlementNotice"]
-    record = {"notice_id": "n", "order_id": "o", "merchant_id": "m", "status": "SETTLED", "amount_minor": 1,
-              "currency": "EUR", "settled_at": 1, "batch_id": None, "fee_minor": 0, "capture_seq": 1,
-              "capture_count": 1}  # fmt: skip
+    record = {
+        "notice_id": "n",
+        "order_id": "o",
+        "merchant_id": "m",
+        "status": "SETTLED",
+        "amount_minor": 1,
+        "currency": "EUR",
+        "settled_at": 1,
+        "batch_id": None,
+        "fee_minor": 0,
+        "capture_seq": 1,
+        "capture_count": 1,
+    }
     good = codec.encode(record)
     assert codec.decode(good) == record
     with pytest.raises(DecodeError, match="trailing"):
@@ -142,8 +162,9 @@ def _fastavro_long(n: int) -> bytes:
 
 
 # every varint length boundary (long_bytes has one-, two- and six-byte shortcuts), both signs
-BOUNDARIES = sorted(n for k in range(63) for d in (-1, 0, 1) for n in ((1 << k) + d, -(1 << k) - d)
-                    if -(1 << 63) <= n < 1 << 63)  # fmt: skip
+BOUNDARIES = sorted(
+    n for k in range(63) for d in (-1, 0, 1) for n in ((1 << k) + d, -(1 << k) - d) if -(1 << 63) <= n < 1 << 63
+)
 
 
 @given(LONG | st.sampled_from(BOUNDARIES))

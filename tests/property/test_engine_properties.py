@@ -37,11 +37,33 @@ def _alerts(alerts: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 
 # --- (a) arrival order between the two streams ---------------------------------------------------------
 
-SCENARIOS = ["normal", "mismatch", "declined_settled", "voided_settled", "failed", "reversed", "dup_settle",
-             "dup_charge", "orphan", "timeout_charged", "missing", "expired", "voided", "redelivered",
-             # contract v2
-             "split", "split_dup", "over_capture", "under_capture", "partial_refund", "over_refund", "not_charged",
-             "dup_refunded", "declined_refunded", "dup_charge_voided"]  # fmt: skip
+SCENARIOS = [
+    "normal",
+    "mismatch",
+    "declined_settled",
+    "voided_settled",
+    "failed",
+    "reversed",
+    "dup_settle",
+    "dup_charge",
+    "orphan",
+    "timeout_charged",
+    "missing",
+    "expired",
+    "voided",
+    "redelivered",
+    # contract v2
+    "split",
+    "split_dup",
+    "over_capture",
+    "under_capture",
+    "partial_refund",
+    "over_refund",
+    "not_charged",
+    "dup_refunded",
+    "declined_refunded",
+    "dup_charge_voided",
+]
 
 
 def _order_streams(kind: str, order: str, base: int, card: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -50,35 +72,64 @@ def _order_streams(kind: str, order: str, base: int, card: str) -> tuple[list[di
     c = term(order, "ORDER_CREATED", base, eid=f"{order}-c", card=card)
     s = note(order, "SETTLED", base + 60_000, nid=f"{order}-s")
     terminal: dict[str, list[dict[str, Any]]] = {
-        "normal": [c, a], "mismatch": [c, a], "declined_settled": [c, term(order, "AUTH_DECLINED", base + 9_000, eid=f"{order}-d")],
+        "normal": [c, a],
+        "mismatch": [c, a],
+        "declined_settled": [c, term(order, "AUTH_DECLINED", base + 9_000, eid=f"{order}-d")],
         "voided_settled": [c, a, term(order, "VOIDED", base + 40_000, eid=f"{order}-v")],
-        "failed": [c, a], "reversed": [c, a], "dup_settle": [c, a],
+        "failed": [c, a],
+        "reversed": [c, a],
+        "dup_settle": [c, a],
         "dup_charge": [c, a, term(order, "AUTH_APPROVED", base + 30_000, eid=f"{order}-a2", card=card, attempt=2)],
-        "orphan": [], "timeout_charged": [c, term(order, "AUTH_TIMEOUT", base + 30_000, eid=f"{order}-t")],
-        "missing": [c, a], "expired": [c], "voided": [c, a, term(order, "VOIDED", base + 40_000, eid=f"{order}-v")],
+        "orphan": [],
+        "timeout_charged": [c, term(order, "AUTH_TIMEOUT", base + 30_000, eid=f"{order}-t")],
+        "missing": [c, a],
+        "expired": [c],
+        "voided": [c, a, term(order, "VOIDED", base + 40_000, eid=f"{order}-v")],
         "redelivered": [c, a, a],
-        "split": [c, a], "split_dup": [c, a], "over_capture": [c, a], "under_capture": [c, a],
-        "partial_refund": [c, a], "over_refund": [c, a], "not_charged": [c], "dup_refunded": [c, a],
+        "split": [c, a],
+        "split_dup": [c, a],
+        "over_capture": [c, a],
+        "under_capture": [c, a],
+        "partial_refund": [c, a],
+        "over_refund": [c, a],
+        "not_charged": [c],
+        "dup_refunded": [c, a],
         "declined_refunded": [c, term(order, "AUTH_DECLINED", base + 9_000, eid=f"{order}-d")],
         "dup_charge_voided": [c, a, term(order, "VOIDED", base + 200_000, eid=f"{order}-v")],
-    }  # fmt: skip
+    }
     settlement: dict[str, list[dict[str, Any]]] = {
-        "normal": [s], "mismatch": [note(order, "SETTLED", base + 60_000, nid=f"{order}-s", amount=7)],
-        "declined_settled": [s], "voided_settled": [s], "failed": [note(order, "FAILED", base + 60_000, nid=f"{order}-f")],
+        "normal": [s],
+        "mismatch": [note(order, "SETTLED", base + 60_000, nid=f"{order}-s", amount=7)],
+        "declined_settled": [s],
+        "voided_settled": [s],
+        "failed": [note(order, "FAILED", base + 60_000, nid=f"{order}-f")],
         "reversed": [s, note(order, "REVERSED", base + 90_000, nid=f"{order}-r")],
-        "dup_settle": [s, note(order, "SETTLED", base + 80_000, nid=f"{order}-s2")], "dup_charge": [s],
-        "orphan": [s], "timeout_charged": [s], "missing": [], "expired": [], "voided": [], "redelivered": [s, s],
+        "dup_settle": [s, note(order, "SETTLED", base + 80_000, nid=f"{order}-s2")],
+        "dup_charge": [s],
+        "orphan": [s],
+        "timeout_charged": [s],
+        "missing": [],
+        "expired": [],
+        "voided": [],
+        "redelivered": [s, s],
         "split": _split(order, base, [300, 300, 400]),
         "split_dup": [*_split(order, base, [500, 500]), _part(order, base + 150_000, 500, 2, 2, "again")],
-        "over_capture": _split(order, base, [800, 800, 100]), "under_capture": _split(order, base, [300, 300]),
+        "over_capture": _split(order, base, [800, 800, 100]),
+        "under_capture": _split(order, base, [300, 300]),
         "partial_refund": [s, note(order, "REVERSED", base + 90_000, nid=f"{order}-r", amount=300)],
-        "over_refund": [s, *(note(order, "REVERSED", base + 90_000 + i, nid=f"{order}-r{i}", amount=600) for i in (0, 1))],
+        "over_refund": [
+            s,
+            *(note(order, "REVERSED", base + 90_000 + i, nid=f"{order}-r{i}", amount=600) for i in (0, 1)),
+        ],
         "not_charged": [note(order, "FAILED", base + 60_000, nid=f"{order}-f")],
-        "dup_refunded": [s, note(order, "SETTLED", base + 80_000, nid=f"{order}-s2"),
-                         note(order, "REVERSED", base + 90_000, nid=f"{order}-r")],
+        "dup_refunded": [
+            s,
+            note(order, "SETTLED", base + 80_000, nid=f"{order}-s2"),
+            note(order, "REVERSED", base + 90_000, nid=f"{order}-r"),
+        ],
         "declined_refunded": [s, note(order, "REVERSED", base + 90_000, nid=f"{order}-r")],
         "dup_charge_voided": [s],
-    }  # fmt: skip
+    }
     return terminal[kind], settlement[kind]
 
 
@@ -158,10 +209,13 @@ def test_snapshot_and_restore_anywhere_equals_uninterrupted(
 ) -> None:
     rules = data.draw(
         st.sampled_from(
-            [RuleConfig(), RuleConfig(state_retention_ms=HOUR, allowed_lateness_ms=5 * MIN),
-             RuleConfig.from_mapping({"amount_tolerance_bps": 50, "merchants": {"m1": {"fee_rate_bps": 100}}})]
+            [
+                RuleConfig(),
+                RuleConfig(state_retention_ms=HOUR, allowed_lateness_ms=5 * MIN),
+                RuleConfig.from_mapping({"amount_tolerance_bps": 50, "merchants": {"m1": {"fee_rate_bps": 100}}}),
+            ]
         )
-    )  # fmt: skip
+    )
     cut = min(cut, len(lines))
     whole = ReconciliationEngine(rules)
     _feed(whole, lines)

@@ -19,8 +19,14 @@ TERMINAL_KINDS = sorted(TERMINAL_EVENT_INDEX)
 
 ORDERS = ["o1", "o2", "o3"]
 # a phase may only move "forward": unresolved -> resolved; VOIDED absorbing; APPROVED never back to DECLINED
-RANK = {TerminalPhase.NONE: 0, TerminalPhase.CREATED: 1, TerminalPhase.TIMED_OUT: 1,
-        TerminalPhase.DECLINED: 2, TerminalPhase.APPROVED: 3, TerminalPhase.VOIDED: 4}  # fmt: skip
+RANK = {
+    TerminalPhase.NONE: 0,
+    TerminalPhase.CREATED: 1,
+    TerminalPhase.TIMED_OUT: 1,
+    TerminalPhase.DECLINED: 2,
+    TerminalPhase.APPROVED: 3,
+    TerminalPhase.VOIDED: 4,
+}
 
 
 class OrderMachine(RuleBasedStateMachine):
@@ -41,8 +47,12 @@ class OrderMachine(RuleBasedStateMachine):
             assert a["alert_id"] not in self.alert_ids, f"alert fired twice: {a}"
             self.alert_ids.add(a["alert_id"])
 
-    @rule(order=st.sampled_from(ORDERS), kind=st.sampled_from(TERMINAL_KINDS),
-          dt=st.integers(-30 * MIN, 3 * HOUR), redeliver=st.booleans())  # fmt: skip
+    @rule(
+        order=st.sampled_from(ORDERS),
+        kind=st.sampled_from(TERMINAL_KINDS),
+        dt=st.integers(-30 * MIN, 3 * HOUR),
+        redeliver=st.booleans(),
+    )
     def terminal_event(self, order: str, kind: str, dt: int, redeliver: bool) -> None:
         self.serial += 0 if redeliver else 1
         line = term(order, kind, self.clock + dt, eid=f"e{self.serial}", amount=1000, card="tok")
@@ -50,8 +60,12 @@ class OrderMachine(RuleBasedStateMachine):
         self.clock = max(self.clock, self.clock + dt)
         self._collect()
 
-    @rule(order=st.sampled_from(ORDERS), status=st.sampled_from(["SETTLED", "FAILED", "REVERSED"]),
-          dt=st.integers(-30 * MIN, 30 * HOUR), amount=st.sampled_from([1000, 1000, 5]))  # fmt: skip
+    @rule(
+        order=st.sampled_from(ORDERS),
+        status=st.sampled_from(["SETTLED", "FAILED", "REVERSED"]),
+        dt=st.integers(-30 * MIN, 30 * HOUR),
+        amount=st.sampled_from([1000, 1000, 5]),
+    )
     def settlement_notice(self, order: str, status: str, dt: int, amount: int) -> None:
         self.serial += 1
         line = note(order, status, self.clock + dt, nid=f"n{self.serial}", amount=amount)

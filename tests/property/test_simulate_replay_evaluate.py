@@ -53,9 +53,17 @@ def test_replay_output_matches_the_truth(
     )
     assert ev.perfect, json.dumps(ev.to_json(examples=10)["examples"], indent=1)
     assert all(k.precision == 1.0 and k.recall == 1.0 for k in ev.kinds)
-    assert {k.kind for k in ev.kinds} >= {"DUPLICATE_SETTLEMENT", "DUPLICATE_CHARGE", "LATE_SETTLEMENT",
-        "MISSING_SETTLEMENT", "ORPHAN_SETTLEMENT", "AMOUNT_MISMATCH", "STATUS_CONFLICT", "EXPIRED_ORDER",
-        "INVALID_EVENT"} or orders < 1000  # fmt: skip
+    assert {k.kind for k in ev.kinds} >= {
+        "DUPLICATE_SETTLEMENT",
+        "DUPLICATE_CHARGE",
+        "LATE_SETTLEMENT",
+        "MISSING_SETTLEMENT",
+        "ORPHAN_SETTLEMENT",
+        "AMOUNT_MISMATCH",
+        "STATUS_CONFLICT",
+        "EXPIRED_ORDER",
+        "INVALID_EVENT",
+    } or orders < 1000
 
 
 def test_replay_fast_path_writes_what_the_avro_round_trip_writes(

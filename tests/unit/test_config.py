@@ -13,7 +13,11 @@ from posrecon.engine.pan import SCANNABLE_FIELDS
 def test_defaults_are_the_contract_defaults() -> None:
     r = RuleConfig()
     assert (r.settlement_sla_ms, r.orphan_grace_ms, r.order_ttl_ms, r.duplicate_charge_window_ms) == (
-        86_400_000, 600_000, 900_000, 600_000)  # fmt: skip
+        86_400_000,
+        600_000,
+        900_000,
+        600_000,
+    )
     assert (r.amount_tolerance_minor, r.max_amount_minor, r.max_clock_skew_ms, r.allowed_lateness_ms) == (
         0,
         10_000_000,
@@ -25,10 +29,18 @@ def test_defaults_are_the_contract_defaults() -> None:
 
 def test_toml_then_environment_overrides(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
-    cfg.write_text('settlement_sla_ms = 1000\n[rules]\norphan_grace_ms = 5\n[kafka]\n"security.protocol" = "SSL"\n'
-                   '[topics]\nalerts = "my.alerts"\n')  # fmt: skip
-    s = load_settings(cfg, env={"POSRECON_ORPHAN_GRACE_MS": "7", "POSRECON_KAFKA_BOOTSTRAP_SERVERS": "h:1",
-                                "POSRECON_TOPIC_RECONCILED": "x.rec"})  # fmt: skip
+    cfg.write_text(
+        'settlement_sla_ms = 1000\n[rules]\norphan_grace_ms = 5\n[kafka]\n"security.protocol" = "SSL"\n'
+        '[topics]\nalerts = "my.alerts"\n'
+    )
+    s = load_settings(
+        cfg,
+        env={
+            "POSRECON_ORPHAN_GRACE_MS": "7",
+            "POSRECON_KAFKA_BOOTSTRAP_SERVERS": "h:1",
+            "POSRECON_TOPIC_RECONCILED": "x.rec",
+        },
+    )
     assert s.rules.settlement_sla_ms == 1000 and s.rules.orphan_grace_ms == 7
     assert s.kafka == {"security.protocol": "SSL", "bootstrap.servers": "h:1"}
     assert s.topics.alerts == "my.alerts" and s.topics.reconciled == "x.rec"
@@ -109,8 +121,12 @@ def test_bad_v2_config_is_a_startup_error_naming_the_key(tmp_path: Path, table: 
 
 
 def test_v2_environment_overrides() -> None:
-    env = {"POSRECON_AMOUNT_TOLERANCE_BPS": "25", "POSRECON_FEE_RATE_BPS": "150", "POSRECON_FEE_FIXED_MINOR": "0",
-           "POSRECON_PAN_SCAN_FIELDS": "terminal_id, order_id"}  # fmt: skip
+    env = {
+        "POSRECON_AMOUNT_TOLERANCE_BPS": "25",
+        "POSRECON_FEE_RATE_BPS": "150",
+        "POSRECON_FEE_FIXED_MINOR": "0",
+        "POSRECON_PAN_SCAN_FIELDS": "terminal_id, order_id",
+    }
     rules = load_settings(None, env=env).rules
     assert (rules.amount_tolerance_bps, rules.fee_rate_bps, rules.fee_fixed_minor) == (25, 150, 0)
     assert rules.pan_scan_fields == ("order_id", "terminal_id")  # schema order

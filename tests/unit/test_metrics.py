@@ -40,8 +40,12 @@ def _histograms(buckets: tuple[float, ...]) -> tuple[CollectorRegistry, Histogra
 
 
 def _samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
-    return {(s.name, s.labels.get("le", "")): s.value for m in registry.collect() for s in m.samples
-            if not s.name.endswith("_created")}  # fmt: skip
+    return {
+        (s.name, s.labels.get("le", "")): s.value
+        for m in registry.collect()
+        for s in m.samples
+        if not s.name.endswith("_created")
+    }
 
 
 amounts = st.lists(
@@ -166,9 +170,18 @@ def test_matched_money_fee_variance_and_refund_ratio() -> None:
 
 
 def _batch(status: str, expected: int, received: int) -> BatchReconciliation:
-    return {"batch_id": "b1", "currency": "EUR", "expected_count": 3, "received_count": 3,
-            "expected_gross_minor": expected, "received_gross_minor": received, "expected_fee_minor": 0,
-            "received_fee_minor": 0, "status": status, "revision": 1}  # fmt: skip
+    return {
+        "batch_id": "b1",
+        "currency": "EUR",
+        "expected_count": 3,
+        "received_count": 3,
+        "expected_gross_minor": expected,
+        "received_gross_minor": received,
+        "expected_fee_minor": 0,
+        "received_fee_minor": 0,
+        "status": status,
+        "revision": 1,
+    }
 
 
 def test_batch_decisions_by_status_and_unbalanced_amount() -> None:
@@ -211,5 +224,7 @@ def test_a_duplicate_charge_resolved_by_a_void_in_the_card_stage_is_timed() -> N
     name = "posrecon_alert_time_to_resolve_seconds"
     assert _value(metrics, f"{name}_count", kind="DUPLICATE_CHARGE") == 1
     assert _value(metrics, f"{name}_sum", kind="DUPLICATE_CHARGE") == 300  # void 5 min after the later approval
-    assert outbox.counts == {("alerts", "DUPLICATE_CHARGE", "WARNING", "OPEN"): 1,
-                             ("alerts", "DUPLICATE_CHARGE", "INFO", "RESOLVED"): 1}  # fmt: skip
+    assert outbox.counts == {
+        ("alerts", "DUPLICATE_CHARGE", "WARNING", "OPEN"): 1,
+        ("alerts", "DUPLICATE_CHARGE", "INFO", "RESOLVED"): 1,
+    }

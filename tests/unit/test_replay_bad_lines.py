@@ -10,9 +10,19 @@ from posrecon.replay import run_replay
 
 
 def _event(event_id: str) -> str:
-    record = {"event_id": event_id, "order_id": "o1", "merchant_id": "m1", "terminal_id": "t1",
-              "event_type": "ORDER_CREATED", "event_time": 1767225600000, "amount_minor": 100, "currency": "EUR",
-              "card_token": "tok_1", "attempt": 1, "decline_code": None}  # fmt: skip
+    record = {
+        "event_id": event_id,
+        "order_id": "o1",
+        "merchant_id": "m1",
+        "terminal_id": "t1",
+        "event_type": "ORDER_CREATED",
+        "event_time": 1767225600000,
+        "amount_minor": 100,
+        "currency": "EUR",
+        "card_token": "tok_1",
+        "attempt": 1,
+        "decline_code": None,
+    }
     return json.dumps({"source": "terminal", "ingest_time": 1767225600000, "record": record})
 
 

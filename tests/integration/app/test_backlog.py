@@ -25,8 +25,21 @@ PARTITIONS = 4
 
 
 def _simulate(out: Path, orders: int, seed: int) -> Path:
-    cmd = [sys.executable, "-m", "posrecon.cli", "simulate", "--orders", str(orders), "--out", str(out),
-           "--seed", str(seed), "--partitions", str(PARTITIONS), "--quiet"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "posrecon.cli",
+        "simulate",
+        "--orders",
+        str(orders),
+        "--out",
+        str(out),
+        "--seed",
+        str(seed),
+        "--partitions",
+        str(PARTITIONS),
+        "--quiet",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out / "input.jsonl"
@@ -37,8 +50,14 @@ def test_backlog_with_flow_control_equals_replay(bootstrap: str, fresh_topics: A
     src = _simulate(tmp_path / "sim", 6000, seed=31)
     feed_file(bootstrap, topics, src)
     app = f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
-    worker = WorkerProcess(bootstrap, topics, app, "w0", tmp_path,
-                           ["--no-wall-clock-advance", "--max-buffered-records", "200", "--batch", "500"])  # fmt: skip
+    worker = WorkerProcess(
+        bootstrap,
+        topics,
+        app,
+        "w0",
+        tmp_path,
+        ["--no-wall-clock-advance", "--max-buffered-records", "200", "--batch", "500"],
+    )
     try:
         _drain(bootstrap, topics, app, timeout=180)
     finally:

@@ -36,8 +36,12 @@ def check_oracle_has_every_case(oracle: Any) -> None:
     statuses = Counter(r["status"] for r in oracle.batch_reconciled)
     kinds = Counter((a["kind"], a["status"]) for a in oracle.alerts if a.get("batch_id"))
     assert statuses["BALANCED"] and statuses["INCOMPLETE"] and statuses["MISMATCH"], statuses
-    assert {("BATCH_INCOMPLETE", "OPEN"), ("BATCH_MISMATCH", "OPEN"), ("BATCH_INCOMPLETE", "RESOLVED"),
-            ("BATCH_MISMATCH", "RESOLVED")} <= set(kinds), kinds  # fmt: skip
+    assert {
+        ("BATCH_INCOMPLETE", "OPEN"),
+        ("BATCH_MISMATCH", "OPEN"),
+        ("BATCH_INCOMPLETE", "RESOLVED"),
+        ("BATCH_MISMATCH", "RESOLVED"),
+    } <= set(kinds), kinds
     assert any(r["revision"] > 1 for r in oracle.batch_reconciled)
 
 
@@ -96,10 +100,24 @@ def test_lookup_batch_from_kafka(bootstrap: str, fresh_topics: Any, tmp_path: Pa
     oracle = replay_oracle(src, tmp_path / "replay", 2)
     last = oracle.batch_reconciled[-1]
     proc = subprocess.run(
-        [sys.executable, "-m", "posrecon.cli", "lookup", "--batch", last["batch_id"], "--bootstrap", bootstrap,
-         "--app-id", app, "--json"],
-        capture_output=True, text=True, check=False, env={**os.environ, **topic_env(topics)},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "posrecon.cli",
+            "lookup",
+            "--batch",
+            last["batch_id"],
+            "--bootstrap",
+            bootstrap,
+            "--app-id",
+            app,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **topic_env(topics)},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     view = json.loads(proc.stdout)
     assert view["records"][-1] == last

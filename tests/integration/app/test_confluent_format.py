@@ -50,10 +50,15 @@ class MixedFeeder(Feeder):
     def __init__(self, bootstrap: str, topics: Topics, client: SchemaRegistryClient) -> None:
         super().__init__(bootstrap, topics)
         self.serializers = {
-            topics.terminal: (AvroCodec("TerminalEvent"), AvroSerializer(client, contract_schema("TerminalEvent").schema_str)),
-            topics.settlement: (AvroCodec("SettlementNotice"),
-                                AvroSerializer(client, json.dumps(load_schema_json("SettlementNotice", "v1")))),
-        }  # fmt: skip
+            topics.terminal: (
+                AvroCodec("TerminalEvent"),
+                AvroSerializer(client, contract_schema("TerminalEvent").schema_str),
+            ),
+            topics.settlement: (
+                AvroCodec("SettlementNotice"),
+                AvroSerializer(client, json.dumps(load_schema_json("SettlementNotice", "v1"))),
+            ),
+        }
         self.lines = 0
         self.framed = 0
 
@@ -92,11 +97,18 @@ def run_worker(bootstrap: str, settings: Settings, app: str) -> None:
 
 def ledger_read(bootstrap: str, topic: str, client: SchemaRegistryClient) -> list[tuple[str, dict[str, Any]]]:
     """What a ledger with confluent-kafka alone reads: (key, value) of every committed record of ``topic``."""
-    consumer = DeserializingConsumer({
-        "bootstrap.servers": bootstrap, "group.id": f"ledger-{uuid.uuid4().hex}", "enable.auto.commit": False,
-        "isolation.level": "read_committed", "enable.partition.eof": True, "auto.offset.reset": "earliest",
-        "key.deserializer": StringDeserializer("utf_8"), "value.deserializer": AvroDeserializer(client),
-    })  # fmt: skip
+    consumer = DeserializingConsumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"ledger-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            "key.deserializer": StringDeserializer("utf_8"),
+            "value.deserializer": AvroDeserializer(client),
+        }
+    )
     try:
         partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
@@ -135,8 +147,10 @@ def alerts(rows: list[tuple[Any, dict[str, Any]]]) -> dict[str, tuple[Any, ...]]
 
 
 def as_rows(outputs: Outputs) -> tuple[list[tuple[Any, dict[str, Any]]], list[tuple[Any, dict[str, Any]]]]:
-    return ([(r.key.decode() if r.key else None, r.value) for r in outputs.reconciled],
-            [(r.key.decode() if r.key else None, r.value) for r in outputs.alerts])  # fmt: skip
+    return (
+        [(r.key.decode() if r.key else None, r.value) for r in outputs.reconciled],
+        [(r.key.decode() if r.key else None, r.value) for r in outputs.alerts],
+    )
 
 
 def test_a_confluent_run_reads_back_with_avro_deserializer_equal_to_the_single_object_run(
@@ -159,17 +173,21 @@ def test_a_confluent_run_reads_back_with_avro_deserializer_equal_to_the_single_o
     feeder = MixedFeeder(bootstrap, topics, client)
     feeder.feed(lines)
     assert 0 < feeder.framed < feeder.lines
-    unknown = confluent_header(987_654) + AvroCodec("TerminalEvent").encode_reference(
-        AvroCodec("TerminalEvent").conform(json.loads(lines[0])["record"]))[10:]  # fmt: skip
+    unknown = (
+        confluent_header(987_654)
+        + AvroCodec("TerminalEvent").encode_reference(
+            AvroCodec("TerminalEvent").conform(json.loads(lines[0])["record"])
+        )[10:]
+    )
     producer = Producer({"bootstrap.servers": bootstrap})
     producer.produce(topics.terminal, unknown, b"ord-unknown-id", 0)
     producer.flush(10)
     run_worker(bootstrap, Settings(topics=topics, serde=serde), "app-confluent-" + uuid.uuid4().hex[:6])
 
     assert sorted(client.get_subjects()) == sorted(
-        f"{t}-value" for t in (topics.terminal, topics.settlement, topics.reconciled, topics.alerts,
-                               topics.batch_reconciled)
-    )  # fmt: skip
+        f"{t}-value"
+        for t in (topics.terminal, topics.settlement, topics.reconciled, topics.alerts, topics.batch_reconciled)
+    )
     reconciled = ledger_read(bootstrap, topics.reconciled, client)
     alert_rows = ledger_read(bootstrap, topics.alerts, client)
     single_reconciled, single_alerts = as_rows(single)

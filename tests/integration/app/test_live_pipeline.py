@@ -51,8 +51,9 @@ def test_garbage_bytes_end_in_deadletter_with_reason_headers(bootstrap: str, fre
     assert out.reconciled == [] and out.alerts == []
     letters = sorted(out.deadletters, key=lambda d: (d.headers["source.topic"], d.headers["source.partition"]))
     assert [d.headers["reason"] for d in letters] == ["DECODE_ERROR"] * 3
-    assert {(d.headers["source.topic"], d.headers["source.partition"], d.headers["source.offset"]) for d in letters} == {
-        (topics.settlement, "0", "0"), (topics.settlement, "1", "0"), (topics.terminal, "1", "0")}  # fmt: skip
+    assert {
+        (d.headers["source.topic"], d.headers["source.partition"], d.headers["source.offset"]) for d in letters
+    } == {(topics.settlement, "0", "0"), (topics.settlement, "1", "0"), (topics.terminal, "1", "0")}
     assert all(d.headers["exception.class"] == "DecodeError" for d in letters)
     terminal_letter = next(d for d in letters if d.headers["source.topic"] == topics.terminal)
     assert terminal_letter.key == b"o1" and terminal_letter.value is not None

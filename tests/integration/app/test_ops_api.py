@@ -44,9 +44,22 @@ def test_ops_api_and_lookup_show_an_orders_timeline(bootstrap: str, fresh_topics
     ops, metrics = find_free_port(), find_free_port()
     tokens = tmp_path / "tokens"
     tokens.write_text(f"viewer test {VIEWER_TOKEN}\n")
-    worker = WorkerProcess(bootstrap, topics, app, "w0", tmp_path,
-                           ["--no-wall-clock-advance", "--ops-port", str(ops), "--metrics-port", str(metrics),
-                            "--tokens-file", str(tokens)])  # fmt: skip
+    worker = WorkerProcess(
+        bootstrap,
+        topics,
+        app,
+        "w0",
+        tmp_path,
+        [
+            "--no-wall-clock-advance",
+            "--ops-port",
+            str(ops),
+            "--metrics-port",
+            str(metrics),
+            "--tokens-file",
+            str(tokens),
+        ],
+    )
     try:
         _drain(bootstrap, topics, app)
         base = f"http://127.0.0.1:{ops}"
@@ -68,15 +81,23 @@ def test_ops_api_and_lookup_show_an_orders_timeline(bootstrap: str, fresh_topics
         ).stdout
         assert "AMOUNT_MISMATCH" in out and "SETTLED" in out and "AUTH_APPROVED" in out
         env = {**__import__("os").environ, **topic_env(topics)}
-        out = subprocess.run([*cli, "--bootstrap", bootstrap, "--app-id", app], capture_output=True, text=True,
-                             check=True, env=env).stdout  # fmt: skip
+        out = subprocess.run(
+            [*cli, "--bootstrap", bootstrap, "--app-id", app], capture_output=True, text=True, check=True, env=env
+        ).stdout
         assert "AMOUNT_MISMATCH" in out and "revision 1: AMOUNT_MISMATCH" in out and mismatch["reason"] in out
 
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as resp:
             exposed = resp.read().decode()
-        for name in ("posrecon_events_total", "posrecon_alerts_total", "posrecon_reconciled_total",
-                     "posrecon_deadletters_total", "posrecon_open_orders", "posrecon_transactions_total",
-                     "posrecon_authorization_latency_seconds_bucket", "posrecon_settlement_lag_seconds_bucket"):  # fmt: skip
+        for name in (
+            "posrecon_events_total",
+            "posrecon_alerts_total",
+            "posrecon_reconciled_total",
+            "posrecon_deadletters_total",
+            "posrecon_open_orders",
+            "posrecon_transactions_total",
+            "posrecon_authorization_latency_seconds_bucket",
+            "posrecon_settlement_lag_seconds_bucket",
+        ):
             assert name in exposed, name
         # drained: no lag on any partition, including the card sightings (transactional: their tail is a commit
         # marker, which a gauge of "log end - position" counted as one record behind forever)

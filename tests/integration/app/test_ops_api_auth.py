@@ -26,14 +26,37 @@ VIEWER, OPERATOR = "viewer-token-5d1f", "operator-token-8e2a"
 
 def self_signed(tmp_path: Path) -> tuple[Path, Path]:
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
-def call(url: str, method: str = "GET", token: str | None = None, tls: ssl.SSLContext | None = None,
-         ) -> tuple[int, dict[str, str], Any]:  # fmt: skip
+def call(
+    url: str,
+    method: str = "GET",
+    token: str | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> tuple[int, dict[str, str], Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     request = urllib.request.Request(url, method=method, headers=headers, data=b"{}" if method == "POST" else None)
     try:
@@ -75,8 +98,13 @@ def test_access_matrix_over_tls(bootstrap: str, fresh_topics: Any, tmp_path: Pat
     tokens = tmp_path / "tokens"
     tokens.write_text(f"viewer grafana {VIEWER}\noperator alice {OPERATOR}\n")
     topics = fresh_topics(2)
-    port, worker = start(bootstrap, topics, tmp_path, "auth",
-                         ["--tokens-file", str(tokens), "--tls-cert", str(cert), "--tls-key", str(key)])  # fmt: skip
+    port, worker = start(
+        bootstrap,
+        topics,
+        tmp_path,
+        "auth",
+        ["--tokens-file", str(tokens), "--tls-cert", str(cert), "--tls-key", str(key)],
+    )
     tls = ssl.create_default_context(cafile=str(cert))
     base = f"https://127.0.0.1:{port}"
     try:
@@ -109,12 +137,24 @@ def test_access_matrix_over_tls(bootstrap: str, fresh_topics: Any, tmp_path: Pat
         feed_file(bootstrap, topics, mixed_input(tmp_path / "input.jsonl", 10, seed=3))
         drain(bootstrap, topics, app_id(topics))
         env = {**os.environ, **topic_env(topics), "SSL_CERT_FILE": str(cert)}
-        cli = [sys.executable, "-m", "posrecon.cli", "lookup", "ord-3-0", "--worker", base, "--bootstrap", bootstrap,
-               "--app-id", app_id(topics)]  # fmt: skip
+        cli = [
+            sys.executable,
+            "-m",
+            "posrecon.cli",
+            "lookup",
+            "ord-3-0",
+            "--worker",
+            base,
+            "--bootstrap",
+            bootstrap,
+            "--app-id",
+            app_id(topics),
+        ]
         without = subprocess.run(cli, capture_output=True, text=True, env=env, check=False, timeout=60)
         assert "HTTP 401" in without.stderr, without.stderr
-        with_token = subprocess.run([*cli, "--token", VIEWER], capture_output=True, text=True, env=env, check=False,
-                                    timeout=60)  # fmt: skip
+        with_token = subprocess.run(
+            [*cli, "--token", VIEWER], capture_output=True, text=True, env=env, check=False, timeout=60
+        )
         # accepted: the worker answered (404: a matched order leaves state), lookup went on to Kafka
         assert with_token.returncode == 0 and not with_token.stderr, with_token
         assert "ord-3-0" in with_token.stdout, with_token.stdout

@@ -64,8 +64,20 @@ pytestmark = pytest.mark.broker
 PARTITIONS = 2
 TOKEN = "viewer-token-pan-everywhere"
 # (prefix, length): Visa, Mastercard (both ranges), Amex, Discover, JCB, Diners, UnionPay
-NETWORKS = [("4", 16), ("4", 19), ("51", 16), ("2221", 16), ("34", 15), ("37", 15), ("6011", 16), ("65", 16),
-            ("3528", 16), ("36", 14), ("300", 14), ("62", 19)]  # fmt: skip
+NETWORKS = [
+    ("4", 16),
+    ("4", 19),
+    ("51", 16),
+    ("2221", 16),
+    ("34", 15),
+    ("37", 15),
+    ("6011", 16),
+    ("65", 16),
+    ("3528", 16),
+    ("36", 14),
+    ("300", 14),
+    ("62", 19),
+]
 FIELDS = {
     "terminal": ("event_id", "order_id", "merchant_id", "terminal_id", "currency", "card_token", "decline_code"),
     "settlement": ("notice_id", "order_id", "merchant_id", "currency", "batch_id"),
@@ -102,9 +114,18 @@ def injected_record(inj: Injection, k: int, t: int) -> dict[str, Any]:
     elif inj.source == "settlement":
         line = note(order, "SETTLED", t, batch=f"bat-pan-{k}")
     else:
-        line = {"source": "batch", "record": {"batch_id": f"bat-pan-{k}", "merchant_id": "m1", "currency": "EUR",
-                                              "notice_count": 1, "gross_amount_minor": 1000, "fee_amount_minor": 0,
-                                              "closed_at": t}}  # fmt: skip
+        line = {
+            "source": "batch",
+            "record": {
+                "batch_id": f"bat-pan-{k}",
+                "merchant_id": "m1",
+                "currency": "EUR",
+                "notice_count": 1,
+                "gross_amount_minor": 1000,
+                "fee_amount_minor": 0,
+                "closed_at": t,
+            },
+        }
     line["record"][inj.field] = inj.value
     return {**line, "ingest_time": t}
 
@@ -173,8 +194,11 @@ def ops_responses(base: str, metrics: str, injections: list[Injection], order_id
 def raw_id_responses(base: str, injections: list[Injection]) -> dict[str, bytes]:
     """The ops API's answers to a lookup by the raw card number (a client pasting what it has), keyed by the
     masked path."""
-    return {ROUTES[inj.field] + inj.masked: http_get(base + ROUTES[inj.field] + quote(inj.value, safe=""))
-            for inj in injections if inj.field in ROUTES}  # fmt: skip
+    return {
+        ROUTES[inj.field] + inj.masked: http_get(base + ROUTES[inj.field] + quote(inj.value, safe=""))
+        for inj in injections
+        if inj.field in ROUTES
+    }
 
 
 def app_topics(bootstrap: str, topics: Topics, app: str) -> list[str]:
@@ -213,9 +237,23 @@ def run(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Run:
     ops, metrics = find_free_port(), find_free_port()
     tokens = tmp_path / "tokens"
     tokens.write_text(f"viewer test {TOKEN}\n")
-    worker = WorkerProcess(bootstrap, topics, app, "w0", tmp_path,
-                           ["--no-wall-clock-advance", "--ops-port", str(ops), "--metrics-port", str(metrics),
-                            "--tokens-file", str(tokens)], config=config)  # fmt: skip
+    worker = WorkerProcess(
+        bootstrap,
+        topics,
+        app,
+        "w0",
+        tmp_path,
+        [
+            "--no-wall-clock-advance",
+            "--ops-port",
+            str(ops),
+            "--metrics-port",
+            str(metrics),
+            "--tokens-file",
+            str(tokens),
+        ],
+        config=config,
+    )
     oracle = replay_oracle(src, tmp_path / "replay", PARTITIONS, config=config)
     base = f"http://127.0.0.1:{ops}"
     try:
@@ -236,9 +274,17 @@ def test_no_injected_card_number_leaves_the_worker(bootstrap: str, run: Run) -> 
 
     # the haystacks: every byte of every topic of the app but the inputs, the log, every ops API answer
     scanned = app_topics(bootstrap, topics, app)
-    expected = {topics.reconciled, topics.alerts, topics.deadletter, topics.batch_reconciled, f"{app}-card-sightings",
-                f"{app}-order-state-changelog", f"{app}-card-state-changelog", f"{app}-batch-sightings",
-                f"{app}-batch-changelog"}  # fmt: skip
+    expected = {
+        topics.reconciled,
+        topics.alerts,
+        topics.deadletter,
+        topics.batch_reconciled,
+        f"{app}-card-sightings",
+        f"{app}-order-state-changelog",
+        f"{app}-card-state-changelog",
+        f"{app}-batch-sightings",
+        f"{app}-batch-changelog",
+    }
     assert expected <= set(scanned), sorted(expected - set(scanned))
     haystacks = {f"topic {name}": b"\n".join(map(message_bytes, raw_dump(bootstrap, name))) for name in scanned}
     assert sum(map(len, haystacks.values())) > 100_000, {k: len(v) for k, v in haystacks.items()}
@@ -258,8 +304,11 @@ def test_no_injected_card_number_leaves_the_worker(bootstrap: str, run: Run) -> 
             assert any(a["batch_id"] == inj.masked for a in invalid), inj
     # the search is able to find them: in each injected form, and in the raw bytes of the input topics
     assert all(contains_any(inj.value.encode(), {inj.pan}) for inj in injections)
-    written = b"\n".join(message_bytes(m) for name in (topics.terminal, topics.settlement, topics.batches)
-                         for m in raw_dump(bootstrap, name))  # fmt: skip
+    written = b"\n".join(
+        message_bytes(m)
+        for name in (topics.terminal, topics.settlement, topics.batches)
+        for m in raw_dump(bootstrap, name)
+    )
     assert contains_any(written, pans) == pans
 
 

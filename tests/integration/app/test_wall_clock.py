@@ -29,8 +29,9 @@ def test_idle_partitions_follow_the_wall_clock_and_deadlines_fire(
 ) -> None:
     topics = fresh_topics(PARTITIONS)
     app = f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
-    worker = WorkerProcess(bootstrap, topics, app, "w0", tmp_path,
-                           ["--wall-clock-lag-ms", "0", "--idle-advance-after-ms", "500"])  # fmt: skip
+    worker = WorkerProcess(
+        bootstrap, topics, app, "w0", tmp_path, ["--wall-clock-lag-ms", "0", "--idle-advance-after-ms", "500"]
+    )
     try:
         deadline = time.monotonic() + 60
         while "partitions assigned" not in worker.log():
@@ -44,9 +45,19 @@ def test_idle_partitions_follow_the_wall_clock_and_deadlines_fire(
         for i in range(ORDERS):
             order_id = f"wc-{now}-{i}"
             event_time = now - ttl + 3_000 + 200 * i  # deadlines 3.0 ... 4.0 s from now
-            record = {"event_id": f"ev-{order_id}", "order_id": order_id, "merchant_id": "m-1", "terminal_id": "t-1",
-                      "event_type": "ORDER_CREATED", "amount_minor": 1000, "currency": "EUR", "card_token": None,
-                      "event_time": event_time, "attempt": 1, "decline_code": None}  # fmt: skip
+            record = {
+                "event_id": f"ev-{order_id}",
+                "order_id": order_id,
+                "merchant_id": "m-1",
+                "terminal_id": "t-1",
+                "event_type": "ORDER_CREATED",
+                "amount_minor": 1000,
+                "currency": "EUR",
+                "card_token": None,
+                "event_time": event_time,
+                "attempt": 1,
+                "decline_code": None,
+            }
             producer.produce(topics.terminal, codec.encode(record), order_id.encode(), timestamp=event_time)
             due[order_id] = event_time + ttl
         assert producer.flush(10) == 0

@@ -33,8 +33,14 @@ from posrecon.serde.codec import AvroCodec
 
 
 def dead_letters(bootstrap: str, topics: Topics, expected: int) -> list[dict[str, str]]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"dl-{topics.deadletter}",
-                         "isolation.level": "read_committed", "auto.offset.reset": "earliest"})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"dl-{topics.deadletter}",
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+        }
+    )
     consumer.subscribe([topics.deadletter])
     found: list[dict[str, str]] = []
 
@@ -54,15 +60,28 @@ def dead_letters(bootstrap: str, topics: Topics, expected: int) -> list[dict[str
 def produce_action(bootstrap: str, topics: Topics, action: ExceptionAction, partitions: int) -> None:
     key = routing_key(action).encode()
     producer = Producer({"bootstrap.servers": bootstrap})
-    producer.produce(topics.exception_actions, AvroCodec("ExceptionAction").encode(action), key,  # type: ignore[arg-type]
-                     partition_for(key, partitions))  # fmt: skip
+    producer.produce(
+        topics.exception_actions,
+        AvroCodec("ExceptionAction").encode(action),
+        key,  # type: ignore[arg-type]
+        partition_for(key, partitions),
+    )
     assert producer.flush(30) == 0
 
 
 def action(action_id: str, alert_id: str, kind: str, order_id: str, note: str | None = None) -> ExceptionAction:
-    return {"action_id": action_id, "alert_id": alert_id, "action": kind, "actor": "alice", "note": note,
-            "assignee": None, "at": 1_800_000_000_000, "order_id": order_id, "batch_id": None,
-            "merchant_id": None}  # fmt: skip
+    return {
+        "action_id": action_id,
+        "alert_id": alert_id,
+        "action": kind,
+        "actor": "alice",
+        "note": note,
+        "assignee": None,
+        "at": 1_800_000_000_000,
+        "order_id": order_id,
+        "batch_id": None,
+        "merchant_id": None,
+    }
 
 
 def test_cases_survive_a_kill_and_bad_input_goes_to_the_dead_letters(

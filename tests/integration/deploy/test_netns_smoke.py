@@ -25,8 +25,10 @@ from livekit import topic_env
 
 pytestmark = pytest.mark.broker
 VIEWER_TOKEN = "smoke-viewer-token"
-SECRETS = {("posrecon", "password"): "not-used-on-plaintext",
-           ("posrecon-ops-tokens", "tokens"): f"viewer smoke {VIEWER_TOKEN}\n"}  # fmt: skip
+SECRETS = {
+    ("posrecon", "password"): "not-used-on-plaintext",
+    ("posrecon-ops-tokens", "tokens"): f"viewer smoke {VIEWER_TOKEN}\n",
+}
 
 
 @pytest.fixture
@@ -70,8 +72,9 @@ def pod_env(spec: PodSpec, broker: str, topics: Any) -> dict[str, str]:
     return {**env, **spec.env, "POSRECON_KAFKA_BOOTSTRAP_SERVERS": broker, **topic_env(topics)}
 
 
-def test_deployment_is_probed_at_the_pod_address(pod_network: tuple[Netns, str], fresh_topics: Any,
-                                                  tmp_path: Path) -> None:  # fmt: skip
+def test_deployment_is_probed_at_the_pod_address(
+    pod_network: tuple[Netns, str], fresh_topics: Any, tmp_path: Path
+) -> None:
     ns, broker = pod_network
     spec = materialise(pod_spec("posrecon-worker-smoke-0", SECRETS), tmp_path / "mounts")
     worker = start_pod(ns, spec, pod_env(spec, broker, fresh_topics(2)), tmp_path / "worker.log")
@@ -91,8 +94,9 @@ def test_deployment_is_probed_at_the_pod_address(pod_network: tuple[Netns, str],
     assert worker.returncode == 0, log.read_text()[-3000:]
 
 
-def test_without_posrecon_listen_the_probes_fail(pod_network: tuple[Netns, str], fresh_topics: Any,
-                                                 tmp_path: Path) -> None:  # fmt: skip
+def test_without_posrecon_listen_the_probes_fail(
+    pod_network: tuple[Netns, str], fresh_topics: Any, tmp_path: Path
+) -> None:
     """Today's defect, reproduced: the worker serves on the namespace's loopback only."""
     ns, broker = pod_network
     spec = materialise(pod_spec("posrecon-worker-smoke-1", SECRETS), tmp_path / "mounts")

@@ -60,9 +60,13 @@ class Webhook:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def pages(self, alertname: str) -> list[float]:
-        return [at for at, path, body in self.received
-                if path == "/page" and body["status"] == "firing"
-                and any(a["labels"]["alertname"] == alertname for a in body["alerts"])]  # fmt: skip
+        return [
+            at
+            for at, path, body in self.received
+            if path == "/page"
+            and body["status"] == "firing"
+            and any(a["labels"]["alertname"] == alertname for a in body["alerts"])
+        ]
 
 
 def alertmanager_config(webhook: Webhook, path: Path) -> Path:
@@ -105,13 +109,26 @@ def monitoring(tmp_path: Path) -> Iterator[dict[str, Any]]:
     (tmp_path / "am").mkdir()
     (tmp_path / "prom").mkdir()
     procs = [
-        start([alertmanager, f"--config.file={alertmanager_config(webhook, tmp_path / 'am' / 'alertmanager.yml')}",
-               f"--storage.path={tmp_path / 'am'}", f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
-               "--cluster.listen-address="], tmp_path / "alertmanager.log"),
-        start([prometheus, f"--config.file={prometheus_config(tmp_path / 'prom', ports)}",
-               f"--storage.tsdb.path={tmp_path / 'prom' / 'data'}",
-               f"--web.listen-address=127.0.0.1:{ports['prometheus']}"], tmp_path / "prometheus.log"),
-    ]  # fmt: skip
+        start(
+            [
+                alertmanager,
+                f"--config.file={alertmanager_config(webhook, tmp_path / 'am' / 'alertmanager.yml')}",
+                f"--storage.path={tmp_path / 'am'}",
+                f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
+                "--cluster.listen-address=",
+            ],
+            tmp_path / "alertmanager.log",
+        ),
+        start(
+            [
+                prometheus,
+                f"--config.file={prometheus_config(tmp_path / 'prom', ports)}",
+                f"--storage.tsdb.path={tmp_path / 'prom' / 'data'}",
+                f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
+            ],
+            tmp_path / "prometheus.log",
+        ),
+    ]
     try:
         wait_for(f"http://127.0.0.1:{ports['alertmanager']}/-/ready", 30)
         wait_for(f"http://127.0.0.1:{ports['prometheus']}/-/ready", 30)
@@ -151,8 +168,11 @@ def poll(what: str, check: Any, deadline_s: float, explain: Any = None) -> float
 
 def nonzero(exposition: str) -> list[str]:
     """The samples of a /metrics page that moved (the counters of what the worker did)."""
-    return [line for line in exposition.splitlines()
-            if not line.startswith("#") and not line.endswith(" 0.0") and "_created" not in line]  # fmt: skip
+    return [
+        line
+        for line in exposition.splitlines()
+        if not line.startswith("#") and not line.endswith(" 0.0") and "_created" not in line
+    ]
 
 
 def dashboard_expressions() -> list[str]:
@@ -204,8 +224,10 @@ def feed_lines(lines: list[dict[str, Any]], order: str, partitions: int) -> list
     t = max(line["record"].get("event_time", line["record"].get("settled_at")) for line in lines)
     partition = partition_for(order.encode(), partitions)
     clock = next(f"clock-{i}" for i in range(1000) if partition_for(f"clock-{i}".encode(), partitions) == partition)
-    return [json.dumps({**line, "ingest_time": line["record"].get("event_time", line["record"].get("settled_at"))})
-            for line in [*lines, tick(t + 60_000, clock)]]  # fmt: skip
+    return [
+        json.dumps({**line, "ingest_time": line["record"].get("event_time", line["record"].get("settled_at"))})
+        for line in [*lines, tick(t + 60_000, clock)]
+    ]
 
 
 def test_a_critical_alert_pages_and_every_expression_has_series(
@@ -216,8 +238,14 @@ def test_a_critical_alert_pages_and_every_expression_has_series(
     topics: Topics = fresh_topics(2)
     app = f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
     ops = find_free_port()
-    worker = WorkerProcess(bootstrap, topics, app, "w0", tmp_path,
-                           ["--no-wall-clock-advance", "--metrics-port", str(ports[JOB]), "--ops-port", str(ops)])  # fmt: skip
+    worker = WorkerProcess(
+        bootstrap,
+        topics,
+        app,
+        "w0",
+        tmp_path,
+        ["--no-wall-clock-advance", "--metrics-port", str(ports[JOB]), "--ops-port", str(ops)],
+    )
     try:
         wait_for(f"http://127.0.0.1:{ops}/readyz", 90, worker.alive)
         # Prometheus holds the counter at 0 (two samples): the first increment is an increase
@@ -227,14 +255,20 @@ def test_a_critical_alert_pages_and_every_expression_has_series(
 
         injected = time.monotonic()
         Feeder(bootstrap, topics).feed(feed_lines(conflict("ord-page-1", T0), "ord-page-1", 2))
-        active = poll(f"{PAGE_RULE} active in Alertmanager", lambda: active_alerts(am, PAGE_RULE), 60,
-                      lambda: f"worker metrics: {nonzero(http_get(f'http://127.0.0.1:{ports[JOB]}/metrics')[1])}")  # fmt: skip
+        active = poll(
+            f"{PAGE_RULE} active in Alertmanager",
+            lambda: active_alerts(am, PAGE_RULE),
+            60,
+            lambda: f"worker metrics: {nonzero(http_get(f'http://127.0.0.1:{ports[JOB]}/metrics')[1])}",
+        )
         paged = poll("the page at the webhook", lambda: webhook.pages(PAGE_RULE), 120)
         (alert,) = active_alerts(am, PAGE_RULE)
         assert alert["labels"]["severity"] == "page" and alert["labels"]["kind"] == "STATUS_CONFLICT"
         assert "oncall-page" in [r["name"] for r in alert["receivers"]]
-        print(f"\n{PAGE_RULE}: injected -> Alertmanager active {active - injected:.1f} s, "
-              f"-> webhook page {paged - injected:.1f} s (route group_wait 10 s)")  # fmt: skip
+        print(
+            f"\n{PAGE_RULE}: injected -> Alertmanager active {active - injected:.1f} s, "
+            f"-> webhook page {paged - injected:.1f} s (route group_wait 10 s)"
+        )
 
         # traffic touching every rule, then every expression must return a series
         feed_file(bootstrap, topics, mixed_input(tmp_path / "input.jsonl", 120, seed=21))
@@ -255,24 +289,29 @@ def test_a_critical_alert_pages_and_every_expression_has_series(
                 if not result and not leaf.startswith("absent("):
                     empty.append((name, " ".join(leaf.split())))
         assert not empty, "expressions without a series:\n" + "\n".join(f"{n}: {e}" for n, e in empty)
-        print(f"{len(dashboard_expressions())} dashboard and {sum(len(leaf_expressions(e)) for e in rule_expressions().values())}"
-              " rule expressions: all return series")  # fmt: skip
+        print(
+            f"{len(dashboard_expressions())} dashboard and {sum(len(leaf_expressions(e)) for e in rule_expressions().values())}"
+            " rule expressions: all return series"
+        )
     finally:
         assert worker.stop() == 0, worker.log()[-2000:]
 
 
 def wait_scraped(prom: int, port: int, what: str) -> None:
     """Prometheus has two samples of the worker's STATUS_CONFLICT counters (at 0: the first increment shows)."""
-    expr = (f'count_over_time(posrecon_alerts_total{{job="{JOB}", instance="127.0.0.1:{port}", '
-            f'kind="STATUS_CONFLICT", severity="CRITICAL"}}[1m]) >= 2')  # fmt: skip
+    expr = (
+        f'count_over_time(posrecon_alerts_total{{job="{JOB}", instance="127.0.0.1:{port}", '
+        f'kind="STATUS_CONFLICT", severity="CRITICAL"}}[1m]) >= 2'
+    )
     poll(what, lambda: query(prom, expr), 60)
 
 
 @pytest.mark.skipif(
     not engine_resolves(), reason="the engine emits no RESOLVED alert yet (contract v2 auto-resolution)"
 )
-def test_a_resolution_does_not_page(bootstrap: str, fresh_topics: Any, tmp_path: Path,
-                                    monitoring: dict[str, Any]) -> None:  # fmt: skip
+def test_a_resolution_does_not_page(
+    bootstrap: str, fresh_topics: Any, tmp_path: Path, monitoring: dict[str, Any]
+) -> None:
     """The conflict pages from the first worker; the second worker (another instance) takes the order over and
     resolves it: its RESOLVED record (severity INFO) is counted, and nothing pages for it."""
     ports, webhook = monitoring["ports"], monitoring["webhook"]
@@ -283,8 +322,14 @@ def test_a_resolution_does_not_page(bootstrap: str, fresh_topics: Any, tmp_path:
     try:
         for worker_id, name in (("w0", JOB), ("w1", SECOND)):
             ops = find_free_port()
-            worker = WorkerProcess(bootstrap, topics, app, worker_id, tmp_path, ["--no-wall-clock-advance",
-                                   "--metrics-port", str(ports[name]), "--ops-port", str(ops)])  # fmt: skip
+            worker = WorkerProcess(
+                bootstrap,
+                topics,
+                app,
+                worker_id,
+                tmp_path,
+                ["--no-wall-clock-advance", "--metrics-port", str(ports[name]), "--ops-port", str(ops)],
+            )
             workers.append(worker)
             wait_for(f"http://127.0.0.1:{ops}/readyz", 90, worker.alive)
             wait_scraped(prom, ports[name], f"two scrapes of {worker_id}")
@@ -298,8 +343,11 @@ def test_a_resolution_does_not_page(bootstrap: str, fresh_topics: Any, tmp_path:
         poll("the RESOLVED record counted on the second worker", lambda: query(prom, resolved), 60)
         time.sleep(6)  # six rule evaluations after it
         assert not [a for a in active_alerts(am, PAGE_RULE) if a["labels"]["instance"] == second]
-        paged = [body for _, path, body in webhook.received if path == "/page"
-                 and any(a["labels"].get("instance") == second for a in body["alerts"])]  # fmt: skip
+        paged = [
+            body
+            for _, path, body in webhook.received
+            if path == "/page" and any(a["labels"].get("instance") == second for a in body["alerts"])
+        ]
         assert not paged, paged
     finally:
         for worker in workers:

@@ -36,8 +36,15 @@ def test_a_tail_of_a_commit_marker_then_an_abort_marker_is_not_lag(bootstrap: st
     writer.commit_transaction(30)
     killed.abort_transaction(30)  # abort marker 7: the tail is two markers after the last record
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
-                         "isolation.level": "read_committed", "auto.offset.reset": "earliest"})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+        }
+    )
     try:
         consumer.assign([TopicPartition(topic, 0, 0)])
         got = []

@@ -59,15 +59,32 @@ def _batch_on(q: int) -> str:
 
 
 def _notice(engine: ReconciliationEngine, batch_id: str, i: int, partition: int, amount: int = 1000) -> None:
-    record: Any = {"notice_id": f"n-{i}", "order_id": f"o-{i}", "merchant_id": "m1", "status": "SETTLED",
-                   "amount_minor": amount, "currency": "EUR", "settled_at": T0 + i, "batch_id": batch_id,
-                   "fee_minor": 10, "capture_seq": 1, "capture_count": 1}  # fmt: skip
+    record: Any = {
+        "notice_id": f"n-{i}",
+        "order_id": f"o-{i}",
+        "merchant_id": "m1",
+        "status": "SETTLED",
+        "amount_minor": amount,
+        "currency": "EUR",
+        "settled_at": T0 + i,
+        "batch_id": batch_id,
+        "fee_minor": 10,
+        "capture_seq": 1,
+        "capture_count": 1,
+    }
     assert engine.on_settlement_notice(record, partition, None, T0) is None
 
 
 def _control(batch_id: str, count: int, gross: int, fee: int) -> Any:
-    return {"batch_id": batch_id, "merchant_id": "m1", "currency": "EUR", "notice_count": count,
-            "gross_amount_minor": gross, "fee_amount_minor": fee, "closed_at": T0 + 10}  # fmt: skip
+    return {
+        "batch_id": batch_id,
+        "merchant_id": "m1",
+        "currency": "EUR",
+        "notice_count": count,
+        "gross_amount_minor": gross,
+        "fee_amount_minor": fee,
+        "closed_at": T0 + 10,
+    }
 
 
 def test_a_notice_of_an_owned_batch_partition_is_counted_in_place() -> None:
@@ -117,8 +134,12 @@ def test_once_active_the_batch_is_one_timestamp_merge_with_the_control_records()
     intake.queues[(stage.topics.batches, 1)].records.append(control)
     later = Rec(stage.topics.terminal, 0, 9)
     intake.queues[(stage.topics.terminal, 0)].records.append(later)
-    batch: list[Any] = [Rec(stage.topics.settlement, 1, 2), Rec(stage.topics.settlement, 1, 4),
-                        Rec(stage.topics.terminal, 0, 1), Rec(stage.topics.terminal, 0, 5)]  # fmt: skip
+    batch: list[Any] = [
+        Rec(stage.topics.settlement, 1, 2),
+        Rec(stage.topics.settlement, 1, 4),
+        Rec(stage.topics.terminal, 0, 1),
+        Rec(stage.topics.terminal, 0, 5),
+    ]
     stage.select(intake, batch, 100, T0)
     assert [r.ts for r in batch] == [1, 2, 3, 4, 5, 9]
     assert batch[2] is control

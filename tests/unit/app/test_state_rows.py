@@ -15,8 +15,16 @@ from posrecon.engine.engine import ReconciliationEngine
 def _approved_order() -> object:
     engine = ReconciliationEngine()
     engine.book(0).dirty = set()
-    base = {"order_id": "o-1", "merchant_id": "m-1", "terminal_id": "t-1", "amount_minor": 4242, "currency": "EUR",
-            "card_token": "tok_abc", "attempt": 1, "decline_code": None}  # fmt: skip
+    base = {
+        "order_id": "o-1",
+        "merchant_id": "m-1",
+        "terminal_id": "t-1",
+        "amount_minor": 4242,
+        "currency": "EUR",
+        "card_token": "tok_abc",
+        "attempt": 1,
+        "decline_code": None,
+    }
     engine.on_terminal_event({**base, "event_id": "e1", "event_type": "ORDER_CREATED", "event_time": 1000}, 0, 1000, 1)  # type: ignore[typeddict-item]
     engine.on_terminal_event({**base, "event_id": "e2", "event_type": "AUTH_APPROVED", "event_time": 2000}, 0, 2000, 2)  # type: ignore[typeddict-item]
     return engine.book(0).orders["o-1"]

@@ -22,13 +22,22 @@ from posrecon.metrics import WorkerMetrics
 S = TxnState
 #: written out again here (not read from the module), so a changed table fails
 VALID = {
-    (S.UNINITIALIZED, S.READY), (S.UNINITIALIZED, S.CLOSED),
-    (S.READY, S.IN_TRANSACTION), (S.READY, S.CLOSED),
-    (S.IN_TRANSACTION, S.COMMITTING), (S.IN_TRANSACTION, S.ABORTING), (S.IN_TRANSACTION, S.CLOSED),
-    (S.COMMITTING, S.READY), (S.COMMITTING, S.ABORTING), (S.COMMITTING, S.CLOSED),
-    (S.ABORTING, S.READY), (S.ABORTING, S.REPLACING), (S.ABORTING, S.CLOSED),
-    (S.REPLACING, S.READY), (S.REPLACING, S.CLOSED),
-}  # fmt: skip
+    (S.UNINITIALIZED, S.READY),
+    (S.UNINITIALIZED, S.CLOSED),
+    (S.READY, S.IN_TRANSACTION),
+    (S.READY, S.CLOSED),
+    (S.IN_TRANSACTION, S.COMMITTING),
+    (S.IN_TRANSACTION, S.ABORTING),
+    (S.IN_TRANSACTION, S.CLOSED),
+    (S.COMMITTING, S.READY),
+    (S.COMMITTING, S.ABORTING),
+    (S.COMMITTING, S.CLOSED),
+    (S.ABORTING, S.READY),
+    (S.ABORTING, S.REPLACING),
+    (S.ABORTING, S.CLOSED),
+    (S.REPLACING, S.READY),
+    (S.REPLACING, S.CLOSED),
+}
 ALL_PAIRS = list(itertools.product(TxnState, TxnState))
 
 RETRIABLE = KafkaException(KafkaError(KafkaError._TIMED_OUT, "timed out", retriable=True))

@@ -13,10 +13,29 @@ def test_changelog_rows_restore_the_book_and_tombstone_evicted_cases() -> None:
     book = CaseBook(retention_ms=DAY)
     book.dirty = set()
     for i in range(3):
-        book.on_alert({"alert_id": f"a{i}", "kind": "MISSING_SETTLEMENT", "severity": "WARNING", "order_id": f"o{i}",
-                       "merchant_id": "m", "reason": "r", "event_time": 1000 + i, "status": "OPEN"})  # fmt: skip
-    book.on_action({"action_id": "x", "alert_id": "a1", "action": "RESOLVE", "actor": "alice", "note": None,
-                    "assignee": None, "at": 2000})  # fmt: skip
+        book.on_alert(
+            {
+                "alert_id": f"a{i}",
+                "kind": "MISSING_SETTLEMENT",
+                "severity": "WARNING",
+                "order_id": f"o{i}",
+                "merchant_id": "m",
+                "reason": "r",
+                "event_time": 1000 + i,
+                "status": "OPEN",
+            }
+        )
+    book.on_action(
+        {
+            "action_id": "x",
+            "alert_id": "a1",
+            "action": "RESOLVE",
+            "actor": "alice",
+            "note": None,
+            "assignee": None,
+            "at": 2000,
+        }
+    )
     log: dict[bytes, bytes | None] = {}
     for _topic, value, key, partition in changelog_rows(book, "t", 4):
         assert partition == 4

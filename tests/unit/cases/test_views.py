@@ -15,26 +15,52 @@ NOW = 1_800_000_000_000
 def book() -> CaseBook:
     cases = CaseBook()
     for i, (kind, severity) in enumerate([("AMOUNT_MISMATCH", "CRITICAL"), ("MISSING_SETTLEMENT", "WARNING")]):
-        cases.on_alert({"alert_id": f"a{i}", "kind": kind, "severity": severity, "order_id": f"o{i}",
-                        "merchant_id": "m", "reason": "r", "event_time": NOW - (i + 1) * 3_600_000,
-                        "status": "OPEN"})  # fmt: skip
+        cases.on_alert(
+            {
+                "alert_id": f"a{i}",
+                "kind": kind,
+                "severity": severity,
+                "order_id": f"o{i}",
+                "merchant_id": "m",
+                "reason": "r",
+                "event_time": NOW - (i + 1) * 3_600_000,
+                "status": "OPEN",
+            }
+        )
     return cases
 
 
 def test_queue_arguments_map_the_query_to_the_book() -> None:
-    args = queue_arguments({"state": ["open,acknowledged"], "kind": ["amount_mismatch"], "merchant": ["m"],
-                            "min_age_ms": ["60000"], "limit": ["10"]})  # fmt: skip
-    assert args == {"state": ["OPEN", "ACKNOWLEDGED"], "kind": "AMOUNT_MISMATCH", "merchant_id": "m",
-                    "min_age_ms": 60_000, "limit": 10}  # fmt: skip
+    args = queue_arguments(
+        {
+            "state": ["open,acknowledged"],
+            "kind": ["amount_mismatch"],
+            "merchant": ["m"],
+            "min_age_ms": ["60000"],
+            "limit": ["10"],
+        }
+    )
+    assert args == {
+        "state": ["OPEN", "ACKNOWLEDGED"],
+        "kind": "AMOUNT_MISMATCH",
+        "merchant_id": "m",
+        "min_age_ms": 60_000,
+        "limit": 10,
+    }
     assert queue_arguments({"state": [""]}) == {"state": None}
 
 
 @pytest.mark.parametrize(
     ("query", "message"),
-    [({"state": ["SHUT"]}, "unknown state"), ({"limit": ["501"]}, "limit 1..500"), ({"offset": ["-1"]}, "offset"),
-     ({"severity": ["LOUD"]}, "unknown severity"), ({"x": ["1"]}, "unknown query parameter"),
-     ({"max_age_ms": ["soon"]}, "must be an integer")],
-)  # fmt: skip
+    [
+        ({"state": ["SHUT"]}, "unknown state"),
+        ({"limit": ["501"]}, "limit 1..500"),
+        ({"offset": ["-1"]}, "offset"),
+        ({"severity": ["LOUD"]}, "unknown severity"),
+        ({"x": ["1"]}, "unknown query parameter"),
+        ({"max_age_ms": ["soon"]}, "must be an integer"),
+    ],
+)
 def test_a_bad_query_says_what_is_wrong(query: dict[str, list[str]], message: str) -> None:
     with pytest.raises(BadRequest, match=message) as raised:
         queue_arguments(query)
@@ -50,10 +76,17 @@ def test_the_queue_view_filters_and_counts() -> None:
 def test_an_action_body_is_parsed_and_normalised() -> None:
     assert parse_action(b'{"action": "resolve", "note": "  done "}') == ("RESOLVE", "done", None)
     assert parse_action(json.dumps({"action": "ASSIGN", "assignee": "bob", "note": ""}).encode()) == (
-        "ASSIGN", None, "bob")  # fmt: skip
-    for body, message in [(b"{", "not JSON"), (b"[]", "JSON object"), (b'{"action": "UNKNOWN"}', "one of"),
-                          (b'{"action": "RESOLVE", "who": 1}', "unknown field"),
-                          (b'{"action": "ASSIGN", "assignee": 3}', "assignee must be")]:  # fmt: skip
+        "ASSIGN",
+        None,
+        "bob",
+    )
+    for body, message in [
+        (b"{", "not JSON"),
+        (b"[]", "JSON object"),
+        (b'{"action": "UNKNOWN"}', "one of"),
+        (b'{"action": "RESOLVE", "who": 1}', "unknown field"),
+        (b'{"action": "ASSIGN", "assignee": 3}', "assignee must be"),
+    ]:
         with pytest.raises(BadRequest, match=message):
             parse_action(body)
 

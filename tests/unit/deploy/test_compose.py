@@ -69,8 +69,14 @@ def compose_implementation() -> list[str]:
 
 
 def compose_config(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*compose_implementation(), "-f", str(path), "config"], capture_output=True, text=True,
-                          check=False, timeout=60, cwd=path.parent)  # fmt: skip
+    return subprocess.run(
+        [*compose_implementation(), "-f", str(path), "config"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        cwd=path.parent,
+    )
 
 
 def test_a_compose_implementation_loads_the_stack() -> None:
@@ -110,8 +116,12 @@ def test_top_level() -> None:
     doc = compose()
     assert doc["name"] == "posrecon"
     assert "version" not in doc  # obsolete in the Compose Specification
-    named = {v.split(":", 1)[0] for s in doc["services"].values() for v in s.get("volumes", [])
-             if isinstance(v, str) and not v.startswith((".", "/"))}  # fmt: skip
+    named = {
+        v.split(":", 1)[0]
+        for s in doc["services"].values()
+        for v in s.get("volumes", [])
+        if isinstance(v, str) and not v.startswith((".", "/"))
+    }
     assert named <= set(doc["volumes"])
     assert {"topic-init", "prometheus", "alertmanager", "grafana"} <= set(doc["services"])
     for name, service in doc["services"].items():

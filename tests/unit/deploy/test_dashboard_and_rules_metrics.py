@@ -36,10 +36,37 @@ PROMETHEUS_SERIES = {"up": {"job", "instance"}}
 TARGET_LABELS = {"job", "instance", "app", "env", "namespace", "node"}
 
 KEYWORDS = {
-    "by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool", "and", "or", "unless",
-    "sum", "avg", "min", "max", "count", "stddev", "stdvar", "topk", "bottomk", "quantile", "count_values",
-    "group", "limitk", "limit_ratio", "inf", "nan", "atan2", "start", "end",
-}  # fmt: skip
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "offset",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "count",
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "quantile",
+    "count_values",
+    "group",
+    "limitk",
+    "limit_ratio",
+    "inf",
+    "nan",
+    "atan2",
+    "start",
+    "end",
+}
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _IDENT = re.compile(r"(?<![\w$.:])([A-Za-z_:][\w:]*)")
@@ -205,7 +232,7 @@ def bad_matchers(exprs: list[str], exported: dict[str, set[str]], values: dict[s
         ("sum(rate(m[1h])) * 3600 > 1e3", {"m"}),
         ("max without (partition) (posrecon_watermark_lag_seconds)", {"posrecon_watermark_lag_seconds"}),
     ],
-)  # fmt: skip
+)
 def test_metric_name_extraction(expr: str, names: set[str]) -> None:
     assert metric_names(expr) == names
 
@@ -283,15 +310,26 @@ def test_dashboard_covers_the_worker(exported: dict[str, set[str]]) -> None:
         for expr in grafana_exprs(json.loads(path.read_text())):
             used |= metric_names(expr)
     wanted = {
-        "posrecon_events_total", "posrecon_reconciled_total", "posrecon_alerts_total", "posrecon_consumer_lag",
-        "posrecon_watermark_lag_seconds", "posrecon_settlement_lag_seconds_bucket",
-        "posrecon_authorization_latency_seconds_bucket", "posrecon_open_orders", "posrecon_pending_settlements",
-        "posrecon_deadletters_total", "posrecon_transactions_total",
+        "posrecon_events_total",
+        "posrecon_reconciled_total",
+        "posrecon_alerts_total",
+        "posrecon_consumer_lag",
+        "posrecon_watermark_lag_seconds",
+        "posrecon_settlement_lag_seconds_bucket",
+        "posrecon_authorization_latency_seconds_bucket",
+        "posrecon_open_orders",
+        "posrecon_pending_settlements",
+        "posrecon_deadletters_total",
+        "posrecon_transactions_total",
         # contract v2 and batches
-        "posrecon_alert_time_to_resolve_seconds_bucket", "posrecon_fee_variance_minor_bucket",
-        "posrecon_matched_settled_minor_total", "posrecon_matched_fee_minor_total", "posrecon_refund_ratio_bucket",
-        "posrecon_batch_reconciled_total", "posrecon_batch_unbalanced_minor_bucket",
-    }  # fmt: skip
+        "posrecon_alert_time_to_resolve_seconds_bucket",
+        "posrecon_fee_variance_minor_bucket",
+        "posrecon_matched_settled_minor_total",
+        "posrecon_matched_fee_minor_total",
+        "posrecon_refund_ratio_bucket",
+        "posrecon_batch_reconciled_total",
+        "posrecon_batch_unbalanced_minor_bucket",
+    }
     assert wanted - used == set()
 
 

@@ -23,13 +23,26 @@ CRITICAL_KINDS = ("STATUS_CONFLICT", "ORPHAN_SETTLEMENT", "DUPLICATE_SETTLEMENT"
 WARNING_KINDS = ("FEE_MISMATCH", "BATCH_INCOMPLETE")
 #: rules the on-call issue asks for (renaming one needs the runbook and the tests to follow)
 REQUIRED_RULES = {
-    "PosreconStatusConflictCritical", "PosreconOrphanSettlement", "PosreconDuplicateSettlement",
-    "PosreconAmountMismatch", "PosreconMissingSettlementRateHigh", "PosreconLateSettlementRateHigh",
-    "PosreconDeadLetterRateHigh", "PosreconConsumerLagHigh", "PosreconWatermarkLagHigh", "PosreconWorkerDown",
-    "PosreconWorkerLoopStopped", "PosreconAuthorizationLatencyHigh", "PosreconPendingSettlementNearSla",
-    "PosreconPendingSettlementPastSla", "PosreconTransactionsAborting",
-    "PosreconBatchMismatch", "PosreconFeeMismatch", "PosreconBatchIncomplete", "PosreconPanInField",
-}  # fmt: skip
+    "PosreconStatusConflictCritical",
+    "PosreconOrphanSettlement",
+    "PosreconDuplicateSettlement",
+    "PosreconAmountMismatch",
+    "PosreconMissingSettlementRateHigh",
+    "PosreconLateSettlementRateHigh",
+    "PosreconDeadLetterRateHigh",
+    "PosreconConsumerLagHigh",
+    "PosreconWatermarkLagHigh",
+    "PosreconWorkerDown",
+    "PosreconWorkerLoopStopped",
+    "PosreconAuthorizationLatencyHigh",
+    "PosreconPendingSettlementNearSla",
+    "PosreconPendingSettlementPastSla",
+    "PosreconTransactionsAborting",
+    "PosreconBatchMismatch",
+    "PosreconFeeMismatch",
+    "PosreconBatchIncomplete",
+    "PosreconPanInField",
+}
 
 
 def _rules() -> list[dict[str, Any]]:

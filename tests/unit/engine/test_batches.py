@@ -25,21 +25,39 @@ RULES = RuleConfig()
 
 
 def notice(
-    nid: str, amount: int = 1000, fee: int = 10, status: str = "SETTLED", at: int = T0, batch: str = "b1",
-    source: int = 0, mark: int | None = None, merchant: str = "m1",
-) -> BatchSighting:  # fmt: skip
-    return BatchSighting(batch, nid, status, amount, fee, "EUR", merchant, at, source, at if mark is None else mark,
-                         f"o-{nid}")  # fmt: skip
+    nid: str,
+    amount: int = 1000,
+    fee: int = 10,
+    status: str = "SETTLED",
+    at: int = T0,
+    batch: str = "b1",
+    source: int = 0,
+    mark: int | None = None,
+    merchant: str = "m1",
+) -> BatchSighting:
+    return BatchSighting(
+        batch, nid, status, amount, fee, "EUR", merchant, at, source, at if mark is None else mark, f"o-{nid}"
+    )
 
 
 def control(
-    count: int, gross: int, fee: int, batch: str = "b1", closed_at: int = T0, merchant: str | None = "m1",
+    count: int,
+    gross: int,
+    fee: int,
+    batch: str = "b1",
+    closed_at: int = T0,
+    merchant: str | None = "m1",
     currency: str = "EUR",
-) -> SettlementBatch:  # fmt: skip
+) -> SettlementBatch:
     return {
-        "batch_id": batch, "merchant_id": merchant, "currency": currency, "notice_count": count,
-        "gross_amount_minor": gross, "fee_amount_minor": fee, "closed_at": closed_at,
-    }  # fmt: skip
+        "batch_id": batch,
+        "merchant_id": merchant,
+        "currency": currency,
+        "notice_count": count,
+        "gross_amount_minor": gross,
+        "fee_amount_minor": fee,
+        "closed_at": closed_at,
+    }
 
 
 def statuses(records: list[Any]) -> list[tuple[int, str]]:
@@ -58,10 +76,19 @@ def test_balanced_as_soon_as_counts_and_sums_agree() -> None:
     ledger.on_notice(notice("n2", 2000))
     records, alerts = ledger.take()
     assert records == [
-        {"batch_id": "b1", "currency": "EUR", "expected_count": 2, "received_count": 2, "expected_gross_minor": 3000,
-         "received_gross_minor": 3000, "expected_fee_minor": 20, "received_fee_minor": 20, "status": "BALANCED",
-         "revision": 1}
-    ]  # fmt: skip
+        {
+            "batch_id": "b1",
+            "currency": "EUR",
+            "expected_count": 2,
+            "received_count": 2,
+            "expected_gross_minor": 3000,
+            "received_gross_minor": 3000,
+            "expected_fee_minor": 20,
+            "received_fee_minor": 20,
+            "status": "BALANCED",
+            "revision": 1,
+        }
+    ]
     assert alerts == []
 
 
@@ -199,9 +226,11 @@ def test_incomplete_then_mismatch_keeps_both_open_until_balanced() -> None:
     records, alerts = ledger.take()
     assert statuses(records) == [(1, "INCOMPLETE"), (2, "MISMATCH"), (3, "BALANCED")]
     assert kinds(alerts) == [
-        ("BATCH_INCOMPLETE", "OPEN"), ("BATCH_MISMATCH", "OPEN"),
-        ("BATCH_INCOMPLETE", "RESOLVED"), ("BATCH_MISMATCH", "RESOLVED"),
-    ]  # fmt: skip
+        ("BATCH_INCOMPLETE", "OPEN"),
+        ("BATCH_MISMATCH", "OPEN"),
+        ("BATCH_INCOMPLETE", "RESOLVED"),
+        ("BATCH_MISMATCH", "RESOLVED"),
+    ]
 
 
 def test_no_control_no_output_and_the_control_may_come_after_the_deadline() -> None:
@@ -295,8 +324,10 @@ def test_view_lists_totals_revisions_and_notices() -> None:
     assert view is not None and ledger.view("nope") is None
     assert (view["status"], view["revision"], view["received_count"]) == ("BALANCED", 2, 2)
     assert [r["status"] for r in view["revisions"]] == ["INCOMPLETE", "BALANCED"]
-    assert [(n["notice_id"], n["order_id"], n["revision"]) for n in view["notices"]] == [("n1", "o-n1", 1),
-                                                                                      ("n2", "o-n2", 2)]  # fmt: skip
+    assert [(n["notice_id"], n["order_id"], n["revision"]) for n in view["notices"]] == [
+        ("n1", "o-n1", 1),
+        ("n2", "o-n2", 2),
+    ]
 
 
 def test_history_is_bounded() -> None:
@@ -351,8 +382,11 @@ def test_held_notices_are_in_the_changelog_and_snapshot_rows_and_count_once_rest
     held = ["H", "b1", "n1", "o-n1", "SETTLED", 1000, 10, T0 + MIN, "m1"]
     assert ledger.row(("b1", "n1")) == held and held in ledger.to_rows()
     restored = BatchLedger(RULES, sources=2)
-    restored.load_rows(json.loads(json.dumps([ledger.row(key) for key in ledger.dirty])), ledger.watermark,
-                       dict(ledger.source_watermarks))  # fmt: skip
+    restored.load_rows(
+        json.loads(json.dumps([ledger.row(key) for key in ledger.dirty])),
+        ledger.watermark,
+        dict(ledger.source_watermarks),
+    )
     restored.on_notice(notice("n1", at=T0 + MIN, source=0))  # a redelivery of the held notice
     assert restored.redeliveries == 1
     restored.advance(1, T0 + MIN)

@@ -93,8 +93,11 @@ def test_an_entry_row_keeps_the_void_and_an_older_row_counts_its_void_as_before_
     entry = CardEntry("B", B_AT, "t-1", True, ("A",), (), B_AT + MIN, "void-B")
     back = CardEntry.of_row(entry.row())
     assert (back.void_time, back.void_event_id, back.voided_by(B_AT), back.voided_by(B_AT + MIN)) == (
-        B_AT + MIN, "void-B", False, True,
-    )  # fmt: skip
+        B_AT + MIN,
+        "void-B",
+        False,
+        True,
+    )
     assert CardEntry.of_row(["B", B_AT, "t-1", True, [], []]).voided_by(0)
 
 

@@ -25,18 +25,45 @@ PAN = "4111 1111 1111 1111"
 O, K, R, AR, IG = "OPEN", "ACKNOWLEDGED", "RESOLVED", "AUTO_RESOLVED", "IGNORED"  # noqa: E741 (the table reads)
 #: the contract's table, written out on its own (not read from the code): (state, action) -> new state, or None
 EXPECTED: dict[tuple[str, str], str | None] = {
-    (O, "ACKNOWLEDGE"): K, (K, "ACKNOWLEDGE"): None, (R, "ACKNOWLEDGE"): None, (AR, "ACKNOWLEDGE"): None,
+    (O, "ACKNOWLEDGE"): K,
+    (K, "ACKNOWLEDGE"): None,
+    (R, "ACKNOWLEDGE"): None,
+    (AR, "ACKNOWLEDGE"): None,
     (IG, "ACKNOWLEDGE"): None,
-    (O, "ASSIGN"): K, (K, "ASSIGN"): K, (R, "ASSIGN"): None, (AR, "ASSIGN"): None, (IG, "ASSIGN"): None,
-    (O, "COMMENT"): O, (K, "COMMENT"): K, (R, "COMMENT"): R, (AR, "COMMENT"): AR, (IG, "COMMENT"): IG,
-    (O, "RESOLVE"): R, (K, "RESOLVE"): R, (R, "RESOLVE"): None, (AR, "RESOLVE"): None, (IG, "RESOLVE"): None,
-    (O, "IGNORE"): IG, (K, "IGNORE"): IG, (R, "IGNORE"): None, (AR, "IGNORE"): None, (IG, "IGNORE"): None,
-    (O, "REOPEN"): None, (K, "REOPEN"): None, (R, "REOPEN"): O, (AR, "REOPEN"): O, (IG, "REOPEN"): O,
-}  # fmt: skip
+    (O, "ASSIGN"): K,
+    (K, "ASSIGN"): K,
+    (R, "ASSIGN"): None,
+    (AR, "ASSIGN"): None,
+    (IG, "ASSIGN"): None,
+    (O, "COMMENT"): O,
+    (K, "COMMENT"): K,
+    (R, "COMMENT"): R,
+    (AR, "COMMENT"): AR,
+    (IG, "COMMENT"): IG,
+    (O, "RESOLVE"): R,
+    (K, "RESOLVE"): R,
+    (R, "RESOLVE"): None,
+    (AR, "RESOLVE"): None,
+    (IG, "RESOLVE"): None,
+    (O, "IGNORE"): IG,
+    (K, "IGNORE"): IG,
+    (R, "IGNORE"): None,
+    (AR, "IGNORE"): None,
+    (IG, "IGNORE"): None,
+    (O, "REOPEN"): None,
+    (K, "REOPEN"): None,
+    (R, "REOPEN"): O,
+    (AR, "REOPEN"): O,
+    (IG, "REOPEN"): O,
+}
 #: how a fresh case is brought into each state (inputs after the OPEN alert)
 PATHS: dict[str, list[tuple[str, ...]]] = {
-    O: [], K: [("ACKNOWLEDGE",)], R: [("RESOLVE",)], AR: [("AUTO",)], IG: [("IGNORE",)],
-}  # fmt: skip
+    O: [],
+    K: [("ACKNOWLEDGE",)],
+    R: [("RESOLVE",)],
+    AR: [("AUTO",)],
+    IG: [("IGNORE",)],
+}
 
 
 def wire_bytes(name: str, record: dict[str, Any]) -> bytes:
@@ -52,26 +79,62 @@ def wire_round_trip(name: str, record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def alert(aid: str = "a1", at: int = T0, severity: str = "WARNING", kind: str = "MISSING_SETTLEMENT",
-          merchant: str = "m1", batch: str | None = None, order: str | None = "o1") -> dict[str, Any]:  # fmt: skip
+def alert(
+    aid: str = "a1",
+    at: int = T0,
+    severity: str = "WARNING",
+    kind: str = "MISSING_SETTLEMENT",
+    merchant: str = "m1",
+    batch: str | None = None,
+    order: str | None = "o1",
+) -> dict[str, Any]:
     return {
-        "alert_id": aid, "kind": kind, "severity": severity, "order_id": order, "merchant_id": merchant,
-        "terminal_id": None, "reason": f"reason of {aid}", "event_time": at, "detected_at": 42, "related_ids": [],
-        "status": "OPEN", "resolves_alert_id": None, "batch_id": batch,
-    }  # fmt: skip
+        "alert_id": aid,
+        "kind": kind,
+        "severity": severity,
+        "order_id": order,
+        "merchant_id": merchant,
+        "terminal_id": None,
+        "reason": f"reason of {aid}",
+        "event_time": at,
+        "detected_at": 42,
+        "related_ids": [],
+        "status": "OPEN",
+        "resolves_alert_id": None,
+        "batch_id": batch,
+    }
 
 
 def resolved(original: str = "a1", at: int = T0 + HOUR, rid: str | None = None) -> dict[str, Any]:
-    return {**alert(rid or f"{original}-resolved", at, "INFO"), "status": "RESOLVED", "resolves_alert_id": original,
-            "reason": "settled in full"}  # fmt: skip
-
-
-def action(kind: str, aid: str = "a1", at: int = T0 + 2 * HOUR, action_id: str | None = None, actor: str = "ann",
-           note: str | None = "looked at it", assignee: str | None = "bob") -> dict[str, Any]:  # fmt: skip
     return {
-        "action_id": action_id or f"{kind}-{at}", "alert_id": aid, "action": kind, "actor": actor, "note": note,
-        "assignee": assignee, "at": at, "order_id": "o1", "batch_id": None, "merchant_id": "m1",
-    }  # fmt: skip
+        **alert(rid or f"{original}-resolved", at, "INFO"),
+        "status": "RESOLVED",
+        "resolves_alert_id": original,
+        "reason": "settled in full",
+    }
+
+
+def action(
+    kind: str,
+    aid: str = "a1",
+    at: int = T0 + 2 * HOUR,
+    action_id: str | None = None,
+    actor: str = "ann",
+    note: str | None = "looked at it",
+    assignee: str | None = "bob",
+) -> dict[str, Any]:
+    return {
+        "action_id": action_id or f"{kind}-{at}",
+        "alert_id": aid,
+        "action": kind,
+        "actor": actor,
+        "note": note,
+        "assignee": assignee,
+        "at": at,
+        "order_id": "o1",
+        "batch_id": None,
+        "merchant_id": "m1",
+    }
 
 
 def book_in(state: str) -> CaseBook:
@@ -121,9 +184,13 @@ def test_the_table_in_the_code_is_the_expected_one() -> None:
 
 @pytest.mark.parametrize(
     ("state", "kind", "reason"),
-    [(R, "RESOLVE", "case is RESOLVED (closed): REOPEN it first"), (K, "ACKNOWLEDGE", "case is already ACKNOWLEDGED"),
-     (O, "REOPEN", "case is OPEN, not closed: nothing to reopen"), (IG, "ASSIGN", "case is IGNORED (closed): REOPEN it first")],
-)  # fmt: skip
+    [
+        (R, "RESOLVE", "case is RESOLVED (closed): REOPEN it first"),
+        (K, "ACKNOWLEDGE", "case is already ACKNOWLEDGED"),
+        (O, "REOPEN", "case is OPEN, not closed: nothing to reopen"),
+        (IG, "ASSIGN", "case is IGNORED (closed): REOPEN it first"),
+    ],
+)
 def test_rejection_reasons_tell_the_actor_what_to_do(state: str, kind: str, reason: str) -> None:
     assert book_in(state).on_action(action(kind))[0]["last_rejection"] == reason
 
@@ -140,11 +207,17 @@ def test_assign_sets_the_assignee_and_reopen_keeps_it() -> None:
 
 @pytest.mark.parametrize(
     ("kind", "fields", "reason"),
-    [("ASSIGN", {"assignee": None}, "ASSIGN needs an assignee"), ("ASSIGN", {"assignee": " "}, "ASSIGN needs an assignee"),
-     ("COMMENT", {"note": None}, "COMMENT needs a note"), ("IGNORE", {"note": ""}, "IGNORE needs a note"),
-     ("RESOLVE", {"actor": ""}, "actor is empty"), ("COMMENT", {"note": "x" * 2001}, "note is longer than 2000 characters"),
-     ("SNOOZE", {}, UNKNOWN_ACTION), ("UNKNOWN", {}, UNKNOWN_ACTION)],
-)  # fmt: skip
+    [
+        ("ASSIGN", {"assignee": None}, "ASSIGN needs an assignee"),
+        ("ASSIGN", {"assignee": " "}, "ASSIGN needs an assignee"),
+        ("COMMENT", {"note": None}, "COMMENT needs a note"),
+        ("IGNORE", {"note": ""}, "IGNORE needs a note"),
+        ("RESOLVE", {"actor": ""}, "actor is empty"),
+        ("COMMENT", {"note": "x" * 2001}, "note is longer than 2000 characters"),
+        ("SNOOZE", {}, UNKNOWN_ACTION),
+        ("UNKNOWN", {}, UNKNOWN_ACTION),
+    ],
+)
 def test_an_action_with_bad_fields_is_rejected_and_recorded(kind: str, fields: dict[str, Any], reason: str) -> None:
     book = book_in(O)
     record = book.on_action({**action(kind), **fields})[0]
@@ -248,8 +321,14 @@ def test_a_v1_alert_without_status_opens_a_case_and_an_unknown_status_is_ignored
 def test_the_history_is_the_full_audit_trail() -> None:
     book = CaseBook(RETENTION)
     book.on_alert(alert(at=T0))
-    steps = [("ACKNOWLEDGE", "ann"), ("COMMENT", "bob"), ("RESOLVE", "bob"), ("ASSIGN", "cid"), ("REOPEN", "ann"),
-             ("COMMENT", "ann")]  # fmt: skip
+    steps = [
+        ("ACKNOWLEDGE", "ann"),
+        ("COMMENT", "bob"),
+        ("RESOLVE", "bob"),
+        ("ASSIGN", "cid"),
+        ("REOPEN", "ann"),
+        ("COMMENT", "ann"),
+    ]
     for k, (kind, actor) in enumerate(steps):
         book.on_action(action(kind, action_id=f"x{k}", actor=actor, at=T0 + k + 1, note=f"note {k}"))
     book.on_alert(resolved(at=T0 + 100))
@@ -257,10 +336,15 @@ def test_the_history_is_the_full_audit_trail() -> None:
     assert [r["version"] for r in records] == list(range(1, 9))  # contiguous, one per entry
     history = records[-1]["history"]
     assert [(e["action"], e["actor"], e["at"], e["accepted"]) for e in history] == [
-        ("OPEN", "posrecon", T0, True), ("ACKNOWLEDGE", "ann", T0 + 1, True), ("COMMENT", "bob", T0 + 2, True),
-        ("RESOLVE", "bob", T0 + 3, True), ("ASSIGN", "cid", T0 + 4, False), ("REOPEN", "ann", T0 + 5, True),
-        ("COMMENT", "ann", T0 + 6, True), ("AUTO_RESOLVE", "posrecon", T0 + 100, True),
-    ]  # fmt: skip
+        ("OPEN", "posrecon", T0, True),
+        ("ACKNOWLEDGE", "ann", T0 + 1, True),
+        ("COMMENT", "bob", T0 + 2, True),
+        ("RESOLVE", "bob", T0 + 3, True),
+        ("ASSIGN", "cid", T0 + 4, False),
+        ("REOPEN", "ann", T0 + 5, True),
+        ("COMMENT", "ann", T0 + 6, True),
+        ("AUTO_RESOLVE", "posrecon", T0 + 100, True),
+    ]
     assert [r["state"] for r in records] == [O, K, K, R, R, O, O, AR]
     assert [e["note"] for e in history[1:7]] == [f"note {k}" for k in range(6)]
     assert history[0]["note"] == "reason of a1" and history[0]["action_id"] == "a1"
@@ -277,8 +361,9 @@ def test_updated_at_never_goes_back_and_opened_at_is_the_alerts_event_time() -> 
 def test_card_numbers_in_operator_text_are_masked_before_they_are_stored() -> None:
     book = CaseBook(RETENTION)
     book.on_alert(alert())
-    book.on_action(action("ASSIGN", action_id=f"id {PAN}", actor=f"ann {PAN}", note=f"card {PAN} on the receipt",
-                          assignee=PAN))  # fmt: skip
+    book.on_action(
+        action("ASSIGN", action_id=f"id {PAN}", actor=f"ann {PAN}", note=f"card {PAN} on the receipt", assignee=PAN)
+    )
     book.on_action(action("COMMENT", aid=f"case {PAN}", note=PAN))  # unknown case: echoed masked too
     text = json.dumps([book.take(), book.to_rows(), book.queue(now=T0)])
     digits = PAN.replace(" ", "")
@@ -319,8 +404,11 @@ def test_rows_round_trip_and_a_restored_book_continues_the_same() -> None:
     copy = CaseBook(RETENTION)
     copy.load_rows(rows, book.watermark)
     assert copy.to_rows() == book.to_rows() and copy.view("a1") == book.view("a1")
-    more = [action("ASSIGN", aid="a1", action_id="x1"), action("REOPEN", aid="a2", action_id="x3"),
-            action("RESOLVE", aid="a1", action_id="x4")]  # fmt: skip
+    more = [
+        action("ASSIGN", aid="a1", action_id="x1"),
+        action("REOPEN", aid="a2", action_id="x3"),
+        action("RESOLVE", aid="a1", action_id="x4"),
+    ]
     for b in (book, copy):
         b.take()
         for a in more:
@@ -390,8 +478,13 @@ def test_queue_rejects_bad_arguments_with_a_message(bad: dict[str, Any]) -> None
 
 def test_aging_counts_cases_not_closed_by_age_and_severity() -> None:
     buckets = queue_book().aging(T0 + 4 * HOUR + 1)
-    assert [(b["bucket"], b["count"]) for b in buckets] == [("<1h", 0), ("1h-4h", 2), ("4h-1d", 1), ("1d-3d", 0),
-                                                             (">=3d", 0)]  # fmt: skip
+    assert [(b["bucket"], b["count"]) for b in buckets] == [
+        ("<1h", 0),
+        ("1h-4h", 2),
+        ("4h-1d", 1),
+        ("1d-3d", 0),
+        (">=3d", 0),
+    ]
     assert buckets[1]["by_severity"] == {"INFO": 0, "WARNING": 2, "CRITICAL": 0}
     assert buckets[2]["by_severity"] == {"INFO": 0, "WARNING": 0, "CRITICAL": 1}
 

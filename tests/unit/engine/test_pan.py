@@ -28,14 +28,24 @@ from posrecon.engine.pan import (
 from posrecon.sim.pan import luhn_check_digit
 
 
-@pytest.mark.parametrize("pan", ["4111111111111111", "5500005555555559", "378282246310005", "4111-1111-1111-1111",
-                                 "6011 1111 1111 1117", "4222222222222"])  # fmt: skip
+@pytest.mark.parametrize(
+    "pan",
+    [
+        "4111111111111111",
+        "5500005555555559",
+        "378282246310005",
+        "4111-1111-1111-1111",
+        "6011 1111 1111 1117",
+        "4222222222222",
+    ],
+)
 def test_card_numbers_are_detected(pan: str) -> None:
     assert is_pan(pan)
 
 
-@pytest.mark.parametrize("token", ["4111111111111112", "tok_4111111111111111", "411111111111", "12345678901234567890",
-                                   "", "abcd"])  # fmt: skip
+@pytest.mark.parametrize(
+    "token", ["4111111111111112", "tok_4111111111111111", "411111111111", "12345678901234567890", "", "abcd"]
+)
 def test_non_card_numbers_are_not(token: str) -> None:
     assert not is_pan(token)
 
@@ -77,9 +87,20 @@ def test_the_prefilter_starts_the_scan_at_the_first_candidate() -> None:
 
 #: every network prefix range of the contract, as (first, last) prefixes of one length
 NETWORK_PREFIX_RANGES = [
-    (4, 4), (51, 55), (2221, 2720), (34, 34), (37, 37), (62, 62), (6011, 6011), (644, 649), (65, 65),
-    (3528, 3589), (300, 305), (36, 36), (38, 38),
-]  # fmt: skip
+    (4, 4),
+    (51, 55),
+    (2221, 2720),
+    (34, 34),
+    (37, 37),
+    (62, 62),
+    (6011, 6011),
+    (644, 649),
+    (65, 65),
+    (3528, 3589),
+    (300, 305),
+    (36, 36),
+    (38, 38),
+]
 
 
 def _card(prefix: str, length: int, body_seed: str) -> str:
@@ -137,7 +158,9 @@ def test_a_card_number_of_every_network_is_found_in_any_field(card_and_text: tup
     value = f"{before}{text}/x"
     assert find_pan(value) == "*" * (len(card) - 4) + card[-4:]
     assert find_pan_in_record({"order_id": "ord-1", "batch_id": value}, ("order_id", "batch_id")) == (
-        "batch_id", "*" * (len(card) - 4) + card[-4:])  # fmt: skip
+        "batch_id",
+        "*" * (len(card) - 4) + card[-4:],
+    )
     # the scrubber of dead letters and logs masks it too, separators and all: at most its last 4 digits remain
     scrubbed = scrub_text(value)
     assert sum(c.isdigit() for c in scrubbed) <= 4 and scrubbed[-6:] == text[-4:] + "/x"
@@ -161,10 +184,22 @@ def test_a_run_longer_than_19_digits_or_luhn_failing_or_off_prefix_is_not_a_card
 @pytest.mark.parametrize(
     "payload",
     # 15 digits just outside a prefix range (or no network's prefix at all); the Luhn check digit is added
-    ["222099999999999", "272100000000000", "352799999999999", "359000000000000", "306000000000000",
-     "500000000000000", "560000000000000", "601000000000000", "643000000000000", "390000000000000",
-     "700000000000000", "123456781234567", "000000000000000"],
-)  # fmt: skip
+    [
+        "222099999999999",
+        "272100000000000",
+        "352799999999999",
+        "359000000000000",
+        "306000000000000",
+        "500000000000000",
+        "560000000000000",
+        "601000000000000",
+        "643000000000000",
+        "390000000000000",
+        "700000000000000",
+        "123456781234567",
+        "000000000000000",
+    ],
+)
 def test_luhn_valid_numbers_outside_the_network_prefixes_pass(payload: str) -> None:
     number = payload + luhn_check_digit(payload)
     assert luhn_valid(number) and not has_network_prefix(number)
@@ -181,12 +216,16 @@ def test_find_pan_agrees_with_the_reference(text: str, card: str | None, glue: s
 def test_fields_to_scan_narrows_and_keeps_schema_order() -> None:
     assert fields_to_scan(TERMINAL_EVENT_STRING_FIELDS, SCANNABLE_FIELDS) == TERMINAL_EVENT_STRING_FIELDS
     assert fields_to_scan(SETTLEMENT_NOTICE_STRING_FIELDS, ("batch_id", "order_id", "event_id")) == (
-        "order_id", "batch_id")  # fmt: skip
+        "order_id",
+        "batch_id",
+    )
     record = {"order_id": "4111111111111111", "batch_id": None, "terminal_id": 7, "notice_id": ""}
     assert find_pan_in_record(record, ("batch_id", "order_id")) == ("order_id", "************1111")
     assert find_pan_in_record(record, ("batch_id", "notice_id", "terminal_id")) is None  # nulls, "" and non-strings
     assert find_pan_in_record({"order_id": "x\ud800" + "4111111111111111"}, ("order_id",)) == (
-        "order_id", "************1111")  # fmt: skip
+        "order_id",
+        "************1111",
+    )
 
 
 class _NoRunScan:
@@ -196,8 +235,13 @@ class _NoRunScan:
 
 def test_common_records_are_cleared_by_the_pre_checks(monkeypatch: pytest.MonkeyPatch) -> None:
     """The usual record never reaches the run scan (the hot path's cost: a length check or one regex search)."""
-    note = {"notice_id": "7f3c9a2e-b41d-4c8e-9a1f-2e6b8d0c4a51", "order_id": "ord-00012345", "merchant_id": "m-0042",
-            "currency": "EUR", "batch_id": "b-m-0042-20454"}  # fmt: skip
+    note = {
+        "notice_id": "7f3c9a2e-b41d-4c8e-9a1f-2e6b8d0c4a51",
+        "order_id": "ord-00012345",
+        "merchant_id": "m-0042",
+        "currency": "EUR",
+        "batch_id": "b-m-0042-20454",
+    }
     event = {"event_id": "ev-42-123456", "card_token": "tok_9f3a2b7c1d4e5f60", "decline_code": None}
     monkeypatch.setattr(pan, "_PAN_RUN", _NoRunScan())
     assert find_pan_in_record(note, SETTLEMENT_NOTICE_STRING_FIELDS) is None

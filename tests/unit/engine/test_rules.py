@@ -24,9 +24,13 @@ def test_redelivered_event_and_notice_are_dropped_and_counted() -> None:
 
 @BOTH_ORDERS
 def test_matched(flip: bool) -> None:
-    res = run(_ordered(
-        [term("o1", "ORDER_CREATED", T0), term("o1", "AUTH_APPROVED", T0 + 5_000)],
-        [note("o1", "SETTLED", T0 + 10 * MIN, nid="n1")], flip))  # fmt: skip
+    res = run(
+        _ordered(
+            [term("o1", "ORDER_CREATED", T0), term("o1", "AUTH_APPROVED", T0 + 5_000)],
+            [note("o1", "SETTLED", T0 + 10 * MIN, nid="n1")],
+            flip,
+        )
+    )
     final = res.final("o1")
     assert final is not None
     assert final["outcome"] == "MATCHED" and final["revision"] == 1
@@ -131,8 +135,13 @@ def test_settled_for_declined_or_voided_is_status_conflict(flip: bool, kind: str
 
 
 def test_declined_then_approved_is_not_a_conflict() -> None:
-    res = run([term("o1", "AUTH_DECLINED", T0, attempt=1), term("o1", "AUTH_APPROVED", T0 + 30_000, attempt=2),
-               note("o1", "SETTLED", T0 + HOUR)])  # fmt: skip
+    res = run(
+        [
+            term("o1", "AUTH_DECLINED", T0, attempt=1),
+            term("o1", "AUTH_APPROVED", T0 + 30_000, attempt=2),
+            note("o1", "SETTLED", T0 + HOUR),
+        ]
+    )
     assert res.outcomes("o1") == ["MATCHED"] and res.kinds() == []
 
 
@@ -148,23 +157,38 @@ def test_failed_notice_for_approved_order(flip: bool) -> None:
 
 
 def test_second_settled_notice_is_duplicate_settlement_outcome_unchanged() -> None:
-    res = run([term("o1", "AUTH_APPROVED", T0), note("o1", "SETTLED", T0 + HOUR, nid="n1"),
-               note("o1", "SETTLED", T0 + 2 * HOUR, nid="n2")])  # fmt: skip
+    res = run(
+        [
+            term("o1", "AUTH_APPROVED", T0),
+            note("o1", "SETTLED", T0 + HOUR, nid="n1"),
+            note("o1", "SETTLED", T0 + 2 * HOUR, nid="n2"),
+        ]
+    )
     alert = res.alert("DUPLICATE_SETTLEMENT", "o1")
     assert alert["severity"] == "CRITICAL" and alert["related_ids"] == ["n1", "n2"]
     assert res.outcomes("o1") == ["MATCHED"]
 
 
 def test_reversal_after_settlement_is_a_new_revision() -> None:
-    res = run([term("o1", "AUTH_APPROVED", T0), note("o1", "SETTLED", T0 + HOUR, nid="n1"),
-               note("o1", "REVERSED", T0 + 2 * HOUR, nid="r1")])  # fmt: skip
+    res = run(
+        [
+            term("o1", "AUTH_APPROVED", T0),
+            note("o1", "SETTLED", T0 + HOUR, nid="n1"),
+            note("o1", "REVERSED", T0 + 2 * HOUR, nid="r1"),
+        ]
+    )
     assert [(r["outcome"], r["revision"]) for r in res.reconciled] == [("MATCHED", 1), ("REVERSED", 2)]
     assert res.alerts == []
 
 
 def test_second_approval_same_order_is_duplicate_charge() -> None:
-    res = run([term("o1", "AUTH_APPROVED", T0, eid="a1"), term("o1", "AUTH_APPROVED", T0 + 20_000, eid="a2", attempt=2),
-               note("o1", "SETTLED", T0 + HOUR)])  # fmt: skip
+    res = run(
+        [
+            term("o1", "AUTH_APPROVED", T0, eid="a1"),
+            term("o1", "AUTH_APPROVED", T0 + 20_000, eid="a2", attempt=2),
+            note("o1", "SETTLED", T0 + HOUR),
+        ]
+    )
     alert = res.alert("DUPLICATE_CHARGE", "o1")
     assert alert["severity"] == "WARNING" and alert["related_ids"] == ["a1", "a2"]
     final = res.final("o1")
@@ -192,8 +216,13 @@ def test_cross_order_duplicate_charge_needs_same_key_within_window(change: dict)
 
 
 def test_voided_order_no_longer_counts_for_duplicate_charge() -> None:
-    res = run([term("o1", "AUTH_APPROVED", T0, card="tok_x"), term("o1", "VOIDED", T0 + MIN),
-               term("o2", "AUTH_APPROVED", T0 + 2 * MIN, card="tok_x")])  # fmt: skip
+    res = run(
+        [
+            term("o1", "AUTH_APPROVED", T0, card="tok_x"),
+            term("o1", "VOIDED", T0 + MIN),
+            term("o2", "AUTH_APPROVED", T0 + 2 * MIN, card="tok_x"),
+        ]
+    )
     assert res.kinds() == []
 
 
@@ -242,8 +271,12 @@ def test_invalid_records_alert_and_are_not_applied(line: dict, reason: str) -> N
 
 
 def test_clock_skew_within_bounds_and_settlement_before_ingest_is_valid() -> None:
-    res = run([{**term("o1", "AUTH_APPROVED", T0), "ingest_time": T0 + 5 * MIN},
-               {**note("o1", "SETTLED", T0 + HOUR), "ingest_time": T0 + 30 * HOUR}])  # fmt: skip
+    res = run(
+        [
+            {**term("o1", "AUTH_APPROVED", T0), "ingest_time": T0 + 5 * MIN},
+            {**note("o1", "SETTLED", T0 + HOUR), "ingest_time": T0 + 30 * HOUR},
+        ]
+    )
     assert res.rejections == [] and res.outcomes("o1") == ["MATCHED"]
 
 
@@ -268,8 +301,13 @@ def test_records_behind_the_watermark_are_processed() -> None:
 
 
 def test_alert_ids_are_deterministic_and_unique() -> None:
-    lines = [term("o1", "AUTH_APPROVED", T0), note("o1", "SETTLED", T0 + HOUR, amount=5),
-             note("o2", "SETTLED", T0), term("o3", "AUTH_APPROVED", T0), tick(T0 + 30 * HOUR)]  # fmt: skip
+    lines = [
+        term("o1", "AUTH_APPROVED", T0),
+        note("o1", "SETTLED", T0 + HOUR, amount=5),
+        note("o2", "SETTLED", T0),
+        term("o3", "AUTH_APPROVED", T0),
+        tick(T0 + 30 * HOUR),
+    ]
     a, b = run(lines), run(lines)
     assert [x["alert_id"] for x in a.alerts] == [x["alert_id"] for x in b.alerts]
     # AMOUNT_MISMATCH, ORPHAN_SETTLEMENT, MISSING_SETTLEMENT and a DUPLICATE_CHARGE (o1, o3 share the card)
@@ -296,10 +334,14 @@ def test_per_partition_watermarks() -> None:
 
 
 def test_second_approval_of_an_order_counts_for_cross_order_duplicate_charge_once_per_pair() -> None:
-    res = run([term("x", "AUTH_APPROVED", T0, eid="x1", card="tok_x"),
-               term("y", "AUTH_APPROVED", T0 + 15 * MIN, card="tok_x"),
-               term("x", "AUTH_APPROVED", T0 + 12 * MIN, eid="x2", card="tok_x", attempt=2),
-               term("x", "AUTH_APPROVED", T0 + 13 * MIN, eid="x3", card="tok_x", attempt=3)])  # fmt: skip
+    res = run(
+        [
+            term("x", "AUTH_APPROVED", T0, eid="x1", card="tok_x"),
+            term("y", "AUTH_APPROVED", T0 + 15 * MIN, card="tok_x"),
+            term("x", "AUTH_APPROVED", T0 + 12 * MIN, eid="x2", card="tok_x", attempt=2),
+            term("x", "AUTH_APPROVED", T0 + 13 * MIN, eid="x3", card="tok_x", attempt=3),
+        ]
+    )
     cross = [a for a in res.alerts if a["kind"] == "DUPLICATE_CHARGE" and a["related_ids"] == ["x"]]
     assert len(cross) == 1 and cross[0]["order_id"] == "y"
     assert len({a["alert_id"] for a in res.alerts}) == len(res.alerts)

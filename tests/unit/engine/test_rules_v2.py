@@ -24,8 +24,10 @@ def _ordered(terminal: list[dict[str, Any]], settlement: list[dict[str, Any]], f
 
 def _parts(order: str, amounts: list[int], t: int = T0 + HOUR, **kw: Any) -> list[dict[str, Any]]:
     n = len(amounts)
-    return [note(order, "SETTLED", t + i * MIN, nid=f"{order}-p{i + 1}", amount=a, seq=i + 1, count=n, **kw)
-            for i, a in enumerate(amounts)]  # fmt: skip
+    return [
+        note(order, "SETTLED", t + i * MIN, nid=f"{order}-p{i + 1}", amount=a, seq=i + 1, count=n, **kw)
+        for i, a in enumerate(amounts)
+    ]
 
 
 # --- split captures ---------------------------------------------------------------------------------------
@@ -38,8 +40,11 @@ def test_split_capture_decided_when_all_parts_are_in_by_their_sum(flip: bool) ->
     final = res.final("o1")
     assert final is not None
     assert (final["settled_amount_minor"], final["settled_parts"], final["settled_at"], final["notice_id"]) == (
-        1000, 3, T0 + HOUR + 2 * MIN, "o1-p3",
-    )  # fmt: skip
+        1000,
+        3,
+        T0 + HOUR + 2 * MIN,
+        "o1-p3",
+    )
     assert final["settlement_lag_ms"] == HOUR + 2 * MIN
 
 
@@ -57,13 +62,20 @@ def test_part_counted_again_is_duplicate_settlement(flip: bool) -> None:
     assert alert["severity"] == "CRITICAL" and "o1-again" in alert["related_ids"]
     final = res.final("o1")
     assert final is not None and (final["outcome"], final["settled_amount_minor"], final["settled_parts"]) == (
-        "MATCHED", 1000, 2,
-    )  # fmt: skip
+        "MATCHED",
+        1000,
+        2,
+    )
 
 
 def test_second_settled_of_a_whole_order_is_duplicate_settlement() -> None:
-    res = run([term("o1", "AUTH_APPROVED", T0), note("o1", "SETTLED", T0 + HOUR, nid="n1"),
-               note("o1", "SETTLED", T0 + 2 * HOUR, nid="n2")])  # fmt: skip
+    res = run(
+        [
+            term("o1", "AUTH_APPROVED", T0),
+            note("o1", "SETTLED", T0 + HOUR, nid="n1"),
+            note("o1", "SETTLED", T0 + 2 * HOUR, nid="n2"),
+        ]
+    )
     assert res.kinds("o1") == ["DUPLICATE_SETTLEMENT"] and res.outcomes("o1") == ["MATCHED"]
 
 
@@ -73,8 +85,10 @@ def test_sla_with_k_of_n_parts_is_missing_settlement_and_partially_settled() -> 
     assert "2 of 3 parts" in alert["reason"]
     final = res.final("o1")
     assert final is not None and (final["outcome"], final["settled_amount_minor"], final["settled_parts"]) == (
-        "PARTIALLY_SETTLED", 600, 2,
-    )  # fmt: skip
+        "PARTIALLY_SETTLED",
+        600,
+        2,
+    )
 
 
 @BOTH_ORDERS
@@ -109,8 +123,11 @@ def test_partial_refund_is_partially_reversed_with_net_amount() -> None:
     final = res.final("o1")
     assert final is not None
     assert (final["reversed_amount_minor"], final["fee_minor"], final["net_amount_minor"], final["notice_id"]) == (
-        300, 10, 690, "r0",
-    )  # fmt: skip
+        300,
+        10,
+        690,
+        "r0",
+    )
 
 
 def test_refunds_adding_up_to_the_settlement_are_reversed() -> None:
@@ -140,23 +157,31 @@ def test_refund_exceeding_within_the_tolerance_is_no_alert() -> None:
 )
 def test_tolerance_is_the_larger_of_bps_and_absolute(settled: int, absolute: int, kinds: list[str]) -> None:
     rules = RuleConfig(amount_tolerance_bps=1000, amount_tolerance_minor=absolute)  # 10 % of 1000 = 100
-    res = run([term("o1", "AUTH_APPROVED", T0, amount=1000), note("o1", "SETTLED", T0 + HOUR, amount=settled)],
-              rules=rules)  # fmt: skip
+    res = run(
+        [term("o1", "AUTH_APPROVED", T0, amount=1000), note("o1", "SETTLED", T0 + HOUR, amount=settled)], rules=rules
+    )
     assert res.kinds() == kinds
 
 
 def test_tolerance_is_the_merchants() -> None:
     rules = RuleConfig.from_mapping({"merchants": {"m2": {"amount_tolerance_minor": 50}}})
-    lines = [term("o1", "AUTH_APPROVED", T0, merchant="m2"), note("o1", "SETTLED", T0 + HOUR, amount=1040, merchant="m2"),
-             term("o2", "AUTH_APPROVED", T0), note("o2", "SETTLED", T0 + HOUR, amount=1040)]  # fmt: skip
+    lines = [
+        term("o1", "AUTH_APPROVED", T0, merchant="m2"),
+        note("o1", "SETTLED", T0 + HOUR, amount=1040, merchant="m2"),
+        term("o2", "AUTH_APPROVED", T0),
+        note("o2", "SETTLED", T0 + HOUR, amount=1040),
+    ]
     assert run(lines, rules=rules).kinds() == ["AMOUNT_MISMATCH"]
     assert run(lines, rules=rules).alert("AMOUNT_MISMATCH")["order_id"] == "o2"
 
 
 def test_merchant_sla_moves_the_missing_settlement_deadline() -> None:
     rules = RuleConfig.from_mapping({"merchants": {"m2": {"settlement_sla_ms": HOUR}}})
-    res = run([term("o1", "AUTH_APPROVED", T0, merchant="m2"), term("o2", "AUTH_APPROVED", T0)], rules=rules,
-              until=T0 + 2 * HOUR)  # fmt: skip
+    res = run(
+        [term("o1", "AUTH_APPROVED", T0, merchant="m2"), term("o2", "AUTH_APPROVED", T0)],
+        rules=rules,
+        until=T0 + 2 * HOUR,
+    )
     assert [a["order_id"] for a in res.opened()] == ["o1"]
 
 
@@ -243,8 +268,9 @@ def test_numbers_failing_luhn_or_prefix_or_too_long_pass(order_id: str) -> None:
 
 def test_pan_scan_fields_narrows_the_scan() -> None:
     rules = RuleConfig(pan_scan_fields=("terminal_id",))
-    res = run([term("4111111111111111", "AUTH_APPROVED", T0), note("4111111111111111", "SETTLED", T0 + HOUR)],
-              rules=rules)  # fmt: skip
+    res = run(
+        [term("4111111111111111", "AUTH_APPROVED", T0), note("4111111111111111", "SETTLED", T0 + HOUR)], rules=rules
+    )
     assert res.rejections == [] and res.outcomes("4111111111111111") == ["MATCHED"]
 
 
@@ -280,9 +306,12 @@ def test_missing_settlement_resolved_by_a_failed_notice() -> None:
 
 @pytest.mark.parametrize(
     ("event", "outcome", "opened"),
-    [("AUTH_APPROVED", "MATCHED", []), ("AUTH_DECLINED", "STATUS_CONFLICT", ["STATUS_CONFLICT"]),
-     ("VOIDED", "STATUS_CONFLICT", ["STATUS_CONFLICT"])],
-)  # fmt: skip
+    [
+        ("AUTH_APPROVED", "MATCHED", []),
+        ("AUTH_DECLINED", "STATUS_CONFLICT", ["STATUS_CONFLICT"]),
+        ("VOIDED", "STATUS_CONFLICT", ["STATUS_CONFLICT"]),
+    ],
+)
 def test_orphan_settlement_resolved_by_the_terminal(event: str, outcome: str, opened: list[str]) -> None:
     res = run([note("o1", "SETTLED", T0), tick(T0 + 11 * MIN), term("o1", event, T0 - MIN)])
     assert res.resolved("o1") == ["ORPHAN_SETTLEMENT"]
@@ -337,8 +366,11 @@ def test_duplicate_charge_resolved_when_the_later_order_is_voided(reverse_arriva
 
 def test_duplicate_charge_resolved_through_sightings_and_the_card_index() -> None:
     engine = ReconciliationEngine(collect_card_sightings=True)
-    for line in (term("o1", "AUTH_APPROVED", T0, card="tok_x"), term("o2", "AUTH_APPROVED", T0 + MIN, card="tok_x"),
-                 term("o2", "VOIDED", T0 + 2 * MIN, eid="v2")):  # fmt: skip
+    for line in (
+        term("o1", "AUTH_APPROVED", T0, card="tok_x"),
+        term("o2", "AUTH_APPROVED", T0 + MIN, card="tok_x"),
+        term("o2", "VOIDED", T0 + 2 * MIN, eid="v2"),
+    ):
         engine.on_terminal_event(line["record"])
     assert engine.card_sightings is not None
     found = [dup for s in engine.card_sightings for dup in engine.cards.apply(s)]
@@ -384,8 +416,15 @@ def test_split_order_state_round_trips() -> None:
 def test_batch_sightings_in_place_and_collected() -> None:
     from posrecon.engine.model import SettlementBatch
 
-    control: SettlementBatch = {"batch_id": "b1", "merchant_id": "m1", "currency": "EUR", "notice_count": 2,
-                                "gross_amount_minor": 2000, "fee_amount_minor": 0, "closed_at": T0 + HOUR}  # fmt: skip
+    control: SettlementBatch = {
+        "batch_id": "b1",
+        "merchant_id": "m1",
+        "currency": "EUR",
+        "notice_count": 2,
+        "gross_amount_minor": 2000,
+        "fee_amount_minor": 0,
+        "closed_at": T0 + HOUR,
+    }
     lines = [note("o1", "SETTLED", T0, batch="b1"), note("o2", "SETTLED", T0 + MIN, batch="b1")]
     res = run([*lines, {"source": "batch", "record": control}])
     assert res.batch_records == []  # held until the watermark passes closed_at (event-time alignment)
@@ -405,8 +444,15 @@ def test_batch_sightings_in_place_and_collected() -> None:
 
 
 def test_invalid_batch_control_is_invalid_event() -> None:
-    bad = {"batch_id": "b1", "merchant_id": "m1", "currency": "EUR", "notice_count": -1, "gross_amount_minor": 0,
-           "fee_amount_minor": 0, "closed_at": T0}  # fmt: skip
+    bad = {
+        "batch_id": "b1",
+        "merchant_id": "m1",
+        "currency": "EUR",
+        "notice_count": -1,
+        "gross_amount_minor": 0,
+        "fee_amount_minor": 0,
+        "closed_at": T0,
+    }
     res = run([{"source": "batch", "record": bad}])
     assert res.rejections == ["INVALID_AMOUNT"] and res.alert("INVALID_EVENT")["batch_id"] == "b1"
 
@@ -414,8 +460,15 @@ def test_invalid_batch_control_is_invalid_event() -> None:
 def test_snapshot_carries_the_batch_ledger() -> None:
     import json
 
-    control = {"batch_id": "b1", "merchant_id": "m1", "currency": "EUR", "notice_count": 2,
-               "gross_amount_minor": 2000, "fee_amount_minor": 0, "closed_at": T0 + HOUR}  # fmt: skip
+    control = {
+        "batch_id": "b1",
+        "merchant_id": "m1",
+        "currency": "EUR",
+        "notice_count": 2,
+        "gross_amount_minor": 2000,
+        "fee_amount_minor": 0,
+        "closed_at": T0 + HOUR,
+    }
     engine = ReconciliationEngine()
     engine.on_settlement_notice(note("o1", "SETTLED", T0, batch="b1")["record"])
     engine.on_settlement_batch(control)  # type: ignore[arg-type]
@@ -429,8 +482,15 @@ def test_snapshot_carries_the_batch_ledger() -> None:
 def test_notices_waiting_for_their_control_record_survive_a_snapshot_and_expire_with_retention() -> None:
     import json
 
-    control = {"batch_id": "b1", "merchant_id": "m1", "currency": "EUR", "notice_count": 1,
-               "gross_amount_minor": 1000, "fee_amount_minor": 0, "closed_at": T0 + HOUR}  # fmt: skip
+    control = {
+        "batch_id": "b1",
+        "merchant_id": "m1",
+        "currency": "EUR",
+        "notice_count": 1,
+        "gross_amount_minor": 1000,
+        "fee_amount_minor": 0,
+        "closed_at": T0 + HOUR,
+    }
     engine = ReconciliationEngine()
     engine.on_settlement_notice(note("o1", "SETTLED", T0, batch="b1")["record"])
     restored = ReconciliationEngine.restore(json.loads(json.dumps(engine.snapshot())))
@@ -446,8 +506,15 @@ def test_notices_waiting_for_their_control_record_survive_a_snapshot_and_expire_
 def test_several_waiting_notices_of_a_batch_survive_a_snapshot_in_arrival_order() -> None:
     import json
 
-    control = {"batch_id": "b1", "merchant_id": "m1", "currency": "EUR", "notice_count": 3,
-               "gross_amount_minor": 3000, "fee_amount_minor": 0, "closed_at": T0 + HOUR}  # fmt: skip
+    control = {
+        "batch_id": "b1",
+        "merchant_id": "m1",
+        "currency": "EUR",
+        "notice_count": 3,
+        "gross_amount_minor": 3000,
+        "fee_amount_minor": 0,
+        "closed_at": T0 + HOUR,
+    }
     engine = ReconciliationEngine()
     for order_id, at in (("o2", T0 + MIN), ("o1", T0), ("o3", T0 + 2 * MIN)):
         engine.on_settlement_notice(note(order_id, "SETTLED", at, batch="b1")["record"])

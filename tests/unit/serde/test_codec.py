@@ -4,9 +4,19 @@ import pytest
 
 from posrecon.serde.codec import MAGIC, AvroCodec, DecodeError
 
-EVENT = {"event_id": "e1", "order_id": "o1", "merchant_id": "m1", "terminal_id": "t1", "event_type": "AUTH_APPROVED",
-         "amount_minor": 100, "currency": "EUR", "card_token": "tok", "event_time": 1_700_000_000_000, "attempt": 1,
-         "decline_code": None}  # fmt: skip
+EVENT = {
+    "event_id": "e1",
+    "order_id": "o1",
+    "merchant_id": "m1",
+    "terminal_id": "t1",
+    "event_type": "AUTH_APPROVED",
+    "amount_minor": 100,
+    "currency": "EUR",
+    "card_token": "tok",
+    "event_time": 1_700_000_000_000,
+    "attempt": 1,
+    "decline_code": None,
+}
 
 
 def test_single_object_encoding_round_trip() -> None:
@@ -41,7 +51,7 @@ def test_other_record_type_is_rejected_by_fingerprint() -> None:
             "amount_minor": 1,
             "currency": "EUR",
             "settled_at": 1,
-        }  # fmt: skip
+        }
     )
     with pytest.raises(DecodeError, match="fingerprint"):
         AvroCodec("TerminalEvent").decode(notice)
@@ -57,7 +67,7 @@ def test_other_record_type_is_rejected_by_fingerprint() -> None:
         {"order_id": None},
         {"card_token": 1234},
         {"amount_minor": 2**63},
-    ],  # fmt: skip
+    ],
 )
 def test_conform_is_strict(change: dict) -> None:
     with pytest.raises(DecodeError):
@@ -80,9 +90,15 @@ def test_compiled_conformance_agrees_with_the_reference(name: str) -> None:
 
     shape = RecordShape(load_schema_json(name))
     fields = [f["name"] for f in load_schema_json(name)["fields"]]
-    values = st.one_of(st.none(), st.booleans(), st.integers(-(2**64), 2**64), st.floats(allow_nan=False),
-                       st.text(max_size=4), st.sampled_from(["EUR", "SETTLED", "AUTH_APPROVED", "INFO", "MATCHED"]),
-                       st.lists(st.text(max_size=2), max_size=2))  # fmt: skip
+    values = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**64), 2**64),
+        st.floats(allow_nan=False),
+        st.text(max_size=4),
+        st.sampled_from(["EUR", "SETTLED", "AUTH_APPROVED", "INFO", "MATCHED"]),
+        st.lists(st.text(max_size=2), max_size=2),
+    )
 
     @settings(max_examples=300, deadline=None)
     @given(st.dictionaries(st.sampled_from([*fields, "extra"]), values))
@@ -110,13 +126,30 @@ def test_check_is_conform_without_the_round_trip(name: str) -> None:
 
     codec = AvroCodec(name)
     fields = [f["name"] for f in load_schema_json(name)["fields"]]
-    values = st.one_of(st.none(), st.booleans(), st.integers(-(2**64), 2**64), st.floats(allow_nan=False),
-                       st.text(max_size=6), st.sampled_from(["EUR", "SETTLED", "FAILED", "AUTH_APPROVED", "VOIDED"]),
-                       st.lists(st.text(max_size=2), max_size=2))  # fmt: skip
-    base = EVENT if name == "TerminalEvent" else {
-        "notice_id": "n1", "order_id": "o1", "merchant_id": "m1", "status": "SETTLED", "amount_minor": 100,
-        "currency": "EUR", "settled_at": 1_700_000_000_000, "batch_id": None, "fee_minor": 0,
-    }  # fmt: skip
+    values = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**64), 2**64),
+        st.floats(allow_nan=False),
+        st.text(max_size=6),
+        st.sampled_from(["EUR", "SETTLED", "FAILED", "AUTH_APPROVED", "VOIDED"]),
+        st.lists(st.text(max_size=2), max_size=2),
+    )
+    base = (
+        EVENT
+        if name == "TerminalEvent"
+        else {
+            "notice_id": "n1",
+            "order_id": "o1",
+            "merchant_id": "m1",
+            "status": "SETTLED",
+            "amount_minor": 100,
+            "currency": "EUR",
+            "settled_at": 1_700_000_000_000,
+            "batch_id": None,
+            "fee_minor": 0,
+        }
+    )
 
     @settings(max_examples=300, deadline=None)
     @given(st.dictionaries(st.sampled_from([*fields, "extra"]), values), st.booleans())
@@ -145,9 +178,18 @@ def test_check_is_conform_without_the_round_trip(name: str) -> None:
 def test_an_output_dict_without_the_v2_fields_is_encoded_with_their_defaults() -> None:
     """The hot path's choice: a missing defaulted field is written as its default (as fastavro writes it), not an
     error. So the engine must emit every key itself: replay writes its dicts as JSON, live decodes the defaults."""
-    v1_alert = {"alert_id": "a", "kind": "MISSING_SETTLEMENT", "severity": "WARNING", "order_id": "o",
-                "merchant_id": "m", "terminal_id": None, "reason": "r", "event_time": 1, "detected_at": 2,
-                "related_ids": ["n"]}  # fmt: skip
+    v1_alert = {
+        "alert_id": "a",
+        "kind": "MISSING_SETTLEMENT",
+        "severity": "WARNING",
+        "order_id": "o",
+        "merchant_id": "m",
+        "terminal_id": None,
+        "reason": "r",
+        "event_time": 1,
+        "detected_at": 2,
+        "related_ids": ["n"],
+    }
     codec = AvroCodec("Alert")
     out = codec.decode(codec.encode(v1_alert))
     assert out == {**v1_alert, "status": "OPEN", "resolves_alert_id": None, "batch_id": None}

@@ -20,15 +20,48 @@ from posrecon.serde.confluent import ConfluentCodec, RegistryUnavailable, Unknow
 from posrecon.serde.schemas import load_schema_json
 from posrecon.serde.wire import codec_for, contract_schema, registry_client
 
-EVENT = {"event_id": "e1", "order_id": "o1", "merchant_id": "m1", "terminal_id": "t1", "event_type": "AUTH_APPROVED",
-         "amount_minor": 100, "currency": "EUR", "card_token": "tok", "event_time": 1_700_000_000_000, "attempt": 1,
-         "decline_code": None}  # fmt: skip
-NOTICE_V1 = {"notice_id": "n1", "order_id": "o1", "merchant_id": "m1", "status": "SETTLED", "amount_minor": 100,
-             "currency": "EUR", "settled_at": 1_700_000_100_000, "batch_id": None, "fee_minor": 0}  # fmt: skip
-DECISION = {"order_id": "o1", "merchant_id": "m1", "terminal_id": "t1", "outcome": "MATCHED", "currency": "EUR",
-            "approved_amount_minor": 100, "settled_amount_minor": 100, "approved_at": 1_700_000_000_000,
-            "settled_at": 1_700_000_100_000, "settlement_lag_ms": 100_000, "notice_id": "n1", "revision": 1,
-            "settled_parts": None, "fee_minor": None, "reversed_amount_minor": None, "net_amount_minor": None}  # fmt: skip
+EVENT = {
+    "event_id": "e1",
+    "order_id": "o1",
+    "merchant_id": "m1",
+    "terminal_id": "t1",
+    "event_type": "AUTH_APPROVED",
+    "amount_minor": 100,
+    "currency": "EUR",
+    "card_token": "tok",
+    "event_time": 1_700_000_000_000,
+    "attempt": 1,
+    "decline_code": None,
+}
+NOTICE_V1 = {
+    "notice_id": "n1",
+    "order_id": "o1",
+    "merchant_id": "m1",
+    "status": "SETTLED",
+    "amount_minor": 100,
+    "currency": "EUR",
+    "settled_at": 1_700_000_100_000,
+    "batch_id": None,
+    "fee_minor": 0,
+}
+DECISION = {
+    "order_id": "o1",
+    "merchant_id": "m1",
+    "terminal_id": "t1",
+    "outcome": "MATCHED",
+    "currency": "EUR",
+    "approved_amount_minor": 100,
+    "settled_amount_minor": 100,
+    "approved_at": 1_700_000_000_000,
+    "settled_at": 1_700_000_100_000,
+    "settlement_lag_ms": 100_000,
+    "notice_id": "n1",
+    "revision": 1,
+    "settled_parts": None,
+    "fee_minor": None,
+    "reversed_amount_minor": None,
+    "net_amount_minor": None,
+}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -150,32 +183,50 @@ def test_the_default_path_does_not_import_the_registry_modules() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, posrecon.app.worker, posrecon.serde.wire as w, posrecon.config as c; "
-            "w.codec_for('Alert', c.SerdeSettings(), 'pos.alerts'); "
-            "print('confluent_kafka.schema_registry' in sys.modules)")  # fmt: skip
+    code = (
+        "import sys, posrecon.app.worker, posrecon.serde.wire as w, posrecon.config as c; "
+        "w.codec_for('Alert', c.SerdeSettings(), 'pos.alerts'); "
+        "print('confluent_kafka.schema_registry' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
 def test_the_registry_client_is_shared_per_registry_in_a_process() -> None:
     serde = confluent()
-    assert registry_client(serde) is registry_client(SerdeSettings(format="single-object",
-                                                                   registry_url=serde.registry_url))  # fmt: skip
+    assert registry_client(serde) is registry_client(
+        SerdeSettings(format="single-object", registry_url=serde.registry_url)
+    )
     assert registry_client(serde) is not registry_client(confluent())
     assert isinstance(registry_client(serde), SchemaRegistryClient)
 
 
-ALERT = {"alert_id": "a1", "kind": "MISSING_SETTLEMENT", "severity": "WARNING", "order_id": "o1", "merchant_id": "m1",
-         "terminal_id": None, "reason": "no settlement", "event_time": 1_700_000_000_000,
-         "detected_at": 1_700_000_000_500, "related_ids": ["e1"], "status": "OPEN", "resolves_alert_id": None,
-         "batch_id": None}  # fmt: skip
+ALERT = {
+    "alert_id": "a1",
+    "kind": "MISSING_SETTLEMENT",
+    "severity": "WARNING",
+    "order_id": "o1",
+    "merchant_id": "m1",
+    "terminal_id": None,
+    "reason": "no settlement",
+    "event_time": 1_700_000_000_000,
+    "detected_at": 1_700_000_000_500,
+    "related_ids": ["e1"],
+    "status": "OPEN",
+    "resolves_alert_id": None,
+    "batch_id": None,
+}
 
 
 @pytest.mark.parametrize(
     ("name", "record"),
-    [("TerminalEvent", EVENT), ("SettlementNotice", {**NOTICE_V1, "capture_seq": 2, "capture_count": 3}),
-     ("ReconciledOrder", DECISION), ("Alert", ALERT)],
-)  # fmt: skip
+    [
+        ("TerminalEvent", EVENT),
+        ("SettlementNotice", {**NOTICE_V1, "capture_seq": 2, "capture_count": 3}),
+        ("ReconciledOrder", DECISION),
+        ("Alert", ALERT),
+    ],
+)
 def test_contract_records_round_trip_through_avro_deserializer(name: str, record: dict[str, Any]) -> None:
     serde = confluent()
     codec = codec_for(name, serde, f"topic-{name}")

@@ -34,53 +34,170 @@ from posrecon.serde.schemas import (
 
 V1_RECORDS = ("TerminalEvent", "SettlementNotice", "ReconciledOrder", "Alert")
 SAMPLES: dict[str, dict[str, Any]] = {
-    "TerminalEvent": {"event_id": "e", "order_id": "o", "merchant_id": "m", "terminal_id": "t",
-                      "event_type": "AUTH_APPROVED", "amount_minor": 1, "currency": "EUR", "card_token": None,
-                      "event_time": 1, "attempt": 1, "decline_code": None},
-    "SettlementNotice": {"notice_id": "n", "order_id": "o", "merchant_id": "m", "status": "SETTLED", "amount_minor": 1,
-                         "currency": "EUR", "settled_at": 1, "batch_id": None, "fee_minor": 0},
-    "ReconciledOrder": {"order_id": "o", "merchant_id": "m", "terminal_id": None, "outcome": "MATCHED", "currency": "EUR",
-                        "approved_amount_minor": 1, "settled_amount_minor": 1, "approved_at": 1, "settled_at": 2,
-                        "settlement_lag_ms": 1, "notice_id": "n", "revision": 1},
-    "Alert": {"alert_id": "a", "kind": "INVALID_EVENT", "severity": "WARNING", "order_id": None, "merchant_id": None,
-              "terminal_id": None, "reason": "r", "event_time": 1, "detected_at": 2, "related_ids": []},
-    "SettlementBatch": {"batch_id": "b", "merchant_id": None, "currency": "EUR", "notice_count": 2,
-                        "gross_amount_minor": 3, "fee_amount_minor": 0, "closed_at": 4},
-    "BatchReconciliation": {"batch_id": "b", "currency": "EUR", "expected_count": 2, "received_count": 2,
-                            "expected_gross_minor": 3, "received_gross_minor": 3, "expected_fee_minor": 0,
-                            "received_fee_minor": 0, "status": "BALANCED", "revision": 1},
-    "ExceptionAction": {"action_id": "x", "alert_id": "a", "action": "ASSIGN", "actor": "ann", "note": None,
-                        "assignee": "bob", "at": 1, "order_id": "o", "batch_id": None, "merchant_id": "m"},
-    "ExceptionCase": {"alert_id": "a", "kind": "MISSING_SETTLEMENT", "severity": "WARNING", "order_id": "o",
-                      "batch_id": None, "merchant_id": "m", "state": "ACKNOWLEDGED", "assignee": "bob", "opened_at": 1,
-                      "updated_at": 2, "version": 2, "last_rejection": None,
-                      "history": [{"action_id": "a", "action": "OPEN", "actor": "posrecon", "note": "r", "assignee": None,
-                                   "at": 1, "accepted": True, "reason": None},
-                                  {"action_id": "x", "action": "ASSIGN", "actor": "ann", "note": None, "assignee": "bob",
-                                   "at": 2, "accepted": True, "reason": None}]},
-}  # fmt: skip
+    "TerminalEvent": {
+        "event_id": "e",
+        "order_id": "o",
+        "merchant_id": "m",
+        "terminal_id": "t",
+        "event_type": "AUTH_APPROVED",
+        "amount_minor": 1,
+        "currency": "EUR",
+        "card_token": None,
+        "event_time": 1,
+        "attempt": 1,
+        "decline_code": None,
+    },
+    "SettlementNotice": {
+        "notice_id": "n",
+        "order_id": "o",
+        "merchant_id": "m",
+        "status": "SETTLED",
+        "amount_minor": 1,
+        "currency": "EUR",
+        "settled_at": 1,
+        "batch_id": None,
+        "fee_minor": 0,
+    },
+    "ReconciledOrder": {
+        "order_id": "o",
+        "merchant_id": "m",
+        "terminal_id": None,
+        "outcome": "MATCHED",
+        "currency": "EUR",
+        "approved_amount_minor": 1,
+        "settled_amount_minor": 1,
+        "approved_at": 1,
+        "settled_at": 2,
+        "settlement_lag_ms": 1,
+        "notice_id": "n",
+        "revision": 1,
+    },
+    "Alert": {
+        "alert_id": "a",
+        "kind": "INVALID_EVENT",
+        "severity": "WARNING",
+        "order_id": None,
+        "merchant_id": None,
+        "terminal_id": None,
+        "reason": "r",
+        "event_time": 1,
+        "detected_at": 2,
+        "related_ids": [],
+    },
+    "SettlementBatch": {
+        "batch_id": "b",
+        "merchant_id": None,
+        "currency": "EUR",
+        "notice_count": 2,
+        "gross_amount_minor": 3,
+        "fee_amount_minor": 0,
+        "closed_at": 4,
+    },
+    "BatchReconciliation": {
+        "batch_id": "b",
+        "currency": "EUR",
+        "expected_count": 2,
+        "received_count": 2,
+        "expected_gross_minor": 3,
+        "received_gross_minor": 3,
+        "expected_fee_minor": 0,
+        "received_fee_minor": 0,
+        "status": "BALANCED",
+        "revision": 1,
+    },
+    "ExceptionAction": {
+        "action_id": "x",
+        "alert_id": "a",
+        "action": "ASSIGN",
+        "actor": "ann",
+        "note": None,
+        "assignee": "bob",
+        "at": 1,
+        "order_id": "o",
+        "batch_id": None,
+        "merchant_id": "m",
+    },
+    "ExceptionCase": {
+        "alert_id": "a",
+        "kind": "MISSING_SETTLEMENT",
+        "severity": "WARNING",
+        "order_id": "o",
+        "batch_id": None,
+        "merchant_id": "m",
+        "state": "ACKNOWLEDGED",
+        "assignee": "bob",
+        "opened_at": 1,
+        "updated_at": 2,
+        "version": 2,
+        "last_rejection": None,
+        "history": [
+            {
+                "action_id": "a",
+                "action": "OPEN",
+                "actor": "posrecon",
+                "note": "r",
+                "assignee": None,
+                "at": 1,
+                "accepted": True,
+                "reason": None,
+            },
+            {
+                "action_id": "x",
+                "action": "ASSIGN",
+                "actor": "ann",
+                "note": None,
+                "assignee": "bob",
+                "at": 2,
+                "accepted": True,
+                "reason": None,
+            },
+        ],
+    },
+}
 #: what a v2 reader fills in for a v1 record (the contract's "Added fields" defaults)
 V2_DEFAULTS: dict[str, dict[str, Any]] = {
     "TerminalEvent": {},
     "SettlementNotice": {"capture_seq": 1, "capture_count": 1},
-    "ReconciledOrder": {"settled_parts": None, "fee_minor": None, "reversed_amount_minor": None,
-                        "net_amount_minor": None},
+    "ReconciledOrder": {
+        "settled_parts": None,
+        "fee_minor": None,
+        "reversed_amount_minor": None,
+        "net_amount_minor": None,
+    },
     "Alert": {"status": "OPEN", "resolves_alert_id": None, "batch_id": None},
-}  # fmt: skip
+}
 #: v2 records that use every added field (and a new symbol where the record has one)
 V2_SAMPLES: dict[str, dict[str, Any]] = {
     "TerminalEvent": SAMPLES["TerminalEvent"],
     "SettlementNotice": {**SAMPLES["SettlementNotice"], "capture_seq": 2, "capture_count": 3},
-    "ReconciledOrder": {**SAMPLES["ReconciledOrder"], "outcome": "PARTIALLY_REVERSED", "settled_parts": 2,
-                        "fee_minor": 5, "reversed_amount_minor": 40, "net_amount_minor": 55},
-    "Alert": {**SAMPLES["Alert"], "kind": "MISSING_SETTLEMENT", "severity": "INFO", "status": "RESOLVED",
-              "resolves_alert_id": "a0", "batch_id": None},
-}  # fmt: skip
+    "ReconciledOrder": {
+        **SAMPLES["ReconciledOrder"],
+        "outcome": "PARTIALLY_REVERSED",
+        "settled_parts": 2,
+        "fee_minor": 5,
+        "reversed_amount_minor": 40,
+        "net_amount_minor": 55,
+    },
+    "Alert": {
+        **SAMPLES["Alert"],
+        "kind": "MISSING_SETTLEMENT",
+        "severity": "INFO",
+        "status": "RESOLVED",
+        "resolves_alert_id": "a0",
+        "batch_id": None,
+    },
+}
 #: v1 fingerprints (CRC-64-AVRO of the canonical form): history/v1 must never change
-V1_FINGERPRINTS = {"TerminalEvent": "72e2a45d6b95ee4e", "SettlementNotice": "f19f64753424a1ad",
-                   "ReconciledOrder": "d982a2d3e03307d4", "Alert": "ab6cbc888928f354"}  # fmt: skip
-NEW_SYMBOLS = {"Outcome": ("ReconciledOrder", "outcome", ["PARTIALLY_SETTLED", "PARTIALLY_REVERSED", "NOT_CHARGED"]),
-               "AlertKind": ("Alert", "kind", ["FEE_MISMATCH", "BATCH_INCOMPLETE", "BATCH_MISMATCH"])}  # fmt: skip
+V1_FINGERPRINTS = {
+    "TerminalEvent": "72e2a45d6b95ee4e",
+    "SettlementNotice": "f19f64753424a1ad",
+    "ReconciledOrder": "d982a2d3e03307d4",
+    "Alert": "ab6cbc888928f354",
+}
+NEW_SYMBOLS = {
+    "Outcome": ("ReconciledOrder", "outcome", ["PARTIALLY_SETTLED", "PARTIALLY_REVERSED", "NOT_CHARGED"]),
+    "AlertKind": ("Alert", "kind", ["FEE_MISMATCH", "BATCH_INCOMPLETE", "BATCH_MISMATCH"]),
+}
 
 
 def _resolve(writer: dict[str, Any], reader: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
@@ -261,8 +378,21 @@ def test_model_records_have_the_schema_fields_in_order(name: str) -> None:
     assert list(get_type_hints(getattr(model, name))) == [f["name"] for f in load_schema_json(name)["fields"]]
 
 
-@pytest.mark.parametrize("enum_name", ["TerminalEventType", "SettlementStatus", "Outcome", "AlertKind", "Severity",
-                                       "AlertStatus", "BatchStatus", "CaseState", "ExceptionActionKind", "CaseEntryKind"])  # fmt: skip
+@pytest.mark.parametrize(
+    "enum_name",
+    [
+        "TerminalEventType",
+        "SettlementStatus",
+        "Outcome",
+        "AlertKind",
+        "Severity",
+        "AlertStatus",
+        "BatchStatus",
+        "CaseState",
+        "ExceptionActionKind",
+        "CaseEntryKind",
+    ],
+)
 def test_model_enums_are_the_schema_symbols_but_unknown(enum_name: str) -> None:
     enum: type[Enum] = getattr(model, enum_name)
     symbols = _all_enums()[enum_name]["symbols"]

@@ -34,29 +34,40 @@ def confluent_codec(name: str, serde: SerdeSettings, topic: str | None = None) -
 
 def test_serde_table_and_environment(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
-    path.write_text('[serde]\nformat = "confluent"\nregistry_url = "https://sr:8081"\n'
-                    '[serde.registry]\n"basic.auth.user.info" = "u:secret"\n')  # fmt: skip
+    path.write_text(
+        '[serde]\nformat = "confluent"\nregistry_url = "https://sr:8081"\n'
+        '[serde.registry]\n"basic.auth.user.info" = "u:secret"\n'
+    )
     serde = load_settings(path, {}).serde
     assert (serde.format, serde.registry_url) == ("confluent", "https://sr:8081")
     assert serde.client_config == {"basic.auth.user.info": "u:secret", "url": "https://sr:8081"}
     assert "secret" not in repr(serde)
-    env = {"POSRECON_SERDE_FORMAT": "single-object", "POSRECON_SERDE_REGISTRY_URL": "mock://x",
-           "POSRECON_SERDE_REGISTRY_BASIC_AUTH_CREDENTIALS_SOURCE": "USER_INFO", "POSRECON_SERDE_REGISTRY_MAX_RETRIES": "1"}  # fmt: skip
+    env = {
+        "POSRECON_SERDE_FORMAT": "single-object",
+        "POSRECON_SERDE_REGISTRY_URL": "mock://x",
+        "POSRECON_SERDE_REGISTRY_BASIC_AUTH_CREDENTIALS_SOURCE": "USER_INFO",
+        "POSRECON_SERDE_REGISTRY_MAX_RETRIES": "1",
+    }
     serde = load_settings(path, env).serde
     assert (serde.format, serde.registry_url) == ("single-object", "mock://x")
-    assert serde.registry == {"basic.auth.user.info": "u:secret", "basic.auth.credentials.source": "USER_INFO",
-                              "max.retries": 1}  # fmt: skip
+    assert serde.registry == {
+        "basic.auth.user.info": "u:secret",
+        "basic.auth.credentials.source": "USER_INFO",
+        "max.retries": 1,
+    }
     assert load_settings(None, {}).serde == SerdeSettings()
 
 
 @pytest.mark.parametrize(
     ("text", "error"),
-    [('[serde]\nformat = "protobuf"\n', "serde.format must be one of"),
-     ('[serde]\nformat = "confluent"\n', "needs serde.registry_url"),
-     ('[serde]\nregistry = "x"\n', "serde.registry must be a table"),
-     ('[serde]\nurl = "http://x"\n', "unknown serde key"),
-     ('[serde.registry]\nurl = "http://x"\n', "as serde.registry_url")],
-)  # fmt: skip
+    [
+        ('[serde]\nformat = "protobuf"\n', "serde.format must be one of"),
+        ('[serde]\nformat = "confluent"\n', "needs serde.registry_url"),
+        ('[serde]\nregistry = "x"\n', "serde.registry must be a table"),
+        ('[serde]\nurl = "http://x"\n', "unknown serde key"),
+        ('[serde.registry]\nurl = "http://x"\n', "as serde.registry_url"),
+    ],
+)
 def test_bad_serde_settings_are_refused(tmp_path: Path, text: str, error: str) -> None:
     path = tmp_path / "c.toml"
     path.write_text(text)
@@ -83,8 +94,9 @@ def test_output_schemas_are_registered_under_topic_name_subjects_once() -> None:
 def test_a_new_compatible_version_is_registered_after_the_previous_one() -> None:
     serde = confluent()
     client = registry_client(serde)
-    v1 = client.register_schema("pos.reconciled-value", Schema(json.dumps(load_schema_json("ReconciledOrder", "v1")),
-                                                                "AVRO"))  # fmt: skip
+    v1 = client.register_schema(
+        "pos.reconciled-value", Schema(json.dumps(load_schema_json("ReconciledOrder", "v1")), "AVRO")
+    )
     codec = confluent_codec("ReconciledOrder", serde, "pos.reconciled")
     assert codec.schema_id != v1
     assert sorted(client.get_versions("pos.reconciled-value")) == [1, 2]
@@ -116,8 +128,9 @@ class FakeRegistry:
 
     def get_latest_version(self, subject: str) -> RegisteredSchema:
         older = load_schema_json("Alert", "v2")
-        return RegisteredSchema(schema_id=1, guid=None, schema=Schema(json.dumps(older), "AVRO"), subject=subject,
-                                version=1)  # fmt: skip
+        return RegisteredSchema(
+            schema_id=1, guid=None, schema=Schema(json.dumps(older), "AVRO"), subject=subject, version=1
+        )
 
     def test_compatibility(self, subject: str, schema: Schema) -> bool:
         self.asked.append(subject)
@@ -152,8 +165,9 @@ def test_posrecon_run_exits_2_naming_the_subject(tmp_path: Path, capsys: pytest.
     url = f"mock://{uuid.uuid4().hex}"
     previous = copy.deepcopy(load_schema_json("Alert"))
     previous["fields"][0]["type"] = "long"  # alert_id was a long: ours cannot read it
-    registry_client(SerdeSettings(registry_url=url)).register_schema("alerts.t-value", Schema(json.dumps(previous),
-                                                                                               "AVRO"))  # fmt: skip
+    registry_client(SerdeSettings(registry_url=url)).register_schema(
+        "alerts.t-value", Schema(json.dumps(previous), "AVRO")
+    )
     config = tmp_path / "c.toml"
     config.write_text(f'[topics]\nalerts = "alerts.t"\n[serde]\nformat = "confluent"\nregistry_url = "{url}"\n')
     code = main(["run", "--config", str(config), "--bootstrap", "127.0.0.1:9", "--max-seconds", "1"])

@@ -21,29 +21,52 @@ TOTALS = {"b-1": (3, 3, 900, 900, 15, 15), "b-2": (4, 3, 950, 900, 16, 15), "b-3
 def truth() -> Truth:
     batches = {
         "b-1": BatchExpectation("BALANCED", totals=TOTALS["b-1"]),
-        "b-2": BatchExpectation("INCOMPLETE", ("BATCH_INCOMPLETE",), totals=TOTALS["b-2"], fault="batch_missing_notice"),
-        "b-3": BatchExpectation("BALANCED", ("BATCH_MISMATCH",), ("BATCH_MISMATCH",), TOTALS["b-3"],
-                                "batch_replaced_control", "mismatch"),
-    }  # fmt: skip
+        "b-2": BatchExpectation(
+            "INCOMPLETE", ("BATCH_INCOMPLETE",), totals=TOTALS["b-2"], fault="batch_missing_notice"
+        ),
+        "b-3": BatchExpectation(
+            "BALANCED", ("BATCH_MISMATCH",), ("BATCH_MISMATCH",), TOTALS["b-3"], "batch_replaced_control", "mismatch"
+        ),
+    }
     return Truth(RuleConfig(), until_ms=10, orders={}, deadletters={}, scenarios={}, batches=batches)
 
 
 def record(batch_id: str, status: str, revision: int = 1, totals: tuple[int, ...] | None = None) -> dict[str, Any]:
     values = TOTALS[batch_id] if totals is None else totals
-    return {"batch_id": batch_id, "currency": "EUR", "status": status, "revision": revision,
-            **dict(zip(BATCH_TOTALS, values, strict=True))}  # fmt: skip
+    return {
+        "batch_id": batch_id,
+        "currency": "EUR",
+        "status": status,
+        "revision": revision,
+        **dict(zip(BATCH_TOTALS, values, strict=True)),
+    }
 
 
 def batch_alert(batch_id: str, kind: str, alert_id: str, **fields: Any) -> dict[str, Any]:
-    return {"alert_id": alert_id, "kind": kind, "order_id": None, "batch_id": batch_id, "merchant_id": "m",
-            "severity": "CRITICAL" if kind == "BATCH_MISMATCH" else "WARNING", "status": "OPEN", **fields}  # fmt: skip
+    return {
+        "alert_id": alert_id,
+        "kind": kind,
+        "order_id": None,
+        "batch_id": batch_id,
+        "merchant_id": "m",
+        "severity": "CRITICAL" if kind == "BATCH_MISMATCH" else "WARNING",
+        "status": "OPEN",
+        **fields,
+    }
 
 
 def output() -> tuple[Rows, Rows]:
-    records = [record("b-1", "BALANCED"), record("b-2", "INCOMPLETE"), record("b-3", "MISMATCH", 1, (3, 3, 905, 900, 15, 15)),
-               record("b-3", "BALANCED", 2)]  # fmt: skip
-    alerts = [batch_alert("b-2", "BATCH_INCOMPLETE", "a-2"), batch_alert("b-3", "BATCH_MISMATCH", "a-3"),
-              batch_alert("b-3", "BATCH_MISMATCH", "r-3", status="RESOLVED", severity="INFO", resolves_alert_id="a-3")]  # fmt: skip
+    records = [
+        record("b-1", "BALANCED"),
+        record("b-2", "INCOMPLETE"),
+        record("b-3", "MISMATCH", 1, (3, 3, 905, 900, 15, 15)),
+        record("b-3", "BALANCED", 2),
+    ]
+    alerts = [
+        batch_alert("b-2", "BATCH_INCOMPLETE", "a-2"),
+        batch_alert("b-3", "BATCH_MISMATCH", "a-3"),
+        batch_alert("b-3", "BATCH_MISMATCH", "r-3", status="RESOLVED", severity="INFO", resolves_alert_id="a-3"),
+    ]
     return records, alerts
 
 
@@ -60,7 +83,10 @@ def test_perfect_batches_score_one(truth: Truth) -> None:
     ev = score(truth, *output())
     assert ev.perfect and ev.batches is not None and ev.batches.perfect
     assert [(s.status, s.expected, s.actual, s.tp) for s in ev.batches.statuses] == [
-        ("BALANCED", 2, 2, 2), ("INCOMPLETE", 1, 1, 1), ("MISMATCH", 0, 0, 0)]  # fmt: skip
+        ("BALANCED", 2, 2, 2),
+        ("INCOMPLETE", 1, 1, 1),
+        ("MISMATCH", 0, 0, 0),
+    ]
     assert kind(ev, "BATCH_MISMATCH", "RESOLVED") == (1, 1, 1)
     assert kind(ev, "BATCH_INCOMPLETE", "OPEN") == (1, 1, 1)
     assert ev.batches.by_fault["batch_replaced_control.mismatch"].alerts_correct == 1

@@ -88,7 +88,10 @@ def test_truth_totals_are_what_the_batch_receives_and_the_last_control_record_sa
         totals = dict(zip(BATCH_TOTALS, exp.totals, strict=True))
         last = by_batch[batch_id][-1].record
         assert (totals["expected_count"], totals["expected_gross_minor"], totals["expected_fee_minor"]) == (
-            last["notice_count"], last["gross_amount_minor"], last["fee_amount_minor"])  # fmt: skip
+            last["notice_count"],
+            last["gross_amount_minor"],
+            last["fee_amount_minor"],
+        )
         assert (totals["received_count"], totals["received_gross_minor"], totals["received_fee_minor"]) == got[batch_id]
 
 
@@ -222,9 +225,17 @@ def test_expectation_checks(sim: Simulation) -> None:
 
 
 def _notice(n: int, merchant: str, settled_at: int, delay: int = 1_000) -> Line:
-    record = {"notice_id": f"nt-{n}", "order_id": f"o-{n}", "merchant_id": merchant, "status": SETTLED,
-              "amount_minor": 1_000 + n, "currency": "EUR", "settled_at": settled_at, "batch_id": "b-v1",
-              "fee_minor": 10}  # fmt: skip
+    record = {
+        "notice_id": f"nt-{n}",
+        "order_id": f"o-{n}",
+        "merchant_id": merchant,
+        "status": SETTLED,
+        "amount_minor": 1_000 + n,
+        "currency": "EUR",
+        "settled_at": settled_at,
+        "batch_id": "b-v1",
+        "fee_minor": 10,
+    }
     return Line(SETTLEMENT, settled_at + delay, record)
 
 
@@ -275,8 +286,11 @@ def test_every_partition_passes_every_batch_deadline_within_the_input(sim: Simul
     """A batch decided only by its deadline near the end of the traffic is decided by the records themselves
     (tail pacemakers), as replay with --until decides it: live must not need a wall-clock advance for it."""
     undecided = {b for b, exp in sim.truth.batches.items() if exp.status != BALANCED or exp.alerts}
-    due = max(line.record["closed_at"] + GRACE for line in sim.lines if line.source == BATCH and line.valid
-              and line.record is not None and line.record["batch_id"] in undecided)  # fmt: skip
+    due = max(
+        line.record["closed_at"] + GRACE
+        for line in sim.lines
+        if line.source == BATCH and line.valid and line.record is not None and line.record["batch_id"] in undecided
+    )
     watermarks: dict[int, int] = {}
     for line in sim.lines:
         if line.valid and line.event_time is not None:

@@ -11,13 +11,29 @@ WINDOW = 600_000
 T0 = 1_767_225_600_000
 
 
-def approval(order: str, t: int, *, eid: str | None = None, card: str | None = "tok_a", amount: int = 1000,
-             event_type: str = "AUTH_APPROVED", ingest: int | None = None) -> Line:  # fmt: skip
+def approval(
+    order: str,
+    t: int,
+    *,
+    eid: str | None = None,
+    card: str | None = "tok_a",
+    amount: int = 1000,
+    event_type: str = "AUTH_APPROVED",
+    ingest: int | None = None,
+) -> Line:
     record: dict[str, Any] = {
-        "event_id": eid or f"{order}-{event_type}-{t}", "order_id": order, "merchant_id": "m1",
-        "terminal_id": "t1", "event_type": event_type, "amount_minor": amount, "currency": "EUR",
-        "card_token": card, "event_time": t, "attempt": 1, "decline_code": None,
-    }  # fmt: skip
+        "event_id": eid or f"{order}-{event_type}-{t}",
+        "order_id": order,
+        "merchant_id": "m1",
+        "terminal_id": "t1",
+        "event_type": event_type,
+        "amount_minor": amount,
+        "currency": "EUR",
+        "card_token": card,
+        "event_time": t,
+        "attempt": 1,
+        "decline_code": None,
+    }
     return Line("terminal", ingest if ingest is not None else t, record)
 
 

@@ -82,10 +82,28 @@ def test_card_number_runs_follow_the_contract(value: str, card: bool) -> None:
 
 @pytest.mark.parametrize(
     ("prefix", "network"),
-    [("2221", True), ("2720", True), ("2721", False), ("2220", False), ("644", True), ("643", False),
-     ("3528", True), ("3590", False), ("305", True), ("306", False), ("36", True), ("38", True), ("39", False),
-     ("6011", True), ("6012", False), ("62", True), ("65", True), ("50", False), ("56", False)],
-)  # fmt: skip
+    [
+        ("2221", True),
+        ("2720", True),
+        ("2721", False),
+        ("2220", False),
+        ("644", True),
+        ("643", False),
+        ("3528", True),
+        ("3590", False),
+        ("305", True),
+        ("306", False),
+        ("36", True),
+        ("38", True),
+        ("39", False),
+        ("6011", True),
+        ("6012", False),
+        ("62", True),
+        ("65", True),
+        ("50", False),
+        ("56", False),
+    ],
+)
 def test_network_prefixes(prefix: str, network: bool) -> None:
     assert has_network_prefix(prefix + "0" * 12) is network
 
@@ -97,8 +115,10 @@ def test_masking_keeps_the_last_four_digits_and_the_separators() -> None:
 
 
 def test_fee_rounds_half_to_even_and_tolerance_takes_the_larger() -> None:
-    rules = RuleConfig(amount_tolerance_minor=5, merchants={
-        "m": {"fee_rate_bps": 100, "fee_fixed_minor": 10, "amount_tolerance_bps": 25}})  # fmt: skip
+    rules = RuleConfig(
+        amount_tolerance_minor=5,
+        merchants={"m": {"fee_rate_bps": 100, "fee_fixed_minor": 10, "amount_tolerance_bps": 25}},
+    )
     terms = MerchantTerms(rules)
     assert (terms.fee("m", 250), terms.fee("m", 350), terms.fee("m", 251)) == (12, 14, 13)
     assert terms.fee("other", 250) is None and not terms.priced("other")

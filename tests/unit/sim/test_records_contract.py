@@ -29,9 +29,11 @@ from posrecon.sim.vocabulary import (
 
 CURRENCIES = {c.alpha_3 for c in pycountry.currencies}
 STATUSES = {"SETTLED", "FAILED", "REVERSED"}
-SCANNED = {"terminal": ("event_id", "order_id", "merchant_id", "terminal_id", "decline_code"),
-           "settlement": ("notice_id", "order_id", "merchant_id", "batch_id"),
-           "batch": ("batch_id", "merchant_id")}  # fmt: skip
+SCANNED = {
+    "terminal": ("event_id", "order_id", "merchant_id", "terminal_id", "decline_code"),
+    "settlement": ("notice_id", "order_id", "merchant_id", "batch_id"),
+    "batch": ("batch_id", "merchant_id"),
+}
 # the contract v2 prefix list, spelled out as prefix strings (the generator's check works on numeric ranges)
 NETWORK_PREFIXES = tuple(
     ["4", "34", "37", "62", "6011", "65", "36", "38"]
@@ -136,8 +138,13 @@ def test_json_lines_use_the_replay_envelope(simulation: Simulation) -> None:
 
 
 def test_a_stricter_config_is_honoured() -> None:
-    rules = RuleConfig(settlement_sla_ms=4 * 3_600_000, amount_tolerance_minor=7, max_amount_minor=50_000,
-                       max_clock_skew_ms=180_000, allowed_lateness_ms=30_000)  # fmt: skip
+    rules = RuleConfig(
+        settlement_sla_ms=4 * 3_600_000,
+        amount_tolerance_minor=7,
+        max_amount_minor=50_000,
+        max_clock_skew_ms=180_000,
+        allowed_lateness_ms=30_000,
+    )
     simulation = generate(1_500, seed=5, rules=rules, fault_rate=0.6)
     for line in simulation.lines:
         expected = set() if line.rejection is None else {line.rejection}

@@ -21,10 +21,19 @@ Rows = list[dict[str, Any]]
 
 def reconciled(order_id: str, outcome: str, revision: int = 1) -> dict[str, Any]:
     return {
-        "order_id": order_id, "merchant_id": "m1", "terminal_id": "t1", "outcome": outcome, "currency": "EUR",
-        "approved_amount_minor": 1000, "settled_amount_minor": 1000, "approved_at": 1, "settled_at": 2,
-        "settlement_lag_ms": 1, "notice_id": "n1", "revision": revision,
-    }  # fmt: skip
+        "order_id": order_id,
+        "merchant_id": "m1",
+        "terminal_id": "t1",
+        "outcome": outcome,
+        "currency": "EUR",
+        "approved_amount_minor": 1000,
+        "settled_amount_minor": 1000,
+        "approved_at": 1,
+        "settled_at": 2,
+        "settlement_lag_ms": 1,
+        "notice_id": "n1",
+        "revision": revision,
+    }
 
 
 _ids = itertools.count()
@@ -32,10 +41,17 @@ _ids = itertools.count()
 
 def alert(order_id: str | None, kind: str, alert_id: str | None = None) -> dict[str, Any]:
     return {
-        "alert_id": alert_id or f"al-{next(_ids)}", "kind": kind, "severity": "WARNING", "order_id": order_id,
-        "merchant_id": "m1", "terminal_id": "t1", "reason": "r", "event_time": 1, "detected_at": 2,
+        "alert_id": alert_id or f"al-{next(_ids)}",
+        "kind": kind,
+        "severity": "WARNING",
+        "order_id": order_id,
+        "merchant_id": "m1",
+        "terminal_id": "t1",
+        "reason": "r",
+        "event_time": 1,
+        "detected_at": 2,
         "related_ids": [],
-    }  # fmt: skip
+    }
 
 
 @pytest.fixture
@@ -48,14 +64,19 @@ def truth() -> Truth:
         "o-dup": Expectation("MATCHED", ("DUPLICATE_CHARGE", "DUPLICATE_CHARGE"), "duplicate_charge_same_order"),
         "o-declined": Expectation(None, (), "declined"),
     }
-    return Truth(RuleConfig(), until_ms=10, orders=orders, deadletters={"DECODE_ERROR": 2, "CLOCK_SKEW": 1},
-                 scenarios={})  # fmt: skip
+    return Truth(
+        RuleConfig(), until_ms=10, orders=orders, deadletters={"DECODE_ERROR": 2, "CLOCK_SKEW": 1}, scenarios={}
+    )
 
 
 def perfect(truth: Truth) -> tuple[Rows, Rows, Rows]:
-    rows = [reconciled("o-matched", "MATCHED"), reconciled("o-late", "MATCHED_LATE"),
-            reconciled("o-orphan", "UNMATCHED_SETTLEMENT"), reconciled("o-orphan", "MATCHED", 2),
-            reconciled("o-dup", "MATCHED")]  # fmt: skip
+    rows = [
+        reconciled("o-matched", "MATCHED"),
+        reconciled("o-late", "MATCHED_LATE"),
+        reconciled("o-orphan", "UNMATCHED_SETTLEMENT"),
+        reconciled("o-orphan", "MATCHED", 2),
+        reconciled("o-dup", "MATCHED"),
+    ]
     alerts = [alert(order_id, kind) for order_id, exp in truth.orders.items() for kind in exp.alerts]
     dead: Rows = [{"reason": "DECODE_ERROR"}, {"reason": "CLOCK_SKEW", "line": 4}, {"reason": "DECODE_ERROR"}]
     return rows, alerts, dead
@@ -168,20 +189,27 @@ def resolution(order_id: str, kind: str, closes: str, **fields: Any) -> dict[str
 @pytest.fixture
 def v2_truth() -> Truth:
     orders = {
-        "o-late": Expectation("MATCHED_LATE", ("LATE_SETTLEMENT", "MISSING_SETTLEMENT"), "late",
-                              resolved=("MISSING_SETTLEMENT",)),
+        "o-late": Expectation(
+            "MATCHED_LATE", ("LATE_SETTLEMENT", "MISSING_SETTLEMENT"), "late", resolved=("MISSING_SETTLEMENT",)
+        ),
         "o-missing": Expectation(None, ("MISSING_SETTLEMENT",), "missing"),
         "o-nc": Expectation("NOT_CHARGED", (), "not_charged"),
-    }  # fmt: skip
+    }
     return Truth(RuleConfig(), until_ms=10, orders=orders, deadletters={}, scenarios={})
 
 
 def v2_output() -> tuple[Rows, Rows, Rows]:
-    rows = [reconciled("o-late", "PARTIALLY_SETTLED"), reconciled("o-late", "MATCHED_LATE", 2),
-            reconciled("o-nc", "NOT_CHARGED")]  # fmt: skip
-    alerts = [alert("o-late", "MISSING_SETTLEMENT", "a-miss"), alert("o-late", "LATE_SETTLEMENT"),
-              alert("o-missing", "MISSING_SETTLEMENT", "a-miss-2"),
-              resolution("o-late", "MISSING_SETTLEMENT", "a-miss")]  # fmt: skip
+    rows = [
+        reconciled("o-late", "PARTIALLY_SETTLED"),
+        reconciled("o-late", "MATCHED_LATE", 2),
+        reconciled("o-nc", "NOT_CHARGED"),
+    ]
+    alerts = [
+        alert("o-late", "MISSING_SETTLEMENT", "a-miss"),
+        alert("o-late", "LATE_SETTLEMENT"),
+        alert("o-missing", "MISSING_SETTLEMENT", "a-miss-2"),
+        resolution("o-late", "MISSING_SETTLEMENT", "a-miss"),
+    ]
     return rows, alerts, []
 
 
@@ -232,8 +260,9 @@ def test_an_alert_resolves_at_most_once(v2_truth: Truth) -> None:
 
 
 def test_a_v1_truth_leaves_resolved_records_unscored(v2_truth: Truth) -> None:
-    v1_truth = dataclasses.replace(v2_truth, contract="v1", orders={
-        o: dataclasses.replace(e, resolved=()) for o, e in v2_truth.orders.items()})  # fmt: skip
+    v1_truth = dataclasses.replace(
+        v2_truth, contract="v1", orders={o: dataclasses.replace(e, resolved=()) for o, e in v2_truth.orders.items()}
+    )
     rows, alerts, dead = v2_output()
     ev = evaluate(v1_truth, rows, alerts, dead)
     assert ev.perfect and not ev.resolved_scored
@@ -268,8 +297,13 @@ def test_final_record_amounts_are_checked_where_the_truth_states_them(v2_truth: 
     orders["o-late"] = dataclasses.replace(orders["o-late"], amounts=(2, 1000, 20, 0, 980))
     truth = dataclasses.replace(v2_truth, orders=orders)
     rows, alerts, dead = v2_output()
-    amounts = {"settled_parts": 2, "settled_amount_minor": 1000, "fee_minor": 20, "reversed_amount_minor": 0,
-               "net_amount_minor": 980}  # fmt: skip
+    amounts = {
+        "settled_parts": 2,
+        "settled_amount_minor": 1000,
+        "fee_minor": 20,
+        "reversed_amount_minor": 0,
+        "net_amount_minor": 980,
+    }
     rows[1] = {**rows[1], **amounts}
     ev = evaluate(truth, rows, alerts, dead)
     assert ev.perfect and ev.amounts_checked == 1

@@ -102,7 +102,10 @@ def test_split_capture_late_part_lands_after_the_sla() -> None:
         assert lags[-1] > SLA >= lags[-2]
         assert order.settled_sum() == order.approved["amount_minor"]
         assert (order.exp.outcome, order.exp.alerts, order.exp.resolved) == (
-            "MATCHED_LATE", ("LATE_SETTLEMENT", "MISSING_SETTLEMENT"), ("MISSING_SETTLEMENT",))  # fmt: skip
+            "MATCHED_LATE",
+            ("LATE_SETTLEMENT", "MISSING_SETTLEMENT"),
+            ("MISSING_SETTLEMENT",),
+        )
         assert order.approved["order_id"] in raced
 
 
