@@ -310,8 +310,8 @@ def peer_rows(results: dict[str, Any]) -> list[tuple[str, str, int | None, float
 def print_peers(results: dict[str, Any]) -> None:
     """posrecon, its peers and the raw baseline side by side: the same pre-loaded records (faust: a subset),
     the same broker, the same run."""
-    print(f"\n{'side by side (same broker, same run)':<38}{'events/s':>10}{'÷ raw':>8}{'posrecon 1w ÷':>15}"
-          f"{'ev/CPU-s':>10}  does")  # fmt: skip
+    head = f"{'side by side (same broker, same run)':<38}{'events/s':>10}{'÷ raw':>8}{'posrecon 1w ÷':>15}"
+    print(f"\n{head}{'ev/CPU-s':>10}  does")
     for label, what, value, vs_raw, ratio, per_cpu in peer_rows(results):
         cells = [f"{value:,}" if value else "n/a", f"{vs_raw:.2f}" if vs_raw else "", f"{ratio:.2f}" if ratio else ""]
         cpu = f"{per_cpu:,}" if per_cpu else ""
