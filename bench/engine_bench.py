@@ -30,6 +30,7 @@ from fastavro import schemaless_reader, schemaless_writer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_info
+from state_shapes import shaped_state_bytes
 
 from posrecon.config import RuleConfig, load_rules
 from posrecon.engine.engine import ReconciliationEngine
@@ -177,6 +178,7 @@ def main() -> int:
     per_order, open_orders = state_bytes_per_open_order(records, rules)
     result["state_bytes_per_open_order"] = per_order
     result["open_orders_measured"] = open_orders
+    result["state_bytes_per_shape"] = shaped_state_bytes(RuleConfig())
     result["engine_vs_baseline"] = result["engine_records_per_s"] / result["engine_baseline_records_per_s"]
     result["replay_vs_baseline"] = result["replay_lines_per_s"] / result["replay_baseline_lines_per_s"]
     m = result["machine"]
@@ -188,6 +190,7 @@ def main() -> int:
         ("replay (JSON + schema + engine + files)", result["replay_lines_per_s"], "lines/s", "target >= 30k"),
         ("  raw baseline: JSON + Avro round trip", result["replay_baseline_lines_per_s"], "lines/s", ""),
         ("state per open order", per_order, "bytes", "target <= 1024"),
+        *((f"  {shape}", b, "bytes", "") for shape, b in result["state_bytes_per_shape"].items()),
     ]
     for name, value, unit, target in rows:
         print(f"{name:<42}{value:>14,.0f} {unit:<10}{target}")
