@@ -66,15 +66,7 @@ class AvroCodec:
 
     def decode(self, data: bytes | None) -> dict[str, Any]:
         if self._decode is not None and data is not None and data.startswith(self.prefix):
-            try:
-                record, end = self._decode(data, HEADER_LEN)
-            except Exception as exc:  # IndexError (truncated), UnicodeDecodeError, ValueError
-                raise DecodeError(f"{self.name} body does not decode: {type(exc).__name__}") from None
-            if end != len(data):
-                if end > len(data):
-                    raise DecodeError(f"{self.name} body does not decode: truncated")
-                raise DecodeError(f"{len(data) - end} trailing bytes after {self.name}")
-            return record
+            return self.read_compiled(data, HEADER_LEN)
         return self.decode_reference(data)  # older writer versions, and the errors
 
     def decode_reference(self, data: bytes | None) -> dict[str, Any]:
@@ -82,15 +74,35 @@ class AvroCodec:
         if data is None or len(data) < HEADER_LEN or data[:2] != MAGIC:
             if data is not None and len(data) >= 5 and data[0] == 0:
                 schema_id = int.from_bytes(data[1:5], "big")
-                raise DecodeError(f"Confluent-framed {self.name} (schema id {schema_id}) but no schema registry is "
-                                  "configured ([serde] registry_url)")  # fmt: skip
+                raise DecodeError(
+                    f"Confluent-framed {self.name} (schema id {schema_id}) but no schema registry is "
+                    "configured ([serde] registry_url)"
+                )
             raise DecodeError(f"not an Avro single-object encoded {self.name}")
         fp = data[2:HEADER_LEN]
         if fp not in self._writers:
             raise DecodeError(f"unknown writer schema fingerprint {fp.hex()} for {self.name}")
-        writer = self._writers[fp]
+        return self.read_body(data, HEADER_LEN, self._writers[fp])
+
+    # -- the body after a header (this framing's, or the Confluent one's: serde/confluent.py) --
+
+    def read_compiled(self, data: bytes, start: int) -> dict[str, Any]:
+        """The body from ``start``, written with the current schema: the compiled decoder."""
+        assert self._decode is not None
+        try:
+            record, end = self._decode(data, start)
+        except Exception as exc:  # IndexError (truncated), UnicodeDecodeError, ValueError
+            raise DecodeError(f"{self.name} body does not decode: {type(exc).__name__}") from None
+        if end != len(data):
+            if end > len(data):
+                raise DecodeError(f"{self.name} body does not decode: truncated")
+            raise DecodeError(f"{len(data) - end} trailing bytes after {self.name}")
+        return record
+
+    def read_body(self, data: bytes, start: int, writer: Any) -> dict[str, Any]:
+        """The body from ``start`` with fastavro: ``writer`` resolved to the current schema (None: written with it)."""
         buf = io.BytesIO(data)
-        buf.seek(HEADER_LEN)
+        buf.seek(start)
         try:
             if writer is None:
                 record: dict[str, Any] = schemaless_reader(buf, self.schema)  # type: ignore[assignment]

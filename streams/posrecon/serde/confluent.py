@@ -18,14 +18,13 @@ transaction has not begun) and a restart resumes at the committed offsets.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
-from fastavro import parse_schema, schemaless_reader
+from fastavro import parse_schema
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from posrecon.serde.codec import AvroCodec, DecodeError
@@ -126,30 +125,8 @@ class ConfluentCodec(AvroCodec):
     def _read_current(self, data: bytes) -> dict[str, Any]:
         """A body written with our current schema: the compiled decoder (fastavro if the schema has none)."""
         if self._decode is None:
-            return self._read_with(data, None)
-        try:
-            record, end = self._decode(data, CONFLUENT_HEADER_LEN)
-        except Exception as exc:  # IndexError (truncated), UnicodeDecodeError, ValueError
-            raise DecodeError(f"{self.name} body does not decode: {type(exc).__name__}") from None
-        if end != len(data):
-            if end > len(data):
-                raise DecodeError(f"{self.name} body does not decode: truncated")
-            raise DecodeError(f"{len(data) - end} trailing bytes after {self.name}")
-        return record
+            return self.read_body(data, CONFLUENT_HEADER_LEN, None)
+        return self.read_compiled(data, CONFLUENT_HEADER_LEN)
 
     def _resolving_reader(self, writer: Any) -> Reader:
-        return lambda data: self._read_with(data, writer)
-
-    def _read_with(self, data: bytes, writer: Any) -> dict[str, Any]:
-        buf = io.BytesIO(data)
-        buf.seek(CONFLUENT_HEADER_LEN)
-        try:
-            if writer is None:
-                record: dict[str, Any] = schemaless_reader(buf, self.schema)  # type: ignore[assignment]
-            else:
-                record = schemaless_reader(buf, writer, self.schema)  # type: ignore[assignment]
-        except Exception as exc:  # fastavro raises many types on truncated/garbage input
-            raise DecodeError(f"{self.name} body does not decode: {type(exc).__name__}") from None
-        if buf.tell() != len(data):
-            raise DecodeError(f"{len(data) - buf.tell()} trailing bytes after {self.name}")
-        return record
+        return lambda data: self.read_body(data, CONFLUENT_HEADER_LEN, writer)
