@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -347,3 +348,26 @@ def drain(bootstrap: str, topics: Topics, app_id: str, timeout: float = 120) -> 
     wait_drained(
         bootstrap, app_id, [topics.terminal, topics.settlement, topics.batches], [sightings, batch_sightings], timeout
     )
+
+
+def simulate(out: Path, orders: int, seed: int, partitions: int = 4, extra: Iterable[str] = ()) -> Path:
+    """``posrecon simulate`` into ``out``; returns ``out/input.jsonl``."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "posrecon.cli",
+        "simulate",
+        "--orders",
+        str(orders),
+        "--out",
+        str(out),
+        "--seed",
+        str(seed),
+        "--partitions",
+        str(partitions),
+        "--quiet",
+        *extra,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out / "input.jsonl"

@@ -13,8 +13,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -28,7 +26,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from confluent_kafka.cimpl import NewTopic
 
 from batchkit import add_batches
-from livekit import Oracle, Verdict, replay_oracle, verify
+from livekit import Oracle, Verdict, replay_oracle, simulate, verify
 from posrecon.app.batch_stage import batch_topics
 from posrecon.app.internal_topics import COMPACTED, create_internal_topics, create_topics_if_missing, internal_topics
 from posrecon.config import Topics
@@ -144,29 +142,6 @@ def retrying(fn: Callable[..., T], *args: Any, within: float = 60.0, **kwargs: A
             if err is None or err.code() not in TRANSIENT or time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
-
-
-def simulate(out: Path, orders: int, seed: int, partitions: int = 4, extra: Iterable[str] = ()) -> Path:
-    """``posrecon simulate`` into ``out``; returns ``out/input.jsonl``."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "posrecon.cli",
-        "simulate",
-        "--orders",
-        str(orders),
-        "--out",
-        str(out),
-        "--seed",
-        str(seed),
-        "--partitions",
-        str(partitions),
-        "--quiet",
-        *extra,
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return out / "input.jsonl"
 
 
 def chaos_seed() -> tuple[int, random.Random]:

@@ -10,44 +10,21 @@ pauses partitions hundreds of times; the outputs must still equal replay exactly
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from livekit import WorkerProcess, feed_file, read_all, replay_oracle, verify
+from livekit import WorkerProcess, feed_file, read_all, replay_oracle, simulate, verify
 from livekit import drain as _drain
 
 pytestmark = pytest.mark.broker
 PARTITIONS = 4
 
 
-def _simulate(out: Path, orders: int, seed: int) -> Path:
-    cmd = [
-        sys.executable,
-        "-m",
-        "posrecon.cli",
-        "simulate",
-        "--orders",
-        str(orders),
-        "--out",
-        str(out),
-        "--seed",
-        str(seed),
-        "--partitions",
-        str(PARTITIONS),
-        "--quiet",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return out / "input.jsonl"
-
-
 def test_backlog_with_flow_control_equals_replay(bootstrap: str, fresh_topics: Any, tmp_path: Path) -> None:
     topics = fresh_topics(PARTITIONS)
-    src = _simulate(tmp_path / "sim", 6000, seed=31)
+    src = simulate(tmp_path / "sim", 6000, seed=31, partitions=PARTITIONS)
     feed_file(bootstrap, topics, src)
     app = f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
     worker = WorkerProcess(

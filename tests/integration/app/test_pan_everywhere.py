@@ -48,10 +48,9 @@ from confluent_kafka.admin import AdminClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "chaos"))  # leakkit, chaoskit (the leak search)
 
-from chaoskit import simulate
 from leakkit import contains_any, luhn_pan, message_bytes, raw_dump
 
-from livekit import Verdict, WorkerProcess, drain, feed_file, read_all, replay_oracle, verify
+from livekit import Verdict, WorkerProcess, drain, feed_file, read_all, replay_oracle, simulate, verify
 from posrecon.config import Topics
 from posrecon.engine.pan import has_network_prefix, luhn_valid, scrub_text
 from posrecon.kafka.outputs import Outputs
