@@ -25,6 +25,7 @@ from posrecon.engine.alerts import make_alert, make_resolution
 from posrecon.engine.model import Alert, AlertKind, Severity
 
 CardKey = tuple[str, str, int, str]
+_heappush = heapq.heappush  # bound once: on_approval pushes for every approval
 
 
 class CardEntry:
@@ -147,7 +148,7 @@ class CardIndex:
             self._pair(bucket, key, entry, found)
         if self.dirty is not None:
             self.dirty.add(key)
-        heapq.heappush(self.expiry, (approved_at + self.keep_for, order_id, key))
+        _heappush(self.expiry, (approved_at + self.keep_for, order_id, key))
         # = self._observe(source, mark), inlined
         marks = self.source_watermarks
         if mark > marks.get(source, -(1 << 62)):

@@ -41,7 +41,7 @@ from posrecon.engine.pan import (
     find_pan,
     maybe_pan,
 )
-from posrecon.engine.pricing import pricing_configured
+from posrecon.engine.pricing import fee_pricing
 from posrecon.engine.settlement_side import SettlementSide
 from posrecon.engine.timers import EXPIRE, MISSING, deadline_waits
 from posrecon.engine.validation import PAN_START as _PAN_START
@@ -79,10 +79,10 @@ class ReconciliationEngine(SettlementSide):
         self._uniform_tolerance = not rules.merchants and not rules.amount_tolerance_bps
         #: each merchant table's rules, looked up directly on the hot path (a merchant without one: ``rules``)
         self._merchant_rules = {m: rules.for_merchant(m) for m in rules.merchants}
-        # a SETTLED part's fee is checked only where pricing is configured: every merchant when the top-level rules
-        # price, else the merchants whose table does (fee_mismatch is False for the others)
-        self._all_priced = pricing_configured(rules)
-        self._priced_merchants = frozenset(m for m, r in self._merchant_rules.items() if pricing_configured(r))
+        # a SETTLED part's fee is checked only where pricing is configured (fee_mismatch is False elsewhere): the
+        # pricing of each merchant table, else the top-level one (None: not configured)
+        self._pricing = {m: fee_pricing(r) for m, r in self._merchant_rules.items()}
+        self._default_pricing = fee_pricing(rules)
         #: the deadline waits of each merchant with a table (the others: ``_waits``)
         self._merchant_waits = {m: deadline_waits(r) for m, r in self._merchant_rules.items()}
         self._terminal_full_scan = fields_to_scan(TERMINAL_EVENT_STRING_FIELDS, rules.pan_scan_fields)
@@ -203,8 +203,19 @@ class ReconciliationEngine(SettlementSide):
                 order.approval = _new_tuple(
                     Approval, (event_id, event_time, amount, currency, terminal_id, token, merchant_id)
                 )
-                if not order.scheduled & SCHEDULED_MISSING and order.awaiting_settlement() is not None:
-                    self._schedule(book, order, MISSING, event_time)
+                # = awaiting_settlement() is not None, then _schedule(book, order, MISSING, event_time), inlined
+                parts = order.parts
+                if (
+                    not order.scheduled & SCHEDULED_MISSING
+                    and order.failed is None
+                    and phase is not _VOIDED
+                    and (order.settled is None or (parts is not None and len(parts) < order.capture_count))
+                ):
+                    order.scheduled |= SCHEDULED_MISSING
+                    due = event_time + self._merchant_waits.get(order.merchant_id, self._waits)[MISSING]
+                    if due > order.pending_due:
+                        order.pending_due = due
+                    book.deadlines.push((due, MISSING, order.order_id))
             else:
                 self._duplicate_charge(order, event, now, book)
             if token is not None:  # the card stage: here (CardIndex), or the worker's (card_sightings)
@@ -229,8 +240,12 @@ class ReconciliationEngine(SettlementSide):
             if order.created_at is None:
                 order.created_at = event_time
                 # a deadline whose condition can no longer become true is not scheduled (phases only move on)
-                if not order.scheduled & SCHEDULED_EXPIRED and phase <= _TIMED_OUT:
-                    self._schedule(book, order, EXPIRE, event_time)
+                if not order.scheduled & SCHEDULED_EXPIRED and phase <= _TIMED_OUT:  # = _schedule(…, EXPIRE, …)
+                    order.scheduled |= SCHEDULED_EXPIRED
+                    due = event_time + self._merchant_waits.get(order.merchant_id, self._waits)[EXPIRE]
+                    if due > order.pending_due:
+                        order.pending_due = due
+                    book.deadlines.push((due, EXPIRE, order.order_id))
         elif event_type == "VOIDED" and previous is not _VOIDED and order.approval is not None:
             approval = order.approval
             if approval.card_token is not None:

@@ -82,8 +82,22 @@ def _mask_match_bytes(match: re.Match[bytes]) -> bytes:
     return _mask_run(match.group(0).decode("ascii")).encode("ascii")
 
 
+# for ASCII text, a necessary condition of a _MAYBE_RUN match (``\d`` is [0-9] there): 13 characters of digits,
+# spaces and dashes in a row. Checked in C on the bytes (translate + substring search): ~0.35 µs for an alert
+# reason instead of ~1.7 µs for the regex search, which goes from each of the reason's many digits
+_RUN_BYTE_MAP = bytes(49 if 48 <= b <= 57 or b in (32, 45) else 48 for b in range(256))  # run char -> "1"
+_THIRTEEN_RUN_BYTES = b"1" * PAN_MIN_DIGITS
+_SHORT_TEXT = 24  # below this the regex search is as cheap
+
+
 def scrub_text(text: str) -> str:
     """Mask every card number inside free text (length-preserving)."""
+    if (
+        len(text) >= _SHORT_TEXT
+        and text.isascii()
+        and _THIRTEEN_RUN_BYTES not in text.encode("ascii").translate(_RUN_BYTE_MAP)
+    ):  # the usual case (alert reasons, log lines)
+        return text
     first = _MAYBE_RUN.search(text)
     if first is None:  # the usual case (alert reasons, log lines): ~30 % of the cost of the full scan
         return text

@@ -44,3 +44,24 @@ def fee_mismatch(rules: RuleConfig, amount_minor: int, fee_minor: int) -> bool:
     if not pricing_configured(rules):
         return False
     return abs(fee_minor - expected_fee(rules, amount_minor)) > rules.fee_tolerance_minor
+
+
+#: (fee_rate_bps, fee_fixed_minor, fee_tolerance_minor) of configured pricing, unset parts as 0 (see fee_pricing)
+Pricing = tuple[int, int, int]
+
+
+def fee_pricing(rules: RuleConfig) -> Pricing | None:
+    """The pricing :func:`fee_off` needs, computed once per rule table; None when pricing is not configured."""
+    if not pricing_configured(rules):
+        return None
+    return rules.fee_rate_bps or 0, rules.fee_fixed_minor or 0, rules.fee_tolerance_minor
+
+
+def fee_off(pricing: Pricing, amount_minor: int, fee_minor: int) -> bool:
+    """:func:`fee_mismatch` for the rules ``pricing`` came from, in one call (it runs for every SETTLED part)."""
+    rate, fixed, tol = pricing
+    quotient, remainder = divmod(amount_minor * rate, BPS)  # = round_half_even_div(amount × rate, BPS), inlined
+    twice = 2 * remainder
+    if twice > BPS or (twice == BPS and quotient & 1):
+        quotient += 1
+    return abs(fee_minor - (quotient + fixed)) > tol

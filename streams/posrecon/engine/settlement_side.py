@@ -15,6 +15,7 @@ from posrecon.engine.book import PartitionBook
 from posrecon.engine.currency import ISO_4217_CODES
 from posrecon.engine.model import Rejection, SettlementBatch, SettlementNotice
 from posrecon.engine.order import (
+    FIRED_FEE,
     SCHEDULED_ORPHAN,
     SETTLEMENT_STATUS_INDEX,
     SETTLEMENT_TRANSITIONS,
@@ -27,6 +28,7 @@ from posrecon.engine.pan import (
     find_pan,
     maybe_pan,
 )
+from posrecon.engine.pricing import Pricing, fee_off
 from posrecon.engine.snapshot import Snapshots
 from posrecon.engine.timers import ORPHAN
 from posrecon.engine.validation import check_settlement_batch, check_settlement_notice
@@ -49,9 +51,9 @@ class SettlementSide(Snapshots):
     _notice_scan: tuple[str, ...]
     _notice_scan_known: tuple[str, ...]
     _notice_full_scan: tuple[str, ...]
-    #: merchant pricing: configured for everyone, or for these merchants
-    _all_priced: bool
-    _priced_merchants: frozenset[str]
+    #: merchant pricing (pricing.fee_pricing) of each merchant table, and of the others (None: not configured)
+    _pricing: dict[str, Pricing | None]
+    _default_pricing: Pricing | None
 
     def on_settlement_notice(
         self, notice: SettlementNotice, partition: int = 0, ingest_time: int | None = None, now: int | None = None
@@ -114,7 +116,8 @@ class SettlementSide(Snapshots):
                 order.fee_sum = fee = notice["fee_minor"]
                 if not order.scheduled & SCHEDULED_ORPHAN and order.terminal_phase <= _TIMED_OUT:
                     self._schedule(book, order, ORPHAN, settled_at)
-                if self._all_priced or order.merchant_id in self._priced_merchants:
+                pricing = self._pricing.get(order.merchant_id, self._default_pricing)
+                if pricing is not None and not order.fired & FIRED_FEE and fee_off(pricing, amount, fee):
                     self._check_fee(order, notice_id, amount, fee, settled_at, now, book)
             elif settled is not None and order.parts is None:
                 self._duplicate_settlement(order, settled, facts, now, book)
@@ -129,7 +132,8 @@ class SettlementSide(Snapshots):
                     assert parts is not None
                     if order.terminal_phase <= _TIMED_OUT and settled_at == min(p.settled_at for p in parts):
                         self._schedule(book, order, ORPHAN, settled_at)
-                    if self._all_priced or order.merchant_id in self._priced_merchants:
+                    pricing = self._pricing.get(order.merchant_id, self._default_pricing)
+                    if pricing is not None and not order.fired & FIRED_FEE and fee_off(pricing, amount, fee):
                         self._check_fee(order, notice_id, amount, fee, settled_at, now, book)
         elif status == "FAILED":
             if order.failed is None:
@@ -152,7 +156,12 @@ class SettlementSide(Snapshots):
             )  # fmt: skip
             feed = self._batch_feed
             if feed is not None:  # in place: the engine's own batch stage
-                feed.notice(batch_id, sighting, now)
+                # = feed.notice(batch_id, sighting, now), inlined for its usual case (a batch still waiting)
+                unsent = feed.unsent.get(batch_id) if batch_id not in feed.ledger.batches else None
+                if unsent is not None:
+                    unsent += sighting
+                else:
+                    feed.notice(batch_id, sighting, now)
             else:  # live: handed out to the worker's batch stage
                 assert self.batch_sightings is not None
                 self.batch_sightings.append(_new_tuple(BatchSighting, (batch_id, *sighting)))
