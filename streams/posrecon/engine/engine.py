@@ -203,19 +203,8 @@ class ReconciliationEngine(SettlementSide):
                 order.approval = _new_tuple(
                     Approval, (event_id, event_time, amount, currency, terminal_id, token, merchant_id)
                 )
-                # = awaiting_settlement() is not None, then _schedule(book, order, MISSING, event_time), inlined
-                parts = order.parts
-                if (
-                    not order.scheduled & SCHEDULED_MISSING
-                    and order.failed is None
-                    and phase is not _VOIDED
-                    and (order.settled is None or (parts is not None and len(parts) < order.capture_count))
-                ):
-                    order.scheduled |= SCHEDULED_MISSING
-                    due = event_time + self._merchant_waits.get(order.merchant_id, self._waits)[MISSING]
-                    if due > order.pending_due:
-                        order.pending_due = due
-                    book.deadlines.push((due, MISSING, order.order_id))
+                if not order.scheduled & SCHEDULED_MISSING and order.awaiting_settlement() is not None:
+                    self._schedule(book, order, MISSING, event_time)
             else:
                 self._duplicate_charge(order, event, now, book)
             if token is not None:  # the card stage: here (CardIndex), or the worker's (card_sightings)
@@ -240,12 +229,8 @@ class ReconciliationEngine(SettlementSide):
             if order.created_at is None:
                 order.created_at = event_time
                 # a deadline whose condition can no longer become true is not scheduled (phases only move on)
-                if not order.scheduled & SCHEDULED_EXPIRED and phase <= _TIMED_OUT:  # = _schedule(…, EXPIRE, …)
-                    order.scheduled |= SCHEDULED_EXPIRED
-                    due = event_time + self._merchant_waits.get(order.merchant_id, self._waits)[EXPIRE]
-                    if due > order.pending_due:
-                        order.pending_due = due
-                    book.deadlines.push((due, EXPIRE, order.order_id))
+                if not order.scheduled & SCHEDULED_EXPIRED and phase <= _TIMED_OUT:
+                    self._schedule(book, order, EXPIRE, event_time)
         elif event_type == "VOIDED" and previous is not _VOIDED and order.approval is not None:
             approval = order.approval
             if approval.card_token is not None:

@@ -38,7 +38,6 @@ _SCHEDULED_BIT = (SCHEDULED_EXPIRED, SCHEDULED_ORPHAN, SCHEDULED_MISSING)
 
 _CREATED = TerminalPhase.CREATED
 _TIMED_OUT = TerminalPhase.TIMED_OUT
-_VOIDED = TerminalPhase.VOIDED
 
 
 def deadline_waits(rules: RuleConfig) -> tuple[int, int, int]:
@@ -94,9 +93,8 @@ class Timers(Decisions):
         """A new order in ``book``, with the eviction deadline every order has from its first record."""
         order = book.orders[order_id] = OrderState(order_id, merchant_id)
         watermark = book.watermark
-        last_seen = order.last_seen = watermark if watermark > event_time else event_time
-        # = self._evict_at(order), inlined (once per order): nothing is scheduled yet, pending_due is 0
-        evict_at = order.evict_at = (last_seen if last_seen > 0 else 0) + self.rules.state_retention_ms
+        order.last_seen = watermark if watermark > event_time else event_time
+        evict_at = order.evict_at = self._evict_at(order)
         book.deadlines.push((evict_at, EVICT, order_id))
         return order
 
@@ -122,13 +120,9 @@ class Timers(Decisions):
             # each condition is checked here, so the common no-op fires (the order settled in time, got its
             # authorisation result …) cost no call
             if kind == MISSING:
-                # = order.awaiting_settlement() is not None, inlined (one MISSING deadline per approved order)
-                if not order.fired & FIRED_MISSING and order.failed is None and order.terminal_phase is not _VOIDED:
-                    parts = order.parts
-                    approval = order.approval
-                    if approval is not None and (
-                        order.settled is None or (parts is not None and len(parts) < order.capture_count)
-                    ):
+                if not order.fired & FIRED_MISSING:
+                    approval = order.awaiting_settlement()
+                    if approval is not None:
                         self._fire_missing(book, order, approval, due, now)
             elif kind == EXPIRE:
                 if not order.fired & FIRED_EXPIRED and (
