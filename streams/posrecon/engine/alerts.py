@@ -82,11 +82,28 @@ def make_resolution(
 
 #: the v1 contract fields: a reader with a newer schema (an added optional field) must not change the id
 FINGERPRINT_FIELDS = (
-    "event_id", "notice_id", "order_id", "merchant_id", "terminal_id", "event_type", "status", "amount_minor",
-    "currency", "card_token", "event_time", "settled_at", "attempt", "decline_code", "batch_id", "fee_minor",
+    "event_id",
+    "notice_id",
+    "order_id",
+    "merchant_id",
+    "terminal_id",
+    "event_type",
+    "status",
+    "amount_minor",
+    "currency",
+    "card_token",
+    "event_time",
+    "settled_at",
+    "attempt",
+    "decline_code",
+    "batch_id",
+    "fee_minor",
     # SettlementBatch (v2): fields no v1 record has, so v1 ids are unchanged
-    "notice_count", "gross_amount_minor", "fee_amount_minor", "closed_at",
-)  # fmt: skip
+    "notice_count",
+    "gross_amount_minor",
+    "fee_amount_minor",
+    "closed_at",
+)
 #: v2 notice fields, hashed only when they differ from their default: v1 input (read with the defaults) keeps
 #: v1 ids. An explicit list: a reader's later optional field must never enter the id
 FINGERPRINT_V2_DEFAULTS = (("capture_seq", 1), ("capture_count", 1))

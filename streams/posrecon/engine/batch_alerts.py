@@ -13,13 +13,28 @@ if TYPE_CHECKING:
 
 
 def _batch_alert(
-    state: BatchState, kind: AlertKind, severity: Severity, condition: tuple[str, ...], reason: str,
-    event_time: int, detected_at: int, related_ids: list[str],
-) -> Alert:  # fmt: skip
+    state: BatchState,
+    kind: AlertKind,
+    severity: Severity,
+    condition: tuple[str, ...],
+    reason: str,
+    event_time: int,
+    detected_at: int,
+    related_ids: list[str],
+) -> Alert:
     return make_alert(
-        kind, severity, condition, order_id=None, merchant_id=state.merchant(), terminal_id=None, reason=reason,
-        event_time=event_time, detected_at=detected_at, related_ids=related_ids, batch_id=state.batch_id,
-    )  # fmt: skip
+        kind,
+        severity,
+        condition,
+        order_id=None,
+        merchant_id=state.merchant(),
+        terminal_id=None,
+        reason=reason,
+        event_time=event_time,
+        detected_at=detected_at,
+        related_ids=related_ids,
+        batch_id=state.batch_id,
+    )
 
 
 def _totals(state: BatchState) -> str:
@@ -40,17 +55,27 @@ def opened_alert(
     what = "incomplete" if incomplete else "does not balance"
     reason = f"batch {state.batch_id} {what} ({cause}): {_totals(state)}"
     related = sorted({state.batch_id, cause_id})
-    return _batch_alert(state, kind, severity, (state.batch_id, str(state.generation)), reason, event_time,
-                        detected_at, related)  # fmt: skip
+    return _batch_alert(
+        state, kind, severity, (state.batch_id, str(state.generation)), reason, event_time, detected_at, related
+    )
 
 
-def resolved_alert(state: BatchState, kind: AlertKind, original: str, event_time: int, cause_id: str, cause: str,
-              detected_at: int) -> Alert:  # fmt: skip
+def resolved_alert(
+    state: BatchState, kind: AlertKind, original: str, event_time: int, cause_id: str, cause: str, detected_at: int
+) -> Alert:
     reason = f"batch {state.batch_id} balanced by {cause}: {_totals(state)}"
     return make_resolution(
-        kind, original, order_id=None, merchant_id=state.merchant(), terminal_id=None, reason=reason,
-        event_time=event_time, detected_at=detected_at, related_ids=[cause_id], batch_id=state.batch_id,
-    )  # fmt: skip
+        kind,
+        original,
+        order_id=None,
+        merchant_id=state.merchant(),
+        terminal_id=None,
+        reason=reason,
+        event_time=event_time,
+        detected_at=detected_at,
+        related_ids=[cause_id],
+        batch_id=state.batch_id,
+    )
 
 
 def batch_alert_id(kind: AlertKind, batch_id: str, generation: int = 0) -> str:

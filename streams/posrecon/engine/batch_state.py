@@ -51,16 +51,33 @@ class BatchControl(NamedTuple):
     @classmethod
     def of(cls, record: SettlementBatch) -> BatchControl:
         return cls(
-            record["merchant_id"], record["currency"], record["notice_count"], record["gross_amount_minor"],
-            record.get("fee_amount_minor", 0), record["closed_at"],
-        )  # fmt: skip
+            record["merchant_id"],
+            record["currency"],
+            record["notice_count"],
+            record["gross_amount_minor"],
+            record.get("fee_amount_minor", 0),
+            record["closed_at"],
+        )
 
 
 class BatchState:
     __slots__ = (
-        "batch_id", "control", "fee", "generation", "gross", "held", "held_control", "history", "last_change",
-        "merchant_id", "notices", "open_alerts", "record", "revision", "status",
-    )  # fmt: skip
+        "batch_id",
+        "control",
+        "fee",
+        "generation",
+        "gross",
+        "held",
+        "held_control",
+        "history",
+        "last_change",
+        "merchant_id",
+        "notices",
+        "open_alerts",
+        "record",
+        "revision",
+        "status",
+    )
 
     def __init__(self, batch_id: str, last_change: int) -> None:
         self.batch_id = batch_id
@@ -84,8 +101,20 @@ class BatchState:
         record = None if self.record is None else list(self.record)
         alerts = [list(a) for a in self.open_alerts]
         held = None if self.held_control is None else list(self.held_control)
-        return ["B", self.batch_id, control, self.status, self.revision, record, alerts, self.generation,
-                self.last_change, self.merchant_id, self.history, held]  # fmt: skip
+        return [
+            "B",
+            self.batch_id,
+            control,
+            self.status,
+            self.revision,
+            record,
+            alerts,
+            self.generation,
+            self.last_change,
+            self.merchant_id,
+            self.history,
+            held,
+        ]
 
     def notice_row(self, notice_id: str) -> list[Any] | None:
         """A counted notice's row ("N"), a held one's ("H": same key, it becomes "N" once counted), else None."""
@@ -108,14 +137,19 @@ class BatchState:
         control, held = self.control, self.held_control
         notices = sorted(self.notices.items(), key=lambda item: (item[1][4], item[0]))
         return {
-            "batch_id": self.batch_id, "merchant_id": self.merchant(), "status": self.status,
-            "revision": self.revision, "control": None if control is None else control._asdict(),
+            "batch_id": self.batch_id,
+            "merchant_id": self.merchant(),
+            "status": self.status,
+            "revision": self.revision,
+            "control": None if control is None else control._asdict(),
             "held_control": None if held is None else held._asdict(),
-            "received_count": count, "received_gross_minor": gross, "received_fee_minor": fee,
+            "received_count": count,
+            "received_gross_minor": gross,
+            "received_fee_minor": fee,
             "revisions": [dict(zip(HISTORY_FIELDS, h, strict=True)) for h in self.history],
             "open_alerts": [alert for _, alert in self.open_alerts],
             "notices": [dict(zip(NOTICE_FIELDS, (n, *row), strict=True)) for n, row in notices],
-        }  # fmt: skip
+        }
 
     @classmethod
     def from_header_row(cls, row: list[Any]) -> BatchState:
@@ -135,6 +169,16 @@ class BatchState:
         return state
 
 
-HISTORY_FIELDS = ("revision", "currency", "expected_count", "received_count", "expected_gross_minor",
-    "received_gross_minor", "expected_fee_minor", "received_fee_minor", "status", "event_time")  # fmt: skip
+HISTORY_FIELDS = (
+    "revision",
+    "currency",
+    "expected_count",
+    "received_count",
+    "expected_gross_minor",
+    "received_gross_minor",
+    "expected_fee_minor",
+    "received_fee_minor",
+    "status",
+    "event_time",
+)
 NOTICE_FIELDS = ("notice_id", "order_id", "status", "amount_minor", "fee_minor", "settled_at", "revision")

@@ -166,8 +166,7 @@ class BatchLedger:
         """The earliest event time at which a timer, a held notice or a held control record is due (``never``
         when none is)."""
         timers, held, controls = self.timers, self.held, self.held_controls
-        return min(timers[0][0] if timers else never, held[0][0] if held else never,
-                   controls[0][0] if controls else never)  # fmt: skip
+        return min(queue[0][0] if queue else never for queue in (timers, held, controls))
 
     # --- rules --------------------------------------------------------------------------------------------
 
@@ -204,8 +203,16 @@ class BatchLedger:
             return  # undecided until it balances or its deadline passes
         else:
             status = (BatchStatus.INCOMPLETE if count < expected else BatchStatus.MISMATCH)._value_
-        fields = (control.currency, expected, count, control.gross_amount_minor, gross, control.fee_amount_minor,
-                  fee, status)  # fmt: skip
+        fields = (
+            control.currency,
+            expected,
+            count,
+            control.gross_amount_minor,
+            gross,
+            control.fee_amount_minor,
+            fee,
+            status,
+        )
         if fields != state.record:
             state.revision += 1
             state.record = fields
@@ -216,8 +223,9 @@ class BatchLedger:
                 self.dirty.add((state.batch_id, HEADER))
         self._alerts(state, status, event_time, cause_id, cause, now)
 
-    def _alerts(self, state: BatchState, status: str, event_time: int, cause_id: str, cause: str,
-                now: int | None) -> None:  # fmt: skip
+    def _alerts(
+        self, state: BatchState, status: str, event_time: int, cause_id: str, cause: str, now: int | None
+    ) -> None:
         detected_at = now if now is not None else max(self.watermark, 0)
         if status == BatchStatus.BALANCED._value_:
             if not state.open_alerts:
@@ -354,7 +362,14 @@ class BatchLedger:
 def _reconciliation(batch_id: str, fields: tuple[Any, ...], revision: int) -> BatchReconciliation:
     currency, expected, count, expected_gross, gross, expected_fee, fee, status = fields
     return {
-        "batch_id": batch_id, "currency": currency, "expected_count": expected, "received_count": count,
-        "expected_gross_minor": expected_gross, "received_gross_minor": gross, "expected_fee_minor": expected_fee,
-        "received_fee_minor": fee, "status": status, "revision": revision,
-    }  # fmt: skip
+        "batch_id": batch_id,
+        "currency": currency,
+        "expected_count": expected,
+        "received_count": count,
+        "expected_gross_minor": expected_gross,
+        "received_gross_minor": gross,
+        "expected_fee_minor": expected_fee,
+        "received_fee_minor": fee,
+        "status": status,
+        "revision": revision,
+    }

@@ -62,9 +62,15 @@ class CardEntry:
     def row(self) -> list[object]:
         """The snapshot / changelog row of this entry (v1 rows had the first five fields, then six)."""
         return [
-            self.order_id, self.approved_at, self.terminal_id, self.voided, list(self.paired), list(self.raised),
-            self.void_time, self.void_event_id,
-        ]  # fmt: skip
+            self.order_id,
+            self.approved_at,
+            self.terminal_id,
+            self.voided,
+            list(self.paired),
+            list(self.raised),
+            self.void_time,
+            self.void_event_id,
+        ]
 
     @classmethod
     def of_row(cls, row: list[Any]) -> CardEntry:
@@ -121,9 +127,12 @@ class CardIndex:
 
     def on_sighting(self, sighting: CardSighting) -> list[DuplicateCharge]:
         return self.on_approval(
-            *sighting[:5], sighting.source_partition, sighting.source_watermark, sighting.void_time,
+            *sighting[:5],
+            sighting.source_partition,
+            sighting.source_watermark,
+            sighting.void_time,
             sighting.void_event_id,
-        )  # fmt: skip
+        )
 
     def on_approval(
         self,
@@ -212,9 +221,16 @@ class CardIndex:
                 entry.void_event_id = sighting.void_event_id
                 for earlier in entry.raised:
                     resolved.append(
-                        DuplicateCharge(entry.order_id, entry.terminal_id, entry.approved_at, earlier, key[1],
-                                        sighting.void_event_id or entry.order_id, sighting.void_time)
-                    )  # fmt: skip
+                        DuplicateCharge(
+                            entry.order_id,
+                            entry.terminal_id,
+                            entry.approved_at,
+                            earlier,
+                            key[1],
+                            sighting.void_event_id or entry.order_id,
+                            sighting.void_time,
+                        )
+                    )
                 entry.raised = ()
                 if self.dirty is not None:
                     self.dirty.add(key)

@@ -31,11 +31,8 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from posrecon.engine.case_actions import (
-    CASE_ENTRY_FIELDS,
-    CLOSED,
     SYSTEM_ACTOR,
     UNKNOWN,
-    CaseEntry,
     CaseEntryKind,
     CaseState,
     ExceptionCase,
@@ -44,13 +41,13 @@ from posrecon.engine.case_actions import (
     rejection_reason,
     transition,
 )
+from posrecon.engine.case_record import CASE_ROW, Case, new_entry, scrub_optional
 from posrecon.engine.model import AlertStatus, Severity
 from posrecon.engine.pan import scrub_text
 
 NO_WATERMARK = -(1 << 62)
 UNKNOWN_CASE = "unknown case (no alert with this id here, or closed and past retention)"
 UNKNOWN_ACTION = "unknown action (a newer schema's symbol this version does not know)"
-CASE_ROW = "C"  # snapshot row tag
 CASE_STATES = frozenset(s._value_ for s in CaseState)
 MAX_PAGE = 500
 AGING_BOUNDS_MS = (3_600_000, 14_400_000, 86_400_000, 259_200_000)  # 1 h, 4 h, 1 d, 3 d
@@ -61,88 +58,6 @@ SORTS = {
     "severity": lambda c: (_SEVERITY_RANK.get(c.severity, 3), c.opened_at, c.alert_id),  # CRITICAL, oldest first
     "updated": lambda c: (-c.updated_at, c.alert_id),  # most recently worked first
 }
-
-
-def _scrub(value: str | None) -> str | None:
-    return None if value is None else scrub_text(value)
-
-
-def _entry(
-    action_id: str, action: str, actor: str, note: str | None, assignee: str | None, at: int, reason: str | None
-) -> CaseEntry:  # fmt: skip
-    return {
-        "action_id": action_id, "action": action, "actor": actor, "note": note, "assignee": assignee, "at": at,
-        "accepted": reason is None, "reason": reason,
-    }  # fmt: skip
-
-
-class Case:
-    """One exception case: the alert's facts, the current state and the audit trail (history)."""
-
-    __slots__ = (
-        "action_ids", "alert_id", "assignee", "batch_id", "history", "kind", "last_rejection", "merchant_id",
-        "opened_at", "order_id", "severity", "state", "updated_at",
-    )  # fmt: skip
-
-    def __init__(
-        self, alert_id: str, kind: str, severity: str, order_id: str | None, batch_id: str | None,
-        merchant_id: str | None, opened_at: int,
-    ) -> None:  # fmt: skip
-        self.alert_id = alert_id
-        self.kind = kind
-        self.severity = severity
-        self.order_id = order_id
-        self.batch_id = batch_id
-        self.merchant_id = merchant_id
-        self.state = CaseState.OPEN
-        self.assignee: str | None = None
-        self.opened_at = opened_at
-        self.updated_at = opened_at
-        self.last_rejection: str | None = None
-        # entries are never changed once appended, so records share them (each record copies only the list)
-        self.history: list[CaseEntry] = []
-        self.action_ids: set[str] = set()  # of the history's entries: the redelivery check
-
-    @property
-    def version(self) -> int:
-        return len(self.history)
-
-    @property
-    def closed(self) -> bool:
-        return self.state in CLOSED
-
-    def add(self, entry: CaseEntry) -> None:
-        self.history.append(entry)
-        self.action_ids.add(entry["action_id"])
-        self.updated_at = max(self.updated_at, entry["at"])
-        self.last_rejection = entry["reason"]
-
-    def record(self) -> ExceptionCase:
-        return {
-            "alert_id": self.alert_id, "kind": self.kind, "severity": self.severity, "order_id": self.order_id,
-            "batch_id": self.batch_id, "merchant_id": self.merchant_id, "state": self.state._value_,
-            "assignee": self.assignee, "opened_at": self.opened_at, "updated_at": self.updated_at,
-            "version": self.version, "last_rejection": self.last_rejection, "history": list(self.history),
-        }  # fmt: skip
-
-    def to_row(self) -> list[Any]:
-        """The snapshot row (JSON-able); the history as lists in :data:`CASE_ENTRY_FIELDS` order."""
-        history = [[e[f] for f in CASE_ENTRY_FIELDS] for e in self.history]  # type: ignore[literal-required]
-        return [CASE_ROW, self.alert_id, self.kind, self.severity, self.order_id, self.batch_id, self.merchant_id,
-                self.state._value_, self.assignee, self.opened_at, self.updated_at, self.last_rejection,
-                history]  # fmt: skip
-
-    @classmethod
-    def from_row(cls, row: list[Any]) -> Case:
-        _, alert_id, kind, severity, order_id, batch_id, merchant_id, state, assignee, opened, updated, last, hist = row
-        case = cls(alert_id, kind, severity, order_id, batch_id, merchant_id, opened)
-        case.state = CaseState(state)
-        case.assignee = assignee
-        case.history = [dict(zip(CASE_ENTRY_FIELDS, e, strict=True)) for e in hist]  # type: ignore[misc]
-        case.action_ids = {e["action_id"] for e in case.history}
-        case.updated_at = updated
-        case.last_rejection = last
-        return case
 
 
 class CaseBook:
@@ -180,25 +95,41 @@ class CaseBook:
             if case is None:
                 self.unmatched_resolutions += 1
                 return []
-            return self._apply(case, CaseEntryKind.AUTO_RESOLVE._value_, CaseEntryKind.AUTO_RESOLVE, None,
-                               alert["alert_id"], SYSTEM_ACTOR, reason, None, alert["event_time"])  # fmt: skip
+            return self._apply(
+                case,
+                CaseEntryKind.AUTO_RESOLVE._value_,
+                CaseEntryKind.AUTO_RESOLVE,
+                None,
+                alert["alert_id"],
+                SYSTEM_ACTOR,
+                reason,
+                None,
+                alert["event_time"],
+            )
         if status != AlertStatus.OPEN._value_:
             return []  # a status a later schema version adds (read as UNKNOWN): nothing this version can do
         if alert["alert_id"] in self.cases:
             self.redeliveries += 1
             return []
-        case = Case(alert["alert_id"], alert["kind"], alert["severity"], alert.get("order_id"), alert.get("batch_id"),
-                    alert.get("merchant_id"), alert["event_time"])  # fmt: skip
+        case = Case(
+            alert["alert_id"],
+            alert["kind"],
+            alert["severity"],
+            alert.get("order_id"),
+            alert.get("batch_id"),
+            alert.get("merchant_id"),
+            alert["event_time"],
+        )
         self.cases[case.alert_id] = case
-        case.add(_entry(case.alert_id, CaseEntryKind.OPEN._value_, SYSTEM_ACTOR, reason, None, case.opened_at, None))
+        case.add(new_entry(case.alert_id, CaseEntryKind.OPEN._value_, SYSTEM_ACTOR, reason, None, case.opened_at, None))
         return self._emit(case)
 
     def on_action(self, action: Mapping[str, Any]) -> list[ExceptionCase]:
         """An operator's action (an ``ExceptionAction``): exactly one record, unless it is a redelivery."""
         kind = entry_kind(action["action"])
         symbol = UNKNOWN if kind is None else kind._value_
-        actor, note = scrub_text(action["actor"]), _scrub(action.get("note"))
-        assignee = _scrub(action.get("assignee")) if kind is CaseEntryKind.ASSIGN else None
+        actor, note = scrub_text(action["actor"]), scrub_optional(action.get("note"))
+        assignee = scrub_optional(action.get("assignee")) if kind is CaseEntryKind.ASSIGN else None
         action_id, at = scrub_text(action["action_id"]), action["at"]
         case = self.cases.get(action["alert_id"])
         if case is None:
@@ -223,9 +154,17 @@ class CaseBook:
     # --- rules ------------------------------------------------------------------------------------------------
 
     def _apply(
-        self, case: Case, symbol: str, kind: CaseEntryKind | None, problem: str | None, action_id: str, actor: str,
-        note: str | None, assignee: str | None, at: int,
-    ) -> list[ExceptionCase]:  # fmt: skip
+        self,
+        case: Case,
+        symbol: str,
+        kind: CaseEntryKind | None,
+        problem: str | None,
+        action_id: str,
+        actor: str,
+        note: str | None,
+        assignee: str | None,
+        at: int,
+    ) -> list[ExceptionCase]:
         if action_id in case.action_ids:
             self.redeliveries += 1
             return []
@@ -239,24 +178,39 @@ class CaseBook:
                 if kind is CaseEntryKind.ASSIGN:
                     case.assignee = assignee
         self.rejections += reason is not None
-        case.add(_entry(action_id, symbol, actor, note, assignee, at, reason))
+        case.add(new_entry(action_id, symbol, actor, note, assignee, at, reason))
         if case.closed:
             heapq.heappush(self.timers, (case.updated_at + self.retention, case.alert_id))
         return self._emit(case)
 
     def _unknown_case(
-        self, action: Mapping[str, Any], symbol: str, action_id: str, actor: str, note: str | None,
-        assignee: str | None, at: int,
-    ) -> list[ExceptionCase]:  # fmt: skip
+        self,
+        action: Mapping[str, Any],
+        symbol: str,
+        action_id: str,
+        actor: str,
+        note: str | None,
+        assignee: str | None,
+        at: int,
+    ) -> list[ExceptionCase]:
         """The rejection of an action on a case not held here: a record of its own (version 0, state UNKNOWN)."""
         self.rejections += 1
-        entry = _entry(action_id, symbol, actor, note, assignee, at, UNKNOWN_CASE)
+        entry = new_entry(action_id, symbol, actor, note, assignee, at, UNKNOWN_CASE)
         record: ExceptionCase = {
-            "alert_id": scrub_text(action["alert_id"]), "kind": UNKNOWN, "severity": Severity.INFO._value_,
-            "order_id": _scrub(action.get("order_id")), "batch_id": _scrub(action.get("batch_id")),
-            "merchant_id": None, "state": UNKNOWN, "assignee": None, "opened_at": at, "updated_at": at, "version": 0,
-            "last_rejection": UNKNOWN_CASE, "history": [entry],
-        }  # fmt: skip
+            "alert_id": scrub_text(action["alert_id"]),
+            "kind": UNKNOWN,
+            "severity": Severity.INFO._value_,
+            "order_id": scrub_optional(action.get("order_id")),
+            "batch_id": scrub_optional(action.get("batch_id")),
+            "merchant_id": None,
+            "state": UNKNOWN,
+            "assignee": None,
+            "opened_at": at,
+            "updated_at": at,
+            "version": 0,
+            "last_rejection": UNKNOWN_CASE,
+            "history": [entry],
+        }
         self.records.append(record)
         return [record]
 
@@ -294,11 +248,20 @@ class CaseBook:
         return None if case is None else case.record()
 
     def queue(
-        self, *, now: int, state: str | Collection[str] | None = None, kind: str | None = None,
-        severity: str | None = None, merchant_id: str | None = None, batch_id: str | None = None,
-        min_age_ms: int | None = None, max_age_ms: int | None = None, sort: str = "age", offset: int = 0,
+        self,
+        *,
+        now: int,
+        state: str | Collection[str] | None = None,
+        kind: str | None = None,
+        severity: str | None = None,
+        merchant_id: str | None = None,
+        batch_id: str | None = None,
+        min_age_ms: int | None = None,
+        max_age_ms: int | None = None,
+        sort: str = "age",
+        offset: int = 0,
         limit: int = 50,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> dict[str, Any]:
         """The case queue: filtered (every filter optional; ``state`` one or several), counted, sorted, paged.
         Age is ``now - opened_at`` (``now``: the caller's clock). Raises ValueError on a bad argument."""
         if sort not in SORTS:
@@ -311,18 +274,24 @@ class CaseBook:
         low = NO_WATERMARK if max_age_ms is None else now - max_age_ms
         high = -NO_WATERMARK if min_age_ms is None else now - min_age_ms
         found = [
-            c for c in self.cases.values()
-            if (states is None or c.state._value_ in states) and (kind is None or c.kind == kind)
-            and (severity is None or c.severity == severity) and (merchant_id is None or c.merchant_id == merchant_id)
-            and (batch_id is None or c.batch_id == batch_id) and low <= c.opened_at <= high
-        ]  # fmt: skip
+            c
+            for c in self.cases.values()
+            if (states is None or c.state._value_ in states)
+            and (kind is None or c.kind == kind)
+            and (severity is None or c.severity == severity)
+            and (merchant_id is None or c.merchant_id == merchant_id)
+            and (batch_id is None or c.batch_id == batch_id)
+            and low <= c.opened_at <= high
+        ]
         found.sort(key=SORTS[sort])
         return {
-            "total": len(found), "offset": offset, "limit": limit,
+            "total": len(found),
+            "offset": offset,
+            "limit": limit,
             "by_kind": dict(sorted(Counter(c.kind for c in found).items())),
             "by_state": dict(sorted(Counter(c.state._value_ for c in found).items())),
             "items": [_summary(c, now) for c in found[offset : offset + limit]],
-        }  # fmt: skip
+        }
 
     def aging(self, now: int, bounds: tuple[int, ...] = AGING_BOUNDS_MS) -> list[dict[str, Any]]:
         """Cases not closed, by age bucket (``[0, b1)``, ``[b1, b2)`` ... ``[bn, inf)``) and severity."""
@@ -331,21 +300,34 @@ class CaseBook:
         )
         edges = (0, *bounds)
         return [
-            {"bucket": _bucket_label(lo, hi), "from_ms": lo, "to_ms": hi,
-             "count": sum(n for (k, _), n in counts.items() if k == i),
-             "by_severity": {s._value_: counts[i, s._value_] for s in Severity}}
+            {
+                "bucket": _bucket_label(lo, hi),
+                "from_ms": lo,
+                "to_ms": hi,
+                "count": sum(n for (k, _), n in counts.items() if k == i),
+                "by_severity": {s._value_: counts[i, s._value_] for s in Severity},
+            }
             for i, (lo, hi) in enumerate(zip(edges, (*bounds, None), strict=True))
-        ]  # fmt: skip
+        ]
 
 
 def _summary(case: Case, now: int) -> dict[str, Any]:
     """A queue row: the case record without its history, plus its age."""
     return {
-        "alert_id": case.alert_id, "kind": case.kind, "severity": case.severity, "order_id": case.order_id,
-        "batch_id": case.batch_id, "merchant_id": case.merchant_id, "state": case.state._value_,
-        "assignee": case.assignee, "opened_at": case.opened_at, "updated_at": case.updated_at,
-        "version": case.version, "last_rejection": case.last_rejection, "age_ms": now - case.opened_at,
-    }  # fmt: skip
+        "alert_id": case.alert_id,
+        "kind": case.kind,
+        "severity": case.severity,
+        "order_id": case.order_id,
+        "batch_id": case.batch_id,
+        "merchant_id": case.merchant_id,
+        "state": case.state._value_,
+        "assignee": case.assignee,
+        "opened_at": case.opened_at,
+        "updated_at": case.updated_at,
+        "version": case.version,
+        "last_rejection": case.last_rejection,
+        "age_ms": now - case.opened_at,
+    }
 
 
 def _hours(ms: int) -> str:
@@ -353,5 +335,10 @@ def _hours(ms: int) -> str:
 
 
 def _bucket_label(lo: int, hi: int | None) -> str:
-    return f"<{_hours(hi)}" if lo == 0 and hi is not None else f">={_hours(lo)}" if hi is None else \
-        f"{_hours(lo)}-{_hours(hi)}"  # fmt: skip
+    return (
+        f"<{_hours(hi)}"
+        if lo == 0 and hi is not None
+        else f">={_hours(lo)}"
+        if hi is None
+        else f"{_hours(lo)}-{_hours(hi)}"
+    )

@@ -86,8 +86,16 @@ class Decisions(OrderAlerts):
         )
         return True
 
-    def _check_fee(self, order: OrderState, notice_id: str, amount: int, fee: int, settled_at: int,
-                   now: int | None, book: PartitionBook) -> None:  # fmt: skip
+    def _check_fee(
+        self,
+        order: OrderState,
+        notice_id: str,
+        amount: int,
+        fee: int,
+        settled_at: int,
+        now: int | None,
+        book: PartitionBook,
+    ) -> None:
         """FEE_MISMATCH (once per order) when the merchant's pricing gives another fee for a counted part."""
         if order.fired & FIRED_FEE:
             return
@@ -96,11 +104,17 @@ class Decisions(OrderAlerts):
             return
         order.fired |= FIRED_FEE
         self._order_alert(
-            order, AlertKind.FEE_MISMATCH, Severity.WARNING, ("fee",),
+            order,
+            AlertKind.FEE_MISMATCH,
+            Severity.WARNING,
+            ("fee",),
             f"notice {notice_id} charged fee {fee} on {amount} but the merchant's pricing gives "
             f"{expected_fee(rules, amount)} (tolerance {rules.fee_tolerance_minor})",
-            settled_at, [notice_id], now, book,
-        )  # fmt: skip
+            settled_at,
+            [notice_id],
+            now,
+            book,
+        )
 
     def _tolerance(self, order: OrderState, amount: int) -> int:
         """The amount tolerance of the order's merchant for ``amount`` (the approved one)."""
@@ -170,8 +184,9 @@ class Decisions(OrderAlerts):
             fee: int | None = order.fee_sum
             refunded = order.reversed_sum
             if refunded:
-                outcome = self._refund_outcome(order, settled, refunded, tol if approval is not None else None,
-                                               now, book)  # fmt: skip
+                outcome = self._refund_outcome(
+                    order, settled, refunded, tol if approval is not None else None, now, book
+                )
                 reversal = order.reversal
                 if reversal is not None:
                     notice_id = reversal.notice_id
@@ -191,9 +206,21 @@ class Decisions(OrderAlerts):
             currency = notice.currency
             approved_amount = approved_at = lag = None  # type: ignore[assignment]
         fields: RecordFields = (
-            order.order_id, order.merchant_id, terminal_id, _OUTCOME_VALUE[outcome], currency, approved_amount,
-            settled_amount, approved_at, settled_at, lag, notice_id, settled_parts, fee, reversed_amount,
-        )  # fmt: skip
+            order.order_id,
+            order.merchant_id,
+            terminal_id,
+            _OUTCOME_VALUE[outcome],
+            currency,
+            approved_amount,
+            settled_amount,
+            approved_at,
+            settled_at,
+            lag,
+            notice_id,
+            settled_parts,
+            fee,
+            reversed_amount,
+        )
         if fields == order.last_fields:
             return
         order.last_fields = fields
@@ -219,8 +246,9 @@ class Decisions(OrderAlerts):
             }
         )
 
-    def _refund_outcome(self, order: OrderState, settled: Notice, refunded: int, tol: int | None,
-                        now: int | None, book: PartitionBook) -> Outcome:  # fmt: skip
+    def _refund_outcome(
+        self, order: OrderState, settled: Notice, refunded: int, tol: int | None, now: int | None, book: PartitionBook
+    ) -> Outcome:
         """REVERSED when the refunds cover what settled (AMOUNT_MISMATCH once when they exceed it beyond the
         tolerance), else PARTIALLY_REVERSED."""
         if refunded < settled.amount_minor:
@@ -232,9 +260,15 @@ class Decisions(OrderAlerts):
             reversal = order.reversal
             assert reversal is not None
             self._order_alert(
-                order, AlertKind.AMOUNT_MISMATCH, Severity.CRITICAL, ("refund",),
+                order,
+                AlertKind.AMOUNT_MISMATCH,
+                Severity.CRITICAL,
+                ("refund",),
                 f"refund exceeds settlement: reversed {refunded} but settled {settled.amount_minor} "
                 f"{settled.currency} (tolerance {tol})",
-                max(settled.settled_at, reversal.settled_at), [settled.notice_id, reversal.notice_id], now, book,
-            )  # fmt: skip
+                max(settled.settled_at, reversal.settled_at),
+                [settled.notice_id, reversal.notice_id],
+                now,
+                book,
+            )
         return _REVERSED

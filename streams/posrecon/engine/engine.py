@@ -235,9 +235,17 @@ class ReconciliationEngine(SettlementSide):
             approval = order.approval
             if approval.card_token is not None:
                 void = CardSighting(
-                    _card_key(approval), order_id, approval.event_time, approval.terminal_id, True, True,
-                    partition, max(book.watermark, event_time), event_id, event_time,
-                )  # fmt: skip
+                    _card_key(approval),
+                    order_id,
+                    approval.event_time,
+                    approval.terminal_id,
+                    True,
+                    True,
+                    partition,
+                    max(book.watermark, event_time),
+                    event_id,
+                    event_time,
+                )
                 if self.card_sightings is not None:
                     self.card_sightings.append(void)
                 else:

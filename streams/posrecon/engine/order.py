@@ -121,9 +121,21 @@ class OpenAlert(NamedTuple):
 MAX_OPEN_ALERTS = 8
 
 RecordFields = tuple[
-    str, str, str | None, str, str, int | None, int | None, int | None, int | None, int | None, str | None,
-    int | None, int | None, int | None,
-]  # fmt: skip
+    str,
+    str,
+    str | None,
+    str,
+    str,
+    int | None,
+    int | None,
+    int | None,
+    int | None,
+    int | None,
+    str | None,
+    int | None,
+    int | None,
+    int | None,
+]
 # (net_amount_minor is not kept: settled - fee - reversed, all three in the fields; an int less per order)
 #: length of a v1 row's last_fields (11) and of a v1 OrderState row (21)
 V1_RECORD_FIELDS = 11

@@ -124,10 +124,16 @@ class OrderAlerts:
             order.fired |= FIRED_LATE
             lag_h = (settled.settled_at - approval.event_time) / 3_600_000
             self._order_alert(
-                order, AlertKind.LATE_SETTLEMENT, Severity.WARNING, ("late", settled.notice_id),
+                order,
+                AlertKind.LATE_SETTLEMENT,
+                Severity.WARNING,
+                ("late", settled.notice_id),
                 f"settled {lag_h:.1f} h after approval (SLA {self._sla(order) / 3_600_000:.1f} h)",
-                settled.settled_at, [approval.event_id, settled.notice_id], now, book,
-            )  # fmt: skip
+                settled.settled_at,
+                [approval.event_id, settled.notice_id],
+                now,
+                book,
+            )
         elif outcome is Outcome.AMOUNT_MISMATCH:
             assert approval is not None and settled is not None
             if order.fired & FIRED_MISMATCH:
@@ -139,11 +145,17 @@ class OrderAlerts:
             what = "settled" if parts is None else f"settled in {len(parts)} of {order.capture_count} parts"
             cause = settled if parts is None else capture_cause(parts, approval.amount_minor + tol, settled)
             self._order_alert(
-                order, AlertKind.AMOUNT_MISMATCH, Severity.CRITICAL, condition,
+                order,
+                AlertKind.AMOUNT_MISMATCH,
+                Severity.CRITICAL,
+                condition,
                 f"approved {approval.amount_minor} {approval.currency} but {what} "
                 f"{settled.amount_minor} {settled.currency} (tolerance {tol})",
-                max(approval.event_time, cause.settled_at), [approval.event_id, cause.notice_id], now, book,
-            )  # fmt: skip
+                max(approval.event_time, cause.settled_at),
+                [approval.event_id, cause.notice_id],
+                now,
+                book,
+            )
         elif outcome is Outcome.STATUS_CONFLICT:
             assert settled is not None
             if order.fired & FIRED_CONFLICT:
@@ -152,10 +164,16 @@ class OrderAlerts:
             state = "declined" if order.terminal_phase is TerminalPhase.DECLINED else "voided"
             related = [approval.event_id, settled.notice_id] if approval is not None else [settled.notice_id]
             alert = self._order_alert(
-                order, AlertKind.STATUS_CONFLICT, Severity.CRITICAL, ("settled", state),
+                order,
+                AlertKind.STATUS_CONFLICT,
+                Severity.CRITICAL,
+                ("settled", state),
                 f"settled by notice {settled.notice_id} but the terminal {state} the order",
-                max(order.phase_time, settled.settled_at), related, now, book,
-            )  # fmt: skip
+                max(order.phase_time, settled.settled_at),
+                related,
+                now,
+                book,
+            )
             track_open_alert(order, alert)  # resolves once refunds cover the settlement
         elif outcome is Outcome.SETTLEMENT_FAILED:
             failed = order.failed
@@ -164,10 +182,16 @@ class OrderAlerts:
                 return
             order.fired |= FIRED_FAILED_CONFLICT
             self._order_alert(
-                order, AlertKind.STATUS_CONFLICT, Severity.WARNING, ("failed", failed.notice_id),
+                order,
+                AlertKind.STATUS_CONFLICT,
+                Severity.WARNING,
+                ("failed", failed.notice_id),
                 f"approved by the terminal but settlement notice {failed.notice_id} FAILED",
-                max(approval.event_time, failed.settled_at), [approval.event_id, failed.notice_id], now, book,
-            )  # fmt: skip
+                max(approval.event_time, failed.settled_at),
+                [approval.event_id, failed.notice_id],
+                now,
+                book,
+            )
 
     def _order_alert(
         self,

@@ -151,9 +151,17 @@ class SettlementSide(Snapshots):
         if batch_id is not None:  # counted by the batch stage, then its watermark moves (as a sighting's does)
             # a BatchSighting's fields after batch_id (inlined: every simulated notice has a batch_id)
             sighting = (
-                notice_id, status, amount, notice["fee_minor"], currency, merchant_id, settled_at, book.partition,
-                settled_at if settled_at > watermark else watermark, order_id,
-            )  # fmt: skip
+                notice_id,
+                status,
+                amount,
+                notice["fee_minor"],
+                currency,
+                merchant_id,
+                settled_at,
+                book.partition,
+                settled_at if settled_at > watermark else watermark,
+                order_id,
+            )
             feed = self._batch_feed
             if feed is not None:  # in place: the engine's own batch stage
                 # = feed.notice(batch_id, sighting, now), inlined for its usual case (a batch still waiting)

@@ -162,10 +162,16 @@ class Timers(Decisions):
         parts = order.parts
         what = "no settlement" if parts is None else f"{len(parts)} of {order.capture_count} parts settled"
         alert = self._order_alert(
-            order, AlertKind.MISSING_SETTLEMENT, Severity.WARNING, ("missing",),
+            order,
+            AlertKind.MISSING_SETTLEMENT,
+            Severity.WARNING,
+            ("missing",),
             f"{what} {sla_h:.1f} h after approval {approval.event_id}",
-            due - rules.allowed_lateness_ms, [approval.event_id], now, book,
-        )  # fmt: skip
+            due - rules.allowed_lateness_ms,
+            [approval.event_id],
+            now,
+            book,
+        )
         track_open_alert(order, alert)
         if parts is not None:  # k of n parts in: PARTIALLY_SETTLED
             self._decide(order, now, book)
@@ -175,12 +181,18 @@ class Timers(Decisions):
         order.fired |= FIRED_ORPHAN
         grace = self._waits_of_order(order)[ORPHAN] - rules.allowed_lateness_ms
         alert = self._order_alert(
-            order, AlertKind.ORPHAN_SETTLEMENT, Severity.CRITICAL, ("orphan", settled.notice_id),
+            order,
+            AlertKind.ORPHAN_SETTLEMENT,
+            Severity.CRITICAL,
+            ("orphan", settled.notice_id),
             f"settled by notice {settled.notice_id} ({settled.amount_minor} {settled.currency}) "
             f"but no approval, decline or void {grace // 60_000} min later "
             f"(terminal state {order.terminal_phase.name})",
-            due - rules.allowed_lateness_ms, [settled.notice_id], now, book,
-        )  # fmt: skip
+            due - rules.allowed_lateness_ms,
+            [settled.notice_id],
+            now,
+            book,
+        )
         track_open_alert(order, alert)
         self._decide(order, now, book)
 
@@ -189,11 +201,17 @@ class Timers(Decisions):
         order.fired |= FIRED_EXPIRED
         ttl = self._waits_of_order(order)[EXPIRE] - rules.allowed_lateness_ms
         alert = self._order_alert(
-            order, AlertKind.EXPIRED_ORDER, Severity.INFO, ("expired",),
+            order,
+            AlertKind.EXPIRED_ORDER,
+            Severity.INFO,
+            ("expired",),
             f"created but neither approved, declined nor voided within "
             f"{ttl // 60_000} min (terminal state {order.terminal_phase.name})",
-            due - rules.allowed_lateness_ms, [order.order_id], now, book,
-        )  # fmt: skip
+            due - rules.allowed_lateness_ms,
+            [order.order_id],
+            now,
+            book,
+        )
         track_open_alert(order, alert)
 
     def _waits_of_order(self, order: OrderState) -> tuple[int, int, int]:

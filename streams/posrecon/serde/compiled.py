@@ -48,10 +48,16 @@ def long_bytes(n: int) -> bytes:
     if z < 0x4000:  # amounts, lengths
         return bytes(((z & 0x7F) | 0x80, z >> 7))
     if 1 << 35 <= z < 1 << 42:  # epoch milliseconds (2004-2109): six bytes, unrolled
-        return bytes((
-            (z & 0x7F) | 0x80, (z >> 7 & 0x7F) | 0x80, (z >> 14 & 0x7F) | 0x80,
-            (z >> 21 & 0x7F) | 0x80, (z >> 28 & 0x7F) | 0x80, z >> 35,
-        ))  # fmt: skip
+        return bytes(
+            (
+                (z & 0x7F) | 0x80,
+                (z >> 7 & 0x7F) | 0x80,
+                (z >> 14 & 0x7F) | 0x80,
+                (z >> 21 & 0x7F) | 0x80,
+                (z >> 28 & 0x7F) | 0x80,
+                z >> 35,
+            )
+        )
     out = bytearray()
     while z > 0x7F:
         out.append((z & 0x7F) | 0x80)
@@ -317,8 +323,12 @@ def compile_encoder(schema: Any, prefix: bytes = b"") -> Encoder:
 
 def _build(name: str, params: str, src: _Source) -> Any:
     text = f"def {name}({params}):\n" + "\n".join(src.lines) + "\n"
-    namespace: dict[str, Any] = {"read_varint": read_varint, "long_bytes": long_bytes, "int_bytes": int_bytes,
-                                 "SHORT": _SHORT_LENGTH}  # fmt: skip
+    namespace: dict[str, Any] = {
+        "read_varint": read_varint,
+        "long_bytes": long_bytes,
+        "int_bytes": int_bytes,
+        "SHORT": _SHORT_LENGTH,
+    }
     namespace.update(src.constants)
     exec(compile(text, f"<posrecon.serde.compiled {name}>", "exec"), namespace)
     fn = namespace[name]

@@ -34,8 +34,10 @@ def _main(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level)
     if not args.dsn:
-        print(f"posrecon sink postgres: no database: give --dsn or set {ENV_DSN} "
-              "(e.g. postgresql://ledger@db.example:5432/ledger)")  # fmt: skip
+        print(
+            f"posrecon sink postgres: no database: give --dsn or set {ENV_DSN} "
+            "(e.g. postgresql://ledger@db.example:5432/ledger)"
+        )
         return 2
     try:
         settings = load_settings(args.config)
@@ -71,8 +73,10 @@ def _main(args: argparse.Namespace) -> int:
     except psycopg.OperationalError as exc:  # libpq's message names host and database, never the password
         print(f"posrecon sink postgres: database: {str(exc).strip()}")
         return 2
-    print(f"booked {totals.booked} decisions from {options.topic} in {totals.transactions} transactions "
-          f"(repeated {totals.repeated}, tombstones {totals.tombstones})")  # fmt: skip
+    print(
+        f"booked {totals.booked} decisions from {options.topic} in {totals.transactions} transactions "
+        f"(repeated {totals.repeated}, tombstones {totals.tombstones})"
+    )
     return 0
 
 
@@ -100,26 +104,49 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    pg.add_argument("--dsn", default=os.environ.get(ENV_DSN),
-                    help=f"PostgreSQL connection string (libpq URI or key=value; env {ENV_DSN}); a password is "
-                    "better in ~/.pgpass or PGPASSWORD than here")  # fmt: skip
+    pg.add_argument(
+        "--dsn",
+        default=os.environ.get(ENV_DSN),
+        help=f"PostgreSQL connection string (libpq URI or key=value; env {ENV_DSN}); a password is "
+        "better in ~/.pgpass or PGPASSWORD than here",
+    )
     pg.add_argument("--bootstrap", help="Kafka bootstrap servers (default: config [kafka], else the local broker)")
     pg.add_argument("--topic", help="topic to book (default: config [topics] reconciled, else pos.reconciled)")
-    pg.add_argument("--group", default=os.environ.get(ENV_GROUP, DEFAULT_GROUP),
-                    help=f"consumer group; sinks of one group share the partitions (default {DEFAULT_GROUP}, "
-                    f"env {ENV_GROUP})")  # fmt: skip
+    pg.add_argument(
+        "--group",
+        default=os.environ.get(ENV_GROUP, DEFAULT_GROUP),
+        help=f"consumer group; sinks of one group share the partitions (default {DEFAULT_GROUP}, env {ENV_GROUP})",
+    )
     pg.add_argument("--config", metavar="FILE.toml", help="[topics] and [kafka] (security settings …) of posrecon.toml")
-    pg.add_argument("--batch-size", type=_positive(int), default=2000,
-                    help="records per poll, booked in one transaction (default 2000)")  # fmt: skip
+    pg.add_argument(
+        "--batch-size",
+        type=_positive(int),
+        default=2000,
+        help="records per poll, booked in one transaction (default 2000)",
+    )
     pg.add_argument("--poll-timeout", type=_positive(float), default=0.5, help="seconds a poll waits (default 0.5)")
-    pg.add_argument("--exit-at-end", action="store_true",
-                    help="stop once every assigned partition is booked to its end (a catch-up run)")  # fmt: skip
+    pg.add_argument(
+        "--exit-at-end",
+        action="store_true",
+        help="stop once every assigned partition is booked to its end (a catch-up run)",
+    )
     pg.add_argument("--max-seconds", type=_positive(float), default=None, help="stop after this many seconds")
-    pg.add_argument("--progress-interval", type=float, default=10.0,
-                    help="seconds between progress log lines (booked, rate, lag); 0: none (default 10)")  # fmt: skip
-    pg.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                    help="a progress bar on stderr (default: when stderr is a terminal)")  # fmt: skip
-    pg.add_argument("--no-kafka-commit", action="store_true",
-                    help="do not also commit offsets to the consumer group (informational, for lag tools)")  # fmt: skip
+    pg.add_argument(
+        "--progress-interval",
+        type=float,
+        default=10.0,
+        help="seconds between progress log lines (booked, rate, lag); 0: none (default 10)",
+    )
+    pg.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a progress bar on stderr (default: when stderr is a terminal)",
+    )
+    pg.add_argument(
+        "--no-kafka-commit",
+        action="store_true",
+        help="do not also commit offsets to the consumer group (informational, for lag tools)",
+    )
     pg.add_argument("--log-level", default=os.environ.get("POSRECON_LOG_LEVEL", "INFO"))
     pg.set_defaults(func=_main)

@@ -90,8 +90,9 @@ class LedgerSink:
             config = shared_config(self.kafka_settings, {}, self.options.bootstrap)
             consumer = self._consumer = group_consumer(config, self.options.group, None)
             try:
-                consumer.subscribe([self.options.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                   on_lost=self._on_revoke)  # fmt: skip
+                consumer.subscribe(
+                    [self.options.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+                )
                 self._loop(consumer, store)
                 final = self._fields()  # before close: it revokes the partitions, and the lag with them
             finally:
@@ -149,8 +150,9 @@ class LedgerSink:
                 record = self.codec.decode(value)
             except DecodeError as exc:
                 where = f"{self.options.topic}[{partition}] offset {offset}"
-                raise SinkError(f"{where} does not decode: {exc}; nothing from it on is booked "
-                                "(docs/operations.md, Ledger sink)") from None  # fmt: skip
+                raise SinkError(
+                    f"{where} does not decode: {exc}; nothing from it on is booked (docs/operations.md, Ledger sink)"
+                ) from None
             rows.append(row_of(record, self.options.topic, partition, offset))
         moves = self._moves(consumer, last)
         if not moves:
@@ -159,8 +161,10 @@ class LedgerSink:
             booked = store.book(self.options.topic, rows, moves)
         except OffsetConflict as exc:
             self.totals.conflicts += 1
-            log.warning("offsets moved by another sink: batch rolled back, reading again from the database",
-                        extra={"fields": {"error": str(exc)}})  # fmt: skip
+            log.warning(
+                "offsets moved by another sink: batch rolled back, reading again from the database",
+                extra={"fields": {"error": str(exc)}},
+            )
             self._resync(consumer, store)
             return 0
         for partition, move in moves.items():
@@ -193,8 +197,10 @@ class LedgerSink:
             self._eof[partition] = offset
             return
         if error.code() == KafkaError._AUTO_OFFSET_RESET:
-            raise SinkError(f"{self.options.topic}[{message.partition()}]: the stored next_offset is out of the "
-                            f"log's range (records deleted before they were booked): {error.str()}")  # fmt: skip
+            raise SinkError(
+                f"{self.options.topic}[{message.partition()}]: the stored next_offset is out of the "
+                f"log's range (records deleted before they were booked): {error.str()}"
+            )
         if error.fatal():
             raise SinkError(f"fatal Kafka client error: {error.str()}")
         log.warning("kafka consumer error", extra={"fields": {"error": error.str()}})
@@ -216,10 +222,16 @@ class LedgerSink:
             self._next[tp.partition] = stored.get(tp.partition)
             self._eof.pop(tp.partition, None)
         consumer.assign(partitions)
-        log.info("partitions assigned, sought to the offsets stored in the ledger",
-                 extra={"fields": {"topic": self.options.topic, "offsets": {p: self._next[p] for p in sorted(stored)},
-                                   "from_beginning": sorted(tp.partition for tp in partitions
-                                                            if tp.partition not in stored)}})  # fmt: skip
+        log.info(
+            "partitions assigned, sought to the offsets stored in the ledger",
+            extra={
+                "fields": {
+                    "topic": self.options.topic,
+                    "offsets": {p: self._next[p] for p in sorted(stored)},
+                    "from_beginning": sorted(tp.partition for tp in partitions if tp.partition not in stored),
+                }
+            },
+        )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
@@ -260,6 +272,14 @@ class LedgerSink:
 
     def _fields(self) -> dict[str, Any]:
         t = self.totals
-        return {"topic": self.options.topic, "group": self.options.group, "booked": t.booked, "repeated": t.repeated,
-                "tombstones": t.tombstones, "transactions": t.transactions, "conflicts": t.conflicts,
-                "partitions": sorted(self._next), "lag": self.lag()}  # fmt: skip
+        return {
+            "topic": self.options.topic,
+            "group": self.options.group,
+            "booked": t.booked,
+            "repeated": t.repeated,
+            "tombstones": t.tombstones,
+            "transactions": t.transactions,
+            "conflicts": t.conflicts,
+            "partitions": sorted(self._next),
+            "lag": self.lag(),
+        }
