@@ -40,8 +40,13 @@ class PostgresServer:
         return f"postgresql://postgres@{LOOPBACK}:{self.port}/{dbname}"
 
     def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*self.run_as, str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), *args],
-                              capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
+        return subprocess.run(
+            [*self.run_as, str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
 
 
 def _unavailable(reason: str) -> None:
@@ -84,8 +89,13 @@ def postgres_server() -> Iterator[PostgresServer]:
     if run_as:
         shutil.chown(root, "postgres", "postgres")
     data = root / "data"
-    init = subprocess.run([*run_as, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-                           "-E", "UTF8", "--no-sync"], capture_output=True, text=True, check=False, timeout=300)  # fmt: skip
+    init = subprocess.run(
+        [*run_as, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     if init.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)
         pytest.fail(f"initdb failed: {init.stderr[-2000:]}")

@@ -14,11 +14,24 @@ TOPIC = "pos.reconciled"
 
 
 def decision(order_id: str, revision: int, **fields: Any) -> dict[str, Any]:
-    base = {"order_id": order_id, "merchant_id": "m1", "terminal_id": "t1", "outcome": "MATCHED", "currency": "EUR",
-            "approved_amount_minor": 1000, "settled_amount_minor": 1000, "approved_at": 1_800_000_000_000,
-            "settled_at": 1_800_000_060_000, "settlement_lag_ms": 60_000, "notice_id": f"n-{order_id}",
-            "revision": revision, "settled_parts": 1, "fee_minor": 25, "reversed_amount_minor": 0,
-            "net_amount_minor": 975}  # fmt: skip
+    base = {
+        "order_id": order_id,
+        "merchant_id": "m1",
+        "terminal_id": "t1",
+        "outcome": "MATCHED",
+        "currency": "EUR",
+        "approved_amount_minor": 1000,
+        "settled_amount_minor": 1000,
+        "approved_at": 1_800_000_000_000,
+        "settled_at": 1_800_000_060_000,
+        "settlement_lag_ms": 60_000,
+        "notice_id": f"n-{order_id}",
+        "revision": revision,
+        "settled_parts": 1,
+        "fee_minor": 25,
+        "reversed_amount_minor": 0,
+        "net_amount_minor": 975,
+    }
     return {**base, **fields}
 
 
@@ -49,17 +62,25 @@ def test_schema_is_created_once_and_again_without_harm(pg_dsn: str) -> None:
 
 
 def test_a_batch_books_rows_current_state_and_offsets_together(store: LedgerStore, pg_dsn: str) -> None:
-    rows = [row_of(decision("o1", 1, outcome="PARTIALLY_SETTLED", net_amount_minor=None), TOPIC, 0, 0),
-            row_of(decision("o2", 1), TOPIC, 1, 0),
-            row_of(decision("o1", 2, reversed_amount_minor=300, net_amount_minor=675, outcome="PARTIALLY_REVERSED"),
-                   TOPIC, 0, 1)]  # fmt: skip
+    rows = [
+        row_of(decision("o1", 1, outcome="PARTIALLY_SETTLED", net_amount_minor=None), TOPIC, 0, 0),
+        row_of(decision("o2", 1), TOPIC, 1, 0),
+        row_of(
+            decision("o1", 2, reversed_amount_minor=300, net_amount_minor=675, outcome="PARTIALLY_REVERSED"),
+            TOPIC,
+            0,
+            1,
+        ),
+    ]
     assert store.book(TOPIC, rows, {0: OffsetMove(None, 3), 1: OffsetMove(None, 1)}) == 3
     assert rows_in(pg_dsn, "reconciled_revisions") == sorted(
         rows, key=lambda r: (r[0], r[ROW_COLUMNS.index("revision")])
     )
     current = rows_in(pg_dsn, "reconciled_current")
     assert [(r[0], r[ROW_COLUMNS.index("revision")], r[ROW_COLUMNS.index("net_amount_minor")]) for r in current] == [
-        ("o1", 2, 675), ("o2", 1, 975)]  # fmt: skip
+        ("o1", 2, 675),
+        ("o2", 1, 975),
+    ]
     assert store.offsets(TOPIC, [0, 1, 2]) == {0: 3, 1: 1}
 
 

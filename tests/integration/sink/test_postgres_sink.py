@@ -30,12 +30,24 @@ def decision(order: int, revision: int) -> dict[str, Any]:
     amount = 1000 + order % 977
     fee = amount // 40
     refund = 0 if revision == 1 else (revision - 1) * 100
-    return {"order_id": f"o{order:06d}", "merchant_id": f"m{order % 7}", "terminal_id": None if order % 5 else "t1",
-            "outcome": "MATCHED" if revision == 1 else "PARTIALLY_REVERSED", "currency": "EUR",
-            "approved_amount_minor": amount, "settled_amount_minor": amount,
-            "approved_at": 1_800_000_000_000 + order, "settled_at": 1_800_000_060_000 + order,
-            "settlement_lag_ms": 60_000, "notice_id": f"n{order}", "revision": revision, "settled_parts": 1,
-            "fee_minor": fee, "reversed_amount_minor": refund, "net_amount_minor": amount - fee - refund}  # fmt: skip
+    return {
+        "order_id": f"o{order:06d}",
+        "merchant_id": f"m{order % 7}",
+        "terminal_id": None if order % 5 else "t1",
+        "outcome": "MATCHED" if revision == 1 else "PARTIALLY_REVERSED",
+        "currency": "EUR",
+        "approved_amount_minor": amount,
+        "settled_amount_minor": amount,
+        "approved_at": 1_800_000_000_000 + order,
+        "settled_at": 1_800_000_060_000 + order,
+        "settlement_lag_ms": 60_000,
+        "notice_id": f"n{order}",
+        "revision": revision,
+        "settled_parts": 1,
+        "fee_minor": fee,
+        "reversed_amount_minor": refund,
+        "net_amount_minor": amount - fee - refund,
+    }
 
 
 def produce_decisions(bootstrap: str, topic: str, orders: int, per_transaction: int = 2000, first: int = 0) -> int:
@@ -43,8 +55,14 @@ def produce_decisions(bootstrap: str, topic: str, orders: int, per_transaction: 
     revisions land in different sink batches), in committed transactions, and one aborted transaction of
     ``aborted-*`` orders in the middle. The number of committed records."""
     records = [decision(o, r) for r in (1, 2, 3) for o in range(first, first + orders) if r <= 1 + o % 3]
-    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"sink-test-{topic}-{first}",
-                         "partitioner": "murmur2_random", "linger.ms": 5})  # fmt: skip
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "transactional.id": f"sink-test-{topic}-{first}",
+            "partitioner": "murmur2_random",
+            "linger.ms": 5,
+        }
+    )
     producer.init_transactions(30)
     for start in range(0, len(records), per_transaction):
         if start == per_transaction:
@@ -63,8 +81,15 @@ def produce_decisions(bootstrap: str, topic: str, orders: int, per_transaction: 
 
 def topic_rows(bootstrap: str, topic: str) -> list[Row]:
     """What a read_committed reader finds in the topic, as ledger rows."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "sink-test-reader", "enable.auto.commit": False,
-                         "isolation.level": "read_committed", "enable.partition.eof": True})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "sink-test-reader",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+        }
+    )
     try:
         partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
@@ -96,8 +121,9 @@ def booked_to(dsn: str, topic: str) -> int:
     """Σ next_offset over the topic's partitions in the ledger (0 before the schema exists)."""
     try:
         with psycopg.connect(dsn, connect_timeout=5) as conn:
-            row = conn.execute("SELECT coalesce(sum(next_offset), 0) FROM sink_offsets WHERE topic = %s",
-                               (topic,)).fetchone()  # fmt: skip
+            row = conn.execute(
+                "SELECT coalesce(sum(next_offset), 0) FROM sink_offsets WHERE topic = %s", (topic,)
+            ).fetchone()
     except psycopg.errors.UndefinedTable:
         return 0
     assert row is not None
@@ -113,8 +139,23 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, proc: sub
 
 
 def start_sink(bootstrap: str, topic: str, dsn: str, log: Path, *extra: str) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "posrecon.cli", "sink", "postgres", "--bootstrap", bootstrap, "--topic", topic,
-            "--group", f"sink-{topic}", "--progress-interval", "1", "--no-progress", *extra]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "posrecon.cli",
+        "sink",
+        "postgres",
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        topic,
+        "--group",
+        f"sink-{topic}",
+        "--progress-interval",
+        "1",
+        "--no-progress",
+        *extra,
+    ]
     with open(log, "ab") as out:  # the DSN through the environment, as a deployment would pass it
         return subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "POSRECON_SINK_DSN": dsn}
@@ -220,8 +261,12 @@ def test_a_second_sink_joining_shares_the_partitions(
         end = log_end(bootstrap, topic)
         wait_for(lambda: booked_to(pg_dsn, topic) == end, 120, "the first records booked", sinks[0])
         sinks.append(start_sink(bootstrap, topic, pg_dsn, logs[1], "--batch-size", "100"))
-        wait_for(lambda: bool([line for line in log_lines(logs[1]) if line["msg"].startswith("partitions assigned")]),
-                 120, "the second sink's partitions", sinks[1])  # fmt: skip
+        wait_for(
+            lambda: bool([line for line in log_lines(logs[1]) if line["msg"].startswith("partitions assigned")]),
+            120,
+            "the second sink's partitions",
+            sinks[1],
+        )
         produced += produce_decisions(bootstrap, topic, orders=3_000, first=100_000)
         end = log_end(bootstrap, topic)
         wait_for(lambda: booked_to(pg_dsn, topic) == end, 120, "the ledger reaching the log end", sinks[0])

@@ -16,11 +16,26 @@ CODEC = AvroCodec("ReconciledOrder")
 
 
 def value(order_id: str, revision: int = 1) -> bytes:
-    return CODEC.encode({"order_id": order_id, "merchant_id": "m", "terminal_id": None, "outcome": "MATCHED",
-                         "currency": "EUR", "approved_amount_minor": 100, "settled_amount_minor": 100,
-                         "approved_at": 1, "settled_at": 2, "settlement_lag_ms": 1, "notice_id": None,
-                         "revision": revision, "settled_parts": 1, "fee_minor": 1, "reversed_amount_minor": 0,
-                         "net_amount_minor": 99})  # fmt: skip
+    return CODEC.encode(
+        {
+            "order_id": order_id,
+            "merchant_id": "m",
+            "terminal_id": None,
+            "outcome": "MATCHED",
+            "currency": "EUR",
+            "approved_amount_minor": 100,
+            "settled_amount_minor": 100,
+            "approved_at": 1,
+            "settled_at": 2,
+            "settlement_lag_ms": 1,
+            "notice_id": None,
+            "revision": revision,
+            "settled_parts": 1,
+            "fee_minor": 1,
+            "reversed_amount_minor": 0,
+            "net_amount_minor": 99,
+        }
+    )
 
 
 class Msg:

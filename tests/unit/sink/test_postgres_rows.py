@@ -20,10 +20,24 @@ from posrecon.sink.postgres import (
     timestamp_of,
 )
 
-V2 = {"order_id": "o1", "merchant_id": "m1", "terminal_id": None, "outcome": "PARTIALLY_REVERSED", "currency": "EUR",
-      "approved_amount_minor": 10_000, "settled_amount_minor": 10_000, "approved_at": 1_800_000_000_123,
-      "settled_at": 1_800_000_600_999, "settlement_lag_ms": 600_876, "notice_id": "n1", "revision": 3,
-      "settled_parts": 2, "fee_minor": 150, "reversed_amount_minor": 2_500, "net_amount_minor": 7_350}  # fmt: skip
+V2 = {
+    "order_id": "o1",
+    "merchant_id": "m1",
+    "terminal_id": None,
+    "outcome": "PARTIALLY_REVERSED",
+    "currency": "EUR",
+    "approved_amount_minor": 10_000,
+    "settled_amount_minor": 10_000,
+    "approved_at": 1_800_000_000_123,
+    "settled_at": 1_800_000_600_999,
+    "settlement_lag_ms": 600_876,
+    "notice_id": "n1",
+    "revision": 3,
+    "settled_parts": 2,
+    "fee_minor": 150,
+    "reversed_amount_minor": 2_500,
+    "net_amount_minor": 7_350,
+}
 
 
 def column(row: tuple[Any, ...], name: str) -> Any:
@@ -56,16 +70,22 @@ def test_timestamps_are_exact_utc_instants() -> None:
 
 
 def test_a_v1_decision_books_the_v2_fields_as_null() -> None:
-    v1 = {k: v for k, v in V2.items() if k not in ("settled_parts", "fee_minor", "reversed_amount_minor",
-                                                     "net_amount_minor")}  # fmt: skip
+    v1 = {
+        k: v
+        for k, v in V2.items()
+        if k not in ("settled_parts", "fee_minor", "reversed_amount_minor", "net_amount_minor")
+    }
     row = row_of(v1, "t", 0, 0)
     assert [column(row, c) for c in ("settled_parts", "fee_minor", "reversed_amount_minor", "net_amount_minor")] == [
-        None] * 4  # fmt: skip
+        None
+    ] * 4
 
 
 def test_the_current_state_takes_each_orders_highest_revision_whatever_the_order() -> None:
-    rows = [row_of({**V2, "order_id": o, "revision": r}, "t", 0, i)
-            for i, (o, r) in enumerate([("a", 2), ("b", 1), ("a", 3), ("a", 1), ("b", 2)])]  # fmt: skip
+    rows = [
+        row_of({**V2, "order_id": o, "revision": r}, "t", 0, i)
+        for i, (o, r) in enumerate([("a", 2), ("b", 1), ("a", 3), ("a", 1), ("b", 2)])
+    ]
     latest = {column(r, "order_id"): (column(r, "revision"), column(r, "kafka_offset")) for r in latest_per_order(rows)}
     assert latest == {"a": (3, 2), "b": (2, 4)}
     assert len(latest_per_order(rows)) == 2
