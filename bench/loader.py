@@ -4,7 +4,8 @@ One process per shard: each shard holds whole partitions, so the order inside ev
 order, as with ``posrecon produce``. Records keep their key, partition and timestamp (= the line's
 ``ingest_time``); the producer is idempotent like the Feeder, with bigger batches (loading speed only).
 
-``python bench/loader.py --bootstrap HOST:PORT --shard shard-0.pkl [--terminal T --settlement S]``
+``python bench/loader.py --bootstrap HOST:PORT --shard shard-0.pkl [--terminal T --settlement S --batches B]``
+(``--batches``: the topic of settlement batches' control records, contract v2 data only)
 prints one JSON line: ``{"records": N, "seconds": S}``.
 """
 
@@ -26,11 +27,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shard", required=True)
     parser.add_argument("--terminal", default="pos.terminal-events")
     parser.add_argument("--settlement", default="pos.settlement-notices")
+    parser.add_argument("--batches", default="pos.settlement-batches")
     parser.add_argument("--limit-per-partition", type=int, default=0, help="only the first N records of each partition")
     args = parser.parse_args(argv)
     with open(args.shard, "rb") as fh:
         records = pickle.load(fh)
-    topics = (args.terminal, args.settlement)
+    topics = (args.terminal, args.settlement, args.batches)  # by the shard's topic index (bench/dataset.py)
     producer = Producer(
         {
             "bootstrap.servers": args.bootstrap,

@@ -9,7 +9,9 @@ One run, every step bounded in time, every process stopped on exit (also on Ctrl
     batch, the worker's loop shape, no rules; then the same with posrecon's compiled codec (the worker's
     decoder/encoder), reported for information;
  3. one posrecon worker (``posrecon run --no-wall-clock-advance``, exactly-once) over the same records;
- 4. two workers (fresh app id = fresh consumer group) over the same records;
+ 4. two workers (fresh app id = fresh consumer group) over the same records; then ``batches``: one worker over
+    a contract v2 mix with settlement batches and one over the same mix without (``--batch-orders`` orders
+    each, own topics, same seed): the cost of the batch stage's repartition (``bench/steps/batches.py``);
  5. latency at 50% of (3)'s rate (steady live traffic, timestamps = now; 10 s of warm-up traffic on the
     freshly created topics, then 30 s measured; the whole run is reported too) and deadline → alert delay in
     wall-clock mode; the faust option (``bench/faust_passthrough.py``: rate + exactly-once check); the Quix
@@ -42,7 +44,7 @@ import report
 from harness import BENCH_DIR, REPO
 from machine import machine_info
 from session import PARTITIONS, Bench
-from steps import faust, live_traffic, profile, quix, setup, throughput
+from steps import batches, faust, live_traffic, profile, quix, setup, throughput
 
 
 def run_steps(b: Bench) -> None:
@@ -58,6 +60,7 @@ def run_steps(b: Bench) -> None:
         b.step("workers_2", lambda b, d: throughput.workers(b, 2, d), 480)
         if a.flow_control_experiment:
             b.step("worker_1_flow_control", lambda b, d: throughput.workers(b, 1, d, flow_control=True), 480)
+    b.step("batches", batches.batches, 900)
     b.step("latency", live_traffic.latency, 60 + 2 * (a.latency_s + a.latency_warmup_s))
     b.step("deadline", live_traffic.deadline_alert, 60)
     if b.ok("load"):
@@ -89,6 +92,8 @@ def run(b: Bench) -> int:
         "latency_s": a.latency_s,
         "latency_warmup_s": a.latency_warmup_s,
         "recovery_orders": a.recovery_orders,
+        "batch_orders": a.batch_orders,
+        "batch_workers": a.batch_workers,
         "live_orders": a.live_orders,
         "worker_args": a.worker_args,
     }
@@ -151,6 +156,18 @@ def main() -> int:
     )
     parser.add_argument("--fallback-rate", type=float, default=5000.0, help="latency rate if the 1-worker step failed")
     parser.add_argument("--recovery-orders", type=int, default=1_000_000)
+    parser.add_argument(
+        "--batch-orders",
+        type=int,
+        default=None,
+        help="orders of each v2 data set of the batches step, with and without settlement batches (150k; quick 30k)",
+    )
+    parser.add_argument(
+        "--batch-workers",
+        type=int,
+        default=1,
+        help="workers of the batches step (1: every batch partition is local, nothing crosses the repartition topic)",
+    )
     parser.add_argument("--faust-per-partition", type=int, default=3000, help="faust input: records per partition")
     parser.add_argument("--faust-s", type=float, default=200.0, help="time limit of the faust step")
     parser.add_argument(
@@ -182,6 +199,8 @@ def main() -> int:
         args.orders, args.recovery_orders, args.latency_s = 100_000, 200_000, 15.0
         args.latency_warmup_s = 5.0
         args.live_orders, args.faust_per_partition, args.profile_s = 40_000, 1000, 10
+    if args.batch_orders is None:
+        args.batch_orders = 30_000 if args.quick else 150_000
 
     def _interrupt(signum: int, _frame: object) -> None:
         print(f"\nreceived {signal.Signals(signum).name}", flush=True)
