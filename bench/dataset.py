@@ -167,6 +167,7 @@ def prepare(
         # what a correct run must output (the simulation's ground truth; `posrecon replay` matches it)
         "alerts_expected": sum(truth.expected_alerts().values()),
         "alerts_expected_by_kind": truth.expected_alerts(),
+        "alerts_resolved_expected": sum(truth.expected_resolutions().values()),
         "orders_with_outcome_expected": sum(1 for e in truth.orders.values() if e.outcome is not None),
         "scenarios": dict(truth.scenarios),
         "simulate_s": round(sim_s, 1),

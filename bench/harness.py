@@ -251,12 +251,14 @@ def worker_cmd(bootstrap: str, app_id: str, worker_id: str, config: Path, *extra
             "--app-id", app_id, "--worker-id", worker_id, *extra]  # fmt: skip
 
 
-def write_config(path: Path, topics: Topics) -> Path:
-    """A posrecon TOML config naming ``topics`` (rules stay the contract's defaults)."""
+def write_config(path: Path, topics: Topics, rules: Path | None = None) -> Path:
+    """A posrecon TOML config naming ``topics``; the rules of ``rules`` (the simulation's, e.g. merchant pricing)
+    if given, else the contract's defaults."""
     lines = ["[topics]"] + [
         f'{k} = "{getattr(topics, k)}"' for k in ("terminal", "settlement", "reconciled", "alerts", "deadletter")
     ]
-    path.write_text("\n".join(lines) + "\n")
+    head = rules.read_text().rstrip("\n") + "\n\n" if rules is not None and rules.is_file() else ""
+    path.write_text(head + "\n".join(lines) + "\n")
     return path
 
 

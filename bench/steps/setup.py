@@ -28,8 +28,20 @@ def start_broker(b: Bench, deadline: float) -> dict[str, Any]:
 
 
 def prepare_data(b: Bench, deadline: float) -> dict[str, Any]:
+    # contract v2: the v2 order rules (split captures, refunds, fees, PAN scan, auto-resolution) without settlement
+    # batches, whose cost the batches step measures on its own pair of data sets; every input then sits on the two
+    # topics the raw baseline and the peers read
+    v2 = b.args.contract == "v2"
     meta = dataset.prepare(
-        b.work / "cache", b.args.orders, b.args.seed, PARTITIONS, shards=2, log=b.log, contract=b.args.contract
+        b.work / "cache",
+        b.args.orders,
+        b.args.seed,
+        PARTITIONS,
+        shards=2,
+        log=b.log,
+        contract=b.args.contract,
+        mix="batches=0" if v2 else None,
+        strip_batch_ids=v2,
     )
     b.meta = meta
     b.log(

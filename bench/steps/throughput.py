@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import dataset
 from harness import (
     BENCH_DIR,
     PY,
@@ -202,7 +203,7 @@ def workers(b: Bench, n: int, deadline: float, flow_control: bool = False) -> di
     topics = Topics(reconciled=f"{app_id}.reconciled", alerts=f"{app_id}.alerts", deadletter=f"{app_id}.deadletter")
     create_contract_topics(b.bootstrap, topics, PARTITIONS, inputs=False)
     _, sightings, _ = ensure_internal_topics(b.bootstrap, app_id, PARTITIONS)
-    config = write_config(b.work / f"{app_id}.toml", topics)
+    config = write_config(b.work / f"{app_id}.toml", topics, Path(b.meta["dir"]) / dataset.RULES_FILE)
     procs = []
     for i in range(n):
         port = free_port()
@@ -228,13 +229,16 @@ def workers(b: Bench, n: int, deadline: float, flow_control: bool = False) -> di
     statuses = [alert_codec.decode(m.value())["status"] for m in read_topic(b.bootstrap, topics.alerts)]
     figures["alerts"] = len(statuses)
     figures["alerts_open"] = statuses.count("OPEN")
+    figures["alerts_resolved"] = statuses.count("RESOLVED")
+    figures["alerts_resolved_expected"] = b.meta.get("alerts_resolved_expected") if b.args.contract == "v2" else None
     figures["alerts_expected"] = b.meta.get("alerts_expected")
     # a correct run outputs what the simulation's truth says (`posrecon replay` does, for this data); a v1 truth
     # knows no resolution: it counts the OPEN alerts only (the engine's RESOLVED records are not scored)
     checks = [
         ("deadletters", "deadletters_expected"),
         ("orders_with_outcome", "orders_with_outcome_expected"),
-        ("alerts_open" if b.args.contract == "v1" else "alerts", "alerts_expected"),
+        ("alerts_open", "alerts_expected"),
+        ("alerts_resolved", "alerts_resolved_expected"),  # v2 truths only: a v1 truth knows no resolution
     ]
     known = [(a, b) for a, b in checks if figures.get(b) is not None]
     figures["output_matches_truth"] = all(figures[a] == figures[b] for a, b in known) if known else None
