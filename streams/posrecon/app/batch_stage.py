@@ -94,6 +94,8 @@ class BatchStage:
         self.outbox = outbox
         self.metrics = metrics
         self.partitions = 0
+        #: False when the control records' topic does not exist (see setup): notices are not counted
+        self.enabled = True
         self.owned: set[int] = set()  # batch partitions assigned (and restored)
         #: a batch record has been seen: from then on watermarks are carried (see the module doc)
         self.active = False
@@ -124,8 +126,13 @@ class BatchStage:
         )
         topic = admin.list_topics(timeout=10).topics.get(self.topics.batches)
         if topic is None or topic.error is not None:
+            # no control record can reach this worker, so no batch can be decided: the stage is off (notices'
+            # batch_ids are not counted, nothing is routed) and costs nothing (it cost a v1 mix whose notices
+            # carry batch_ids a third of its throughput: docs/performance.md)
+            self.enabled = False
             log.warning(
-                "no control records topic: batches are not decided", extra={"fields": {"topic": self.topics.batches}}
+                "no control records topic: batches are not decided (create it, then restart the workers)",
+                extra={"fields": {"topic": self.topics.batches}},
             )
             return [self.sightings_topic]
         if len(topic.partitions) != partitions:

@@ -128,11 +128,11 @@ class Worker(WorkerReadouts):
         self.terminal_codec = codec_for("TerminalEvent", settings.serde)
         self.settlement_codec = codec_for("SettlementNotice", settings.serde)
         self.partitions = 0
-        self.engine = self._new_engine()
         self.cards: dict[int, CardIndex] = {}  # the card partitions owned (shared with outbox and intake)
         self.telemetry = Telemetry(self.metrics)
         self.outbox = Outbox(settings, internal, self.cards, self.telemetry.counts, self.metrics)
         self.batch_stage = BatchStage(settings, options.app_id, self.outbox, self.metrics)  # app/batch_stage.py
+        self.engine = self._new_engine()
         new_producer = partial(
             clients.transactional_producer,
             self.client_config,
@@ -161,6 +161,7 @@ class Worker(WorkerReadouts):
             collect_card_sightings=True,
             collect_auth_latencies=True,
             collect_batch_sightings=True,
+            count_batches=self.batch_stage.enabled,
         )
 
     # --- lifecycle -------------------------------------------------------------------------------------
@@ -172,6 +173,7 @@ class Worker(WorkerReadouts):
         end_offsets = EndOffsets(lambda: clients.admin(config))
         create_internal_topics(admin, options.app_id, self.partitions, options.internal_replication)
         batch_inputs = self.batch_stage.setup(admin, self.partitions, options.internal_replication)
+        self.engine = self._new_engine()  # (no state yet) with the batch stage on or off, as setup found it
         self.transaction.open()
         self._offset_reader = clients.offset_reader(config, options.app_id)
         instance_id = f"{options.app_id}-{options.worker_id}" if options.static_membership else None

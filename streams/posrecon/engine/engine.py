@@ -67,13 +67,15 @@ class ReconciliationEngine(SettlementSide):
         collect_card_sightings: bool = False,
         collect_auth_latencies: bool = False,
         collect_batch_sightings: bool = False,
+        count_batches: bool = True,
     ) -> None:
         """``collect_card_sightings``: hand approvals and voids out in ``card_sightings`` instead of checking
         them against ``cards`` here (the worker routes them to the card stage); ``collect_auth_latencies``:
         record ORDER_CREATED -> authorisation result latencies (ms, event time) in ``auth_latencies``, and
         alert -> RESOLVED record latencies ((kind, ms), event time) in ``resolve_latencies``;
         ``collect_batch_sightings``: hand notices with a batch_id out in ``batch_sightings`` instead of counting
-        them in ``batches`` here (the worker routes them to the batch stage)."""
+        them in ``batches`` here (the worker routes them to the batch stage); ``count_batches`` False: notices'
+        batch_ids are not counted at all (a worker without a control-records topic can decide no batch)."""
         rules = self.rules = rules or RuleConfig()
         self._waits = deadline_waits(rules)
         self._uniform_tolerance = not rules.merchants and not rules.amount_tolerance_bps
@@ -98,6 +100,7 @@ class ReconciliationEngine(SettlementSide):
         self.cards = CardIndex(rules, sources=partitions)
         self.batches = BatchLedger(rules, sources=partitions)
         self.batch_sightings: list[BatchSighting] | None = [] if collect_batch_sightings else None
+        self._count_batches = count_batches
         #: in place (not collected): the engine's own batch stage; None when the worker routes the sightings
         self._batch_feed = None if collect_batch_sightings else BatchFeed(self.batches, rules.state_retention_ms)
         #: None unless collected (see above): the hot path tests ``is not None``

@@ -47,6 +47,7 @@ class SettlementSide(Snapshots):
     batches: BatchLedger
     batch_sightings: list[BatchSighting] | None
     _batch_feed: BatchFeed | None
+    _count_batches: bool
     #: the settlement fields scanned for card numbers (per rules.pan_scan_fields; see ReconciliationEngine)
     _notice_scan: tuple[str, ...]
     _notice_scan_known: tuple[str, ...]
@@ -148,7 +149,7 @@ class SettlementSide(Snapshots):
             self._resolve(order, notice_id, settled_at, now, book)
         watermark = book.watermark
         batch_id = notice["batch_id"]
-        if batch_id is not None:  # counted by the batch stage, then its watermark moves (as a sighting's does)
+        if batch_id is not None and self._count_batches:  # counted by the batch stage, then its watermark moves
             # a BatchSighting's fields after batch_id (inlined: every simulated notice has a batch_id)
             sighting = (
                 notice_id,

@@ -441,6 +441,12 @@ def test_batch_sightings_in_place_and_collected() -> None:
         "o1-SETTLED-" + str(T0)
     ]
     assert len(engine.batches) == 0
+    # no control-records topic (the worker's batch stage is off): batch_ids are not counted anywhere
+    for collect in (True, False):
+        off = ReconciliationEngine(collect_batch_sightings=collect, count_batches=False)
+        assert off.on_settlement_notice(lines[0]["record"]) is None and off.open_orders() == 1
+        assert not off.batch_sightings and len(off.batches) == 0, collect
+        assert off._batch_feed is None or not off._batch_feed.unsent
 
 
 def test_invalid_batch_control_is_invalid_event() -> None:
