@@ -185,9 +185,9 @@ def chaos_input(
     oracle with the simulation's rules (its posrecon.toml, registered for the app's workers: :func:`rules_file`).
 
     ``batches``: with settlement batch control records (the simulation's, or tests/batchkit.py's when the input
-    has none). Off by default: the batch stage's output is exact against replay for one worker per batch
-    partition (test_kill9, tests/integration/app/test_batches_live.py) but not yet under every fault these tests
-    inject (stalls, rebalances: docs/architecture.md, settlement batches)."""
+    has none), so pos.batch-reconciled and the batch alerts join the verifier (kill -9, broker restart: exact
+    against the oracle; rebalance: ``batches_exact=False``, see livekit.verify). Off by default (the stall
+    tests run without them)."""
     if batches:
         src = tmp_path / "sim" / "input-batches.jsonl"
         add_batches(simulate(tmp_path / "sim", orders, seed=seed, partitions=partitions), src, seed)
@@ -198,6 +198,7 @@ def chaos_input(
     if config.exists():
         _RULES_FILES[app_of(topics)] = config
     oracle = replay_oracle(src, tmp_path / "replay", partitions, config=config if config.exists() else None)
+    assert not batches or oracle.batch_reconciled, "a batch mix whose oracle decides no batch checks nothing"
     return ChaosInput(src, len(src.read_text().splitlines()), topics, app_of(topics), oracle)
 
 

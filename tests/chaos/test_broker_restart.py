@@ -44,7 +44,9 @@ def test_broker_crash_and_restart_under_a_running_worker(
     seed, rng = chaos_seed()
     bootstrap = own_broker.bootstrap
     warm(bootstrap)
-    src, lines, topics, app, oracle = chaos_input(bootstrap, make_topics, tmp_path, 2500, seed % 1000 + 21, PARTITIONS)
+    src, lines, topics, app, oracle = chaos_input(
+        bootstrap, make_topics, tmp_path, 2500, seed % 1000 + 21, PARTITIONS, batches=True
+    )  # settlement batches too: one worker, so pos.batch-reconciled is checked exactly against the oracle
     half = lines // 2
     figures = Figures(events=lines)
     started = time.monotonic()
