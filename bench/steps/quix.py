@@ -8,6 +8,7 @@ over its whole life and over the measured span."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -55,7 +56,9 @@ def missing_reason(python: Path) -> str | None:
 
 
 def quix(b: Bench, deadline: float) -> dict[str, Any]:
-    python = Path(b.args.quix_python)
+    # absolute, not resolved: the child runs in the work dir, and a venv's python is a symlink whose target is
+    # the base interpreter (without quixstreams)
+    python = Path(os.path.abspath(b.args.quix_python))
     inputs = [Topics().terminal, Topics().settlement]
     group, out = "bench-quix", "bench-quix.out"
     create_topics(b.bootstrap, {out: {}}, PARTITIONS)
