@@ -37,9 +37,7 @@ def test_rebalances_under_traffic_are_exactly_once(
 ) -> None:
     seed, rng = chaos_seed()
     bootstrap = warm_bootstrap
-    src, lines, topics, app, oracle = chaos_input(
-        bootstrap, make_topics, tmp_path, 2500, seed % 1000 + 11, PARTITIONS, batches=True
-    )  # settlement batches too: each (batch_id, revision) once, contiguous, each batch's last record = the oracle
+    src, lines, topics, app, oracle = chaos_input(bootstrap, make_topics, tmp_path, 2500, seed % 1000 + 11, PARTITIONS)
     figures = Figures(events=lines)
     started = time.monotonic()
 
