@@ -5,7 +5,9 @@
 transactional.id, fences the dead one and aborts its open transaction at once), then once as ``w9``: a new
 transactional.id cannot fence ``w0``'s last transaction, so ``w9`` waits until the broker aborts it after
 ``transaction.timeout.ms`` (KIP-447: the committed offsets it reads stay unstable until then). The last
-``w9`` drains the rest. Then: no duplicate (order_id, revision), revisions contiguous, every alert_id
+``w9`` drains the rest. The input is fed in stages: before each incarnation at most half of its kill band's
+remaining share is held back, so a fast worker (or ``w9`` catching up in one burst after the timeout) can
+never finish the input before its kill lands. Then: no duplicate (order_id, revision), revisions contiguous, every alert_id
 once, outputs == replay, committed offsets at the end of the input, no transaction open on any topic.
 
 Seed: ``POSRECON_CHAOS_SEED`` (printed; default random).
@@ -31,7 +33,8 @@ from chaoskit import (
     wait_until,
 )
 
-from livekit import WorkerProcess, feed_file
+from livekit import WorkerProcess
+from posrecon.kafka.feeder import Feeder
 from posrecon.config import Topics
 
 pytestmark = [pytest.mark.chaos, pytest.mark.broker]
@@ -46,7 +49,9 @@ def test_kill9_at_random_points_is_exactly_once(
     src, _, topics, app, oracle = chaos_input(
         bootstrap, make_topics, tmp_path, 3000, seed % 1000 + 1, PARTITIONS, batches=True
     )
-    total = feed_file(bootstrap, topics, src)
+    lines = [line for line in src.read_text().splitlines() if line.strip()]
+    total, fed = len(lines), 0
+    feeder = Feeder(bootstrap, topics)
     figures = Figures(events=total)
     probe = TxnProbe(bootstrap, all_topic_names(topics, app)[2:])  # outputs and internal topics
     started = time.monotonic()
@@ -57,13 +62,17 @@ def test_kill9_at_random_points_is_exactly_once(
     last_lag = [total]
     for worker_id, low, high in plan:
         target = int(total * rng.uniform(low, high))
+        upto = total - target // 2  # the worker can reach the target but not the end of the input
+        if upto > fed:
+            feeder.feed(lines[fed:upto])
+            fed = upto
         worker = spawn(bootstrap, topics, app, worker_id, batch=rng.choice([100, 200, 300]))
         incarnations.append(worker)
         born = time.monotonic()
 
         def progressed(w: WorkerProcess = worker, t: int = target) -> bool:
             assert w.alive(), f"worker died on its own (seed {seed}):\n{w.log()[-3000:]}"
-            last_lag[0] = input_lag(bootstrap, topics, app)
+            last_lag[0] = input_lag(bootstrap, topics, app) + total - fed  # fed - committed + held back
             return last_lag[0] <= t
 
         wait_until(progressed, 150, f"{worker_id} to get below {target} records of lag (seed {seed})")
@@ -78,6 +87,7 @@ def test_kill9_at_random_points_is_exactly_once(
         )
         assert last_lag[0] > 0, "the input was fully processed before the kill: the kill proved nothing"
 
+    feeder.feed(lines[fed:])
     last = spawn(bootstrap, topics, app, "w9")
     check = check_exactly_once(bootstrap, topics, app, oracle, drain_timeout=180, alive=last.alive)
     assert last.stop() == 0, last.log()[-3000:]

@@ -280,4 +280,6 @@ def test_a_second_sink_joining_shares_the_partitions(
     assert sum(s["booked"] for s in stopped) == produced and all(s["repeated"] == 0 for s in stopped)
     assert all(s["booked"] > 0 and s["conflicts"] == 0 for s in stopped), stopped
     assigned = [[line for line in log_lines(log) if line["msg"].startswith("partitions assigned")] for log in logs]
-    assert len(assigned[0]) == 2 and assigned[1][-1]["offsets"], "B took over no partition part way booked"
+    # A is assigned at start and again when B joins (a group may take one more round to settle: count >= 2)
+    assert len(assigned[0]) >= 2, assigned[0]
+    assert any(line["offsets"] for line in assigned[1]), "B took over no partition part way booked"
