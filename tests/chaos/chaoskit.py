@@ -186,8 +186,7 @@ def chaos_input(
 
     ``batches``: with settlement batch control records (the simulation's, or tests/batchkit.py's when the input
     has none), so pos.batch-reconciled and the batch alerts join the verifier (kill -9, broker restart: exact
-    against the oracle). Off by default: under rebalances the batch outputs failed the verifier (seed 615720,
-    issue 14's note), and the stall tests run without them."""
+    against the oracle; rebalance: each batch's last record). Off by default: the stall tests run without them."""
     if batches:
         src = tmp_path / "sim" / "input-batches.jsonl"
         add_batches(simulate(tmp_path / "sim", orders, seed=seed, partitions=partitions), src, seed)

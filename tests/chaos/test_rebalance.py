@@ -3,7 +3,8 @@ back while the input is fed in chunks. Partitions and their state move between t
 (eager range assignment: every rebalance revokes everything and restores from the changelogs).
 Outputs must still be exactly once and equal to the replay oracle. Each chunk is produced while the workers
 are frozen (SIGSTOP/SIGCONT for about a second), so the comparison with replay is not disturbed by the
-feed-ordering race that test_feed_race.py is about.
+feed-ordering race that test_feed_race.py is about. The input carries settlement batches: pos.batch-reconciled
+is checked too (each (batch_id, revision) once, contiguous, each batch's last record equal to the oracle's).
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ def test_rebalances_under_traffic_are_exactly_once(
 ) -> None:
     seed, rng = chaos_seed()
     bootstrap = warm_bootstrap
-    src, lines, topics, app, oracle = chaos_input(bootstrap, make_topics, tmp_path, 2500, seed % 1000 + 11, PARTITIONS)
+    src, lines, topics, app, oracle = chaos_input(
+        bootstrap, make_topics, tmp_path, 2500, seed % 1000 + 11, PARTITIONS, batches=True
+    )
     figures = Figures(events=lines)
     started = time.monotonic()
 
