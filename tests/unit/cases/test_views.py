@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
 from posrecon.cases.views import BadRequest, new_action, parse_action, queue_arguments, queue_view
 from posrecon.engine.cases import CaseBook
+from posrecon.engine.pan import scrub_text
 
 NOW = 1_800_000_000_000
 
@@ -107,3 +109,16 @@ def test_new_action_is_checked_as_the_stage_will_check_it() -> None:
     with pytest.raises(BadRequest, match="nothing to reopen") as raised:
         new_action(case, "REOPEN", "alice", None, None, NOW)
     assert raised.value.status == 409 and raised.value.body["state"] == "OPEN"
+
+
+def test_an_action_id_is_never_one_the_card_number_scrub_would_mask(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stage scrubs action ids; an id with a Luhn-valid 13-digit run would come back masked."""
+    pan_like = uuid.UUID(hex="4111111111111111" + "ab" * 8)  # a Visa test number at the start of the hex
+    clean = uuid.UUID(hex="ab" * 16)
+    drawn = iter([pan_like, clean])
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(drawn))
+    assert scrub_text(pan_like.hex) != pan_like.hex  # the hazard is real
+    case = book().view("a0")
+    assert case is not None
+    made = new_action(case, "ACKNOWLEDGE", "alice", None, None, NOW)
+    assert made["action_id"] == clean.hex
