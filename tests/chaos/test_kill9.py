@@ -5,9 +5,9 @@
 transactional.id, fences the dead one and aborts its open transaction at once), then once as ``w9``: a new
 transactional.id cannot fence ``w0``'s last transaction, so ``w9`` waits until the broker aborts it after
 ``transaction.timeout.ms`` (KIP-447: the committed offsets it reads stay unstable until then). The last
-``w9`` drains the rest. The last ``TAIL`` share of the input is produced only once the last kill has landed
-(no worker alive: the stage boundary is no feed-while-running race, which test_feed_race.py is about), so a
-fast ``w9`` catching up in one burst after the timeout cannot finish the input before its kill lands. Then: no
+``w9`` drains the rest. The input is produced in stages while no worker is alive (a stage boundary is no
+feed-while-running race, which test_feed_race.py is about): each incarnation is killed inside its own stage,
+after it committed work, and the last ``TAIL`` share is produced only once the last kill has landed. Then: no
 duplicate (order_id, revision), revisions contiguous, every alert_id once, outputs == replay, committed offsets
 at the end of the input, no transaction open on any topic.
 
@@ -58,14 +58,22 @@ def test_kill9_at_random_points_is_exactly_once(
     probe = TxnProbe(bootstrap, all_topic_names(topics, app)[2:])  # outputs and internal topics
     started = time.monotonic()
 
-    fed = total - int(total * TAIL)
-    feeder.feed(lines[:fed])
-    # progress bands (remaining input lag as a share of the input) inside which each kill lands
-    plan = [("w0", 0.80, 0.95), ("w0", 0.60, 0.75), ("w0", 0.40, 0.55), ("w9", 0.15, 0.35)]
+    # the input is produced in stages, each while no worker is alive (no feed-while-running race, see
+    # test_feed_race.py). Incarnation i is killed once the group's commits reach 30-95 % of stage i's new input:
+    # past everything stage i-1 held, so every incarnation was assigned, restored and committed work before its
+    # kill (a fast one finishing what it was given ran into the kill of a successor not yet assigned, twice in
+    # CI), and the held-back rest keeps the lag above 0 (the last TAIL share goes in only after the last kill)
+    stages = [0.0, 0.30, 0.55, 0.75, 1 - TAIL]
+    plan = ["w0", "w0", "w0", "w9"]
     incarnations: list[WorkerProcess] = []
+    fed = 0
     last_lag = [total]
-    for worker_id, low, high in plan:
-        target = int(total * rng.uniform(low, high))
+    for i, worker_id in enumerate(plan):
+        previous, stage = stages[i], stages[i + 1]
+        upto = int(total * stage)
+        feeder.feed(lines[fed:upto])
+        fed = upto
+        target = total - int(total * (previous + (stage - previous) * rng.uniform(0.30, 0.95)))
         worker = spawn(bootstrap, topics, app, worker_id, batch=rng.choice([100, 200, 300]))
         incarnations.append(worker)
         born = time.monotonic()
