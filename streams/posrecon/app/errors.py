@@ -9,11 +9,17 @@
 * **A consumer error**: end of partition is information; an offset out of range means input records were
   lost (reported loudly, see ``Positions.records_lost``); a fatal error stops the worker; anything else is
   logged and librdkafka retries.
-* **A transaction that fails** (begin, produce, send offsets or commit raised): it is aborted, the prepared
-  batch dropped, the state rebuilt from the changelogs and the input rewound to the committed offsets. A
-  fatal producer error (fenced, or the coordinator already aborted) or a stalled call (librdkafka can hang
-  after a broker restart) replaces the producer instead: a new one with the same ``transactional.id`` fences
-  the old one and aborts whatever it still holds. An abort that stalls or fails for good does the same.
+* **A transaction that fails** (begin, produce, send offsets or commit raised): the prepared batch is dropped,
+  the producer aborts what it can and is then **always replaced**: a new one with the same
+  ``transactional.id`` runs ``init_transactions``, which fences the old one and settles, on the coordinator,
+  whatever transaction it left (an ongoing one is aborted, one whose commit was already accepted is completed)
+  before it returns. Only then is the state rebuilt from the changelogs and the input rewound to the committed
+  offsets, so the rebuild reads a settled log. ``abort_transaction`` alone is not enough: it can end the
+  transaction in the client only (it returns at once when librdkafka believes no partition was added; a
+  retriable failure leaves it to the broker's timeout), and a rebuild that reads the offsets while that
+  transaction is still open on the broker, and the changelog after it settled, restores a state ahead of its
+  offsets (defect 12 in docs/guarantees.md). A fatal producer error (fenced, or the coordinator already
+  aborted) or a stalled call (librdkafka can hang after a broker restart) skips the abort.
 * **Fetching the committed offsets** (restore) is retried while the coordinator is unavailable, up to a
   deadline; a fatal error is raised.
 """
@@ -75,9 +81,8 @@ def on_consumer_error(err: KafkaError) -> ConsumerAction:
 
 
 class ProducerAction(Enum):
-    ABORT = "abort"  # abort_transaction, keep the producer
-    REPLACE = "replace"  # a new producer fences the old one (init_transactions)
-    KEEP = "keep"  # nothing more to do
+    ABORT = "abort"  # abort_transaction first (the old producer can then be closed), then replace it
+    REPLACE = "replace"  # replace it at once: a new producer fences the old one (init_transactions)
 
 
 class Remedy(NamedTuple):
@@ -101,14 +106,11 @@ def on_transaction_failure(exc: BaseException) -> Remedy:
 
 
 def on_abort_failure(exc: BaseException) -> Remedy:
-    """What to do after ``abort_transaction`` itself failed: a retriable error leaves the producer (the
-    broker ends the transaction at its timeout); anything else replaces it."""
+    """Why the producer is replaced after ``abort_transaction`` itself failed (it always is: see the module
+    docstring; a producer whose abort did not return may still be inside librdkafka and is kept referenced)."""
     if isinstance(exc, TransactionStalled):
         return Remedy(ProducerAction.REPLACE, "abort_transaction stalled")
-    err = _kafka_error(exc)
-    if err is None or err.fatal() or not err.retriable():
-        return Remedy(ProducerAction.REPLACE, f"abort failed: {err}")
-    return Remedy(ProducerAction.KEEP, "")
+    return Remedy(ProducerAction.REPLACE, f"abort failed: {_kafka_error(exc) or exc}")
 
 
 def may_retry_offset_fetch(exc: KafkaException, past_deadline: bool) -> bool:

@@ -29,11 +29,17 @@ COMMITTED_DEADLINE_S = 120
 
 
 def committed_offsets(reader: Consumer, partitions: list[TopicPartition]) -> list[TopicPartition]:
-    """The group's committed offsets, retrying while the coordinator is unavailable."""
+    """The group's committed offsets, retrying while the coordinator is unavailable. A partition answered
+    with an error (its offset then reads as "none committed") counts as a failed fetch: resuming it from the
+    beginning would redo what the state already holds."""
     deadline = time.monotonic() + COMMITTED_DEADLINE_S
     while True:
         try:
-            return list(reader.committed(partitions, timeout=15))
+            committed = list(reader.committed(partitions, timeout=15))
+            failed = next((tp.error for tp in committed if tp.error is not None), None)
+            if failed is None:
+                return committed
+            raise KafkaException(failed)
         except KafkaException as exc:
             if not may_retry_offset_fetch(exc, past_deadline=time.monotonic() > deadline):
                 raise

@@ -17,7 +17,7 @@ The producer's side is an explicit state machine (:class:`TxnState`, as aiokafka
 
     UNINITIALIZED --open--> READY --begin--> IN_TRANSACTION --hand over the commit--> COMMITTING
     COMMITTING --committed--> READY          IN_TRANSACTION / COMMITTING --failed--> ABORTING
-    ABORTING --aborted (or nothing to do)--> READY      ABORTING --fatal/stalled--> REPLACING --new producer--> READY
+    ABORTING --aborted, or fatal / stalled / the abort failed--> REPLACING --new producer fenced the old--> READY
     any state but CLOSED --close--> CLOSED
 
 Any other move raises :class:`InvalidTransition`: a bug in the driver, never a Kafka condition.
@@ -55,7 +55,7 @@ class TxnState(Enum):
     IN_TRANSACTION = "in transaction"  # begun, the outbox being produced into it
     COMMITTING = "committing"  # offsets + commit running on the helper thread
     ABORTING = "aborting"  # a call failed: the transaction is being aborted
-    REPLACING = "replacing"  # the producer is being replaced (fatal error or a stall)
+    REPLACING = "replacing"  # a new producer fences the old one and settles its transaction
     CLOSED = "closed"
 
     def can_become(self, target: TxnState) -> bool:
@@ -68,7 +68,7 @@ _TRANSITIONS: dict[TxnState, frozenset[TxnState]] = {
     _S.READY: frozenset({_S.IN_TRANSACTION, _S.CLOSED}),
     _S.IN_TRANSACTION: frozenset({_S.COMMITTING, _S.ABORTING, _S.CLOSED}),
     _S.COMMITTING: frozenset({_S.READY, _S.ABORTING, _S.CLOSED}),
-    _S.ABORTING: frozenset({_S.READY, _S.REPLACING, _S.CLOSED}),
+    _S.ABORTING: frozenset({_S.REPLACING, _S.CLOSED}),  # every failed transaction ends in a new producer
     _S.REPLACING: frozenset({_S.READY, _S.CLOSED}),
     _S.CLOSED: frozenset(),
 }
@@ -250,32 +250,37 @@ class Transaction:
         return True
 
     def abort(self, exc: KafkaException | TransactionStalled) -> None:
-        """End a failed transaction (abort it, or replace the producer: see app/errors.py) and forget the
-        prepared batch."""
+        """End a failed transaction and forget the prepared batch: abort it where the producer can, then
+        replace the producer, so that the transaction is settled on the broker before the caller rebuilds
+        (see app/errors.py)."""
         self.move(TxnState.ABORTING)
         self.telemetry.aborted()
         log.warning("transaction failed; aborting it", extra={"fields": {"error": scrub_text(str(exc))}})
         remedy = on_transaction_failure(exc)
+        idle = False  # the old producer returned from its abort: nothing of it runs any more
         if remedy.action is ProducerAction.ABORT:
             assert self.producer is not None
             try:
                 DeadlinedCall(self.producer.abort_transaction, 30).wait(self.stall_s)
+                idle = True
+                remedy = remedy._replace(why="fence the aborted transaction's producer")
             except (TransactionStalled, KafkaException) as abort_exc:
                 remedy = on_abort_failure(abort_exc)
-        if remedy.action is ProducerAction.REPLACE:
-            self.replace_producer(remedy.why)
-        else:
-            self.move(TxnState.READY)
+        self.replace_producer(remedy.why, idle)
         self.telemetry.take_batch()
         self.outbox.clear()
         self.skipped_to.clear()  # the rewind to the committed offsets finds the same gap again
 
-    def replace_producer(self, why: str) -> None:
-        """Abandon a failed or stalled producer: a new one with the same transactional.id fences it and aborts
-        its open transaction (init_transactions), so nothing it may still send can commit."""
+    def replace_producer(self, why: str, idle: bool = False) -> None:
+        """Replace the producer: a new one with the same transactional.id fences the old one and settles its
+        last transaction on the coordinator (init_transactions returns once it is aborted, or completed if its
+        commit was accepted), so nothing the old one may still send can commit. An ``idle`` old producer (its
+        abort returned) is dropped; any other is kept referenced, as a thread may still be inside it."""
         self.move(TxnState.REPLACING)
-        log.warning("transactional producer stalled; replacing it", extra={"fields": {"why": why}})
-        self.stalled_producers.append(self.producer)
+        level = logging.INFO if idle else logging.WARNING
+        log.log(level, "replacing the transactional producer", extra={"fields": {"why": why}})
+        if not idle:
+            self.stalled_producers.append(self.producer)
         self.producer = self.new_producer()
         self.producer.init_transactions(60)
         self.move(TxnState.READY)

@@ -62,8 +62,8 @@ def test_a_failed_transaction_is_aborted_unless_fatal_or_stalled() -> None:
     assert stalled == (ProducerAction.REPLACE, "_end_transaction stalled")
 
 
-def test_a_failed_abort_keeps_the_producer_only_when_retriable() -> None:
-    assert on_abort_failure(_exc(KafkaError._TIMED_OUT, retriable=True)).action is ProducerAction.KEEP
+def test_a_failed_abort_always_replaces_the_producer() -> None:
+    assert on_abort_failure(_exc(KafkaError._TIMED_OUT, retriable=True)).action is ProducerAction.REPLACE
     assert on_abort_failure(_exc(KafkaError._STATE)).action is ProducerAction.REPLACE
     assert on_abort_failure(_exc(KafkaError._FENCED, fatal=True, retriable=True)).action is ProducerAction.REPLACE
     assert on_abort_failure(TransactionStalled("abort")).why == "abort_transaction stalled"

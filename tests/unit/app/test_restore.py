@@ -1,0 +1,67 @@
+"""app/restore.py: the committed offsets a restore resumes from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+
+from posrecon.app import restore
+from posrecon.app.restore import committed_offsets, resume_positions
+
+
+class Reader:
+    """Answers ``committed()`` from a script of answers, one per call."""
+
+    def __init__(self, answers: list[list[Any]]) -> None:
+        self.answers = answers
+        self.calls = 0
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[Any]:
+        answer = self.answers[min(self.calls, len(self.answers) - 1)]
+        self.calls += 1
+        return answer
+
+
+@dataclass
+class Answered:
+    """A ``committed()`` answer for one partition (TopicPartition's ``error`` cannot be set from Python)."""
+
+    topic: str
+    partition: int
+    offset: int
+    error: KafkaError | None = None
+
+
+def _failed(topic: str, partition: int, code: int) -> Answered:
+    return Answered(topic, partition, -1001, KafkaError(code))
+
+
+@pytest.fixture(autouse=True)
+def _no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(restore.time, "sleep", lambda _s: None)
+
+
+def test_a_partition_answered_with_an_error_is_fetched_again_not_resumed_from_the_beginning() -> None:
+    """Defect 12's suspect: an error on one partition read as "nothing committed" would rewind it to the
+    beginning under a state that already holds its records."""
+    good = [TopicPartition("in", 0, 40), TopicPartition("in", 1, 7)]
+    reader = Reader([[good[0], _failed("in", 1, KafkaError.UNSTABLE_OFFSET_COMMIT)], good])
+    committed = committed_offsets(reader, [TopicPartition("in", 0), TopicPartition("in", 1)])  # type: ignore[arg-type]
+    assert reader.calls == 2
+    assert [(tp.partition, tp.offset) for tp in resume_positions(committed)] == [(0, 40), (1, 7)]
+
+
+def test_a_partition_error_that_does_not_clear_is_raised_past_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(restore, "COMMITTED_DEADLINE_S", -1)
+    reader = Reader([[_failed("in", 0, KafkaError.COORDINATOR_LOAD_IN_PROGRESS)]])
+    with pytest.raises(KafkaException):
+        committed_offsets(reader, [TopicPartition("in", 0)])  # type: ignore[arg-type]
+
+
+def test_nothing_committed_resumes_from_the_beginning() -> None:
+    reader = Reader([[TopicPartition("in", 0, -1001)]])
+    committed = committed_offsets(reader, [TopicPartition("in", 0)])  # type: ignore[arg-type]
+    assert resume_positions(committed)[0].offset == OFFSET_BEGINNING
