@@ -147,7 +147,7 @@ def retrying(fn: Callable[..., T], *args: Any, within: float = 60.0, **kwargs: A
 def chaos_seed() -> tuple[int, random.Random]:
     """This run's seed (``$POSRECON_CHAOS_SEED`` replays a failed run; printed so a failure can be replayed) and
     a ``Random`` seeded with it."""
-    seed = int(os.environ.get("POSRECON_CHAOS_SEED", str(time.time_ns() % 1_000_000)))
+    seed = int(os.environ.get("POSRECON_CHAOS_SEED") or time.time_ns() % 1_000_000)  # set but empty: random
     print(f"chaos seed {seed}")
     return seed, random.Random(seed)
 
