@@ -217,6 +217,7 @@ def verify(outputs: Outputs, oracle: Oracle, batches_exact: bool = True) -> Verd
     dead = Counter(d.headers.get("reason", "?") for d in outputs.deadletters)
     if dead != oracle.deadletters:
         problems.append(f"dead letters {dict(dead)} != oracle {dict(oracle.deadletters)}")
+        problems += deadletters_twice(outputs)
     if duplicates:
         problems.append(f"{duplicates} duplicated outputs")
     if missing:
@@ -226,6 +227,18 @@ def verify(outputs: Outputs, oracle: Oracle, batches_exact: bool = True) -> Verd
     if differing:
         problems.append(f"{len(differing)} outputs differ from the oracle, e.g. {differing[:3]}")
     return Verdict(duplicates, missing, unexpected, problems)
+
+
+def deadletters_twice(outputs: Outputs) -> list[str]:
+    """The input records dead-lettered more than once, with where each copy landed (a duplicate's source
+    position and its dead-letter offsets tell which transactions held it: defect 12)."""
+    copies: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    for d in outputs.deadletters:
+        h = d.headers
+        source = (h.get("source.topic", "?"), h.get("source.partition", "?"), h.get("source.offset", "?"))
+        copies[source].append(f"{d.partition}@{d.offset}")
+    twice = {f"{t}[{p}]@{o}": at for (t, p, o), at in copies.items() if len(at) > 1}
+    return [f"dead-lettered more than once (source: dead-letter partition@offset): {twice}"] if twice else []
 
 
 def verify_resolutions(outputs: Outputs) -> list[str]:

@@ -18,6 +18,7 @@ from posrecon.app.state_store import (
     encode_card_key,
     encode_card_watermarks,
     encode_order,
+    offset_key,
     pack_row,
     unpack_row,
 )
@@ -190,6 +191,13 @@ class Outbox:
                 self.apply_sighting(index, s, now)
 
     # --- changelogs -------------------------------------------------------------------------------------
+
+    def write_offsets(self, offsets: dict[tuple[str, int], int]) -> None:
+        """The offsets this transaction commits, into the order changelog beside the state they match
+        (app/state_store.py: a restore resumes from them where the group's committed offset is behind)."""
+        append, changelog = self.rows.append, self.changelog
+        for (topic, partition), offset in offsets.items():
+            append((changelog, str(offset).encode(), offset_key(topic), partition, None))
 
     def write_changelogs(self, engine: ReconciliationEngine) -> None:
         """A changelog row per order and card key the batch touched, and each partition's watermark."""

@@ -4,6 +4,11 @@
   order's state row (a tombstone once evicted); key ``\\x00watermark`` holds the partition watermark.
 * ``<app>-card-state-changelog`` (compacted, co-partitioned with ``<app>-card-sightings``): key the card
   key (JSON), value the bucket of approvals; key ``\\x00watermark`` holds the card partition's watermark.
+* The order changelog's partition p also holds, per input topic, the offset the worker resumes partition p of
+  that topic from: key ``\\x00offset\\x00<topic>``, value the offset as ASCII digits, written in every
+  transaction that commits an offset for it. The state and the offsets it matches are then read from one log,
+  in one read: the group's committed offsets alone were not enough (docs/guarantees.md, defect 12: a Kafka 3.9
+  broker restarted under a transaction answered an offset older than one it had committed).
 
 Values are internal rows of plain lists, ints, strings, booleans and None, written as ``b"\\x02"`` + Python
 ``marshal`` format version 2: three times faster to read back than JSON, which is most of a restore (1M
@@ -30,6 +35,7 @@ from posrecon.engine.engine import ReconciliationEngine
 from posrecon.engine.order import OrderState
 
 WATERMARK_KEY = b"\x00watermark"
+OFFSET_KEY_PREFIX = b"\x00offset\x00"
 ROW_FORMAT_MARSHAL2 = b"\x02"
 
 
@@ -169,6 +175,22 @@ def _watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float) -> tup
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+def offset_key(topic: str) -> bytes:
+    """The order changelog key of an input topic's resume offset (see the module doc)."""
+    return OFFSET_KEY_PREFIX + topic.encode()
+
+
+def take_offsets(changelog: Mapping[int, dict[bytes, bytes]]) -> dict[tuple[str, int], int]:
+    """Remove the resume offsets from order changelog entries read back; returns them per (topic, partition)."""
+    offsets: dict[tuple[str, int], int] = {}
+    prefix = len(OFFSET_KEY_PREFIX)
+    for partition, entries in changelog.items():
+        keys = [key for key in entries if key.startswith(OFFSET_KEY_PREFIX)]
+        for key in keys:
+            offsets[(key[prefix:].decode(), partition)] = int(entries.pop(key))
+    return offsets
 
 
 def load_books(engine: ReconciliationEngine, changelog: Mapping[int, Mapping[bytes, bytes]]) -> int:

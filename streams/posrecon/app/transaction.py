@@ -120,6 +120,11 @@ def _end_transaction(producer: Producer, offsets: list[TopicPartition], group_me
     producer.commit_transaction()
 
 
+def offset_fields(offsets: Iterable[TopicPartition]) -> dict[str, int]:
+    """Offsets for a log line: ``{"topic[partition]": offset}``."""
+    return {f"{tp.topic}[{tp.partition}]": tp.offset for tp in offsets}
+
+
 class PendingCommit(DeadlinedCall):
     """One transaction being committed (send_offsets_to_transaction, then commit_transaction), with what to
     account for once it is."""
@@ -133,6 +138,7 @@ class PendingCommit(DeadlinedCall):
         counts: dict[tuple[str, ...], int],
         latency_samples: list[int],
     ) -> None:
+        self.offsets = offsets
         self.records = records
         self.counts = counts
         self.latency_samples = latency_samples
@@ -243,19 +249,23 @@ class Transaction:
         try:
             pending.wait(self.stall_s)
         except (KafkaException, TransactionStalled) as exc:
-            self.abort(exc)
+            self.abort(exc, pending.offsets)
             return False
         self.move(TxnState.READY)
         self.telemetry.committed(pending)
         return True
 
-    def abort(self, exc: KafkaException | TransactionStalled) -> None:
+    def abort(self, exc: KafkaException | TransactionStalled, offsets: list[TopicPartition] | None = None) -> None:
         """End a failed transaction and forget the prepared batch: abort it where the producer can, then
         replace the producer, so that the transaction is settled on the broker before the caller rebuilds
-        (see app/errors.py)."""
+        (see app/errors.py). ``offsets``: those the transaction was to commit (logged: after a broker failure
+        the transaction may have committed after all, which the rebuild's offsets then show)."""
         self.move(TxnState.ABORTING)
         self.telemetry.aborted()
-        log.warning("transaction failed; aborting it", extra={"fields": {"error": scrub_text(str(exc))}})
+        fields: dict[str, Any] = {"error": scrub_text(str(exc))}
+        if offsets is not None:
+            fields["offsets"] = offset_fields(offsets)
+        log.warning("transaction failed; aborting it", extra={"fields": fields})
         remedy = on_transaction_failure(exc)
         idle = False  # the old producer returned from its abort: nothing of it runs any more
         if remedy.action is ProducerAction.ABORT:

@@ -35,7 +35,7 @@ from posrecon.app.merge import TaskQueue
 from posrecon.app.outbox import Outbox
 from posrecon.app.restore import committed_offsets, restore_state, resume_positions
 from posrecon.app.telemetry import Telemetry, wall_ms
-from posrecon.app.transaction import Transaction
+from posrecon.app.transaction import Transaction, offset_fields
 from posrecon.config import Settings
 from posrecon.engine.cards import CardIndex
 from posrecon.engine.engine import ReconciliationEngine
@@ -247,8 +247,7 @@ class Worker(WorkerReadouts):
         committed = committed_offsets(self._offset_reader, partitions)
         now = wall_ms()
         intake = self.intake
-        for tp in partitions:
-            intake.queues[(tp.topic, tp.partition)] = TaskQueue(tp.topic, tp.partition)
+        intake.queues.update(((tp.topic, tp.partition), TaskQueue(tp.topic, tp.partition)) for tp in partitions)
         internal = (self.changelog, self.sightings_topic, self.card_changelog)
         restored = restore_state(
             self.client_config, internal, self.settings.rules, self.partitions, self.engine, self.cards, partitions
@@ -257,8 +256,7 @@ class Worker(WorkerReadouts):
         for p in restored.inputs:
             intake.tasks.add(p)
             intake.last_activity[p] = now
-        elapsed = time.monotonic() - started
-        self.metrics.restore_seconds.set(elapsed)
+        self.metrics.restore_seconds.set(elapsed := time.monotonic() - started)
         self.metrics.assigned_partitions.set(len(intake.tasks))
         self.ready = True
         fields = {
@@ -267,10 +265,11 @@ class Worker(WorkerReadouts):
             "orders_restored": restored.orders,
             "batches_restored": batches,
             "restore_s": round(elapsed, 3),
+            "committed": offset_fields(committed),
         }
         log.info("partitions assigned", extra={"fields": fields})
+        resume = resume_positions(committed, restored.offsets, self.transaction.skip_to)  # (defect 12)
         self.transaction.sent_to.update(((tp.topic, tp.partition), tp.offset) for tp in committed)
-        resume = resume_positions(committed)
         intake.positions.resumed_from.update(((tp.topic, tp.partition), tp.offset) for tp in resume)
         return resume
 
@@ -338,6 +337,7 @@ class Worker(WorkerReadouts):
             offsets[(msg.topic(), msg.partition())] = msg.offset() + 1  # type: ignore[index,operator]
         for key, position in drained.items():
             offsets[key] = max(position, offsets.get(key, -1))
+        self.outbox.write_offsets(offsets)
         lag = self.options.wall_clock_lag_ms or 0
         for p in idle:
             self.engine.advance(p, now - lag, now)

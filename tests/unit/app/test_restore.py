@@ -65,3 +65,31 @@ def test_nothing_committed_resumes_from_the_beginning() -> None:
     reader = Reader([[TopicPartition("in", 0, -1001)]])
     committed = committed_offsets(reader, [TopicPartition("in", 0)])  # type: ignore[arg-type]
     assert resume_positions(committed)[0].offset == OFFSET_BEGINNING
+
+
+# --- the offsets the state was written with (defect 12) ------------------------------------------------------
+
+
+def test_a_committed_offset_behind_the_states_resumes_from_the_states_and_is_committed_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Defect 12 as it was found: the broker answered 764 after committing 765 with the batch whose state the
+    changelog holds. Resuming at 764 dead-lettered record 764 a second time."""
+    committed = [TopicPartition("in", 0, 764), TopicPartition("in", 1, 70), TopicPartition("in", 2, -1001)]
+    state = {("in", 0): 765, ("in", 1): 70, ("in", 2): 12}
+    recommitted: dict[tuple[str, int], int] = {}
+    with caplog.at_level("WARNING", logger="posrecon.worker"):
+        resume = resume_positions(committed, state, recommitted.__setitem__)
+    assert [(tp.partition, tp.offset) for tp in resume] == [(0, 765), (1, 70), (2, 12)]
+    assert recommitted == {("in", 0): 765, ("in", 2): 12}
+    assert "behind the restored state's" in caplog.text
+
+
+def test_a_committed_offset_ahead_of_the_states_wins() -> None:
+    """An operator who moved the group forward (skipping input on purpose) is followed; so is a state written
+    before the offsets were in the changelog (no row: None)."""
+    committed = [TopicPartition("in", 0, 900), TopicPartition("in", 1, 50)]
+    recommitted: dict[tuple[str, int], int] = {}
+    resume = resume_positions(committed, {("in", 0): 765}, recommitted.__setitem__)
+    assert [(tp.partition, tp.offset) for tp in resume] == [(0, 900), (1, 50)]
+    assert recommitted == {}

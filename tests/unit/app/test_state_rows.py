@@ -68,3 +68,33 @@ def test_card_keys_are_the_bytes_json_always_wrote(token: str, merchant: str, am
     key = (token, merchant, amount, currency)
     assert encode_card_key(key) == json.dumps(list(key), separators=(",", ":")).encode()
     assert json.loads(encode_card_key(key)) == list(key)
+
+
+def test_the_offsets_a_transaction_commits_go_to_the_order_changelog_and_come_back_apart_from_the_orders() -> None:
+    """Defect 12: the offsets the state was written with are read back with it (app/state_store.py), and never
+    taken for an order."""
+    from posrecon.app.outbox import Outbox
+    from posrecon.app.state_store import WATERMARK_KEY, load_books, take_offsets
+    from posrecon.config import Settings
+    from posrecon.metrics import WorkerMetrics
+
+    outbox = Outbox(Settings(), ("app-changelog", "app-card-sightings", "app-cards"), {}, {}, WorkerMetrics())
+    outbox.write_offsets(
+        {("pos.terminal-events", 1): 769, ("app-card-sightings", 1): 12, ("pos.terminal-events", 3): 5}
+    )
+    assert {(topic, partition) for topic, _, _, partition, _ in outbox.rows} == {
+        ("app-changelog", 1),
+        ("app-changelog", 3),
+    }
+    read_back: dict[int, dict[bytes, bytes]] = {1: {WATERMARK_KEY: b"7"}, 3: {}}
+    for _, value, key, partition, _ in outbox.rows:
+        assert key is not None and value is not None
+        read_back[partition][key] = value
+    assert take_offsets(read_back) == {
+        ("pos.terminal-events", 1): 769,
+        ("app-card-sightings", 1): 12,
+        ("pos.terminal-events", 3): 5,
+    }
+    engine = ReconciliationEngine(Settings().rules, 4)
+    assert load_books(engine, read_back) == 0  # the offsets rows are gone: no order was decoded from them
+    assert engine.book(1).watermark == 7
