@@ -50,9 +50,9 @@ def test_broker_crash_and_restart_under_a_running_worker(
     """``mid-run``: each half is produced, the worker gets part way through it, then the broker goes down.
     ``after-a-burst``: the last quarter of each half is produced (the worker frozen meanwhile) right after the
     worker got part way through the first three quarters, and the broker goes down at once, with those records
-    just fetched and transactions in flight. The second schedule found defect 12 (docs/guarantees.md: a
-    failed transaction's abort ended it in the client only, and the rebuild restored a state ahead of its
-    offsets, dead-lettering 3 records twice)."""
+    just fetched and transactions in flight. The second schedule found defect 12 (docs/guarantees.md: the
+    restarted broker completed a commit in flight, then answered the offset before it; the rebuilt state held
+    the batch and its invalid records were dead-lettered twice)."""
     seed, rng = chaos_seed()
     bootstrap = own_broker.bootstrap
     warm(bootstrap)

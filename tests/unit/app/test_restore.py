@@ -45,8 +45,8 @@ def _no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_partition_answered_with_an_error_is_fetched_again_not_resumed_from_the_beginning() -> None:
-    """Defect 12's suspect: an error on one partition read as "nothing committed" would rewind it to the
-    beginning under a state that already holds its records."""
+    """An error on one partition read as "nothing committed" would rewind it to the beginning under a state
+    that already holds its records (a suspect of defect 12 in session 12)."""
     good = [TopicPartition("in", 0, 40), TopicPartition("in", 1, 7)]
     reader = Reader([[good[0], _failed("in", 1, KafkaError.UNSTABLE_OFFSET_COMMIT)], good])
     committed = committed_offsets(reader, [TopicPartition("in", 0), TopicPartition("in", 1)])  # type: ignore[arg-type]

@@ -142,9 +142,10 @@ def test_a_batch_commits_and_leaves_the_driver_ready() -> None:
 def test_a_failed_commit_drops_the_batch_and_always_ends_in_a_new_producer(
     failure: KafkaException, aborted: bool
 ) -> None:
-    """Defect 12: an abort alone can leave the transaction open on the broker (librdkafka may end it in the
-    client only), and the rebuild then reads offsets and changelog on either side of its settling. The new
-    producer's init_transactions settles it before the caller rebuilds."""
+    """An abort alone can leave the transaction open on the broker (librdkafka may end it in the client
+    only), and a rebuild would then read offsets and changelog on either side of its settling. The new
+    producer's init_transactions settles it before the caller rebuilds (session 12; defect 12 turned out to
+    have another cause, see docs/guarantees.md)."""
     txn, made = _driver()
     txn.open()
     made[0].fail["commit"] = failure
