@@ -381,6 +381,17 @@ def drain(bootstrap: str, topics: Topics, app_id: str, timeout: float = 120) -> 
     )
 
 
+def run_until_drained(bootstrap: str, topics: Topics, app_id: str, tmp_path: Path) -> WorkerProcess:
+    """Worker w0 started, the inputs drained (:func:`drain`), the worker stopped cleanly (exit 0); returns it
+    for its log."""
+    worker = WorkerProcess(bootstrap, topics, app_id, "w0", tmp_path)
+    try:
+        drain(bootstrap, topics, app_id)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+    return worker
+
+
 def simulate(out: Path, orders: int, seed: int, partitions: int = 4, extra: Iterable[str] = ()) -> Path:
     """``posrecon simulate`` into ``out``; returns ``out/input.jsonl``."""
     cmd = [

@@ -8,7 +8,16 @@ from typing import Any
 
 import pytest
 
-from livekit import WorkerProcess, feed_file, mixed_input, read_all, replay_oracle, start_with_part_fed, verify
+from livekit import (
+    WorkerProcess,
+    feed_file,
+    mixed_input,
+    read_all,
+    replay_oracle,
+    run_until_drained,
+    start_with_part_fed,
+    verify,
+)
 from livekit import drain as _drain
 
 pytestmark = pytest.mark.broker
@@ -20,11 +29,7 @@ def test_live_outputs_equal_replay(bootstrap: str, fresh_topics: Any, tmp_path: 
     src = mixed_input(tmp_path / "input.jsonl", 600, seed=7)
     feed_file(bootstrap, topics, src)
     app = f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
-    worker = WorkerProcess(bootstrap, topics, app, "w0", tmp_path)
-    try:
-        _drain(bootstrap, topics, app)
-    finally:
-        assert worker.stop() == 0, worker.log()[-3000:]
+    worker = run_until_drained(bootstrap, topics, app, tmp_path)
     oracle = replay_oracle(src, tmp_path / "replay", PARTITIONS)
     assert len(oracle.reconciled) > 300 and len(oracle.alerts) > 50
     verdict = verify(read_all(bootstrap, topics), oracle)
@@ -68,12 +73,7 @@ def test_restarted_worker_resumes_without_loss_or_repeats(bootstrap: str, fresh_
     _drain(bootstrap, topics, app)
     first.kill()  # no clean shutdown: state must come back from the changelog
     feed_file(bootstrap, topics, src, total // 2)
-    second = WorkerProcess(bootstrap, topics, app, "w0", tmp_path)
-    try:
-        _drain(bootstrap, topics, app)
-    finally:
-        assert second.stop() == 0
-    log = second.log()
+    log = run_until_drained(bootstrap, topics, app, tmp_path).log()
     assert '"orders_restored": 0' not in log.split("partitions assigned")[-1] or total < 10
     verdict = verify(read_all(bootstrap, topics), replay_oracle(src, tmp_path / "replay", PARTITIONS))
     assert verdict.ok, verdict.problems

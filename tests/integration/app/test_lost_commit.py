@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from livekit import WorkerProcess, feed_file, read_all, replay_oracle, start_with_part_fed, verify
-from livekit import drain as _drain
+from livekit import feed_file, mixed_input, read_all, replay_oracle, run_until_drained, verify
 
 pytestmark = pytest.mark.broker
 PARTITIONS = 4
@@ -28,11 +27,11 @@ def test_a_restart_resumes_from_the_states_offsets_when_the_groups_are_behind(
     bootstrap: str, fresh_topics: Any, tmp_path: Path
 ) -> None:
     topics = fresh_topics(PARTITIONS)
-    src, total, app, first = start_with_part_fed(bootstrap, topics, tmp_path, 400, seed=13, divisor=2)
-    try:
-        _drain(bootstrap, topics, app)
-    finally:
-        assert first.stop() == 0
+    src = mixed_input(tmp_path / "input.jsonl", 400, seed=13)
+    total = len(src.read_text().splitlines())
+    app = f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
+    feed_file(bootstrap, topics, src, 0, total // 2)
+    run_until_drained(bootstrap, topics, app, tmp_path)
 
     # the broker forgets the latest commits: every input partition's committed offset goes back by half
     probe = Consumer({"bootstrap.servers": bootstrap, "group.id": app, "enable.auto.commit": False})
@@ -46,11 +45,7 @@ def test_a_restart_resumes_from_the_states_offsets_when_the_groups_are_behind(
     probe.close()
 
     feed_file(bootstrap, topics, src, total // 2)
-    second = WorkerProcess(bootstrap, topics, app, "w0", tmp_path)
-    try:
-        _drain(bootstrap, topics, app)
-    finally:
-        assert second.stop() == 0
+    second = run_until_drained(bootstrap, topics, app, tmp_path)
     verdict = verify(read_all(bootstrap, topics), replay_oracle(src, tmp_path / "replay", PARTITIONS))
     assert verdict.ok, verdict.problems
     log = second.log().split('"msg": "worker started"')[-1]

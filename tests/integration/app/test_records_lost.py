@@ -16,8 +16,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from livekit import WorkerProcess, feed_file, start_with_part_fed
 from livekit import drain as _drain
+from livekit import feed_file, run_until_drained, start_with_part_fed
 from posrecon.kafka.progress import group_lag
 
 pytestmark = pytest.mark.broker
@@ -54,11 +54,7 @@ def test_input_deleted_before_it_was_read_is_reported_and_the_rest_processed(
         future.result()
 
     feed_file(bootstrap, topics, src, 2 * total // 3)  # the last third is there to be processed
-    second = WorkerProcess(bootstrap, topics, app, "w0", tmp_path)
-    try:
-        _drain(bootstrap, topics, app)  # goes on past the gap: nothing left behind
-    finally:
-        assert second.stop() == 0
+    second = run_until_drained(bootstrap, topics, app, tmp_path)  # goes on past the gap: nothing left behind
     log = second.log().split('"msg": "worker started"')[-1]
     reported = {(r["topic"], r["partition"]): r["records_lost"] for r in _lost_lines(log)}
     assert reported == expected
