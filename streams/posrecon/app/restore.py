@@ -109,7 +109,7 @@ def restore_state(
     inputs = sorted({tp.partition for tp in partitions if tp.topic != sightings_topic})
     card_parts = sorted({tp.partition for tp in partitions if tp.topic == sightings_topic})
     books = read_changelog(client_config, changelog, inputs)
-    offsets = take_offsets(books)
+    offsets = take_offsets(books, (tp.topic for tp in partitions))
     orders = load_books(engine, books)
     for p in inputs:
         engine.book(p).dirty = set()

@@ -161,7 +161,7 @@ class Transaction:
         self.producer: Producer | None = None
         self.stalled_producers: list[Producer | None] = []  # kept referenced: a thread may still be inside
         self.committing: PendingCommit | None = None  # the previous batch's transaction, being committed
-        #: per partition, the offset the latest transaction begun commits (or the restored committed offset)
+        #: per partition, the offset the latest transaction begun commits (or the offset a restore resumed from)
         self.sent_to: dict[Key, int] = {}
         #: offsets to commit for partitions whose unread records were deleted (see Positions.records_lost)
         self.skipped_to: dict[Key, int] = {}

@@ -269,7 +269,7 @@ class Worker(WorkerReadouts):
         }
         log.info("partitions assigned", extra={"fields": fields})
         resume = resume_positions(committed, restored.offsets, self.transaction.skip_to)  # (defect 12)
-        self.transaction.sent_to.update(((tp.topic, tp.partition), tp.offset) for tp in committed)
+        self.transaction.sent_to.update(((tp.topic, tp.partition), tp.offset) for tp in resume)
         intake.positions.resumed_from.update(((tp.topic, tp.partition), tp.offset) for tp in resume)
         return resume
 
