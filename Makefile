@@ -5,15 +5,26 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test test-fast test-broker chaos soak bench lint typecheck clean
+NATIVE := .native/posrecon/engine/_native.json
+.PHONY: install native demo test test-fast test-broker chaos soak bench lint typecheck clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed $(NATIVE)
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
+	$(PIP) install -q --upgrade pip 'setuptools>=77'
 	$(PIP) install -q -e '.[dev]'
 	@touch $@
+
+## the engine compiled with mypyc into .native/ (posrecon/native.py: used while it matches the sources; about
+## 30 s; rebuilt when an engine source changes). Without a C compiler the engine runs from source, and says so.
+native: $(NATIVE)
+$(NATIVE): $(VENV)/.installed setup.py streams/posrecon/native.py streams/posrecon/config.py \
+           $(wildcard streams/posrecon/engine/*.py)
+	@mkdir -p build && echo "compiling the engine with mypyc (about 30 s; log: build/native.log)"
+	@$(PY) setup.py -q native >build/native.log 2>&1 || { tail -20 build/native.log; exit 1; }
+	@grep -h "^warning: " build/native.log || true
+	@$(PY) -c "import posrecon.engine as e; print('engine:', e.BUILD.describe())"
 
 ## the live pipeline on a local broker with simulated traffic, printing what it found
 demo: install
@@ -46,7 +57,7 @@ tools: install
 ## unit, property, integration (real broker) and deploy tests; the chaos suite runs with `make chaos` (not yet
 ## stable on a loaded 2-core box); exit 5 (no tests) is an error
 test: install tools
-	POSRECON_REQUIRE_BROKER=1 $(PY) -m pytest -q -m "not soak"; rc=$$?; \
+	POSRECON_REQUIRE_BROKER=1 POSRECON_ENGINE=compiled $(PY) -m pytest -q -m "not soak"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5): treating as failure"; exit 1; fi; exit $$rc
 
 test-fast: install
@@ -70,7 +81,7 @@ $(VENV)-quix/.installed:
 	$(VENV)-quix/bin/pip install -q quixstreams==3.28.1 'fastavro>=1.9,<2'
 	@touch $@
 
-bench: $(VENV)/.installed-bench $(VENV)-quix/.installed
+bench: $(NATIVE) $(VENV)/.installed-bench $(VENV)-quix/.installed
 	$(PY) bench/run.py --quix-python $(VENV)-quix/bin/python
 
 lint: install
@@ -81,4 +92,4 @@ typecheck: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .native build .cache .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -199,12 +199,12 @@ class Decisions(OrderAlerts):
             terminal_id: str | None = approval.terminal_id
             currency = approval.currency
             approved_amount: int | None = approval.amount_minor
-            approved_at = approval.event_time
-            lag = settled_at - approved_at if settled_at is not None else None
+            approved_at: int | None = approval.event_time
+            lag: int | None = settled_at - approval.event_time if settled_at is not None else None
         else:
             terminal_id = order.terminal_id
             currency = notice.currency
-            approved_amount = approved_at = lag = None  # type: ignore[assignment]
+            approved_amount = approved_at = lag = None
         fields: RecordFields = (
             order.order_id,
             order.merchant_id,

@@ -269,7 +269,8 @@ class OrderState:
         state.fired = row[13]
         state.scheduled = row[14]
         state.revision = row[15]
-        state.last_fields = tuple(row[16]) if row[16] is not None else None
+        fields = row[16]
+        state.last_fields = tuple(fields) if fields is not None and len(fields) != V1_RECORD_FIELDS else None
         state.last_seen = row[17]
         state.pending_due = row[18]
         state.evict_at = row[19]
@@ -283,8 +284,8 @@ class OrderState:
         else:  # a v1 row: v1 kept one reversal and no fee; its decision record had the v1 fields only
             reversal = state.reversal
             state.reversed_sum = reversal.amount_minor if reversal is not None else 0
-            if state.last_fields is not None and len(state.last_fields) == V1_RECORD_FIELDS:
-                state.last_fields = (*state.last_fields, *state.ledger_fields())  # type: ignore[assignment]
+            if fields is not None and len(fields) == V1_RECORD_FIELDS:
+                state.last_fields = (*fields, *state.ledger_fields())
         return state
 
     def ledger_fields(self) -> tuple[int | None, int | None, int | None]:
