@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from posrecon.config import RuleConfig
-from posrecon.engine.cards import CardIndex, CardSighting, duplicate_charge_alert
+from posrecon.engine.cards import CardIndex, CardKey, CardSighting, duplicate_charge_alert
 
 RULES = RuleConfig()  # window 10 min; entries kept 15 min past their approval
 STEP = 1_000
@@ -57,7 +57,7 @@ def _partitions(orders: list[Order]) -> list[list[CardSighting]]:
     parts: list[list[CardSighting]] = [[] for _ in range(SOURCES)]
     marks = [0] * SOURCES
     for n, o in enumerate(orders):
-        key = (o.token, "m-1", 1250, "EUR")
+        key = CardKey(o.token, "m-1", 1250, "EUR")
         order_id = f"ord-{n}"
         void_at = o.void_at if o.void == "before" else max(o.void_at, last_approval[o.token] + STEP)
         void_at = min(void_at, LAST)

@@ -16,7 +16,7 @@ from posrecon.app.telemetry import (
     observe_resolve_latencies,
 )
 from posrecon.config import RuleConfig, Settings
-from posrecon.engine.cards import CardIndex, CardSighting
+from posrecon.engine.cards import CardIndex, CardKey, CardSighting
 from posrecon.engine.model import (
     RECONCILED_FIELDS,
     Alert,
@@ -217,7 +217,7 @@ def test_a_duplicate_charge_resolved_by_a_void_in_the_card_stage_is_timed() -> N
     index = CardIndex(settings.rules)
     outbox = Outbox(settings, ("app-changelog", "app-card-sightings", "app-cards"), {0: index}, {}, metrics)
     outbox.alert_codec = type("Codec", (), {"encode": staticmethod(lambda alert: b"")})()
-    key = ("tok_1", "m-1", 1250, "EUR")
+    key = CardKey("tok_1", "m-1", 1250, "EUR")
     outbox.apply_sighting(index, CardSighting(key, "o-1", 1_000, "t-1", False), now=0)
     outbox.apply_sighting(index, CardSighting(key, "o-2", 61_000, "t-1", False), now=0)  # DUPLICATE_CHARGE on o-2
     outbox.apply_sighting(index, CardSighting(key, "o-2", 61_000, "t-1", False, True, 0, 0, "ev-void", 361_000), now=0)

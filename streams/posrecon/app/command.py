@@ -30,6 +30,9 @@ def _main(args: argparse.Namespace) -> int:
     except (auth.TokensFileError, OSError) as exc:
         print(f"posrecon run: {exc}")
         return 2
+    from posrecon.engine import BUILD
+
+    log.info("engine", extra={"fields": {"compiled": BUILD.compiled, "build": BUILD.reason}})
     metrics = WorkerMetrics()
     if args.metrics_port is not None:
         start_http_server(args.metrics_port, addr=args.listen, registry=metrics.registry)

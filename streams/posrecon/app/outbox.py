@@ -25,7 +25,7 @@ from posrecon.app.state_store import (
 from posrecon.app.telemetry import alert_label, count_decisions, observe_resolve_latencies
 from posrecon.config import Settings
 from posrecon.deadletter import DeadLetter
-from posrecon.engine.cards import CardIndex, CardSighting, duplicate_charge_alert
+from posrecon.engine.cards import CardIndex, CardKey, CardSighting, duplicate_charge_alert
 from posrecon.engine.case_actions import routing_key
 from posrecon.engine.engine import ReconciliationEngine
 from posrecon.engine.model import Alert, AlertKind, ReconciledOrder
@@ -151,7 +151,7 @@ class Outbox:
             return
         try:
             raw = unpack_row(msg.value() or b"")
-            sighting = CardSighting(tuple(raw[0]), *raw[1:10])
+            sighting = CardSighting(CardKey(*raw[0]), *raw[1:10])
         except BAD_SIGHTING_ROW as exc:
             self.dead_letter(msg, bad_sighting(exc))
             return

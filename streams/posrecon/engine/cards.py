@@ -24,7 +24,18 @@ from posrecon.config import RuleConfig
 from posrecon.engine.alerts import make_alert, make_resolution
 from posrecon.engine.model import Alert, AlertKind, Severity
 
-CardKey = tuple[str, str, int, str]
+
+class CardKey(NamedTuple):
+    """The card key of the duplicate-charge rule. A class, not a ``tuple[str, str, int, str]`` alias: compiled
+    (posrecon/native.py), a fixed-length tuple type is kept unboxed and boxed anew at each use, so the index's
+    dict and its expiry heap would each hold their own copy (about 100 bytes per open order)."""
+
+    token: str
+    merchant_id: str
+    amount_minor: int
+    currency: str
+
+
 _heappush = heapq.heappush  # bound once: on_approval pushes for every approval
 
 
@@ -282,7 +293,7 @@ class CardIndex:
         self.entries.clear()
         self.expiry.clear()
         for raw_key, raw_entries in rows:
-            key: CardKey = tuple(raw_key)
+            key = CardKey(*raw_key)
             bucket = [CardEntry.of_row(row) for row in raw_entries]
             self.entries[key] = bucket
             for entry in bucket:

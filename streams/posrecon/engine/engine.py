@@ -213,7 +213,7 @@ class ReconciliationEngine(SettlementSide):
             if token is not None:  # the card stage: here (CardIndex), or the worker's (card_sightings)
                 watermark = book.watermark
                 mark = watermark if watermark > event_time else event_time
-                key = (token, merchant_id, amount, currency)
+                key: CardKey = _new_tuple(CardKey, (token, merchant_id, amount, currency))
                 voided = phase is _VOIDED
                 void_time = order.phase_time if voided else 0  # the card index judges voids by event time
                 if self.card_sightings is not None:
@@ -278,4 +278,4 @@ def _hot(fields: tuple[str, ...], skipped: str) -> tuple[str, ...]:
 
 def _card_key(approval: Approval) -> CardKey:
     assert approval.card_token is not None
-    return (approval.card_token, approval.merchant_id, approval.amount_minor, approval.currency)
+    return CardKey(approval.card_token, approval.merchant_id, approval.amount_minor, approval.currency)

@@ -80,22 +80,43 @@ class RecordShape:
         self.conform = self._compile(schema)  # type: ignore[method-assign,assignment]
 
     def _compile(self, schema: dict[str, Any]) -> Callable[[Any], dict[str, Any]]:
-        lines = ["def conform(record):", "    if type(record) is not dict:"]
-        lines += ["        return slow(record)", "    out = {}"]
+        fields = schema["fields"]
         env: dict[str, Any] = {"slow": self.conform_slow}
-        for i, field in enumerate(schema["fields"]):
-            name = field["name"]
-            test = _inline_test(field["type"], "v")
-            if test is None:
+        for i, field in enumerate(fields):
+            if _inline_test(field["type"], "v") is None:
                 env[f"check{i}"] = self.fields[i][1]
-                test = f"check{i}(v)"
+
+        def test(i: int, var: str) -> str:
+            return _inline_test(fields[i]["type"], var) or f"check{i}({var})"
+
+        lines = ["def conform(record):", "    if type(record) is not dict:", "        return slow(record)"]
+        # The usual record has the schema's fields in schema order and nothing else, the trailing ones with defaults
+        # perhaps left out. Once every value passes its test, it is then its own output (what the general path
+        # below builds field by field), with the defaults of the left-out fields appended.
+        lines.append("    n = len(record)")
+        present = len(fields)
+        while present > 0:
+            names = tuple(f["name"] for f in fields[:present])
+            env[f"NAMES{present}"] = names
+            env[f"TAIL{present}"] = {f["name"]: f["default"] for f in fields[present:]}
+            lines.append(f"    if n == {present} and tuple(record) == NAMES{present}:")
+            lines.append(f"        ({', '.join(f'v{i}' for i in range(present))},) = record.values()")
+            lines.append(f"        if {' and '.join(test(i, f'v{i}') for i in range(present))}:")
+            tail = f" | TAIL{present}" if present < len(fields) else ""
+            lines.append(f"            return record{tail}")
+            if "default" not in fields[present - 1]:
+                break
+            present -= 1
+        lines.append("    out = {}")
+        for i, field in enumerate(fields):
+            name = field["name"]
             lines.append(f"    v = record.get({name!r}, MISSING)")
             if "default" in field:
                 env[f"default{i}"] = field["default"]
                 lines.append(f"    if v is MISSING: v = default{i}")
-                lines.append(f"    elif not {test}: return slow(record)")
+                lines.append(f"    elif not {test(i, 'v')}: return slow(record)")
             else:
-                lines.append(f"    if v is MISSING or not {test}: return slow(record)")
+                lines.append(f"    if v is MISSING or not {test(i, 'v')}: return slow(record)")
             lines.append(f"    out[{name!r}] = v")
         lines.append("    return out")
         env["MISSING"] = _MISSING

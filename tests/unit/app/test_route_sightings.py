@@ -7,7 +7,7 @@ from __future__ import annotations
 from posrecon.app.outbox import Outbox
 from posrecon.app.state_store import unpack_row
 from posrecon.config import Settings
-from posrecon.engine.cards import CardIndex, CardSighting
+from posrecon.engine.cards import CardIndex, CardKey, CardSighting
 from posrecon.kafka.partitioner import partition_for
 from posrecon.metrics import WorkerMetrics
 
@@ -25,7 +25,7 @@ def _worker(owned: set[int]) -> Outbox:
 
 
 def _sighting(order_id: str, token: str, at: int, source: int) -> CardSighting:
-    return CardSighting((token, "m-1", 1250, "EUR"), order_id, at, "t-1", False, False, source, at)
+    return CardSighting(CardKey(token, "m-1", 1250, "EUR"), order_id, at, "t-1", False, False, source, at)
 
 
 def _partition(token: str) -> int:

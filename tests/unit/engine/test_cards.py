@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 
 from posrecon.config import RuleConfig
-from posrecon.engine.cards import CardEntry, CardIndex, CardSighting, DuplicateCharge
+from posrecon.engine.cards import CardEntry, CardIndex, CardKey, CardSighting, DuplicateCharge
 from posrecon.engine.engine import ReconciliationEngine
 from scenario import MIN, T0, run, term
 
 RULES = RuleConfig()  # window 10 min
-KEY = ("tok_1", "m-1", 1250, "EUR")
+KEY = CardKey("tok_1", "m-1", 1250, "EUR")
 A_AT = 1_000 * MIN  # order A approved first, order B 2 min later (within the window)
 B_AT = A_AT + 2 * MIN
 

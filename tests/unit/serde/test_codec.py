@@ -100,8 +100,11 @@ def test_compiled_conformance_agrees_with_the_reference(name: str) -> None:
         st.lists(st.text(max_size=2), max_size=2),
     )
 
-    @settings(max_examples=300, deadline=None)
-    @given(st.dictionaries(st.sampled_from([*fields, "extra"]), values))
+    # every field in schema order and nothing else: the compiled path's shortcut (the record is its own output)
+    complete = st.fixed_dictionaries({f: values for f in fields})
+
+    @settings(max_examples=600, deadline=None)
+    @given(st.one_of(st.dictionaries(st.sampled_from([*fields, "extra"]), values), complete))
     def check(record: dict) -> None:
         try:
             expected = shape.conform_slow(record)
@@ -196,3 +199,20 @@ def test_an_output_dict_without_the_v2_fields_is_encoded_with_their_defaults() -
     assert codec.encode(v1_alert) == codec.encode_reference(v1_alert)
     with pytest.raises(KeyError):  # a field without a default is required
         codec.encode({k: v for k, v in v1_alert.items() if k != "reason"})
+
+
+def test_a_complete_record_is_its_own_output_only_when_every_field_passes() -> None:
+    """The compiled conformance's shortcut (every field, schema order, nothing else): each field is still tested."""
+    from posrecon.serde.schemas import load_schema_json
+
+    codec = AvroCodec("TerminalEvent")
+    names = [f["name"] for f in load_schema_json("TerminalEvent")["fields"]]
+    complete = {name: EVENT.get(name) for name in names}
+    complete.update({"attempt": 1, "card_token": "tok"})
+    assert codec.check(complete) is complete  # no copy: the record already is what the schema asks
+    for name in names:
+        with pytest.raises(DecodeError, match=name):
+            codec.check({**complete, name: 1.5})  # same keys, same order, one value of no Avro type here
+    reordered = dict(reversed(complete.items()))
+    out = codec.check(reordered)
+    assert out == complete and list(out) == names and out is not reordered
