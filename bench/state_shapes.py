@@ -1,6 +1,8 @@
 """Engine state per open order for two fixed shapes, beside engine_bench's simulated mix.
 
-* a v1 order: approved at the terminal, awaiting its settlement (the shape the ≤ 1 KB target is about);
+* a v1 order: approved at the terminal, awaiting its settlement (the shape the ≤ 1 KB target is about), first
+  while its approval is still in the card index (the 15 min of the duplicate-charge window, lateness and skew),
+  then after: an order waits up to the 24 h settlement SLA, so most open orders hold no card-index entry;
 * a v2 split order: approved, two of its three captures settled (each capture part is kept until the order is
   complete, with its notice id, amount and fee).
 
@@ -52,11 +54,19 @@ def _capture(i: int, seq: int, count: int) -> dict[str, Any]:
 def shapes(orders: int) -> dict[str, Records]:
     terminal, settlement = AvroCodec("TerminalEvent"), AvroCodec("SettlementNotice")
     v1: Records = [(True, terminal.conform(_approval(i)), T0 + i * 10) for i in range(orders)]
+    # one approval 16 min after the last moves the card index's watermark past every other entry's window
+    # (16 min is within every deadline of those orders: their MISSING_SETTLEMENT is due after 24 h)
+    later = dict(_approval(orders), event_time=T0 + orders * 10 + 16 * 60_000)
+    past_window: Records = [*v1, (True, terminal.conform(later), later["event_time"])]
     split: Records = []
     for i in range(orders):
         split.append((True, terminal.conform(_approval(i)), T0 + i * 10))
         split += [(False, settlement.conform(_capture(i, seq, 3)), T0 + i * 10 + 1000 + seq) for seq in (1, 2)]
-    return {"v1 order awaiting settlement": v1, "v2 split order, 2 of 3 captures": split}
+    return {
+        "v1 order awaiting settlement": v1,
+        "  the same past the duplicate-charge window": past_window,
+        "v2 split order, 2 of 3 captures": split,
+    }
 
 
 def shaped_state_bytes(rules: RuleConfig, orders: int = 50_000) -> dict[str, float]:

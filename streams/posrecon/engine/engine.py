@@ -202,9 +202,13 @@ class ReconciliationEngine(SettlementSide):
                 self.auth_latencies.append(event_time - order.created_at)
         if event_type == "AUTH_APPROVED":
             currency = event["currency"]
+            # the input's int objects go into the state tuples as they are: compiled, a native int put in a
+            # tuple is boxed anew (32 B each; see docs/performance.md, "Compiled engine")
+            boxed: Any = event
+            boxed_amount = boxed["amount_minor"]
             if order.approval is None:
                 order.approval = _new_tuple(
-                    Approval, (event_id, event_time, amount, currency, terminal_id, token, merchant_id)
+                    Approval, (event_id, boxed["event_time"], boxed_amount, currency, terminal_id, token, merchant_id)
                 )
                 if not order.scheduled & SCHEDULED_MISSING and order.awaiting_settlement() is not None:
                     self._schedule(book, order, MISSING, event_time)
@@ -213,7 +217,7 @@ class ReconciliationEngine(SettlementSide):
             if token is not None:  # the card stage: here (CardIndex), or the worker's (card_sightings)
                 watermark = book.watermark
                 mark = watermark if watermark > event_time else event_time
-                key: CardKey = _new_tuple(CardKey, (token, merchant_id, amount, currency))
+                key: CardKey = _new_tuple(CardKey, (token, merchant_id, boxed_amount, currency))
                 voided = phase is _VOIDED
                 void_time = order.phase_time if voided else 0  # the card index judges voids by event time
                 if self.card_sightings is not None:

@@ -109,7 +109,8 @@ class SettlementSide(Snapshots):
             book.dirty.add(order_id)
         status = notice["status"]
         order.settlement_phase = SETTLEMENT_TRANSITIONS[order.settlement_phase][SETTLEMENT_STATUS_INDEX[status]]
-        facts: Notice = _new_tuple(Notice, (notice_id, settled_at, amount, currency))
+        boxed: Any = notice  # the input's int objects into the state as they are (as in on_terminal_event)
+        facts: Notice = _new_tuple(Notice, (notice_id, boxed["settled_at"], boxed["amount_minor"], currency))
         if status == "SETTLED":
             settled = order.settled
             if settled is None and capture_count == 1:  # a whole settlement (v1)
@@ -124,7 +125,7 @@ class SettlementSide(Snapshots):
                 self._duplicate_settlement(order, settled, facts, now, book)
             else:
                 fee = notice["fee_minor"]
-                part = _new_tuple(Part, (capture_seq, notice_id, settled_at, amount, currency, fee))
+                part = _new_tuple(Part, (boxed.get("capture_seq", 1), *facts, boxed["fee_minor"]))
                 if self._settle_part(order, part, capture_count, now, book):
                     # the grace runs from the earliest part (so from the same time after a restore, and whatever
                     # the parts' arrival order): a part earlier than all before it schedules again (the later
@@ -154,13 +155,13 @@ class SettlementSide(Snapshots):
             sighting = (
                 notice_id,
                 status,
-                amount,
-                notice["fee_minor"],
+                boxed["amount_minor"],
+                boxed["fee_minor"],
                 currency,
                 merchant_id,
-                settled_at,
+                boxed["settled_at"],
                 book.partition,
-                settled_at if settled_at > watermark else watermark,
+                boxed["settled_at"] if settled_at > watermark else watermark,
                 order_id,
             )
             feed = self._batch_feed
