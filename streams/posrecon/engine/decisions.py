@@ -81,7 +81,9 @@ class Decisions(OrderAlerts):
         parts = order.parts = tuple(sorted((*parts, part)))
         order.fee_sum += part.fee_minor
         last: Any = max(parts, key=part_order)  # Any: its settled_at goes on as the object it is (as in on_notice)
-        order.settled = _new_tuple(Notice, (last[1], last[2], sum(p.amount_minor for p in parts), parts[0].currency))
+        order.settled = _new_tuple(
+            Notice, (last.notice_id, last.settled_at, sum(p.amount_minor for p in parts), parts[0].currency)
+        )
         return True
 
     def _check_fee(

@@ -110,7 +110,8 @@ class SettlementSide(Snapshots):
         status = notice["status"]
         order.settlement_phase = SETTLEMENT_TRANSITIONS[order.settlement_phase][SETTLEMENT_STATUS_INDEX[status]]
         boxed: Any = notice  # the input's int objects into the state as they are (as in on_terminal_event)
-        facts: Notice = _new_tuple(Notice, (notice_id, boxed["settled_at"], boxed["amount_minor"], currency))
+        settled_obj, amount_obj = boxed["settled_at"], boxed["amount_minor"]
+        facts: Notice = _new_tuple(Notice, (notice_id, settled_obj, amount_obj, currency))
         if status == "SETTLED":
             settled = order.settled
             if settled is None and capture_count == 1:  # a whole settlement (v1)
@@ -125,7 +126,7 @@ class SettlementSide(Snapshots):
                 self._duplicate_settlement(order, settled, facts, now, book)
             else:
                 fee = notice["fee_minor"]
-                part = _new_tuple(Part, (boxed.get("capture_seq", 1), *facts, boxed["fee_minor"]))
+                part = _new_tuple(Part, (capture_seq, *facts, boxed["fee_minor"]))
                 if self._settle_part(order, part, capture_count, now, book):
                     # the grace runs from the earliest part (so from the same time after a restore, and whatever
                     # the parts' arrival order): a part earlier than all before it schedules again (the later
@@ -155,13 +156,13 @@ class SettlementSide(Snapshots):
             sighting = (
                 notice_id,
                 status,
-                boxed["amount_minor"],
+                amount_obj,
                 boxed["fee_minor"],
                 currency,
                 merchant_id,
-                boxed["settled_at"],
+                settled_obj,
                 book.partition,
-                boxed["settled_at"] if settled_at > watermark else watermark,
+                settled_obj if settled_at > watermark else watermark,
                 order_id,
             )
             feed = self._batch_feed
