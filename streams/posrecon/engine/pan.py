@@ -21,22 +21,21 @@ _RUN_BYTES = re.compile(rb"\d(?:[ -]?\d){12,}")
 _MAYBE_RUN = re.compile(r"\d[\d -]{11,}\d")
 
 
-_LUHN_PLAIN = {str(d): d for d in range(10)}
-_LUHN_DOUBLED = {str(d): 2 * d - 9 if 2 * d > 9 else 2 * d for d in range(10)}
-
-
 def luhn_valid(digits: str) -> bool:
-    if digits.isascii() and digits.isdigit():  # the usual case, summed in C (same result as the loop)
-        total = sum(map(_LUHN_PLAIN.__getitem__, digits[-1::-2])) + sum(map(_LUHN_DOUBLED.__getitem__, digits[-2::-2]))
-        return total % 10 == 0
+    # a plain loop: compiled, ~8x faster than summing two maps over a lookup dict (docs/performance.md);
+    # a non-digit counts as its code point - 48, as it always has (callers pass digits)
     total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = ord(char) - 48
-        if position & 1:
+    double = False
+    i = len(digits) - 1
+    while i >= 0:
+        value = ord(digits[i]) - 48
+        if double:
             value *= 2
             if value > 9:
                 value -= 9
         total += value
+        double = not double
+        i -= 1
     return total % 10 == 0
 
 
@@ -92,17 +91,47 @@ _SHORT_TEXT = 24  # below this the regex search is as cheap
 
 def scrub_text(text: str) -> str:
     """Mask every card number inside free text (length-preserving)."""
-    if (
-        len(text) >= _SHORT_TEXT
-        and text.isascii()
-        and _THIRTEEN_RUN_BYTES not in text.encode("ascii").translate(_RUN_BYTE_MAP)
-    ):  # the usual case (alert reasons, log lines)
-        return text
+    if len(text) >= _SHORT_TEXT and text.isascii():
+        mapped = text.encode("ascii").translate(_RUN_BYTE_MAP)
+        if _THIRTEEN_RUN_BYTES not in mapped:  # the usual case (alert reasons, log lines)
+            return text
+        return _scrub_ascii_runs(text, mapped)
     first = _MAYBE_RUN.search(text)
     if first is None:  # the usual case (alert reasons, log lines): ~30 % of the cost of the full scan
         return text
     start = first.start()
     return text[:start] + _RUN.sub(_mask_match, text[start:]) if start else _RUN.sub(_mask_match, text)
+
+
+def _scrub_ascii_runs(text: str, mapped: bytes) -> str:
+    """:func:`scrub_text` of ASCII text, region by region: a _RUN match lies inside one maximal stretch of digits,
+    spaces and dashes (``mapped`` marks them ``1``), and only stretches of 13+ characters can hold one, so the
+    regex runs on those alone (the reasons' 13-digit timestamps made scanning the whole text cost ~7 µs). A
+    stretch that is digits alone, once trimmed, is one match: masked without the regex."""
+    out: list[str] = []
+    done = 0
+    pos = mapped.find(_THIRTEEN_RUN_BYTES)
+    while pos >= 0:
+        start = mapped.rfind(b"0", 0, pos) + 1
+        end = mapped.find(b"0", pos)
+        if end < 0:
+            end = len(text)
+        region = text[start:end]
+        core = region.strip(" -")
+        if core.isdigit():
+            lead = region.index(core[0])
+            masked = region[:lead] + _mask_run(core) + region[lead + len(core) :]
+        else:
+            masked = _RUN.sub(_mask_match, region)
+        if masked != region:
+            out.append(text[done:start])
+            out.append(masked)
+            done = end
+        pos = mapped.find(_THIRTEEN_RUN_BYTES, end)
+    if not out:
+        return text
+    out.append(text[done:])
+    return "".join(out)
 
 
 def scrub_bytes(data: bytes) -> bytes:

@@ -54,6 +54,17 @@ def test_luhn() -> None:
     assert luhn_valid("79927398713") and not luhn_valid("79927398710")
 
 
+def _luhn_reference(digits: str) -> bool:
+    """The textbook check: from the right, every second digit doubled (minus 9 above 9), the sum divisible by 10."""
+    values = [int(c) for c in reversed(digits)]
+    return sum(v if i % 2 == 0 else (2 * v - 9 if 2 * v > 9 else 2 * v) for i, v in enumerate(values)) % 10 == 0
+
+
+@given(st.text(alphabet="0123456789", max_size=25))
+def test_luhn_agrees_with_the_textbook_check(digits: str) -> None:
+    assert luhn_valid(digits) == _luhn_reference(digits)
+
+
 def test_masking_keeps_last_four_only() -> None:
     assert mask_pan("4111 1111 1111 1111") == "************1111"
     text = 'card "4111111111111111" and id 1234567890123 and 4111-1111-1111-1111'
@@ -73,6 +84,17 @@ def test_iso4217_from_pycountry() -> None:
 def test_the_prefilter_never_changes_what_is_masked(text: str) -> None:
     """scrub_text skips the full scan when a cheaper pattern finds no candidate run, and starts it at the
     first candidate: the result must be the full scan's (every Luhn-valid window masked)."""
+    assert scrub_text(text) == pan._RUN.sub(pan._mask_match, text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.sampled_from(["4111111111111111", "1767226002360", "ms ", " ", "-", "--", "7", "é", "x "]), max_size=30)
+)
+def test_the_region_scan_of_ascii_text_masks_what_the_full_scan_does(parts: list[str]) -> None:
+    """Long ASCII text goes region by region (digit, space and dash stretches of 13+ characters): the result
+    must be the full scan's, separators around a run, runs glued by dashes and non-ASCII text included."""
+    text = "".join(parts)
     assert scrub_text(text) == pan._RUN.sub(pan._mask_match, text)
 
 
