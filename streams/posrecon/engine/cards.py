@@ -17,26 +17,24 @@ slower partition still needs.
 
 from __future__ import annotations
 
-import heapq
 from typing import Any, NamedTuple
 
 from posrecon.config import RuleConfig
 from posrecon.engine.alerts import make_alert, make_resolution
+from posrecon.engine.expiry import ExpiryQueue
 from posrecon.engine.model import Alert, AlertKind, Severity
 
 
 class CardKey(NamedTuple):
     """The card key of the duplicate-charge rule. A class, not a ``tuple[str, str, int, str]`` alias: compiled
     (posrecon/native.py), a fixed-length tuple type is kept unboxed and boxed anew at each use, so the index's
-    dict and its expiry heap would each hold their own copy (about 100 bytes per open order)."""
+    dict and its expiry queue would each hold their own copy (about 100 bytes per open order)."""
 
     token: str
     merchant_id: str
     amount_minor: int
     currency: str
 
-
-_heappush = heapq.heappush  # bound once: on_approval pushes for every approval
 
 
 class CardEntry:
@@ -127,7 +125,7 @@ class CardIndex:
         self.keep_raised_for = max(self.keep_for, rules.state_retention_ms)
         self.sources = sources
         self.entries: dict[CardKey, list[CardEntry]] = {}
-        self.expiry: list[tuple[int, str, CardKey]] = []
+        self.expiry = ExpiryQueue()
         self.source_watermarks: dict[int, int] = {}
         self.watermark = -(1 << 62)
         #: card keys changed since the shell last persisted this index; None: not tracked
@@ -168,7 +166,7 @@ class CardIndex:
             self._pair(bucket, key, entry, found)
         if self.dirty is not None:
             self.dirty.add(key)
-        _heappush(self.expiry, (approved_at + self.keep_for, order_id, key))
+        self.expiry.push((approved_at + self.keep_for, order_id, key))
         # = self._observe(source, mark), inlined
         marks = self.source_watermarks
         if mark > marks.get(source, -(1 << 62)):
@@ -177,7 +175,7 @@ class CardIndex:
                 aligned = mark if self.sources == 1 else min(marks.values())
                 if aligned > self.watermark:
                     self.watermark = aligned
-                    if self.expiry[0][0] < aligned:
+                    if self.expiry.earliest() < aligned:
                         self._prune()
         return found
 
@@ -217,7 +215,7 @@ class CardIndex:
                 aligned = mark if self.sources == 1 else min(marks.values())
                 if aligned > self.watermark:
                     self.watermark = aligned
-                    if self.expiry and self.expiry[0][0] < aligned:
+                    if self.expiry.earliest() < aligned:
                         self._prune()
 
     def on_void(self, sighting: CardSighting) -> list[DuplicateCharge]:
@@ -255,13 +253,10 @@ class CardIndex:
         return self.on_sighting(sighting)
 
     def _prune(self) -> None:
-        expiry = self.expiry
         entries = self.entries
         watermark = self.watermark
         keep_for = self.keep_for
-        heappop = heapq.heappop
-        while expiry and expiry[0][0] < watermark:
-            _, order_id, key = heappop(expiry)
+        for _, order_id, key in self.expiry.pop_before(watermark):
             bucket = entries.get(key)
             if bucket is None:
                 continue
@@ -276,7 +271,7 @@ class CardIndex:
                 else:
                     for e in bucket:  # an entry kept for its open alerts comes up again at its own expiry
                         if e.order_id == order_id and e.raised:
-                            heapq.heappush(expiry, (e.approved_at + self.keep_raised_for, order_id, key))
+                            self.expiry.push((e.approved_at + self.keep_raised_for, order_id, key))
             if self.dirty is not None:
                 self.dirty.add(key)
 
@@ -291,16 +286,16 @@ class CardIndex:
 
     def load_rows(self, rows: list[list[Any]], watermark: int, source_watermarks: dict[int, int] | None = None) -> None:
         self.entries.clear()
-        self.expiry.clear()
+        expiry: list[tuple[int, str, CardKey]] = []
         for raw_key, raw_entries in rows:
             key = CardKey(*raw_key)
             bucket = [CardEntry.of_row(row) for row in raw_entries]
             self.entries[key] = bucket
             for entry in bucket:
-                self.expiry.append((entry.approved_at + self.keep_for, entry.order_id, key))
+                expiry.append((entry.approved_at + self.keep_for, entry.order_id, key))
                 if entry.raised:
-                    self.expiry.append((entry.approved_at + self.keep_raised_for, entry.order_id, key))
-        heapq.heapify(self.expiry)
+                    expiry.append((entry.approved_at + self.keep_raised_for, entry.order_id, key))
+        self.expiry.load(expiry)
         self.watermark = watermark
         self.source_watermarks = dict(source_watermarks or {})
 
