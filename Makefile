@@ -69,7 +69,7 @@ chaos: install
 soak: install
 	POSRECON_REQUIRE_BROKER=1 POSRECON_SOAK=1 $(PY) -m pytest -q -s tests/chaos -m soak
 
-## the benchmark also runs the faust-streaming passthrough: the `bench` extra
+## the benchmark also runs the faust-streaming passthrough and profiles with py-spy: the `bench` extra
 $(VENV)/.installed-bench: $(VENV)/.installed
 	$(PIP) install -q -e '.[dev,bench]'
 	@touch $@
