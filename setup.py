@@ -40,6 +40,12 @@ class BuildNative(build_ext):  # type: ignore[misc]
     built extension is removed and the engine stays Python. On success, the manifest goes beside them."""
 
     def run(self) -> None:
+        manifest = Path(self.get_ext_fullpath(f"{native.GROUP.rsplit('.', 1)[0]}.x")).parent / native.MANIFEST
+        # a manifest only beside extensions built from these sources: mypyc failing leaves no extension to build,
+        # and a manifest written then would vouch for whatever an earlier build left in .native/
+        manifest.unlink(missing_ok=True)
+        if not self.extensions:
+            return
         try:
             super().run()
         except Exception as exc:
@@ -49,8 +55,7 @@ class BuildNative(build_ext):  # type: ignore[misc]
                 raise
             print(f"warning: the compiled engine was not built ({exc}); posrecon runs its engine from source")
             return
-        target = Path(self.get_ext_fullpath(f"{native.GROUP.rsplit('.', 1)[0]}.x")).parent
-        (target / native.MANIFEST).write_text(json.dumps(native.manifest_for(ENGINE), indent=1) + "\n")
+        manifest.write_text(json.dumps(native.manifest_for(ENGINE), indent=1) + "\n")
 
 
 class Native(Command):  # type: ignore[misc]

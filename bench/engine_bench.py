@@ -3,9 +3,9 @@
 * engine: >= 1M simulated records, pre-decoded (dicts as fastavro returns them), fed to the engine alone;
   baseline: the same loop with a trivial per-order dict update instead of the engine (the Python ceiling
   for "look at every record and touch per-order state").
-* replay: the same input through `posrecon replay` (JSON parse, schema check, engine, JSON output files; the
-  Avro round trip only for lines that can need it, see posrecon/replay.py); baseline: JSON parse + Avro
-  round trip only.
+* replay: the same input through `posrecon replay` (orjson parse, strict schema check, engine, JSON output
+  files; no Avro round trip: see posrecon/replay.py); baseline: JSON parse (the standard library's, and
+  orjson's as a second row) + Avro round trip only.
 * state: bytes of engine state per open order (tracemalloc, after a run that leaves orders open).
 
 Every engine runs with the simulation's rules (``input-<orders>.toml`` beside the input, as ``simulate`` writes

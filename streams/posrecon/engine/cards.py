@@ -28,7 +28,7 @@ from posrecon.engine.model import Alert, AlertKind, Severity
 class CardKey(NamedTuple):
     """The card key of the duplicate-charge rule. A class, not a ``tuple[str, str, int, str]`` alias: compiled
     (posrecon/native.py), a fixed-length tuple type is kept unboxed and boxed anew at each use, so the index's
-    dict and its expiry queue would each hold their own copy (about 100 bytes per open order)."""
+    dict and each entry would hold their own copy (about 100 bytes per open order)."""
 
     token: str
     merchant_id: str
@@ -36,9 +36,18 @@ class CardKey(NamedTuple):
     currency: str
 
 
-
 class CardEntry:
-    __slots__ = ("approved_at", "order_id", "paired", "raised", "terminal_id", "void_event_id", "void_time", "voided")
+    __slots__ = (
+        "approved_at",
+        "key",
+        "order_id",
+        "paired",
+        "raised",
+        "terminal_id",
+        "void_event_id",
+        "void_time",
+        "voided",
+    )
 
     def __init__(
         self,
@@ -50,7 +59,9 @@ class CardEntry:
         raised: tuple[str, ...] = (),
         void_time: int = 0,
         void_event_id: str = "",
+        key: CardKey | None = None,
     ) -> None:
+        self.key = key  # the index's key of this entry (set by the index: its expiry queues hold entries)
         self.order_id = order_id
         self.approved_at = approved_at
         self.terminal_id = terminal_id
@@ -63,6 +74,10 @@ class CardEntry:
         #: anything) and event id
         self.void_time = void_time
         self.void_event_id = void_event_id
+
+    def __lt__(self, other: CardEntry) -> bool:
+        """By approval time (the expiry queue's heap; nothing else compares entries)."""
+        return self.approved_at < other.approved_at
 
     def voided_by(self, when: int) -> bool:
         """Voided at or before event time ``when``."""
@@ -82,10 +97,12 @@ class CardEntry:
         ]
 
     @classmethod
-    def of_row(cls, row: list[Any]) -> CardEntry:
+    def of_row(cls, row: list[Any], key: CardKey | None = None) -> CardEntry:
         raised = tuple(row[5]) if len(row) > 5 else ()
         void_time, void_event_id = (int(row[6]), str(row[7])) if len(row) > 7 else (0, "")
-        return cls(str(row[0]), int(row[1]), str(row[2]), bool(row[3]), tuple(row[4]), raised, void_time, void_event_id)
+        return cls(
+            str(row[0]), int(row[1]), str(row[2]), bool(row[3]), tuple(row[4]), raised, void_time, void_event_id, key
+        )
 
 
 class CardSighting(NamedTuple):
@@ -125,7 +142,8 @@ class CardIndex:
         self.keep_raised_for = max(self.keep_for, rules.state_retention_ms)
         self.sources = sources
         self.entries: dict[CardKey, list[CardEntry]] = {}
-        self.expiry = ExpiryQueue()
+        self.expiry = ExpiryQueue()  # every entry, due at approved_at + keep_for
+        self.raised_expiry = ExpiryQueue()  # the entries kept past that for their open alerts
         self.source_watermarks: dict[int, int] = {}
         self.watermark = -(1 << 62)
         #: card keys changed since the shell last persisted this index; None: not tracked
@@ -158,7 +176,7 @@ class CardIndex:
         """An approval of ``order_id`` (``voided``: at ``void_time``); returns the duplicate charges it completes,
         each followed by its RESOLVED record when the later order's void is already known."""
         found: list[DuplicateCharge] = []
-        entry = CardEntry(order_id, approved_at, terminal_id, voided, (), (), void_time, void_event_id)
+        entry = CardEntry(order_id, approved_at, terminal_id, voided, (), (), void_time, void_event_id, key)
         bucket = self.entries.get(key)
         if bucket is None:  # the common case: a card key not seen within the window
             self.entries[key] = [entry]
@@ -166,7 +184,7 @@ class CardIndex:
             self._pair(bucket, key, entry, found)
         if self.dirty is not None:
             self.dirty.add(key)
-        self.expiry.push((approved_at + self.keep_for, order_id, key))
+        self.expiry.push(entry)
         # = self._observe(source, mark), inlined
         marks = self.source_watermarks
         if mark > marks.get(source, -(1 << 62)):
@@ -175,7 +193,7 @@ class CardIndex:
                 aligned = mark if self.sources == 1 else min(marks.values())
                 if aligned > self.watermark:
                     self.watermark = aligned
-                    if self.expiry.earliest() < aligned:
+                    if self._prune_due(aligned):
                         self._prune()
         return found
 
@@ -215,7 +233,7 @@ class CardIndex:
                 aligned = mark if self.sources == 1 else min(marks.values())
                 if aligned > self.watermark:
                     self.watermark = aligned
-                    if self.expiry.earliest() < aligned:
+                    if self._prune_due(aligned):
                         self._prune()
 
     def on_void(self, sighting: CardSighting) -> list[DuplicateCharge]:
@@ -252,32 +270,38 @@ class CardIndex:
             return self.on_void(sighting)
         return self.on_sighting(sighting)
 
-    def _prune(self) -> None:
-        entries = self.entries
-        watermark = self.watermark
-        keep_for = self.keep_for
-        for _, order_id, key in self.expiry.pop_before(watermark):
-            bucket = entries.get(key)
-            if bucket is None:
-                continue
-            if len(bucket) == 1 and not bucket[0].raised:  # the common case, without building a new list
-                entry = bucket[0]
-                if entry.order_id == order_id and entry.approved_at + keep_for < watermark:
-                    del entries[key]
-            else:
-                bucket[:] = [e for e in bucket if not (e.order_id == order_id and self._expired(e, watermark))]
-                if not bucket:
-                    del entries[key]
-                else:
-                    for e in bucket:  # an entry kept for its open alerts comes up again at its own expiry
-                        if e.order_id == order_id and e.raised:
-                            self.expiry.push((e.approved_at + self.keep_raised_for, order_id, key))
-            if self.dirty is not None:
-                self.dirty.add(key)
+    def _prune_due(self, watermark: int) -> bool:
+        return (
+            self.expiry.earliest() + self.keep_for < watermark
+            or self.raised_expiry.earliest() + self.keep_raised_for < watermark
+        )
 
-    def _expired(self, entry: CardEntry, watermark: int) -> bool:
-        keep = self.keep_raised_for if entry.raised else self.keep_for
-        return entry.approved_at + keep < watermark
+    def _prune(self) -> None:
+        """Drop the entries whose time is up: ``approved_at + keep_for < watermark``, or with ``keep_raised_for``
+        while the entry has open alerts (it moves to the second queue at its first expiry)."""
+        watermark = self.watermark
+        for entry in self.expiry.pop_before(watermark - self.keep_for):
+            self._expire(entry, watermark)
+        for entry in self.raised_expiry.pop_before(watermark - self.keep_raised_for):
+            self._expire(entry, watermark)
+
+    def _expire(self, entry: CardEntry, watermark: int) -> None:
+        key = entry.key
+        assert key is not None
+        bucket = self.entries.get(key)
+        if bucket is None:
+            return
+        if len(bucket) == 1 and bucket[0] is entry and not entry.raised:  # the common case
+            del self.entries[key]
+        elif entry in bucket:
+            if entry.raised and entry.approved_at + self.keep_raised_for >= watermark:
+                self.raised_expiry.push(entry)  # kept for its open alerts: comes up again at its own expiry
+            else:
+                bucket.remove(entry)
+                if not bucket:
+                    del self.entries[key]
+        if self.dirty is not None:
+            self.dirty.add(key)
 
     # --- snapshot --------------------------------------------------------------------------------------
 
@@ -286,16 +310,14 @@ class CardIndex:
 
     def load_rows(self, rows: list[list[Any]], watermark: int, source_watermarks: dict[int, int] | None = None) -> None:
         self.entries.clear()
-        expiry: list[tuple[int, str, CardKey]] = []
+        loaded: list[CardEntry] = []
         for raw_key, raw_entries in rows:
             key = CardKey(*raw_key)
-            bucket = [CardEntry.of_row(row) for row in raw_entries]
+            bucket = [CardEntry.of_row(row, key) for row in raw_entries]
             self.entries[key] = bucket
-            for entry in bucket:
-                expiry.append((entry.approved_at + self.keep_for, entry.order_id, key))
-                if entry.raised:
-                    expiry.append((entry.approved_at + self.keep_raised_for, entry.order_id, key))
-        self.expiry.load(expiry)
+            loaded.extend(bucket)
+        self.expiry.load(loaded)  # a raised entry moves to the second queue at its first expiry, as it did live
+        self.raised_expiry.clear()
         self.watermark = watermark
         self.source_watermarks = dict(source_watermarks or {})
 

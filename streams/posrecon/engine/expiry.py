@@ -1,23 +1,24 @@
-"""When the card index's entries may go: its expiry queue.
+"""When the card index's entries may go: its expiry queues.
 
-The index prunes every entry whose expiry is before its watermark, whenever the watermark moves. Which of
-those goes first does not matter (each entry is judged alone), so the queue needs no total order, only "all
-entries before t". Approvals arrive nearly in event-time order, so most entries come in nondecreasing expiry:
-those are appended to a sorted run (O(1) in, O(1) out) and only the others go to a heap. A binary heap of
-every entry cost each approval two O(log n) walks of tuple comparisons, 8 % of the engine's time at 1M
-records (docs/performance.md).
+The index prunes every entry approved before ``watermark - keep`` whenever the watermark moves. Which of those
+goes first does not matter (each entry is judged alone), so a queue needs no total order, only "all entries
+approved before t". Approvals arrive roughly in event-time order, so many entries come in nondecreasing
+``approved_at``: those are appended to a sorted run (O(1) in, O(1) out) and only the others go to a heap. A
+binary heap of every entry cost each approval two O(log n) walks of tuple comparisons (docs/performance.md).
+
+The queues hold the entries themselves, ordered by their ``approved_at``: an ``(expires_at, order_id, key)``
+tuple per approval, as before, cost 96 bytes per open order (the tuple and its boxed time).
 """
 
 from __future__ import annotations
 
 import heapq
-from typing import Any
+from typing import TYPE_CHECKING
 
-#: (expires_at, order_id, card key): the key's type is the index's (posrecon.engine.cards.CardKey)
-Expiry = tuple[int, str, Any]
+if TYPE_CHECKING:  # (cards imports this module)
+    from posrecon.engine.cards import CardEntry
 
 NEVER = 1 << 62
-_GONE: Expiry = (0, "", None)  # a popped slot: the entry itself is released at once
 
 
 class ExpiryQueue:
@@ -25,38 +26,51 @@ class ExpiryQueue:
 
     def __init__(self, compact_at: int = 4096) -> None:
         self._compact_at = compact_at  # popped slots kept at the run's head before it is shifted down
-        self._run: list[Expiry] = []  # nondecreasing expires_at from _head on
+        self._run: list[CardEntry | None] = []  # nondecreasing approved_at from _head on; None: popped
         self._head = 0
-        self._late: list[Expiry] = []  # a heap: the entries that came after a later one
+        self._late: list[CardEntry] = []  # a heap (CardEntry orders by approved_at): entries after a later one
 
     def __len__(self) -> int:
         return len(self._run) - self._head + len(self._late)
 
-    def push(self, entry: Expiry) -> None:
+    def push(self, entry: CardEntry) -> None:
         run = self._run
-        if len(run) == self._head or entry[0] >= run[-1][0]:
+        if len(run) == self._head:
+            run.append(entry)
+            return
+        last = run[-1]
+        assert last is not None
+        if entry.approved_at >= last.approved_at:
             run.append(entry)
         else:
             heapq.heappush(self._late, entry)
 
     def earliest(self) -> int:
-        """The earliest expiry in the queue (NEVER when empty)."""
+        """The earliest ``approved_at`` in the queue (NEVER when empty)."""
+        first = NEVER
         run = self._run
-        first = run[self._head][0] if self._head < len(run) else NEVER
+        if self._head < len(run):
+            entry = run[self._head]
+            assert entry is not None
+            first = entry.approved_at
         late = self._late
-        if late and late[0][0] < first:
-            return late[0][0]
+        if late and late[0].approved_at < first:
+            return late[0].approved_at
         return first
 
-    def pop_before(self, time: int) -> list[Expiry]:
-        """Remove and return every entry with ``expires_at < time``."""
-        out: list[Expiry] = []
+    def pop_before(self, time: int) -> list[CardEntry]:
+        """Remove and return every entry with ``approved_at < time``."""
+        out: list[CardEntry] = []
         run = self._run
         head = self._head
         end = len(run)
-        while head < end and run[head][0] < time:
-            out.append(run[head])
-            run[head] = _GONE
+        while head < end:
+            entry = run[head]
+            assert entry is not None
+            if entry.approved_at >= time:
+                break
+            out.append(entry)
+            run[head] = None  # released at once, not when the run is next shifted down
             head += 1
         if head == end:
             run.clear()
@@ -66,7 +80,7 @@ class ExpiryQueue:
             head = 0
         self._head = head
         late = self._late
-        while late and late[0][0] < time:
+        while late and late[0].approved_at < time:
             out.append(heapq.heappop(late))
         return out
 
@@ -75,11 +89,12 @@ class ExpiryQueue:
         self._head = 0
         self._late.clear()
 
-    def load(self, entries: list[Expiry]) -> None:
+    def load(self, entries: list[CardEntry]) -> None:
         """Replace the contents (snapshot restore): one sorted run."""
         self.clear()
-        self._run.extend(sorted(entries, key=_expires_at))
+        ordered: list[CardEntry] = sorted(entries, key=_approved_at)
+        self._run.extend(ordered)
 
 
-def _expires_at(entry: Expiry) -> int:
-    return entry[0]
+def _approved_at(entry: CardEntry) -> int:
+    return entry.approved_at

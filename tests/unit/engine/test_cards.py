@@ -123,3 +123,52 @@ def test_the_engine_judges_a_void_that_arrived_before_the_approval_by_its_event_
     expected = [("o2", 0), ("o2", void_at)] if void_after_the_alert else []
     assert found == expected
     assert [a["status"] for a in res.alerts if a["kind"] == "DUPLICATE_CHARGE"] == ["OPEN", "RESOLVED"][: len(expected)]
+
+
+# --- pruning: an entry goes at approved_at + keep_for, or at + keep_raised_for while its alert is open -------
+
+
+def _tick(index: CardIndex, at: int) -> None:
+    """Move the index's watermark to ``at`` (an approval of another card, alone in its key)."""
+    index.on_approval(CardKey(f"tok_{at}", "m-9", 1, "EUR"), f"tick-{at}", at, "t-9", False, 0, at)
+
+
+def _orders(index: CardIndex) -> list[str]:
+    return sorted(e.order_id for e in index.entries.get(KEY, ()))
+
+
+@pytest.mark.parametrize("restored", [False, True])
+def test_an_entry_with_an_open_alert_outlives_the_window_until_its_retention(restored: bool) -> None:
+    index = CardIndex(RULES)
+    index.on_approval(KEY, "A", A_AT, "t-1", False, 0, A_AT)
+    assert index.on_approval(KEY, "B", B_AT, "t-1", False, 0, B_AT) == [ALERT]
+    keep, retention = index.keep_for, index.keep_raised_for
+    assert retention > keep + 2 * MIN
+    _tick(index, A_AT + keep)  # not yet past A's expiry: approved_at + keep_for < watermark
+    assert _orders(index) == ["A", "B"]
+    _tick(index, A_AT + keep + 1)
+    assert _orders(index) == ["B"]
+    _tick(index, B_AT + keep + 1)  # B is past the window, kept for its open alert
+    if restored:
+        back = CardIndex(RULES)
+        back.load_rows(index.to_rows(), index.watermark, index.source_watermarks)
+        index = back
+    assert _orders(index) == ["B"]
+    _tick(index, B_AT + retention)
+    assert _orders(index) == ["B"]
+    _tick(index, B_AT + retention + 1)
+    assert _orders(index) == []
+
+
+def test_an_entry_whose_alert_resolved_goes_at_its_next_expiry() -> None:
+    index = CardIndex(RULES)
+    index.on_approval(KEY, "A", A_AT, "t-1", False, 0, A_AT)
+    index.on_approval(KEY, "B", B_AT, "t-1", False, 0, B_AT)
+    _tick(index, B_AT + index.keep_for + 1)
+    assert _orders(index) == ["B"]
+    void = CardSighting(KEY, "B", B_AT, "t-1", True, True, 0, B_AT + index.keep_for + 2, "void-B", B_AT + 3 * MIN)
+    assert [d.resolved_by for d in index.on_void(void)] == ["void-B"]
+    _tick(index, B_AT + index.keep_raised_for)
+    assert _orders(index) == ["B"]  # the second queue's time: raised or not, the entry is looked at then
+    _tick(index, B_AT + index.keep_raised_for + 1)
+    assert _orders(index) == []

@@ -1,4 +1,4 @@
-"""The card index's expiry queue against a plain list: pop_before(t) takes exactly the entries before t."""
+"""The card index's expiry queue against a plain list: pop_before(t) takes exactly the entries approved before t."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from posrecon.engine.expiry import NEVER, Expiry, ExpiryQueue
+from posrecon.engine.cards import CardEntry
+from posrecon.engine.expiry import NEVER, ExpiryQueue
 
 
 class ExpiryQueueMachine(RuleBasedStateMachine):
@@ -16,13 +17,13 @@ class ExpiryQueueMachine(RuleBasedStateMachine):
     @initialize(compact_at=st.sampled_from([1, 2, 4096]))
     def start(self, compact_at: int) -> None:
         self.queue = ExpiryQueue(compact_at)
-        self.model: list[Expiry] = []
+        self.model: list[CardEntry] = []
         self.clock = 0
         self.serial = 0
 
-    def _entry(self, at: int) -> Expiry:
+    def _entry(self, at: int) -> CardEntry:
         self.serial += 1
-        return (at, f"o{self.serial}", ("tok", "m", 100, "EUR"))
+        return CardEntry(f"o{self.serial}", at, "t-1", False)
 
     @rule(step=st.integers(0, 5))
     def push_in_order(self, step: int) -> None:
@@ -42,9 +43,9 @@ class ExpiryQueueMachine(RuleBasedStateMachine):
     def pop_before(self, offset: int) -> None:
         time = self.clock + offset
         got = self.queue.pop_before(time)
-        expected = [e for e in self.model if e[0] < time]
-        self.model = [e for e in self.model if e[0] >= time]
-        assert sorted(got) == sorted(expected)
+        expected = [e for e in self.model if e.approved_at < time]
+        self.model = [e for e in self.model if e.approved_at >= time]
+        assert sorted(map(id, got)) == sorted(map(id, expected))
 
     @rule()
     def restore(self) -> None:
@@ -55,7 +56,7 @@ class ExpiryQueueMachine(RuleBasedStateMachine):
         if not hasattr(self, "queue"):
             return
         assert len(self.queue) == len(self.model)
-        assert self.queue.earliest() == min((e[0] for e in self.model), default=NEVER)
+        assert self.queue.earliest() == min((e.approved_at for e in self.model), default=NEVER)
 
 
 TestExpiryQueue = ExpiryQueueMachine.TestCase
@@ -65,9 +66,9 @@ TestExpiryQueue.settings = settings(max_examples=300, stateful_step_count=40, de
 def test_a_popped_entry_is_not_kept_by_the_queue() -> None:
     """The run keeps its popped slots until it is shifted down; they must not hold the entries (state size)."""
     queue = ExpiryQueue()
-    entries = [(t, f"o{t}", object()) for t in range(10)]
+    entries = [CardEntry(f"o{t}", t, "t-1", False) for t in range(10)]
     for entry in entries:
         queue.push(entry)
     popped = queue.pop_before(5)
-    assert [e[0] for e in popped] == [0, 1, 2, 3, 4]
-    assert all(e not in queue._run for e in popped)
+    assert [e.approved_at for e in popped] == [0, 1, 2, 3, 4]
+    assert not any(e is p for e in queue._run for p in popped)
