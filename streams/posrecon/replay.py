@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -93,6 +93,14 @@ class Replay:
         self._dead: IO[bytes] = open(out_dir / "deadletter.jsonl", "wb")  # noqa: SIM115
         self._batches: IO[bytes] = open(out_dir / "batch-reconciled.jsonl", "wb")  # noqa: SIM115
         self.summary = ReplaySummary()
+        engine = self.engine
+        #: per source: its schema's strict check, the engine's entry point, the field whose key picks the partition
+        self._routes: dict[str, tuple[Callable[[Any], Any], Callable[[Any, int, Any, Any], Rejection | None], str]]
+        self._routes = {
+            "terminal": (self.codecs["terminal"].check, engine.on_terminal_event, "order_id"),
+            "settlement": (self.codecs["settlement"].check, engine.on_settlement_notice, "order_id"),
+            "batch": (self.codecs["batch"].check, engine.on_settlement_batch, "batch_id"),
+        }
 
     def close(self) -> None:
         self.summary.duplicates_dropped = self.engine.stats.duplicates_dropped
@@ -105,8 +113,33 @@ class Replay:
             self.feed_line(number, line)
 
     def feed_line(self, number: int, line: str) -> None:
-        summary = self.summary
-        summary.lines += 1
+        self.summary.lines += 1
+        # the usual line, decoded without a detour; anything else (blank, not JSON, not a known source, a record
+        # that does not fit) takes _feed_decoded's way, which strips the line first and says what is wrong
+        route = None
+        source: Any = None
+        try:
+            doc = orjson.loads(line)  # JSON whitespace around the value (the newline) is allowed
+        except orjson.JSONDecodeError:
+            doc = None
+        if type(doc) is dict:
+            source = doc.get("source")
+            route = self._routes.get(source) if type(source) is str else None
+            ingest_time = doc.get("ingest_time")
+            if ingest_time is not None and type(ingest_time) is not int:
+                route = None
+        if route is None:
+            self._feed_decoded(number, line)
+            return
+        check, handle, key_field = route
+        try:
+            fields = check(doc["record"])
+        except (KeyError, DecodeError):
+            self._feed_decoded(number, line)
+            return
+        self._apply(number, line, source, fields, ingest_time, handle, key_field)
+
+    def _feed_decoded(self, number: int, line: str) -> None:
         text = line.strip()
         if not text:
             return
@@ -115,21 +148,26 @@ class Replay:
         except DecodeError as exc:
             self._dead_letter(number, text, None, InvalidReason.DECODE_ERROR.value, str(exc))
             return
-        summary.records += 1
-        engine = self.engine
-        rejection: Rejection | None
-        fields: Any = record
+        _, handle, key_field = self._routes[source]
+        self._apply(number, text, source, record, ingest_time, handle, key_field)
+
+    def _apply(
+        self,
+        number: int,
+        line: str,
+        source: str,
+        fields: Any,
+        ingest_time: int | None,
+        handle: Callable[[Any, int, Any, Any], Rejection | None],
+        key_field: str,
+    ) -> None:
+        self.summary.records += 1
         # the key's partition: order_id, or batch_id for a batch control record
-        key = fields["order_id"] if source != "batch" else fields["batch_id"]
-        partition = partition_for(key.encode("utf-8"), self.partitions) if self.partitions > 1 else 0
-        if source == "terminal":
-            rejection = engine.on_terminal_event(fields, partition, ingest_time, ingest_time)
-        elif source == "settlement":
-            rejection = engine.on_settlement_notice(fields, partition, ingest_time, ingest_time)
-        else:
-            rejection = engine.on_settlement_batch(fields, partition, ingest_time, ingest_time)
+        partition = partition_for(fields[key_field].encode("utf-8"), self.partitions) if self.partitions > 1 else 0
+        rejection = handle(fields, partition, ingest_time, ingest_time)
         if rejection is not None:
-            self._dead_letter(number, text, source, rejection.reason.value, rejection.detail)
+            self._dead_letter(number, line.strip(), source, rejection.reason.value, rejection.detail)
+        engine = self.engine
         if engine.reconciled or engine.alerts or engine.batches.records or engine.batches.alerts:
             self._drain()
 
