@@ -27,6 +27,7 @@ import orjson
 from posrecon.config import RuleConfig, load_rules
 from posrecon.engine import BUILD as ENGINE_BUILD
 from posrecon.engine.engine import ReconciliationEngine
+from posrecon.engine.line_feed import LineFeed
 from posrecon.engine.model import InvalidReason, Rejection, SettlementBatch, SettlementNotice, TerminalEvent
 from posrecon.engine.pan import scrub_text
 from posrecon.kafka.partitioner import partition_for
@@ -93,16 +94,16 @@ class Replay:
         self._dead: IO[bytes] = open(out_dir / "deadletter.jsonl", "wb")  # noqa: SIM115
         self._batches: IO[bytes] = open(out_dir / "batch-reconciled.jsonl", "wb")  # noqa: SIM115
         self.summary = ReplaySummary()
-        engine = self.engine
-        #: per source: its schema's strict check, the engine's entry point, the field whose key picks the partition
-        self._routes: dict[str, tuple[Callable[[Any], Any], Callable[[Any, int, Any, Any], Rejection | None], str]]
-        self._routes = {
-            "terminal": (self.codecs["terminal"].check, engine.on_terminal_event, "order_id"),
-            "settlement": (self.codecs["settlement"].check, engine.on_settlement_notice, "order_id"),
-            "batch": (self.codecs["batch"].check, engine.on_settlement_batch, "batch_id"),
-        }
+        partition_of = None if partitions == 1 else (lambda key: partition_for(key.encode("utf-8"), partitions))
+        checks: dict[str, Callable[[Any], Any]] = {source: codec.check for source, codec in self.codecs.items()}
+        #: the loop over lines (compiled with the engine); what it cannot take goes to _feed_decoded
+        self.line_feed = LineFeed(
+            self.engine, orjson.loads, checks, partition_of, self._feed_decoded, self._rejected, self._drain
+        )
 
     def close(self) -> None:
+        self.summary.lines = self.line_feed.lines
+        self.summary.records = self.line_feed.records
         self.summary.duplicates_dropped = self.engine.stats.duplicates_dropped
         self.summary.open_orders = self.engine.open_orders()
         for fh in (self._reconciled, self._alerts, self._dead, self._batches):
@@ -113,33 +114,10 @@ class Replay:
             self.feed_line(number, line)
 
     def feed_line(self, number: int, line: str) -> None:
-        self.summary.lines += 1
-        # the usual line, decoded without a detour; anything else (blank, not JSON, not a known source, a record
-        # that does not fit) takes _feed_decoded's way, which strips the line first and says what is wrong
-        route = None
-        source: Any = None
-        try:
-            doc = orjson.loads(line)  # JSON whitespace around the value (the newline) is allowed
-        except orjson.JSONDecodeError:
-            doc = None
-        if type(doc) is dict:
-            source = doc.get("source")
-            route = self._routes.get(source) if type(source) is str else None
-            ingest_time = doc.get("ingest_time")
-            if ingest_time is not None and type(ingest_time) is not int:
-                route = None
-        if route is None:
-            self._feed_decoded(number, line)
-            return
-        check, handle, key_field = route
-        try:
-            fields = check(doc["record"])
-        except (KeyError, DecodeError):
-            self._feed_decoded(number, line)
-            return
-        self._apply(number, line, source, fields, ingest_time, handle, key_field)
+        self.line_feed.feed(number, line)
 
     def _feed_decoded(self, number: int, line: str) -> None:
+        """A line the loop could not take the usual way: decoded strictly, dead-lettered saying why."""
         text = line.strip()
         if not text:
             return
@@ -148,28 +126,10 @@ class Replay:
         except DecodeError as exc:
             self._dead_letter(number, text, None, InvalidReason.DECODE_ERROR.value, str(exc))
             return
-        _, handle, key_field = self._routes[source]
-        self._apply(number, text, source, record, ingest_time, handle, key_field)
+        self.line_feed.apply(number, text, source, record, ingest_time)  # e.g. Unicode spaces around the JSON
 
-    def _apply(
-        self,
-        number: int,
-        line: str,
-        source: str,
-        fields: Any,
-        ingest_time: int | None,
-        handle: Callable[[Any, int, Any, Any], Rejection | None],
-        key_field: str,
-    ) -> None:
-        self.summary.records += 1
-        # the key's partition: order_id, or batch_id for a batch control record
-        partition = partition_for(fields[key_field].encode("utf-8"), self.partitions) if self.partitions > 1 else 0
-        rejection = handle(fields, partition, ingest_time, ingest_time)
-        if rejection is not None:
-            self._dead_letter(number, line.strip(), source, rejection.reason.value, rejection.detail)
-        engine = self.engine
-        if engine.reconciled or engine.alerts or engine.batches.records or engine.batches.alerts:
-            self._drain()
+    def _rejected(self, number: int, line: str, source: str, rejection: Rejection) -> None:
+        self._dead_letter(number, line.strip(), source, rejection.reason.value, rejection.detail)
 
     def until(self, event_time: int) -> None:
         """Advance every partition's watermark to ``event_time`` (fires due deadlines)."""
@@ -256,7 +216,7 @@ def _feed_file(replay: Replay, input_path: Path, until: int | None, progress: bo
                 disable=not (progress if progress is not None else sys.stderr.isatty()),
             ) as bar,
         ):
-            feed_line = replay.feed_line
+            feed_line = replay.line_feed.feed
             for number, line in enumerate(fh, 1):
                 feed_line(number, line)
                 if not number & 4095:  # the collector's pace is per 20k records, so ticking in steps is enough
