@@ -107,6 +107,11 @@ class Children:
         self.procs.clear()
 
 
+def now_ms() -> int:
+    """The wall clock in epoch milliseconds (record timestamps, event times of live traffic)."""
+    return time.time_ns() // 1_000_000
+
+
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU seconds of a live process (Linux /proc), None when unknown."""
     try:

@@ -34,6 +34,7 @@ from harness import (
     create_contract_topics,
     ensure_internal_topics,
     free_port,
+    now_ms,
     percentile,
     scrape,
     summary_ms,
@@ -49,10 +50,6 @@ from posrecon.kafka.feeder import Feeder
 from posrecon.kafka.outputs import read_outputs, read_topic
 from posrecon.kafka.progress import group_lag
 from posrecon.serde.codec import AvroCodec
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class VisibilityWatcher(threading.Thread):
@@ -78,7 +75,7 @@ class VisibilityWatcher(threading.Thread):
         try:
             while not self.stopping:
                 msgs = self.consumer.consume(1000, timeout=0.05)
-                now = _now_ms()
+                now = now_ms()
                 for msg in msgs:
                     if msg.error() is None:
                         self.arrived[(msg.partition(), msg.offset())] = now
@@ -172,7 +169,7 @@ def measure_latency(
     count = min(len(lines), int(rate * (warmup_s + duration_s)))
     lines = lines[:count]
     encode_s = count / 25_000 + 2
-    t0 = _now_ms() + int(encode_s * 1000)
+    t0 = now_ms() + int(encode_s * 1000)
     started = time.monotonic()
     traffic = encode_traffic(lines, rate, t0)
     log(f"  encoded {count:,} records in {time.monotonic() - started:.1f} s; worker starting …")
@@ -195,7 +192,7 @@ def measure_latency(
     names = {public.terminal: topics.terminal, public.settlement: topics.settlement}
     inputs: dict[str, list[tuple[int, str]]] = {}
     begin = time.monotonic()
-    begin_ms = _now_ms()
+    begin_ms = now_ms()
     sent = 0
     behind_max = 0.0
     try:
@@ -207,7 +204,7 @@ def measure_latency(
             behind_max = max(behind_max, (due - sent) / rate)
             while sent < due:
                 topic, key, value, _sched, order_id, kind = traffic[sent]
-                ts = _now_ms()
+                ts = now_ms()
                 while True:
                     try:
                         producer.produce(names[topic], value, key, timestamp=ts)
@@ -314,7 +311,7 @@ def measure_deadline(
         {"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 0, "log_level": 4}
     )
     due: dict[str, int] = {}
-    now = _now_ms()
+    now = now_ms()
     for i in range(orders):
         order_id = f"wc-{now}-{i}"
         event_time = now - ttl + 3000 + 250 * i  # deadline 3 … 8.75 s from now
@@ -338,7 +335,7 @@ def measure_deadline(
     found: dict[str, tuple[int, int]] = {}
     alert_codec = AvroCodec("Alert")
     while len(found) < orders:
-        if time.monotonic() > deadline or _now_ms() > last_due + 20_000:
+        if time.monotonic() > deadline or now_ms() > last_due + 20_000:
             break
         time.sleep(1.0)
         for msg in read_topic(bootstrap, topics.alerts, timeout_s=20):

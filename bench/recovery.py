@@ -25,6 +25,7 @@ from harness import (
     create_contract_topics,
     ensure_internal_topics,
     log_ts_ms,
+    now_ms,
     rss_bytes,
     tail,
     topic_set,
@@ -39,10 +40,6 @@ from posrecon.engine.engine import ReconciliationEngine
 from posrecon.kafka.outputs import read_topic
 from posrecon.kafka.partitioner import partition_for
 from posrecon.serde.codec import AvroCodec
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def state_bytes(sim_jsonl: Path, rules: RuleConfig) -> dict[str, Any]:
@@ -163,7 +160,7 @@ def measure_recovery(
     create_contract_topics(bootstrap, topics, partitions)
     app_id = "bench-rec"
     changelog, _, _ = ensure_internal_topics(bootstrap, app_id, partitions)
-    now = _now_ms() - 60_000  # approvals a minute old: no deadline falls due when the notice arrives
+    now = now_ms() - 60_000  # approvals a minute old: no deadline falls due when the notice arrives
     log(f"  writing {orders:,} open orders into {changelog} …")
     written = write_changelog(bootstrap, changelog, partitions, orders, now)
     log(f"  written in {written['write_s']} s ({written['changelog_bytes_per_order']} bytes per order)")
@@ -176,18 +173,18 @@ def measure_recovery(
         "status": "SETTLED",
         "amount_minor": 4242,
         "currency": "EUR",
-        "settled_at": _now_ms(),
+        "settled_at": now_ms(),
         "batch_id": None,
         "fee_minor": 0,
     }
     producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "log_level": 4})
     producer.produce(
-        topics.settlement, AvroCodec("SettlementNotice").encode(notice), target.encode(), timestamp=_now_ms()
+        topics.settlement, AvroCodec("SettlementNotice").encode(notice), target.encode(), timestamp=now_ms()
     )
     producer.flush(10)
     config = write_config(work / "rec.toml", topics)
     wlog = work / "logs" / "recovery-worker.log"
-    spawn_ms = _now_ms()
+    spawn_ms = now_ms()
     proc = children.spawn(
         "recovery-worker",
         worker_cmd(bootstrap, app_id, "rec-0", config, "--no-wall-clock-advance"),
@@ -220,4 +217,4 @@ def measure_recovery(
 
 
 if __name__ == "__main__":
-    print(json.dumps(_template(_now_ms())[0]))
+    print(json.dumps(_template(now_ms())[0]))

@@ -45,6 +45,7 @@ from confluent_kafka import Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from posrecon.app.errors import BAD_SIGHTING_ROW, bad_sighting, rejected, undecodable
+from posrecon.app.http_server import not_found
 from posrecon.app.internal_topics import COMPACTED, create_topics_if_missing
 from posrecon.app.outbox import Outbox
 from posrecon.app.state_store import WATERMARK_KEY, pack_row, read_changelog, unpack_row
@@ -53,7 +54,6 @@ from posrecon.config import Settings, Topics
 from posrecon.engine.batch_state import NO_WATERMARK, BatchSighting, RowKey
 from posrecon.engine.batches import BatchLedger
 from posrecon.engine.engine import ReconciliationEngine
-from posrecon.engine.pan import scrub_text
 from posrecon.engine.validation import check_settlement_batch
 from posrecon.kafka.partitioner import partition_for
 from posrecon.metrics import WorkerMetrics
@@ -362,20 +362,12 @@ class BatchStage:
         """``GET /batches/{id}``: (HTTP status, body)."""
         partition = partition_for(batch_id.encode(), self.partitions) if self.partitions else 0
         if partition not in self.owned:
-            return 404, {
-                "error": "batch partition not owned by this worker",
-                "batch_id": scrub_text(batch_id),
-                "partition": partition,
-            }
+            return not_found("batch partition not owned by this worker", "batch_id", batch_id, partition)
         ledger = self.ledgers.get(partition)
         view = None if ledger is None else ledger.view(batch_id)
         if view is None:
-            shown = scrub_text(batch_id)
-            return 404, {
-                "error": "batch not in state (unknown, or evicted after retention)",
-                "batch_id": shown,
-                "partition": partition,
-            }
+            error = "batch not in state (unknown, or evicted after retention)"
+            return not_found(error, "batch_id", batch_id, partition)
         assert ledger is not None
         return 200, {**view, "partition": partition, "watermark": ledger.watermark}
 

@@ -6,6 +6,14 @@ from __future__ import annotations
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from posrecon.engine.pan import scrub_text
+
+
+def not_found(error: str, key: str, value: str, partition: int) -> tuple[int, dict[str, Any]]:
+    """A 404 of a lookup (``/orders/{id}``, ``/batches/{id}``): what was asked for, masked, and its partition."""
+    return 404, {"error": error, key: scrub_text(value), "partition": partition}
 
 
 class ApiServer:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 from posrecon.app.auth import Authenticator, send_json
-from posrecon.app.http_server import ApiServer
+from posrecon.app.http_server import ApiServer, not_found
 from posrecon.engine.order import (
     FIRED_CONFLICT,
     FIRED_EXPIRED,
@@ -34,7 +34,6 @@ from posrecon.engine.order import (
     OrderState,
     TerminalPhase,
 )
-from posrecon.engine.pan import scrub_text
 from posrecon.kafka.partitioner import partition_for
 
 if TYPE_CHECKING:
@@ -177,19 +176,11 @@ class OpsApi(ApiServer):
         partition = partition_for(order_id.encode(), worker.partitions) if worker.partitions else 0
         book = worker.engine.books.get(partition)
         if book is None or partition not in worker.tasks:
-            return 404, {
-                "error": "partition not owned by this worker",
-                "order_id": scrub_text(order_id),
-                "partition": partition,
-            }
+            return not_found("partition not owned by this worker", "order_id", order_id, partition)
         order = book.orders.get(order_id)
         if order is None:
-            shown = scrub_text(order_id)
-            return 404, {
-                "error": "order not in state (unknown, or evicted after retention)",
-                "order_id": shown,
-                "partition": partition,
-            }
+            error = "order not in state (unknown, or evicted after retention)"
+            return not_found(error, "order_id", order_id, partition)
         return 200, order_view(order, partition, book.watermark)
 
     def _pending(self, older_than: int, limit: int) -> dict[str, Any]:

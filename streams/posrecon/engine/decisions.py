@@ -38,11 +38,6 @@ _OUTCOME_VALUE = {o: o.value for o in Outcome}
 _DECLINED = TerminalPhase.DECLINED
 _VOIDED = TerminalPhase.VOIDED
 _TIMED_OUT = TerminalPhase.TIMED_OUT
-_MISSING = AlertKind.MISSING_SETTLEMENT.value
-_ORPHAN = AlertKind.ORPHAN_SETTLEMENT.value
-_EXPIRED = AlertKind.EXPIRED_ORDER.value
-_CONFLICT = AlertKind.STATUS_CONFLICT.value
-_DUPLICATE = AlertKind.DUPLICATE_SETTLEMENT.value
 #: ``tuple.__new__``: builds a Notice without the NamedTuple's Python-level ``__new__``
 _new_tuple: Any = tuple.__new__
 
