@@ -186,11 +186,19 @@ def render_batches(ev: BatchEvaluation, examples: int = 10) -> list[str]:
         if misses:
             out.append(f"{title}, first {min(examples, len(misses))} of {len(misses)}:")
             out += [f"  {m.batch_id} [{m.fault}] expected {m.expected} got {m.actual}" for m in misses[:examples]]
-    for title, items in (
+    listed = (
         ("batch revision gaps", ev.revision_gaps),
         ("unknown batches", ev.unknown_batches),
         ("duplicate batch revisions", ev.duplicate_revisions),
-    ):
+    )
+    return out + listing_lines(listed, examples)
+
+
+def listing_lines(listed: Iterable[tuple[str, Collection[Any]]], examples: int) -> list[str]:
+    """``title: a, b, c …`` for each non-empty list (the first ``examples`` items), in the evaluators' reports."""
+    out = []
+    for title, items in listed:
         if items:
-            out.append(f"{title}: " + ", ".join(map(str, items[:examples])) + (" …" if len(items) > examples else ""))
+            shown = list(items)[:examples]
+            out.append(f"{title}: " + ", ".join(map(str, shown)) + (" …" if len(items) > examples else ""))
     return out

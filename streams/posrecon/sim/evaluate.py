@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from posrecon.sim.batch_scoring import render_batches
+from posrecon.sim.batch_scoring import listing_lines, render_batches
 from posrecon.sim.ledger import AMOUNT_FIELDS
 from posrecon.sim.scoring import Evaluation, evaluate
 from posrecon.sim.truth import read_truth
@@ -124,17 +124,15 @@ def _examples(ev: Evaluation) -> list[str]:
             for m in ev.amount_misses[:EXAMPLES]
         ]
     integrity = ev.integrity
-    for title, items in (
+    listed = (
         ("revision gaps", integrity.revision_gaps),
         ("duplicate revisions", integrity.duplicate_revisions),
         ("duplicate alert ids", integrity.duplicate_alert_ids),
         ("unknown orders", integrity.unknown_orders),
         ("bad RESOLVED records", integrity.bad_resolutions),
         ("alerts resolved more than once", integrity.repeated_resolutions),
-    ):
-        if items:
-            out.append(f"{title}: " + ", ".join(map(str, items[:EXAMPLES])) + (" …" if len(items) > EXAMPLES else ""))
-    return out
+    )
+    return out + listing_lines(listed, EXAMPLES)
 
 
 def _main(args: argparse.Namespace) -> int:

@@ -50,8 +50,8 @@ _CATALOGUE = (
 #: contract v2 scenarios, after v1's so that a mix without them draws exactly as v1 did
 _CATALOGUE_V2 = (
     Scenario("split_capture", captures.split_capture),
-    Scenario("split_capture_late", captures.split_capture_late, horizon=captures.split_capture_late_horizon),
-    Scenario("split_capture_missing", captures.split_capture_missing, horizon=captures.split_capture_missing_horizon),
+    Scenario("split_capture_late", captures.split_capture_late, horizon=settlement.late_horizon),
+    Scenario("split_capture_missing", captures.split_capture_missing, horizon=settlement.missing_horizon),
     Scenario("split_capture_duplicate", captures.split_capture_duplicate),
     Scenario("split_amount_mismatch", captures.split_amount_mismatch),
     Scenario("split_within_tolerance", captures.split_within_tolerance),
@@ -60,7 +60,7 @@ _CATALOGUE_V2 = (
     Scenario("fee_mismatch", fees.fee_mismatch),
     Scenario("fee_within_tolerance", fees.fee_within_tolerance),
     Scenario("not_charged", resolution.not_charged, horizon=resolution.not_charged_horizon),
-    Scenario("missing_then_failed", resolution.missing_then_failed, horizon=resolution.missing_then_failed_horizon),
+    Scenario("missing_then_failed", resolution.missing_then_failed, horizon=settlement.late_horizon),
     Scenario("orphan_then_refused", resolution.orphan_then_refused, horizon=resolution.orphan_then_refused_horizon),
     Scenario(
         "expired_then_answered", resolution.expired_then_answered, horizon=resolution.expired_then_answered_horizon

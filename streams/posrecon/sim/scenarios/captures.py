@@ -11,7 +11,7 @@ from typing import NamedTuple
 from posrecon.sim.line import Line
 from posrecon.sim.records import OrderSpec
 from posrecon.sim.scenarios.base import Emitted, Kit
-from posrecon.sim.timing import HOUR, MINUTE, Timing
+from posrecon.sim.timing import HOUR, MINUTE
 from posrecon.sim.vocabulary import (
     AMOUNT_MISMATCH,
     AMOUNT_MISMATCH_OUTCOME,
@@ -83,10 +83,6 @@ def split_capture_late(kit: Kit, start: int) -> Emitted:
     return em
 
 
-def split_capture_late_horizon(timing: Timing) -> int:
-    return timing.approval_delay[1] + timing.late_lag[1] + timing.settlement_ingest_delay[1]
-
-
 def split_capture_missing(kit: Kit, start: int) -> Emitted:
     """Only k of n parts ever settle (1 <= k < n): MISSING_SETTLEMENT "k of n" at the SLA, PARTIALLY_SETTLED."""
     em = Emitted("split_capture_missing")
@@ -99,10 +95,6 @@ def split_capture_missing(kit: Kit, start: int) -> Emitted:
     emit_parts(kit, em, order, kept, count)
     em.expect(order, PARTIALLY_SETTLED, MISSING_SETTLEMENT)
     return em
-
-
-def split_capture_missing_horizon(timing: Timing) -> int:
-    return timing.approval_delay[1] + timing.rules.settlement_sla_ms + timing.lateness
 
 
 def split_capture_duplicate(kit: Kit, start: int) -> Emitted:

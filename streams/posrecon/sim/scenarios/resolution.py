@@ -46,10 +46,6 @@ def missing_then_failed(kit: Kit, start: int) -> Emitted:
     return em
 
 
-def missing_then_failed_horizon(timing: Timing) -> int:
-    return timing.approval_delay[1] + timing.late_lag[1] + timing.settlement_ingest_delay[1]
-
-
 def orphan_then_refused(kit: Kit, start: int) -> Emitted:
     """SETTLED; the grace passes (ORPHAN_SETTLEMENT); hours later the terminal reports AUTH_DECLINED or VOIDED:
     the orphan alert resolves and the settlement of a declined/voided order is a STATUS_CONFLICT (CRITICAL)."""
