@@ -3,20 +3,7 @@ from __future__ import annotations
 import pytest
 
 from posrecon.serde.codec import MAGIC, AvroCodec, DecodeError
-
-EVENT = {
-    "event_id": "e1",
-    "order_id": "o1",
-    "merchant_id": "m1",
-    "terminal_id": "t1",
-    "event_type": "AUTH_APPROVED",
-    "amount_minor": 100,
-    "currency": "EUR",
-    "card_token": "tok",
-    "event_time": 1_700_000_000_000,
-    "attempt": 1,
-    "decline_code": None,
-}
+from serdekit import EVENT
 
 
 def test_single_object_encoding_round_trip() -> None:

@@ -5,7 +5,6 @@ DecodeErrors (dead letters), an unreachable registry not."""
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,20 +18,8 @@ from posrecon.serde.codec import MAGIC, AvroCodec, DecodeError
 from posrecon.serde.confluent import ConfluentCodec, RegistryUnavailable, UnknownSchemaId, confluent_header
 from posrecon.serde.schemas import load_schema_json
 from posrecon.serde.wire import codec_for, contract_schema, registry_client
+from serdekit import EVENT, confluent, confluent_codec
 
-EVENT = {
-    "event_id": "e1",
-    "order_id": "o1",
-    "merchant_id": "m1",
-    "terminal_id": "t1",
-    "event_type": "AUTH_APPROVED",
-    "amount_minor": 100,
-    "currency": "EUR",
-    "card_token": "tok",
-    "event_time": 1_700_000_000_000,
-    "attempt": 1,
-    "decline_code": None,
-}
 NOTICE_V1 = {
     "notice_id": "n1",
     "order_id": "o1",
@@ -63,17 +50,6 @@ DECISION = {
     "net_amount_minor": None,
 }
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def confluent(name: str = "") -> SerdeSettings:
-    """A fresh in-process registry (unique name: the client cache is per process)."""
-    return SerdeSettings(format="confluent", registry_url=f"mock://{name or uuid.uuid4().hex}")
-
-
-def confluent_codec(name: str, serde: SerdeSettings, topic: str | None = None) -> ConfluentCodec:
-    codec = codec_for(name, serde, topic)
-    assert isinstance(codec, ConfluentCodec)
-    return codec
 
 
 def ctx(topic: str) -> SerializationContext:

@@ -32,6 +32,17 @@ from posrecon.serde.schemas import (
     versions_of,
 )
 
+#: the enums v2 changed, each with an UNKNOWN default (the contract's v2 section): the one set of them
+ENUMS_WITH_UNKNOWN = {
+    "Outcome",
+    "AlertKind",
+    "AlertStatus",
+    "BatchStatus",
+    "CaseState",
+    "ExceptionActionKind",
+    "CaseEntryKind",
+}
+
 V1_RECORDS = ("TerminalEvent", "SettlementNotice", "ReconciledOrder", "Alert")
 SAMPLES: dict[str, dict[str, Any]] = {
     "TerminalEvent": {
@@ -286,15 +297,7 @@ def test_from_v2_on_a_new_symbol_reads_as_unknown() -> None:
         out = _resolve(later, load_schema_json(name), sample)
         assert "channel" not in out
         assert all(out[k] == "UNKNOWN" for k, v in sample.items() if v == "LATER_SYMBOL"), (name, out)
-    assert seen == {
-        "Outcome",
-        "AlertKind",
-        "AlertStatus",
-        "BatchStatus",
-        "CaseState",
-        "ExceptionActionKind",
-        "CaseEntryKind",
-    }
+    assert seen == ENUMS_WITH_UNKNOWN
 
 
 # -- the rules the versions keep ---------------------------------------------------------------------------
@@ -333,15 +336,7 @@ def test_every_enum_v2_touches_has_unknown_as_its_default() -> None:
     (UNKNOWN in an input enum would be a symbol the engine has to accept)."""
     v1 = _all_enums("v1")
     touched = {n for n, e in _all_enums().items() if n not in v1 or e["symbols"] != v1[n]["symbols"]}
-    assert touched == {
-        "Outcome",
-        "AlertKind",
-        "AlertStatus",
-        "BatchStatus",
-        "CaseState",
-        "ExceptionActionKind",
-        "CaseEntryKind",
-    }
+    assert touched == ENUMS_WITH_UNKNOWN
     for name, enum in _all_enums().items():
         if name in touched:
             assert enum["symbols"][-1] == "UNKNOWN" and enum.get("default") == "UNKNOWN", name

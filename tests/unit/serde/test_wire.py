@@ -14,20 +14,9 @@ from confluent_kafka.schema_registry import RegisteredSchema, Schema
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from posrecon.config import SerdeSettings, load_settings
-from posrecon.serde.confluent import ConfluentCodec
 from posrecon.serde.schemas import load_schema_json
 from posrecon.serde.wire import SchemaRegistrationError, codec_for, contract_schema, register, registry_client
-
-
-def confluent() -> SerdeSettings:
-    return SerdeSettings(format="confluent", registry_url=f"mock://{uuid.uuid4().hex}")
-
-
-def confluent_codec(name: str, serde: SerdeSettings, topic: str | None = None) -> ConfluentCodec:
-    codec = codec_for(name, serde, topic)
-    assert isinstance(codec, ConfluentCodec)
-    return codec
-
+from serdekit import confluent, confluent_codec
 
 # -- settings ------------------------------------------------------------------------------------------------
 
