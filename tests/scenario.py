@@ -77,6 +77,21 @@ def note(
     }
 
 
+def batch_control(
+    batch: str, count: int, gross: int, closed_at: int, *, merchant: str = "m1", currency: str = "EUR", fees: int = 0
+) -> dict[str, Any]:
+    """A SettlementBatch control record (the record itself: wrap it as ``{"source": "batch", "record": ...}``)."""
+    return {
+        "batch_id": batch,
+        "merchant_id": merchant,
+        "currency": currency,
+        "notice_count": count,
+        "gross_amount_minor": gross,
+        "fee_amount_minor": fees,
+        "closed_at": closed_at,
+    }
+
+
 def tick(t: int, order: str = "zz-clock") -> dict[str, Any]:
     """An unrelated valid record that moves the watermark to t (an order that only gets created... later)."""
     return term(order, "AUTH_DECLINED", t, eid=f"clock-{t}", card=None)
