@@ -78,16 +78,22 @@ def note(
 
 
 def batch_control(
-    batch: str, count: int, gross: int, closed_at: int, *, merchant: str = "m1", currency: str = "EUR", fees: int = 0
-) -> dict[str, Any]:
-    """A SettlementBatch control record (the record itself: wrap it as ``{"source": "batch", "record": ...}``)."""
+    count: int,
+    gross: int,
+    fee: int,
+    batch: str = "b1",
+    closed_at: int = T0,
+    merchant: str | None = "m1",
+    currency: str = "EUR",
+) -> Any:
+    """A SettlementBatch control record (the record itself: as a line, ``{"source": "batch", "record": ...}``)."""
     return {
         "batch_id": batch,
         "merchant_id": merchant,
         "currency": currency,
         "notice_count": count,
         "gross_amount_minor": gross,
-        "fee_amount_minor": fees,
+        "fee_amount_minor": fee,
         "closed_at": closed_at,
     }
 

@@ -14,8 +14,9 @@ from posrecon.engine.batches import (
     BatchSighting,
     batch_alert_id,
 )
-from posrecon.engine.model import AlertKind, InvalidReason, SettlementBatch
+from posrecon.engine.model import AlertKind, InvalidReason
 from posrecon.engine.validation import check_settlement_batch
+from scenario import batch_control as control
 
 T0 = 1_767_225_600_000
 MIN = 60_000
@@ -38,26 +39,6 @@ def notice(
     return BatchSighting(
         batch, nid, status, amount, fee, "EUR", merchant, at, source, at if mark is None else mark, f"o-{nid}"
     )
-
-
-def control(
-    count: int,
-    gross: int,
-    fee: int,
-    batch: str = "b1",
-    closed_at: int = T0,
-    merchant: str | None = "m1",
-    currency: str = "EUR",
-) -> SettlementBatch:
-    return {
-        "batch_id": batch,
-        "merchant_id": merchant,
-        "currency": currency,
-        "notice_count": count,
-        "gross_amount_minor": gross,
-        "fee_amount_minor": fee,
-        "closed_at": closed_at,
-    }
 
 
 def statuses(records: list[Any]) -> list[tuple[int, str]]:

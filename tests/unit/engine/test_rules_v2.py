@@ -416,7 +416,7 @@ def test_split_order_state_round_trips() -> None:
 def test_batch_sightings_in_place_and_collected() -> None:
     from posrecon.engine.model import SettlementBatch
 
-    control: SettlementBatch = batch_control("b1", 2, 2000, T0 + HOUR)
+    control: SettlementBatch = batch_control(2, 2000, 0, closed_at=T0 + HOUR)
     lines = [note("o1", "SETTLED", T0, batch="b1"), note("o2", "SETTLED", T0 + MIN, batch="b1")]
     res = run([*lines, {"source": "batch", "record": control}])
     assert res.batch_records == []  # held until the watermark passes closed_at (event-time alignment)
@@ -442,7 +442,7 @@ def test_batch_sightings_in_place_and_collected() -> None:
 
 
 def test_invalid_batch_control_is_invalid_event() -> None:
-    bad = batch_control("b1", -1, 0, T0)
+    bad = batch_control(-1, 0, 0, closed_at=T0)
     res = run([{"source": "batch", "record": bad}])
     assert res.rejections == ["INVALID_AMOUNT"] and res.alert("INVALID_EVENT")["batch_id"] == "b1"
 
@@ -450,7 +450,7 @@ def test_invalid_batch_control_is_invalid_event() -> None:
 def test_snapshot_carries_the_batch_ledger() -> None:
     import json
 
-    control = batch_control("b1", 2, 2000, T0 + HOUR)
+    control = batch_control(2, 2000, 0, closed_at=T0 + HOUR)
     engine = ReconciliationEngine()
     engine.on_settlement_notice(note("o1", "SETTLED", T0, batch="b1")["record"])
     engine.on_settlement_batch(control)  # type: ignore[arg-type]
@@ -464,7 +464,7 @@ def test_snapshot_carries_the_batch_ledger() -> None:
 def test_notices_waiting_for_their_control_record_survive_a_snapshot_and_expire_with_retention() -> None:
     import json
 
-    control = batch_control("b1", 1, 1000, T0 + HOUR)
+    control = batch_control(1, 1000, 0, closed_at=T0 + HOUR)
     engine = ReconciliationEngine()
     engine.on_settlement_notice(note("o1", "SETTLED", T0, batch="b1")["record"])
     restored = ReconciliationEngine.restore(json.loads(json.dumps(engine.snapshot())))
@@ -480,7 +480,7 @@ def test_notices_waiting_for_their_control_record_survive_a_snapshot_and_expire_
 def test_several_waiting_notices_of_a_batch_survive_a_snapshot_in_arrival_order() -> None:
     import json
 
-    control = batch_control("b1", 3, 3000, T0 + HOUR)
+    control = batch_control(3, 3000, 0, closed_at=T0 + HOUR)
     engine = ReconciliationEngine()
     for order_id, at in (("o2", T0 + MIN), ("o1", T0), ("o3", T0 + 2 * MIN)):
         engine.on_settlement_notice(note(order_id, "SETTLED", at, batch="b1")["record"])
