@@ -98,6 +98,31 @@ def batch_control(
     }
 
 
+def case_action(
+    kind: str,
+    aid: str = "a1",
+    at: int = T0 + 2 * HOUR,
+    action_id: str | None = None,
+    actor: str = "ann",
+    note: str | None = "looked at it",
+    assignee: str | None = "bob",
+    order_id: str = "o1",
+) -> dict[str, Any]:
+    """An operator's ExceptionAction on the case of alert ``aid``."""
+    return {
+        "action_id": action_id or f"{kind}-{at}",
+        "alert_id": aid,
+        "action": kind,
+        "actor": actor,
+        "note": note,
+        "assignee": assignee,
+        "at": at,
+        "order_id": order_id,
+        "batch_id": None,
+        "merchant_id": "m1",
+    }
+
+
 def tick(t: int, order: str = "zz-clock") -> dict[str, Any]:
     """An unrelated valid record that moves the watermark to t (an order that only gets created... later)."""
     return term(order, "AUTH_DECLINED", t, eid=f"clock-{t}", card=None)

@@ -14,6 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from posrecon.engine.case_actions import CLOSED, TRANSITIONS, CaseEntryKind, CaseState, ExceptionCase
 from posrecon.engine.cases import UNKNOWN_CASE, CaseBook
+from scenario import case_action
 
 T0 = 1_767_225_600_000
 RETENTION = 1_000
@@ -121,18 +122,7 @@ class CaseMachine(RuleBasedStateMachine):
     def act(
         self, aid: str, action_id: str, kind: str, actor: str, note: str | None, assignee: str | None, at: int
     ) -> None:
-        action = {
-            "action_id": action_id,
-            "alert_id": aid,
-            "action": kind,
-            "actor": actor,
-            "note": note,
-            "assignee": assignee,
-            "at": at,
-            "order_id": f"o-{aid}",
-            "batch_id": None,
-            "merchant_id": "m1",
-        }
+        action = case_action(kind, aid, at, action_id, actor, note, assignee, order_id=f"o-{aid}")
         out = self.book.on_action(action)
         before = self.last.get(aid)
         if before is None:

@@ -16,6 +16,7 @@ from posrecon.engine.case_actions import CaseState, ExceptionActionKind
 from posrecon.engine.cases import UNKNOWN_ACTION, UNKNOWN_CASE, CaseBook
 from posrecon.serde.codec import AvroCodec
 from posrecon.serde.schemas import load_schema_json, wire_schema
+from scenario import case_action as action
 
 T0 = 1_767_225_600_000
 HOUR = 3_600_000
@@ -111,29 +112,6 @@ def resolved(original: str = "a1", at: int = T0 + HOUR, rid: str | None = None) 
         "status": "RESOLVED",
         "resolves_alert_id": original,
         "reason": "settled in full",
-    }
-
-
-def action(
-    kind: str,
-    aid: str = "a1",
-    at: int = T0 + 2 * HOUR,
-    action_id: str | None = None,
-    actor: str = "ann",
-    note: str | None = "looked at it",
-    assignee: str | None = "bob",
-) -> dict[str, Any]:
-    return {
-        "action_id": action_id or f"{kind}-{at}",
-        "alert_id": aid,
-        "action": kind,
-        "actor": actor,
-        "note": note,
-        "assignee": assignee,
-        "at": at,
-        "order_id": "o1",
-        "batch_id": None,
-        "merchant_id": "m1",
     }
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from posrecon.serde.codec import MAGIC, AvroCodec, DecodeError
+from scenario import note
 from serdekit import EVENT
 
 
@@ -29,17 +30,7 @@ def test_truncated_and_trailing_bytes_do_not_decode() -> None:
 
 
 def test_other_record_type_is_rejected_by_fingerprint() -> None:
-    notice = AvroCodec("SettlementNotice").encode(
-        {
-            "notice_id": "n",
-            "order_id": "o",
-            "merchant_id": "m",
-            "status": "SETTLED",
-            "amount_minor": 1,
-            "currency": "EUR",
-            "settled_at": 1,
-        }
-    )
+    notice = AvroCodec("SettlementNotice").encode(note("o", "SETTLED", 1)["record"])
     with pytest.raises(DecodeError, match="fingerprint"):
         AvroCodec("TerminalEvent").decode(notice)
 
