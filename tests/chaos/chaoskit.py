@@ -73,10 +73,16 @@ def create_topics_kept(
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
-    deadline = time.monotonic() + 30
+    wait_led(admin, topic_configs(topics), partitions, f"topics {topics}")
+    return topics
+
+
+def wait_led(admin: AdminClient, names: Iterable[str], partitions: int, what: str, timeout_s: float = 30) -> None:
+    """Until every one of the topics ``names`` has ``partitions`` partitions, each with a leader."""
+    deadline = time.monotonic() + timeout_s
     while True:
         meta = retrying(admin.list_topics, timeout=10)
-        ready = [meta.topics.get(n) for n in topic_configs(topics)]
+        ready = [meta.topics.get(n) for n in names]
         if all(
             t is not None
             and t.error is None
@@ -84,9 +90,9 @@ def create_topics_kept(
             and all(p.leader >= 0 for p in t.partitions.values())
             for t in ready
         ):
-            return topics
+            return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"topics {topics} not ready")
+            raise TimeoutError(f"{what} not ready")
         time.sleep(0.1)
 
 
@@ -102,21 +108,7 @@ def precreate_internal_topics(
     batch_sightings, batch_changelog = names_of_batches = batch_topics(app)
     retrying(create_topics_if_missing, admin, {batch_sightings: {}, batch_changelog: COMPACTED}, partitions)
     names = (*internal_topics(app), *names_of_batches)
-    deadline = time.monotonic() + 30
-    while True:
-        meta = retrying(admin.list_topics, timeout=10)
-        ready = [meta.topics.get(n) for n in names]
-        if all(
-            t is not None
-            and t.error is None
-            and len(t.partitions) == partitions
-            and all(p.leader >= 0 for p in t.partitions.values())
-            for t in ready
-        ):
-            break
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"internal topics of {app} not ready")
-        time.sleep(0.1)
+    wait_led(admin, names, partitions, f"internal topics of {app}")
     # and the broker answers offset queries for them (what the worker's restore does first)
     consumer = Consumer({**(client_config or {}), "bootstrap.servers": bootstrap, "group.id": "chaos-precreate"})
     try:
