@@ -6,7 +6,6 @@ from posrecon.sim.scenarios.base import Emitted, Kit
 from posrecon.sim.timing import MINUTE, SECOND, Timing
 from posrecon.sim.vocabulary import (
     AUTH_APPROVED,
-    AUTH_DECLINED,
     DUPLICATE_CHARGE,
     EXPIRED_ORDER,
     MATCHED,
@@ -31,9 +30,7 @@ def pacemaker(kit: Kit, start: int, order_id: str) -> Emitted:
 def _declined(kit: Kit, start: int, scenario: str, order_id: str | None = None) -> Emitted:
     em = Emitted(scenario)
     order = kit.records.new_order(order_id=order_id)
-    em.add(kit.records.terminal(order, ORDER_CREATED, start))
-    declined_at = start + kit.delay(kit.timing.approval_delay)
-    em.add(kit.records.terminal(order, AUTH_DECLINED, declined_at, decline_code=kit.decline_code()))
+    kit.create_and_decline(em, order, start)
     em.expect(order, None)
     return em
 
@@ -42,9 +39,7 @@ def declined_then_approved(kit: Kit, start: int) -> Emitted:
     """Declined on attempt 1, approved on attempt 2, settled: MATCHED, no alert."""
     em = Emitted("declined_then_approved")
     order = kit.records.new_order()
-    em.add(kit.records.terminal(order, ORDER_CREATED, start))
-    declined_at = start + kit.delay(kit.timing.approval_delay)
-    em.add(kit.records.terminal(order, AUTH_DECLINED, declined_at, decline_code=kit.decline_code()))
+    declined_at = kit.create_and_decline(em, order, start)
     approved_at = declined_at + kit.rng.randint(25 * SECOND, 35 * SECOND)
     em.add(kit.records.terminal(order, AUTH_APPROVED, approved_at, attempt=2))
     kit.settle_on_time(em, order, approved_at)
@@ -56,9 +51,7 @@ def declined_settled(kit: Kit, start: int) -> Emitted:
     """Declined at the terminal, yet the bank settles: STATUS_CONFLICT."""
     em = Emitted("declined_settled")
     order = kit.records.new_order()
-    em.add(kit.records.terminal(order, ORDER_CREATED, start))
-    declined_at = start + kit.delay(kit.timing.approval_delay)
-    em.add(kit.records.terminal(order, AUTH_DECLINED, declined_at, decline_code=kit.decline_code()))
+    declined_at = kit.create_and_decline(em, order, start)
     kit.settle_on_time(em, order, declined_at)
     em.expect(order, STATUS_CONFLICT_OUTCOME, STATUS_CONFLICT)
     return em

@@ -11,7 +11,7 @@ from posrecon.sim.population import Merchant
 from posrecon.sim.records import OrderSpec, RecordFactory
 from posrecon.sim.timing import Timing
 from posrecon.sim.truth import Expectation
-from posrecon.sim.vocabulary import AUTH_APPROVED, ORDER_CREATED, SETTLED
+from posrecon.sim.vocabulary import AUTH_APPROVED, AUTH_DECLINED, ORDER_CREATED, SETTLED
 
 #: capture fields of a notice that settles in one part (contract v2 records carry them explicitly)
 WHOLE = (1, 1)
@@ -86,6 +86,13 @@ class Kit:
         approved_at = start + self.delay(self.timing.approval_delay)
         em.add(self.records.terminal(order, AUTH_APPROVED, approved_at))
         return approved_at
+
+    def create_and_decline(self, em: Emitted, order: OrderSpec, start: int) -> int:
+        """ORDER_CREATED at ``start``, AUTH_DECLINED (with a decline code) a few seconds later; returns its time."""
+        em.add(self.records.terminal(order, ORDER_CREATED, start))
+        declined_at = start + self.delay(self.timing.approval_delay)
+        em.add(self.records.terminal(order, AUTH_DECLINED, declined_at, decline_code=self.decline_code()))
+        return declined_at
 
     def settle_on_time(
         self,

@@ -41,6 +41,12 @@ def plan_parts(kit: Kit, approved_at: int, amounts: list[int], lag: tuple[int, i
     return [Part(at, seq, amounts[seq - 1]) for at, seq in zip(times, seqs, strict=True)]
 
 
+def plan_split(kit: Kit, order: OrderSpec, approved_at: int) -> tuple[int, list[Part]]:
+    """A split of the approved amount into 2-5 parts settling on time: (capture_count, parts)."""
+    count = kit.rng.randint(MIN_PARTS, MAX_PARTS)
+    return count, plan_parts(kit, approved_at, kit.split(order.amount_minor, count))
+
+
 def emit_parts(kit: Kit, em: Emitted, order: OrderSpec, parts: list[Part], count: int) -> list[Line]:
     """SETTLED notices for ``parts`` in settled_at order (one order's stream arrives in event-time order)."""
     return [
@@ -58,8 +64,8 @@ def split_capture(kit: Kit, start: int) -> Emitted:
     em = Emitted("split_capture")
     order = kit.records.new_order()
     approved_at = kit.create_and_approve(em, order, start)
-    count = kit.rng.randint(MIN_PARTS, MAX_PARTS)
-    lines = emit_parts(kit, em, order, plan_parts(kit, approved_at, kit.split(order.amount_minor, count)), count)
+    count, parts = plan_split(kit, order, approved_at)
+    lines = emit_parts(kit, em, order, parts, count)
     if kit.rng.random() < 0.25:
         em.note("redelivered")
         again = kit.rng.choice(lines)
@@ -74,8 +80,7 @@ def split_capture_late(kit: Kit, start: int) -> Emitted:
     em = Emitted("split_capture_late")
     order = kit.records.new_order()
     approved_at = kit.create_and_approve(em, order, start)
-    count = kit.rng.randint(MIN_PARTS, MAX_PARTS)
-    parts = plan_parts(kit, approved_at, kit.split(order.amount_minor, count))
+    count, parts = plan_split(kit, order, approved_at)
     last = parts[-1]._replace(settled_at=approved_at + kit.delay(kit.timing.late_lag))
     lines = emit_parts(kit, em, order, [*parts[:-1], last], count)
     em.race(approved_at + kit.timing.rules.settlement_sla_ms, lines[-1], order)
@@ -88,8 +93,7 @@ def split_capture_missing(kit: Kit, start: int) -> Emitted:
     em = Emitted("split_capture_missing")
     order = kit.records.new_order()
     approved_at = kit.create_and_approve(em, order, start)
-    count = kit.rng.randint(MIN_PARTS, MAX_PARTS)
-    parts = plan_parts(kit, approved_at, kit.split(order.amount_minor, count))
+    count, parts = plan_split(kit, order, approved_at)
     kept = kit.rng.sample(parts, kit.rng.randint(1, count - 1))
     em.note("one_missing" if len(kept) == count - 1 else "several_missing")
     emit_parts(kit, em, order, kept, count)
@@ -102,8 +106,7 @@ def split_capture_duplicate(kit: Kit, start: int) -> Emitted:
     em = Emitted("split_capture_duplicate")
     order = kit.records.new_order()
     approved_at = kit.create_and_approve(em, order, start)
-    count = kit.rng.randint(MIN_PARTS, MAX_PARTS)
-    parts = plan_parts(kit, approved_at, kit.split(order.amount_minor, count))
+    count, parts = plan_split(kit, order, approved_at)
     original = kit.rng.choice(parts)
     duplicate = original._replace(settled_at=original.settled_at + kit.rng.randint(5 * MINUTE, 2 * HOUR))
     emit_parts(kit, em, order, [*parts, duplicate], count)
