@@ -18,6 +18,7 @@ RESOLVED), batch alerts by kind and status, and the final status of every batch 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import time
@@ -27,7 +28,17 @@ from pathlib import Path
 from typing import Any
 
 import dataset
-from harness import BENCH_DIR, PY, StepTimeout, create_topics, ensure_internal_topics, free_port, log_end, tail
+from harness import (
+    BENCH_DIR,
+    PY,
+    StepTimeout,
+    create_topics,
+    ensure_internal_topics,
+    free_port,
+    log_end,
+    tail,
+    topic_set,
+)
 from session import PARTITIONS, Bench
 
 from posrecon.config import Topics
@@ -49,13 +60,9 @@ CONFIG_KEYS = (*INPUT_KEYS, "reconciled", "alerts", "deadletter", "batch_reconci
 def variant_topics(name: str) -> Topics:
     """The private topics of one variant: ``bench.with-batches.terminal-events`` …"""
     prefix = f"bench.{name.replace('_', '-')}"
-    return Topics(
-        terminal=f"{prefix}.terminal-events",
-        settlement=f"{prefix}.settlement-notices",
+    return dataclasses.replace(
+        topic_set(prefix),
         batches=f"{prefix}.settlement-batches",
-        reconciled=f"{prefix}.reconciled",
-        alerts=f"{prefix}.alerts",
-        deadletter=f"{prefix}.deadletter",
         batch_reconciled=f"{prefix}.batch-reconciled",
         exception_actions=f"{prefix}.exception-actions",
         exceptions=f"{prefix}.exceptions",
