@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import posrecon.localbroker.process as broker_module
-from posrecon.localbroker import HOST, BrokerError, LocalBroker, find_free_port, new_cluster_id
+from posrecon.localbroker import HOST, BrokerError, LocalBroker, find_free_port
 
 MECHANISM = "SCRAM-SHA-512"
 
@@ -155,25 +155,12 @@ class SaslBroker(LocalBroker):
         if (self.log_dir / "meta.properties").is_file():
             return
         scram = f"{MECHANISM}=[name={self.username},password={self.password}]"
-        cmd = [
+        broker_module.format_storage(
             java,
-            "-Xmx256m",
-            f"-Dlog4j.configuration=file:{self.log4j_properties}",
-            "-cp",
-            f"{libs}/*",
-            "kafka.tools.StorageTool",
-            "format",
-            "--ignore-formatted",
-            "-t",
-            new_cluster_id(),
-            "-c",
-            str(self.server_properties),
-            "--add-scram",
-            scram,
-        ]
-        proc = subprocess.run(
-            cmd, cwd=self.data_dir, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+            libs,
+            self.data_dir,
+            self.log4j_properties,
+            self.server_properties,
+            extra=("--add-scram", scram),
+            secret=self.password,
         )
-        if proc.returncode != 0:
-            output = (proc.stdout + proc.stderr).replace(self.password, "***")
-            raise BrokerError(f"formatting with --add-scram failed ({proc.returncode}):\n{output[-4000:]}")

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,8 +75,17 @@ def signal_group(pid: int, sig: signal.Signals) -> None:
             os.kill(pid, sig)
 
 
-def format_storage(java: str, libs: Path, data_dir: Path, log4j_properties: Path, server_properties: Path) -> None:
-    """``kafka-storage format`` of a new KRaft log dir with a fresh cluster id."""
+def format_storage(
+    java: str,
+    libs: Path,
+    data_dir: Path,
+    log4j_properties: Path,
+    server_properties: Path,
+    extra: Sequence[str] = (),
+    secret: str | None = None,
+) -> None:
+    """``kafka-storage format`` of a new KRaft log dir with a fresh cluster id (``extra``: more StorageTool
+    arguments, e.g. ``--add-scram``; ``secret``: a password among them, masked in the error)."""
     cmd = [
         java,
         "-Xmx256m",
@@ -89,12 +99,15 @@ def format_storage(java: str, libs: Path, data_dir: Path, log4j_properties: Path
         new_cluster_id(),
         "-c",
         str(server_properties),
+        *extra,
     ]
     proc = subprocess.run(cmd, cwd=data_dir, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
+        output = (proc.stdout + proc.stderr).strip()
+        if secret:
+            output = output.replace(secret, "***")
         raise BrokerError(
-            f"formatting Kafka storage in {data_dir} failed (exit code {proc.returncode}):\n"
-            f"{(proc.stdout + proc.stderr).strip()[-4000:]}"
+            f"formatting Kafka storage in {data_dir} failed (exit code {proc.returncode}):\n{output[-4000:]}"
         )
 
 
