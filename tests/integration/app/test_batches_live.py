@@ -15,7 +15,16 @@ from typing import Any
 import pytest
 
 from batchkit import add_batches
-from livekit import WorkerProcess, feed_file, mixed_input, read_all, replay_oracle, topic_env, verify
+from livekit import (
+    WorkerProcess,
+    feed_file,
+    mixed_input,
+    read_all,
+    replay_oracle,
+    run_until_drained,
+    topic_env,
+    verify,
+)
 from livekit import drain as _drain
 
 pytestmark = pytest.mark.broker
@@ -51,12 +60,7 @@ def test_live_batches_equal_replay(bootstrap: str, fresh_topics: Any, tmp_path: 
     oracle = replay_oracle(src, tmp_path / "replay", PARTITIONS)
     check_oracle_has_every_case(oracle)
     feed_file(bootstrap, topics, src)
-    app = app_of(topics)
-    worker = WorkerProcess(bootstrap, topics, app, "w0", tmp_path)
-    try:
-        _drain(bootstrap, topics, app)
-    finally:
-        assert worker.stop() == 0, worker.log()[-3000:]
+    run_until_drained(bootstrap, topics, app_of(topics), tmp_path)
     outputs = read_all(bootstrap, topics)
     verdict = verify(outputs, oracle)
     assert verdict.ok, verdict.problems
@@ -92,11 +96,7 @@ def test_lookup_batch_from_kafka(bootstrap: str, fresh_topics: Any, tmp_path: Pa
     src = batch_mix(tmp_path, 200, seed=5)
     feed_file(bootstrap, topics, src)
     app = app_of(topics)
-    worker = WorkerProcess(bootstrap, topics, app, "w0", tmp_path)
-    try:
-        _drain(bootstrap, topics, app)
-    finally:
-        assert worker.stop() == 0, worker.log()[-3000:]
+    run_until_drained(bootstrap, topics, app, tmp_path)
     oracle = replay_oracle(src, tmp_path / "replay", 2)
     last = oracle.batch_reconciled[-1]
     proc = subprocess.run(
