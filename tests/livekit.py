@@ -22,6 +22,7 @@ from posrecon.config import RuleConfig, Topics, load_rules
 from posrecon.kafka.feeder import Feeder
 from posrecon.kafka.outputs import Outputs, read_outputs
 from posrecon.kafka.progress import wait_drained
+from posrecon.net import find_free_port
 from posrecon.replay import run_replay
 from scenario import HOUR, T0, note, term
 
@@ -310,7 +311,7 @@ def start_with_part_fed(
     Returns (input file, its line count, app id, worker)."""
     src = mixed_input(tmp_path / "input.jsonl", orders, seed=seed)
     total = len(src.read_text().splitlines())
-    app = f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
+    app = app_of(topics)
     feed_file(bootstrap, topics, src, 0, total // divisor)
     return src, total, app, WorkerProcess(bootstrap, topics, app, "w0", tmp_path)
 
@@ -379,6 +380,26 @@ def drain(bootstrap: str, topics: Topics, app_id: str, timeout: float = 120) -> 
     wait_drained(
         bootstrap, app_id, [topics.terminal, topics.settlement, topics.batches], [sightings, batch_sightings], timeout
     )
+
+
+def app_of(topics: Topics) -> str:
+    """The application id of a test's worker on ``topics`` (unique per test, as the fresh topics are)."""
+    return f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
+
+
+def ops_worker(
+    bootstrap: str, topics: Topics, tmp_path: Path, viewer_token: str, config: Path | None = None
+) -> tuple[WorkerProcess, int, int]:
+    """Worker w0 (no wall-clock advance) with its ops API and metrics on free ports and one viewer's bearer
+    token; returns it and the two ports."""
+    ops, metrics = find_free_port(), find_free_port()
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"viewer test {viewer_token}\n")
+    flags = ["--no-wall-clock-advance", "--ops-port", str(ops), "--metrics-port", str(metrics)]
+    worker = WorkerProcess(
+        bootstrap, topics, app_of(topics), "w0", tmp_path, [*flags, "--tokens-file", str(tokens)], config=config
+    )
+    return worker, ops, metrics
 
 
 def run_until_drained(bootstrap: str, topics: Topics, app_id: str, tmp_path: Path) -> WorkerProcess:

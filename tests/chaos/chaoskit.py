@@ -26,7 +26,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from confluent_kafka.cimpl import NewTopic
 
 from batchkit import add_batches
-from livekit import Oracle, Verdict, replay_oracle, simulate, verify
+from livekit import Oracle, Verdict, app_of, replay_oracle, simulate, verify
 from posrecon.app.batch_stage import batch_topics
 from posrecon.app.internal_topics import COMPACTED, create_internal_topics, create_topics_if_missing, internal_topics
 from posrecon.config import Topics
@@ -117,10 +117,6 @@ def precreate_internal_topics(
                 retrying(consumer.get_watermark_offsets, TopicPartition(name, p), timeout=10)
     finally:
         consumer.close()
-
-
-def app_of(topics: Topics) -> str:
-    return f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
 
 
 def retrying(fn: Callable[..., T], *args: Any, within: float = 60.0, **kwargs: Any) -> T:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from livekit import WorkerProcess, feed_file, read_all, replay_oracle, simulate, verify
+from livekit import WorkerProcess, app_of, feed_file, read_all, replay_oracle, simulate, verify
 from livekit import drain as _drain
 
 pytestmark = pytest.mark.broker
@@ -26,7 +26,7 @@ def test_backlog_with_flow_control_equals_replay(bootstrap: str, fresh_topics: A
     topics = fresh_topics(PARTITIONS)
     src = simulate(tmp_path / "sim", 6000, seed=31, partitions=PARTITIONS)
     feed_file(bootstrap, topics, src)
-    app = f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
+    app = app_of(topics)
     worker = WorkerProcess(
         bootstrap,
         topics,

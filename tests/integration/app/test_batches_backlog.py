@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from livekit import WorkerProcess, drain, feed_file, read_all, replay_oracle, simulate, verify
+from livekit import WorkerProcess, app_of, drain, feed_file, read_all, replay_oracle, simulate, verify
 from posrecon.sim.evaluate import render
 from posrecon.sim.scoring import evaluate
 from posrecon.sim.truth import read_truth
@@ -35,7 +35,7 @@ def test_a_preloaded_batch_mix_equals_replay_and_the_truth(bootstrap: str, fresh
     assert len(batches) >= 1000 and len(later) > 40, (len(batches), len(later))
     topics = fresh_topics(PARTITIONS)
     feed_file(bootstrap, topics, src)  # all of it before the worker starts: a backlog
-    app = f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
+    app = app_of(topics)
     worker = WorkerProcess(bootstrap, topics, app, "w0", tmp_path, config=config)
     try:
         drain(bootstrap, topics, app, timeout=600)

@@ -17,6 +17,7 @@ import pytest
 from batchkit import add_batches
 from livekit import (
     WorkerProcess,
+    app_of,
     feed_file,
     mixed_input,
     read_all,
@@ -35,10 +36,6 @@ def batch_mix(tmp_path: Path, orders: int, seed: int) -> Path:
     faults = add_batches(mixed_input(tmp_path / "orders.jsonl", orders, seed=seed), tmp_path / "input.jsonl", seed)
     assert len(faults) >= orders // 30
     return tmp_path / "input.jsonl"
-
-
-def app_of(topics: Any) -> str:
-    return f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
 
 
 def check_oracle_has_every_case(oracle: Any) -> None:

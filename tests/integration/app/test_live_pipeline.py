@@ -10,6 +10,7 @@ import pytest
 
 from livekit import (
     WorkerProcess,
+    app_of,
     feed_file,
     mixed_input,
     read_all,
@@ -28,7 +29,7 @@ def test_live_outputs_equal_replay(bootstrap: str, fresh_topics: Any, tmp_path: 
     topics = fresh_topics(PARTITIONS)
     src = mixed_input(tmp_path / "input.jsonl", 600, seed=7)
     feed_file(bootstrap, topics, src)
-    app = f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
+    app = app_of(topics)
     worker = run_until_drained(bootstrap, topics, app, tmp_path)
     oracle = replay_oracle(src, tmp_path / "replay", PARTITIONS)
     assert len(oracle.reconciled) > 300 and len(oracle.alerts) > 50
@@ -46,7 +47,7 @@ def test_garbage_bytes_end_in_deadletter_with_reason_headers(bootstrap: str, fre
     producer.produce(topics.settlement, key=b"o2", value=b"\xc3\x01garbage", partition=0)
     producer.produce(topics.settlement, key=None, value=None, partition=1)
     producer.flush(10)
-    app = f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
+    app = app_of(topics)
     worker = WorkerProcess(bootstrap, topics, app, "w0", tmp_path)
     try:
         _drain(bootstrap, topics, app)

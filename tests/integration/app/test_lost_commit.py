@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from livekit import feed_file, mixed_input, read_all, replay_oracle, run_until_drained, verify
+from livekit import app_of, feed_file, mixed_input, read_all, replay_oracle, run_until_drained, verify
 
 pytestmark = pytest.mark.broker
 PARTITIONS = 4
@@ -29,7 +29,7 @@ def test_a_restart_resumes_from_the_states_offsets_when_the_groups_are_behind(
     topics = fresh_topics(PARTITIONS)
     src = mixed_input(tmp_path / "input.jsonl", 400, seed=13)
     total = len(src.read_text().splitlines())
-    app = f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
+    app = app_of(topics)
     feed_file(bootstrap, topics, src, 0, total // 2)
     run_until_drained(bootstrap, topics, app, tmp_path)
 

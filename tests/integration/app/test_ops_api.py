@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 
-from livekit import WorkerProcess, feed_file, mixed_input, replay_oracle, topic_env
+from livekit import app_of, feed_file, mixed_input, ops_worker, replay_oracle, topic_env
 from livekit import drain as _drain
 from posrecon.app.internal_topics import internal_topics
 from posrecon.kafka.progress import group_lag
-from posrecon.net import find_free_port
 
 pytestmark = pytest.mark.broker
 
@@ -40,26 +39,8 @@ def test_ops_api_and_lookup_show_an_orders_timeline(bootstrap: str, fresh_topics
     mismatch = next(a for a in oracle.alerts if a["kind"] == "AMOUNT_MISMATCH")
     order_id = mismatch["order_id"]
     feed_file(bootstrap, topics, src)
-    app = f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
-    ops, metrics = find_free_port(), find_free_port()
-    tokens = tmp_path / "tokens"
-    tokens.write_text(f"viewer test {VIEWER_TOKEN}\n")
-    worker = WorkerProcess(
-        bootstrap,
-        topics,
-        app,
-        "w0",
-        tmp_path,
-        [
-            "--no-wall-clock-advance",
-            "--ops-port",
-            str(ops),
-            "--metrics-port",
-            str(metrics),
-            "--tokens-file",
-            str(tokens),
-        ],
-    )
+    app = app_of(topics)
+    worker, ops, metrics = ops_worker(bootstrap, topics, tmp_path, VIEWER_TOKEN)
     try:
         _drain(bootstrap, topics, app)
         base = f"http://127.0.0.1:{ops}"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from livekit import WorkerProcess, drain, feed_file, mixed_input, topic_env
+from livekit import WorkerProcess, app_of, drain, feed_file, mixed_input, topic_env
 from posrecon.config import Topics
 from posrecon.net import find_free_port
 
@@ -81,7 +81,7 @@ def wait_ok(base: str, worker: WorkerProcess, tls: ssl.SSLContext | None = None,
 
 
 def app_id(topics: Topics) -> str:
-    return f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
+    return app_of(topics)
 
 
 def start(

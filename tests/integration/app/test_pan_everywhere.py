@@ -50,12 +50,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "chaos"))  # leakki
 
 from leakkit import contains_any, luhn_pan, message_bytes, raw_dump
 
-from livekit import Verdict, WorkerProcess, drain, feed_file, read_all, replay_oracle, simulate, verify
+from livekit import (
+    Verdict,
+    app_of,
+    drain,
+    feed_file,
+    ops_worker,
+    read_all,
+    replay_oracle,
+    simulate,
+    verify,
+)
 from posrecon.config import Topics
 from posrecon.engine.pan import has_network_prefix, luhn_valid, scrub_text
 from posrecon.kafka.outputs import Outputs
 from posrecon.kafka.topics import create_topics
-from posrecon.net import find_free_port
 from posrecon.sim.command import CONFIG_FILE
 from scenario import note, term
 
@@ -231,28 +240,9 @@ def run(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Run:
     tag = f"t{uuid.uuid4().hex[:10]}"  # as the fresh_topics fixture names them (a function-scoped fixture)
     topics = Topics(**{f.name: f"{getattr(Topics(), f.name)}.{tag}" for f in dataclasses.fields(Topics)})
     create_topics(bootstrap, topics, partitions=PARTITIONS)
-    app = f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
+    app = app_of(topics)
     feed_file(bootstrap, topics, src)
-    ops, metrics = find_free_port(), find_free_port()
-    tokens = tmp_path / "tokens"
-    tokens.write_text(f"viewer test {TOKEN}\n")
-    worker = WorkerProcess(
-        bootstrap,
-        topics,
-        app,
-        "w0",
-        tmp_path,
-        [
-            "--no-wall-clock-advance",
-            "--ops-port",
-            str(ops),
-            "--metrics-port",
-            str(metrics),
-            "--tokens-file",
-            str(tokens),
-        ],
-        config=config,
-    )
+    worker, ops, metrics = ops_worker(bootstrap, topics, tmp_path, TOKEN, config=config)
     oracle = replay_oracle(src, tmp_path / "replay", PARTITIONS, config=config)
     base = f"http://127.0.0.1:{ops}"
     try:

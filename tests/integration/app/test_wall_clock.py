@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from livekit import WorkerProcess, read_all
+from livekit import WorkerProcess, app_of, read_all
 from posrecon.config import RuleConfig
 from posrecon.serde.codec import AvroCodec
 
@@ -28,7 +28,7 @@ def test_idle_partitions_follow_the_wall_clock_and_deadlines_fire(
     bootstrap: str, fresh_topics: Any, tmp_path: Path
 ) -> None:
     topics = fresh_topics(PARTITIONS)
-    app = f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
+    app = app_of(topics)
     worker = WorkerProcess(
         bootstrap, topics, app, "w0", tmp_path, ["--wall-clock-lag-ms", "0", "--idle-advance-after-ms", "500"]
     )

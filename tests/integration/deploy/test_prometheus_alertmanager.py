@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from deploykit import REPO, http_get, leaf_expressions, require_tool, wait_for, without_offsets
-from livekit import WorkerProcess, drain, feed_file, mixed_input
+from livekit import WorkerProcess, app_of, drain, feed_file, mixed_input
 from posrecon.config import Topics
 from posrecon.kafka.feeder import Feeder
 from posrecon.kafka.partitioner import partition_for
@@ -236,7 +236,7 @@ def test_a_critical_alert_pages_and_every_expression_has_series(
     ports, webhook = monitoring["ports"], monitoring["webhook"]
     prom, am = ports["prometheus"], ports["alertmanager"]
     topics: Topics = fresh_topics(2)
-    app = f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
+    app = app_of(topics)
     ops = find_free_port()
     worker = WorkerProcess(
         bootstrap,
@@ -317,7 +317,7 @@ def test_a_resolution_does_not_page(
     ports, webhook = monitoring["ports"], monitoring["webhook"]
     prom, am, order = ports["prometheus"], ports["alertmanager"], "ord-resolved-1"
     topics: Topics = fresh_topics(2)
-    app = f"app-{topics.reconciled.rsplit('.', 1)[-1]}"
+    app = app_of(topics)
     workers = []
     try:
         for worker_id, name in (("w0", JOB), ("w1", SECOND)):
