@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from posrecon.serde.codec import MAGIC, AvroCodec, DecodeError
@@ -58,6 +60,21 @@ def test_conform_fills_defaults_and_ignores_unknown_fields() -> None:
     assert out["attempt"] == 1 and out["card_token"] is None and "future_field" not in out
 
 
+def field_values(symbols: list[str], text_size: int) -> Any:
+    """A JSON value a field may be sent: of any type (the wrong ones too), enum ``symbols`` among the strings."""
+    from hypothesis import strategies as st
+
+    return st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**64), 2**64),
+        st.floats(allow_nan=False),
+        st.text(max_size=text_size),
+        st.sampled_from(symbols),
+        st.lists(st.text(max_size=2), max_size=2),
+    )
+
+
 @pytest.mark.parametrize("name", ["TerminalEvent", "SettlementNotice", "ReconciledOrder", "Alert"])
 def test_compiled_conformance_agrees_with_the_reference(name: str) -> None:
     from hypothesis import given, settings
@@ -68,15 +85,7 @@ def test_compiled_conformance_agrees_with_the_reference(name: str) -> None:
 
     shape = RecordShape(load_schema_json(name))
     fields = [f["name"] for f in load_schema_json(name)["fields"]]
-    values = st.one_of(
-        st.none(),
-        st.booleans(),
-        st.integers(-(2**64), 2**64),
-        st.floats(allow_nan=False),
-        st.text(max_size=4),
-        st.sampled_from(["EUR", "SETTLED", "AUTH_APPROVED", "INFO", "MATCHED"]),
-        st.lists(st.text(max_size=2), max_size=2),
-    )
+    values = field_values(["EUR", "SETTLED", "AUTH_APPROVED", "INFO", "MATCHED"], text_size=4)
 
     # every field in schema order and nothing else: the compiled path's shortcut (the record is its own output)
     complete = st.fixed_dictionaries({f: values for f in fields})
@@ -98,8 +107,8 @@ def test_compiled_conformance_agrees_with_the_reference(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["TerminalEvent", "SettlementNotice"])
 def test_check_is_conform_without_the_round_trip(name: str) -> None:
-    """``check`` (replay's path for ASCII lines without \\u escapes) returns what ``conform`` returns and rejects
-    what it rejects; ``conform`` only differs where a string cannot be UTF-8 encoded (a lone surrogate)."""
+    """``check`` (replay's path: orjson refuses lone surrogates) returns what ``conform`` returns and rejects what
+    it rejects; ``conform`` only differs where a string cannot be UTF-8 encoded (a lone surrogate)."""
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
@@ -107,15 +116,7 @@ def test_check_is_conform_without_the_round_trip(name: str) -> None:
 
     codec = AvroCodec(name)
     fields = [f["name"] for f in load_schema_json(name)["fields"]]
-    values = st.one_of(
-        st.none(),
-        st.booleans(),
-        st.integers(-(2**64), 2**64),
-        st.floats(allow_nan=False),
-        st.text(max_size=6),
-        st.sampled_from(["EUR", "SETTLED", "FAILED", "AUTH_APPROVED", "VOIDED"]),
-        st.lists(st.text(max_size=2), max_size=2),
-    )
+    values = field_values(["EUR", "SETTLED", "FAILED", "AUTH_APPROVED", "VOIDED"], text_size=6)
     base = (
         EVENT
         if name == "TerminalEvent"
