@@ -173,23 +173,33 @@ class Verdict:
         return not self.problems
 
 
+Revisions = tuple[Counter[tuple[str, int]], dict[str, list[int]], dict[tuple[str, int], dict[str, Any]], list[str]]
+
+
+def revisions(records: Iterable[Any], key_field: str, topic: str) -> Revisions:
+    """Of a revisioned output topic's records: how often each (key, revision) came, each key's revisions in
+    order, the latest record per (key, revision), and the records not keyed by their ``key_field``."""
+    problems: list[str] = []
+    seen: Counter[tuple[str, int]] = Counter()
+    per_key: dict[str, list[int]] = defaultdict(list)
+    live: dict[tuple[str, int], dict[str, Any]] = {}
+    for rec in records:
+        v = rec.value
+        if rec.key != v[key_field].encode():
+            problems.append(f"{topic} key {rec.key!r} is not its {key_field} {v[key_field]}")
+        seen[(v[key_field], v["revision"])] += 1
+        per_key[v[key_field]].append(v["revision"])
+        live[(v[key_field], v["revision"])] = v
+    return seen, per_key, live, problems
+
+
 def verify(outputs: Outputs, oracle: Oracle, batches_exact: bool = True) -> Verdict:
     """Exactly-once check of live outputs against the replay oracle. ``batches_exact=False`` (several workers at
     once): batch records and alerts are still exactly once and contiguous, but only each batch's last record
     is compared with the oracle's (a notice near its batch's deadline may land before or after the decision
     when workers progress at different event times: docs/architecture.md, settlement batches)."""
-    problems: list[str] = []
     # reconciled: every (order_id, revision) exactly once, contiguous, in order per key, equal to the oracle
-    seen: Counter[tuple[str, int]] = Counter()
-    per_order: dict[str, list[int]] = defaultdict(list)
-    live_rows: dict[tuple[str, int], dict[str, Any]] = {}
-    for rec in outputs.reconciled:
-        v = rec.value
-        if rec.key != v["order_id"].encode():
-            problems.append(f"reconciled key {rec.key!r} is not its order_id {v['order_id']}")
-        seen[(v["order_id"], v["revision"])] += 1
-        per_order[v["order_id"]].append(v["revision"])
-        live_rows[(v["order_id"], v["revision"])] = v
+    seen, per_order, live_rows, problems = revisions(outputs.reconciled, "order_id", "reconciled")
     duplicates = sum(n - 1 for n in seen.values() if n > 1)
     for order, revs in per_order.items():
         if revs != list(range(1, len(revs) + 1)):
@@ -266,17 +276,7 @@ def verify_batches(outputs: Outputs, oracle: Oracle, exact: bool = True) -> list
     """pos.batch-reconciled: each (batch_id, revision) exactly once, keyed by batch_id, revisions contiguous
     and in order per batch, equal to the oracle; batch alerts keyed by batch_id (their content is checked with
     the other alerts)."""
-    problems: list[str] = []
-    seen: Counter[tuple[str, int]] = Counter()
-    per_batch: dict[str, list[int]] = defaultdict(list)
-    live: dict[tuple[str, int], dict[str, Any]] = {}
-    for rec in outputs.batch_reconciled:
-        v = rec.value
-        if rec.key != v["batch_id"].encode():
-            problems.append(f"batch-reconciled key {rec.key!r} is not its batch_id {v['batch_id']}")
-        seen[(v["batch_id"], v["revision"])] += 1
-        per_batch[v["batch_id"]].append(v["revision"])
-        live[(v["batch_id"], v["revision"])] = v
+    seen, per_batch, live, problems = revisions(outputs.batch_reconciled, "batch_id", "batch-reconciled")
     duplicated = [k for k, n in seen.items() if n > 1]
     if duplicated:
         problems.append(f"{len(duplicated)} batch revisions more than once, e.g. {duplicated[:3]}")
