@@ -24,6 +24,19 @@ EVENT: dict[str, Any] = {
     "decline_code": None,
 }
 
+#: a SettlementNotice without the split-capture fields (their defaults apply)
+NOTICE_V1: dict[str, Any] = {
+    "notice_id": "n1",
+    "order_id": "o1",
+    "merchant_id": "m1",
+    "status": "SETTLED",
+    "amount_minor": 100,
+    "currency": "EUR",
+    "settled_at": 1_700_000_100_000,
+    "batch_id": None,
+    "fee_minor": 0,
+}
+
 
 def confluent(name: str = "") -> SerdeSettings:
     """A fresh in-process registry (unique name: the client cache is per process)."""

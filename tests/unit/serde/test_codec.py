@@ -6,7 +6,7 @@ import pytest
 
 from posrecon.serde.codec import MAGIC, AvroCodec, DecodeError
 from scenario import note
-from serdekit import EVENT
+from serdekit import EVENT, NOTICE_V1
 
 
 def test_single_object_encoding_round_trip() -> None:
@@ -117,21 +117,7 @@ def test_check_is_conform_without_the_round_trip(name: str) -> None:
     codec = AvroCodec(name)
     fields = [f["name"] for f in load_schema_json(name)["fields"]]
     values = field_values(["EUR", "SETTLED", "FAILED", "AUTH_APPROVED", "VOIDED"], text_size=6)
-    base = (
-        EVENT
-        if name == "TerminalEvent"
-        else {
-            "notice_id": "n1",
-            "order_id": "o1",
-            "merchant_id": "m1",
-            "status": "SETTLED",
-            "amount_minor": 100,
-            "currency": "EUR",
-            "settled_at": 1_700_000_000_000,
-            "batch_id": None,
-            "fee_minor": 0,
-        }
-    )
+    base = EVENT if name == "TerminalEvent" else NOTICE_V1
 
     @settings(max_examples=300, deadline=None)
     @given(st.dictionaries(st.sampled_from([*fields, "extra"]), values), st.booleans())

@@ -18,19 +18,8 @@ from posrecon.serde.codec import MAGIC, AvroCodec, DecodeError
 from posrecon.serde.confluent import ConfluentCodec, RegistryUnavailable, UnknownSchemaId, confluent_header
 from posrecon.serde.schemas import load_schema_json
 from posrecon.serde.wire import codec_for, contract_schema, registry_client
-from serdekit import EVENT, confluent, confluent_codec
+from serdekit import EVENT, NOTICE_V1, confluent, confluent_codec
 
-NOTICE_V1 = {
-    "notice_id": "n1",
-    "order_id": "o1",
-    "merchant_id": "m1",
-    "status": "SETTLED",
-    "amount_minor": 100,
-    "currency": "EUR",
-    "settled_at": 1_700_000_100_000,
-    "batch_id": None,
-    "fee_minor": 0,
-}
 DECISION = {
     "order_id": "o1",
     "merchant_id": "m1",
