@@ -4,8 +4,8 @@ The loop holds no rule and does no I/O: it parses a line with the ``loads`` it i
 record with its source's strict schema check, hands it to the engine's entry point for that source, and calls
 ``drain`` when the engine has outputs. A line it cannot take that way (blank, not JSON, no known source, a
 record that does not fit) goes to ``slow``, replay's strict decoder, which dead-letters it saying what is wrong.
-Compiled, the loop reaches the engine's entry points and output lists without the interpreter
-(docs/performance.md: the loop was a fifth of replay's time).
+Compiled, the loop reaches the engine's entry points and output lists without the interpreter (docs/performance.md,
+"Session 16": the interpreter's own frames were ~10 % of replay's samples; compiling the loop gave +7 to +22 %).
 """
 
 from __future__ import annotations
