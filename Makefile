@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 BIN    := $(VENV)/bin
 
 NATIVE := .native/posrecon/engine/_native.json
-.PHONY: install native demo test test-fast test-broker chaos soak bench lint typecheck clean
+.PHONY: install native codecs demo test test-fast test-broker chaos soak bench lint typecheck clean
 
 install: $(VENV)/.installed $(NATIVE)
 
@@ -25,6 +25,11 @@ $(NATIVE): $(VENV)/.installed setup.py streams/posrecon/native.py streams/posrec
 	@$(PY) setup.py -q native >build/native.log 2>&1 || { tail -20 build/native.log; exit 1; }
 	@grep -h "^warning: " build/native.log || true
 	@$(PY) -c "import posrecon.engine as e; print('engine:', e.BUILD.describe())"
+
+## the Avro codecs of schemas/*.avsc, generated into the engine package (compiled with it); run after editing a
+## schema (tests/unit/serde/test_generated_codecs.py fails until then), then `make native`
+codecs: $(VENV)/.installed
+	$(PY) -m posrecon.serde.compiled > streams/posrecon/engine/avro_codecs.py
 
 ## the live pipeline on a local broker with simulated traffic, printing what it found
 demo: install

@@ -18,76 +18,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-Encoder = Callable[[dict[str, Any]], bytes]
-Decoder = Callable[[bytes, int], tuple[dict[str, Any], int]]
+from posrecon.engine.avro_binary import INT_MAX, INT_MIN, SHORT_LENGTH, int_bytes, long_bytes, read_varint
 
-_LONG_MIN = -(1 << 63)
-_LONG_MAX = (1 << 63) - 1
-_INT_MIN = -(1 << 31)
-_INT_MAX = (1 << 31) - 1
-# zig-zag varints of -64..63 are one byte
-_ONE_BYTE = {i: bytes(((i << 1) ^ (i >> 63),)) for i in range(-64, 64)}
+#: ``encode(record, prefix) -> prefix + Avro binary body``
+Encoder = Callable[[dict[str, Any], bytes], bytes]
+Decoder = Callable[[bytes, int], tuple[dict[str, Any], int]]
 
 
 class Unsupported(ValueError):
     """The schema uses a type the compiler does not handle (use fastavro)."""
-
-
-# lengths 0..63 (strings, arrays) as their one-byte varint, by index
-_SHORT_LENGTH = tuple(_ONE_BYTE[i] for i in range(64))
-
-
-def long_bytes(n: int) -> bytes:
-    """Zig-zag varint of an Avro ``long``."""
-    one = _ONE_BYTE.get(n)
-    if one is not None:
-        return one
-    if not _LONG_MIN <= n <= _LONG_MAX:
-        raise ValueError(f"{n} is out of range for an Avro long")
-    z = (n << 1) ^ (n >> 63)
-    if z < 0x4000:  # amounts, lengths
-        return bytes(((z & 0x7F) | 0x80, z >> 7))
-    if 1 << 35 <= z < 1 << 42:  # epoch milliseconds (2004-2109): six bytes, unrolled
-        return bytes(
-            (
-                (z & 0x7F) | 0x80,
-                (z >> 7 & 0x7F) | 0x80,
-                (z >> 14 & 0x7F) | 0x80,
-                (z >> 21 & 0x7F) | 0x80,
-                (z >> 28 & 0x7F) | 0x80,
-                z >> 35,
-            )
-        )
-    out = bytearray()
-    while z > 0x7F:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
-
-
-def int_bytes(n: int) -> bytes:
-    if not _INT_MIN <= n <= _INT_MAX:
-        raise ValueError(f"{n} is out of range for an Avro int")
-    return long_bytes(n)
-
-
-def read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    """The zig-zag varint at ``pos`` (any length up to 10 bytes) and the position after it."""
-    b = data[pos]
-    z = b & 0x7F
-    shift = 7
-    pos += 1
-    while b & 0x80:
-        if shift > 63:
-            raise ValueError("varint longer than 10 bytes")
-        b = data[pos]
-        z |= (b & 0x7F) << shift
-        shift += 7
-        pos += 1
-    if z >> 64:
-        raise ValueError("varint beyond 64 bits")
-    return (z >> 1) ^ -(z & 1), pos
 
 
 def _named(schema: Any) -> Any:
@@ -95,19 +34,23 @@ def _named(schema: Any) -> Any:
 
 
 class _Source:
-    """Lines of generated code with fresh local names."""
+    """Lines of generated code with fresh local names. ``typed``: for the module mypyc compiles, where a
+    bound method in a local is an untyped call (``parts.append`` is a C call there), and constants are named
+    per function (``prefix``) since they share one module."""
 
-    def __init__(self) -> None:
+    def __init__(self, typed: bool = False, prefix: str = "") -> None:
         self.lines: list[str] = []
         self.constants: dict[str, Any] = {}
         self._n = 0
+        self.put = "parts.append" if typed else "a"
+        self.prefix = prefix
 
     def name(self, prefix: str) -> str:
         self._n += 1
         return f"{prefix}{self._n}"
 
     def constant(self, value: Any) -> str:
-        name = self.name("K")
+        name = self.name(f"{self.prefix}K")
         self.constants[name] = value
         return name
 
@@ -156,7 +99,7 @@ def _read_value(src: _Source, ind: int, schema: Any, target: str) -> None:
     elif t in ("long", "int"):
         _read_long_inline(src, ind, target)
         if t == "int":
-            src.emit(ind, f"if not {_INT_MIN} <= {target} <= {_INT_MAX}:")
+            src.emit(ind, f"if not {INT_MIN} <= {target} <= {INT_MAX}:")
             src.emit(ind + 1, "raise ValueError('int out of range')")
     elif t == "string":
         n = src.name("n")
@@ -235,15 +178,18 @@ def _read_union(src: _Source, ind: int, branches: list[Any], target: str) -> Non
 def compile_decoder(schema: Any) -> Decoder:
     """``decode(data, pos) -> (record, end)`` for a parsed record schema (logical types stripped).
     ``end > len(data)`` means the data was truncated inside the last string."""
+    return _build("decode", "d, p", _decoder_source(schema, _Source()))  # type: ignore[no-any-return]
+
+
+def _decoder_source(schema: Any, src: _Source) -> _Source:
     fields = _record_fields(schema)
-    src = _Source()
     names = []
     for field in fields:
         target = src.name("f")
         names.append((field["name"], target))
         _read_value(src, 1, field["type"], target)
     src.emit(1, "return {" + ", ".join(f"{name!r}: {target}" for name, target in names) + "}, p")
-    return _build("decode", "d, p", src)  # type: ignore[no-any-return]
+    return src
 
 
 # -- encoders -----------------------------------------------------------------------------------------
@@ -255,21 +201,21 @@ def _write_value(src: _Source, ind: int, schema: Any, value: str) -> None:
     if isinstance(schema, list):
         _write_union(src, ind, schema, value)
     elif t == "long":
-        src.emit(ind, f"a(long_bytes({value}))")
+        src.emit(ind, f"{src.put}(long_bytes({value}))")
     elif t == "int":
-        src.emit(ind, f"a(int_bytes({value}))")
+        src.emit(ind, f"{src.put}(int_bytes({value}))")
     elif t == "string":
         raw = src.name("s")
         n = src.name("n")
         src.emit(ind, f"{raw} = {value}.encode()")
         src.emit(ind, f"{n} = len({raw})")  # the length's varint without a call when it is one byte
-        src.emit(ind, f"a(SHORT[{n}] if {n} < 64 else long_bytes({n}))")
-        src.emit(ind, f"a({raw})")
+        src.emit(ind, f"{src.put}(SHORT[{n}] if {n} < 64 else long_bytes({n}))")
+        src.emit(ind, f"{src.put}({raw})")
     elif t == "boolean":
-        src.emit(ind, f"a(b'\\x01' if {value} else b'\\x00')")
+        src.emit(ind, f"{src.put}(b'\\x01' if {value} else b'\\x00')")
     elif t == "enum":
         table = src.constant({sym: long_bytes(i) for i, sym in enumerate(s["symbols"])})
-        src.emit(ind, f"a({table}[{value}])")
+        src.emit(ind, f"{src.put}({table}[{value}])")
     elif t == "record":  # nested: a missing field with a default is written as the default (as fastavro)
         rec = src.name("r")
         src.emit(ind, f"{rec} = {value}")
@@ -285,10 +231,10 @@ def _write_value(src: _Source, ind: int, schema: Any, value: str) -> None:
         item = src.name("v")
         src.emit(ind, f"{seq} = {value}")
         src.emit(ind, f"if {seq}:")
-        src.emit(ind + 1, f"a(long_bytes(len({seq})))")
+        src.emit(ind + 1, f"{src.put}(long_bytes(len({seq})))")
         src.emit(ind + 1, f"for {item} in {seq}:")
         _write_value(src, ind + 2, s["items"], item)
-        src.emit(ind, "a(b'\\x00')")
+        src.emit(ind, f"{src.put}(b'\\x00')")
     else:
         raise Unsupported(f"type {t!r}")
 
@@ -298,19 +244,23 @@ def _write_union(src: _Source, ind: int, branches: list[Any], value: str) -> Non
     v = src.name("o")
     src.emit(ind, f"{v} = {value}")
     src.emit(ind, f"if {v} is None:")
-    src.emit(ind + 1, f"a({long_bytes(null_index)!r})")
+    src.emit(ind + 1, f"{src.put}({long_bytes(null_index)!r})")
     src.emit(ind, "else:")
-    src.emit(ind + 1, f"a({long_bytes(1 - null_index)!r})")
+    src.emit(ind + 1, f"{src.put}({long_bytes(1 - null_index)!r})")
     _write_value(src, ind + 1, other, v)
 
 
-def compile_encoder(schema: Any, prefix: bytes = b"") -> Encoder:
-    """``encode(record) -> prefix + Avro binary body`` for a parsed record schema (logical types stripped).
-    A missing field without a default raises KeyError."""
-    fields = _record_fields(schema)
+def compile_encoder(schema: Any) -> Encoder:
+    """``encode(record, prefix) -> prefix + Avro binary body`` for a parsed record schema (logical types
+    stripped). A missing field without a default raises KeyError."""
     src = _Source()
-    src.emit(1, f"parts = [{src.constant(prefix)}]")
+    src.emit(1, "parts = [prefix]")
     src.emit(1, "a = parts.append")
+    return _build("encode", "r, prefix", _encoder_source(schema, src))  # type: ignore[no-any-return]
+
+
+def _encoder_source(schema: Any, src: _Source) -> _Source:
+    fields = _record_fields(schema)
     for field in fields:
         if "default" in field:  # as fastavro: a missing field with a default is written as the default
             value = f"r.get({field['name']!r}, {src.constant(field['default'])})"
@@ -318,7 +268,7 @@ def compile_encoder(schema: Any, prefix: bytes = b"") -> Encoder:
             value = f"r[{field['name']!r}]"
         _write_value(src, 1, field["type"], value)
     src.emit(1, "return b''.join(parts)")
-    return _build("encode", "r", src)  # type: ignore[no-any-return]
+    return src
 
 
 def _build(name: str, params: str, src: _Source) -> Any:
@@ -327,10 +277,66 @@ def _build(name: str, params: str, src: _Source) -> Any:
         "read_varint": read_varint,
         "long_bytes": long_bytes,
         "int_bytes": int_bytes,
-        "SHORT": _SHORT_LENGTH,
+        "SHORT": SHORT_LENGTH,
     }
     namespace.update(src.constants)
     exec(compile(text, f"<posrecon.serde.compiled {name}>", "exec"), namespace)
     fn = namespace[name]
     fn.source = text
     return fn
+
+
+# -- the module mypyc compiles ------------------------------------------------------------------------
+
+
+def render_module(schemas: dict[str, Any], fingerprints: dict[str, str]) -> str:
+    """The source of :mod:`posrecon.engine.avro_codecs`: ``decode_<Name>`` and ``encode_<Name>`` of each record
+    schema (``schemas``: name -> parsed schema, logical types stripped), the same code :func:`compile_decoder`
+    and :func:`compile_encoder` build at run time, typed so mypyc compiles it with the engine. ``fingerprints``
+    (name -> hex CRC-64-AVRO of the schema) go in the module: a codec uses these functions only for the schema
+    they were generated from."""
+    head = [
+        '"""The Avro binary codecs of the current contract schemas, generated by posrecon.serde.compiled.',
+        "",
+        "Do not edit: ``make codecs`` writes this file from ``schemas/*.avsc``, and tests/unit/serde check that it",
+        "is current. It sits in the engine package because that is what mypyc compiles (posrecon/native.py).",
+        '"""',
+        "",
+        "from __future__ import annotations",
+        "",
+        "from typing import Any, Final",
+        "",
+        "from posrecon.engine.avro_binary import SHORT_LENGTH as SHORT",
+        "from posrecon.engine.avro_binary import int_bytes, long_bytes, read_varint",
+        "",
+        "FINGERPRINTS: Final = {" + ", ".join(f"{n!r}: {fingerprints[n]!r}" for n in schemas) + "}",
+    ]
+    body: list[str] = []
+    for name, schema in schemas.items():
+        try:
+            dec = _decoder_source(schema, _Source(typed=True, prefix=f"{name}_D"))
+            enc = _Source(typed=True, prefix=f"{name}_E")
+            enc.emit(1, "parts: list[bytes] = [prefix]")
+            enc = _encoder_source(schema, enc)
+        except Unsupported:
+            continue
+        for src in (dec, enc):
+            body += [f"{k}: Final = {v!r}" for k, v in src.constants.items()]
+        body += ["", "", f"def decode_{name}(d: bytes, p: int) -> tuple[dict[str, Any], int]:", *dec.lines]
+        body += ["", "", f"def encode_{name}(r: dict[str, Any], prefix: bytes) -> bytes:", *enc.lines, "", ""]
+    return "\n".join([*head, "", *body]).rstrip("\n") + "\n"
+
+
+def current_module() -> str:
+    """:func:`render_module` of every current contract schema: what ``avro_codecs.py`` must hold."""
+    from posrecon.serde.schemas import RECORD_NAMES, schema_fingerprint, wire_schema
+
+    return render_module(
+        {name: wire_schema(name) for name in RECORD_NAMES}, {n: schema_fingerprint(n).hex() for n in RECORD_NAMES}
+    )
+
+
+if __name__ == "__main__":  # make codecs
+    import sys
+
+    sys.stdout.write(current_module())

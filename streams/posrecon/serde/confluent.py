@@ -29,7 +29,6 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from posrecon.serde.codec import AvroCodec, DecodeError
 from posrecon.serde.compat import backward_problems
-from posrecon.serde.compiled import compile_encoder
 from posrecon.serde.schemas import load_schema_json, schema_fingerprint, strip_logical_types
 
 CONFLUENT_MAGIC = b"\x00"
@@ -66,8 +65,6 @@ class ConfluentCodec(AvroCodec):
         if schema_id is not None:
             self.header = confluent_header(schema_id)
             self._readers[self.header[1:]] = self._read_current
-            if self._encode is not None:
-                self._encode = compile_encoder(self.schema, self.header)
 
     def decode(self, data: bytes | None) -> dict[str, Any]:
         if data is not None and data[:1] == CONFLUENT_MAGIC:
