@@ -10,11 +10,11 @@
   in one read: the group's committed offsets alone were not enough (docs/guarantees.md, defect 12: a Kafka 3.9
   broker restarted under a transaction answered an offset older than one it had committed).
 
-Values are internal rows of plain lists, ints, strings, booleans and None, written as ``b"\\x02"`` + Python
-``marshal`` format version 2: three times faster to read back than JSON, which is most of a restore (1M
-open orders), and deterministic (version 2 has no back-references). Format 2 has been readable by every
-Python since 2.5; the tag byte leaves room for another format, and rows written as JSON by earlier versions
-of posrecon are still read. Keys stay JSON: compaction needs them byte-stable and they are few.
+Values are internal rows of plain lists, ints, strings, booleans and None (dict keys strings), written as
+compact JSON by orjson: three times faster to write than the ``b"\\x02"`` + ``marshal`` (format 2) rows of
+sessions 10-16, and as fast to read back, which is most of a restore (1M open orders); deterministic; and
+readable by any posrecon, any language. Rows in the marshal format are still read (their tag byte ``\\x02`` is
+never the first byte of JSON), and written for a row with an int JSON cannot hold. Keys stay stdlib JSON: compaction needs them byte-stable.
 
 Changelog records are written in the same Kafka transaction as the outputs and the input offsets, so the
 state read back after a crash is exactly the state that matches the committed offsets.
@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from posrecon.engine.cards import CardEntry, CardIndex, CardKey, bucket_rows
@@ -44,18 +45,24 @@ def _dumps(obj: object) -> bytes:
 
 
 def pack_row(row: object) -> bytes:
-    """An internal row (lists, ints, strings, booleans, None) as changelog/repartition bytes."""
-    return ROW_FORMAT_MARSHAL2 + marshal.dumps(row, 2)  # type: ignore[arg-type]  # rows are plain data
+    """An internal row (lists, ints, strings, booleans, None; dicts with string keys) as changelog/repartition
+    bytes: compact JSON (the changelog's write cost was a tenth of the live worker's time with marshal;
+    docs/performance.md, session 17). A row JSON cannot hold (an int beyond 64 bits, from sums or deadlines of
+    extreme input) is written in the marshal format instead, which holds any int."""
+    try:
+        return orjson.dumps(row)
+    except TypeError:  # orjson.JSONEncodeError
+        return ROW_FORMAT_MARSHAL2 + marshal.dumps(row, 2)  # type: ignore[arg-type]  # rows are plain data
 
 
 def unpack_row(value: bytes) -> Any:
-    """The row :func:`pack_row` wrote (or a JSON row of an earlier posrecon). Raises ValueError if malformed."""
+    """The row :func:`pack_row` wrote, or a marshal row of sessions 10-16. Raises ValueError if malformed."""
     if value[:1] == ROW_FORMAT_MARSHAL2:
         try:
             return marshal.loads(memoryview(value)[1:])
         except (EOFError, TypeError) as exc:
             raise ValueError(f"bad row: {exc}") from exc
-    return json.loads(value)
+    return orjson.loads(value)  # orjson.JSONDecodeError is a ValueError
 
 
 def encode_order(order: OrderState | None) -> bytes | None:

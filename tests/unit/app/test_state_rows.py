@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import marshal
 
 import pytest
 from hypothesis import given, settings
@@ -33,16 +34,18 @@ def _approved_order() -> object:
 def test_an_order_survives_the_round_trip_and_the_bytes_are_deterministic() -> None:
     order = _approved_order()
     value = encode_order(order)  # type: ignore[arg-type]
-    assert value is not None and value[:1] == b"\x02"
+    assert value is not None and value[:1] == b"["  # a JSON row
     assert decode_order(value).to_row() == order.to_row()  # type: ignore[attr-defined]
     assert encode_order(decode_order(value)) == value
 
 
-def test_json_rows_written_by_earlier_versions_are_still_read() -> None:
+def test_rows_written_by_earlier_versions_are_still_read() -> None:
     order = _approved_order()
     legacy = json.dumps(order.to_row(), separators=(",", ":")).encode()  # type: ignore[attr-defined]
     assert decode_order(legacy).to_row() == order.to_row()  # type: ignore[attr-defined]
     assert unpack_row(b'{"watermark": 5, "sources": {}}') == {"watermark": 5, "sources": {}}
+    marshalled = b"\x02" + marshal.dumps(order.to_row(), 2)  # type: ignore[attr-defined]  # sessions 10-16
+    assert decode_order(marshalled).to_row() == order.to_row()  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("value", [b"\x02", b"\x02garbage", b"\x02[\x05\x00\x00\x00", b"not json"])
@@ -52,8 +55,17 @@ def test_malformed_rows_raise_value_error(value: bytes) -> None:
 
 
 def test_rows_keep_nested_lists_none_and_big_ints() -> None:
-    row = ["x", None, True, [1, [2, "y"]], 1 << 62, -(1 << 62)]
+    row = ["x", None, True, [1, [2, "y"]], 1 << 62, -(1 << 62), {"sources": {"3": 7}}]
     assert unpack_row(pack_row(row)) == row
+    assert pack_row(row)[:1] == b"["
+
+
+@pytest.mark.parametrize("big", [1 << 64, -(1 << 63) - 1, 1 << 70])
+def test_a_row_with_an_int_json_cannot_hold_is_written_in_the_marshal_format(big: int) -> None:
+    row = ["o", [big, None], "é"]
+    value = pack_row(row)
+    assert value[:1] == b"\x02"
+    assert unpack_row(value) == row
 
 
 @settings(max_examples=400, deadline=None)
