@@ -18,7 +18,7 @@ from typing import Any
 STAGES: list[tuple[str, str]] = [
     ("Avro decode (compiled codec; fastavro for old writers)", "AvroCodec.decode"),
     ("Avro encode of outputs (compiled codec)", "AvroCodec.encode"),
-    ("changelog rows: to_row + marshal", "encode_order"),
+    ("changelog rows: to_row + JSON", "encode_order"),
     ("cyclic GC (gcpolicy young collections)", "posrecon/gcpolicy.py"),
     ("engine (rules, deadlines)", "ReconciliationEngine."),
     ("engine (rules, deadlines)", "Decisions."),
@@ -40,11 +40,12 @@ STAGES: list[tuple[str, str]] = [
     ("card changelog rows", "encode_card_watermarks"),
     ("emit: card sightings rows + output loop", "Outbox.emit"),
     ("changelog loop (keys, dirty sets)", "Outbox.write_changelogs"),
-    ("per-record shell code (_process: topic, timestamp, counters)", "Worker._process"),
 ]
 
 #: C calls have no Python frame of their own: recognised by the source line of the Python frame calling them
 C_CALLS: list[tuple[str, str]] = [
+    # the per-record loop and the engine, compiled together: one C call from the worker's frame
+    ("self.feed.feed(", "per-record loop + engine (compiled: engine/record_feed.py)"),
     ("commit_transaction", "commit_transaction (flush + EndTxn round trips)"),
     ("send_offsets_to_transaction", "send_offsets_to_transaction"),
     ("begin_transaction", "begin_transaction"),

@@ -14,7 +14,8 @@ Values are internal rows of plain lists, ints, strings, booleans and None (dict 
 compact JSON by orjson: three times faster to write than the ``b"\\x02"`` + ``marshal`` (format 2) rows of
 sessions 10-16, and as fast to read back, which is most of a restore (1M open orders); deterministic; and
 readable by any posrecon, any language. Rows in the marshal format are still read (their tag byte ``\\x02`` is
-never the first byte of JSON), and written for a row with an int JSON cannot hold. Keys stay stdlib JSON: compaction needs them byte-stable.
+never the first byte of JSON), and written for a row with an int JSON cannot hold. Keys stay stdlib JSON:
+compaction needs them byte-stable.
 
 Changelog records are written in the same Kafka transaction as the outputs and the input offsets, so the
 state read back after a crash is exactly the state that matches the committed offsets.

@@ -22,7 +22,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
@@ -39,6 +38,8 @@ from posrecon.app.transaction import Transaction, offset_fields
 from posrecon.config import Settings
 from posrecon.engine.cards import CardIndex
 from posrecon.engine.engine import ReconciliationEngine
+from posrecon.engine.model import Rejection
+from posrecon.engine.record_feed import RecordFeed
 from posrecon.gcpolicy import long_lived_state
 from posrecon.kafka import clients
 from posrecon.kafka.topics import check_copartitioned
@@ -144,10 +145,18 @@ class Worker(WorkerReadouts):
             options, self.topics, self.sightings_topic, self.metrics, self.cards, self.transaction.skip_to
         )
         self.stopping = False
-        # the per-record loop's own references (the same dict and list as the telemetry's: no lookup through it)
-        self._counts = self.telemetry.counts
-        self._pending_latency = self.telemetry.latency_samples
-        self._sampled = 0
+        # the per-record loop, compiled with the engine: decode, count, engine; the rest comes back here
+        self.feed = RecordFeed(
+            self.topics.terminal,
+            self.topics.settlement,
+            (self.terminal_codec.decode, self.settlement_codec.decode),
+            self.telemetry.counts,
+            self.telemetry.latency_samples,
+            self._other,
+            self._undecodable,
+            self._rejected,
+            self.batch_stage.route,
+        )
         self.consumer: Consumer | None = None
         self.ready = False  # partitions assigned and state restored (GET /readyz)
         self.last_turn = time.monotonic()  # the loop's heartbeat (GET /healthz)
@@ -331,10 +340,7 @@ class Worker(WorkerReadouts):
         transaction will commit (``drained``: see :meth:`Transaction.drained_positions`). Runs while the
         previous batch's transaction is still being committed."""
         offsets = self.transaction.take_skipped()
-        process = self._process
-        for msg in batch:
-            process(msg, now)
-            offsets[(msg.topic(), msg.partition())] = msg.offset() + 1  # type: ignore[index,operator]
+        self.feed.feed(self.engine, batch, now, offsets)
         for key, position in drained.items():
             offsets[key] = max(position, offsets.get(key, -1))
         self.outbox.write_offsets(offsets)
@@ -347,42 +353,24 @@ class Worker(WorkerReadouts):
         self.outbox.write_changelogs(self.engine)
         return offsets
 
-    def _process(self, msg: Message, now: int) -> None:
-        topic = msg.topic()
+    # --- what the record feed hands back (engine/record_feed.py) ------------------------------------------------
+
+    def _other(self, msg: Message, now: int) -> None:
+        """A record of the worker's internal inputs: a card sighting routed here, or a batch stage record."""
         partition = msg.partition()
-        assert topic is not None and partition is not None
-        ts = msg.timestamp()[1]
-        if topic == self.sightings_topic:
+        assert partition is not None
+        if msg.topic() == self.sightings_topic:
             self.outbox.card_sighting(msg, partition, now)
-            return
-        if topic in self.batch_stage.inputs:
-            self.batch_stage.on_record(msg, self.engine, now)
-            return
-        terminal = topic == self.topics.terminal
-        codec = self.terminal_codec if terminal else self.settlement_codec
-        try:
-            record: Any = codec.decode(msg.value())
-        except DecodeError as exc:
-            self.outbox.dead_letter(msg, undecodable(exc))
-            return
-        counts = self._counts
-        label = ("events", "terminal", record["event_type"]) if terminal else ("events", "settlement", record["status"])
-        counts[label] = counts.get(label, 0) + 1
-        engine = self.engine
-        before = engine.stats.duplicates_dropped
-        if terminal:
-            rejection = engine.on_terminal_event(record, partition, ts, now)
         else:
-            rejection = engine.on_settlement_notice(record, partition, ts, now)
-            if engine.batch_sightings:  # a notice with a batch_id: to its batch's owner (app/batch_stage.py)
-                self.batch_stage.route(engine, now)
-        if rejection is not None:
-            self.outbox.dead_letter(msg, rejected(rejection))
-        elif engine.stats.duplicates_dropped != before:
-            counts[("redeliveries",)] = counts.get(("redeliveries",), 0) + 1
-        self._sampled += 1
-        if not self._sampled & 15:  # one latency sample in 16 records
-            self._pending_latency.append(ts)
+            self.batch_stage.on_record(msg, self.engine, now)
+
+    def _undecodable(self, msg: Message, exc: ValueError) -> None:
+        if not isinstance(exc, DecodeError):  # not the codec's verdict on the bytes: a bug, not a dead letter
+            raise exc
+        self.outbox.dead_letter(msg, undecodable(exc))
+
+    def _rejected(self, msg: Message, rejection: Rejection) -> None:
+        self.outbox.dead_letter(msg, rejected(rejection))
 
     # --- the end of a transaction --------------------------------------------------------------------------
 

@@ -1,0 +1,100 @@
+"""The live worker's per-record loop, compiled with the engine (posrecon/native.py).
+
+The loop holds no rule and does no I/O: for each Kafka message of a batch (any object with confluent-kafka's
+``Message`` methods) it decodes the value with its input's decoder, counts it, hands it to the engine's entry
+point for that input, and records the offset to commit. What is not an input record goes back to the shell:
+records of the worker's own internal topics (``other``), values that do not decode (``undecodable``), records
+the engine rejects (``rejected``), and the batch stage's routing after a notice with a ``batch_id``
+(``route_batches``). The worker (app/worker.py) sets it up; ``replay`` has its own (engine/line_feed.py).
+Compiled, the loop reaches the engine's entry points without the interpreter: docs/performance.md, session 17.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from posrecon.engine.engine import ReconciliationEngine
+from posrecon.engine.model import Rejection
+
+Decode = Callable[[Any], Any]
+
+
+class RecordFeed:
+    def __init__(
+        self,
+        terminal_topic: str,
+        settlement_topic: str,
+        decoders: tuple[Decode, Decode],
+        counts: dict[tuple[str, ...], int],
+        latency_samples: list[int],
+        other: Callable[[Any, int], None],
+        undecodable: Callable[[Any, ValueError], None],
+        rejected: Callable[[Any, Rejection], None],
+        route_batches: Callable[[ReconciliationEngine, int], None],
+    ) -> None:
+        self.terminal_topic = terminal_topic
+        self.settlement_topic = settlement_topic
+        self._decode_terminal, self._decode_settlement = decoders
+        self.counts = counts  # the batch's metric increments (Telemetry.counts, the same dict)
+        self.latency_samples = latency_samples  # input timestamps, one record in 16 (Telemetry.latency_samples)
+        self._other = other
+        self._undecodable = undecodable
+        self._rejected = rejected
+        self._route_batches = route_batches
+        self._sampled = 0
+
+    def feed(
+        self, engine: ReconciliationEngine, batch: list[Any], now: int, offsets: dict[tuple[str, int], int]
+    ) -> None:
+        """Every message of ``batch`` in order; ``offsets`` gets each input partition's next offset."""
+        for msg in batch:
+            topic: str = msg.topic()
+            partition: int = msg.partition()
+            offset: int = msg.offset()
+            offsets[(topic, partition)] = offset + 1
+            if topic == self.terminal_topic:
+                self._terminal(engine, msg, partition, now)
+            elif topic == self.settlement_topic:
+                self._settlement(engine, msg, partition, now)
+            else:
+                self._other(msg, now)
+
+    def _terminal(self, engine: ReconciliationEngine, msg: Any, partition: int, now: int) -> None:
+        try:
+            record: Any = self._decode_terminal(msg.value())
+        except ValueError as exc:  # DecodeError
+            self._undecodable(msg, exc)
+            return
+        self._count(("events", "terminal", record["event_type"]))
+        ts: int = msg.timestamp()[1]
+        before = engine.stats.duplicates_dropped
+        rejection = engine.on_terminal_event(record, partition, ts, now)
+        self._after(engine, msg, rejection, before, ts)
+
+    def _settlement(self, engine: ReconciliationEngine, msg: Any, partition: int, now: int) -> None:
+        try:
+            record: Any = self._decode_settlement(msg.value())
+        except ValueError as exc:  # DecodeError
+            self._undecodable(msg, exc)
+            return
+        self._count(("events", "settlement", record["status"]))
+        ts: int = msg.timestamp()[1]
+        before = engine.stats.duplicates_dropped
+        rejection = engine.on_settlement_notice(record, partition, ts, now)
+        if engine.batch_sightings:  # a notice with a batch_id: to its batch's owner (app/batch_stage.py)
+            self._route_batches(engine, now)
+        self._after(engine, msg, rejection, before, ts)
+
+    def _after(self, engine: ReconciliationEngine, msg: Any, rejection: Rejection | None, before: int, ts: int) -> None:
+        if rejection is not None:
+            self._rejected(msg, rejection)
+        elif engine.stats.duplicates_dropped != before:
+            self._count(("redeliveries",))
+        self._sampled += 1
+        if not self._sampled & 15:  # one latency sample in 16 records
+            self.latency_samples.append(ts)
+
+    def _count(self, label: tuple[str, ...]) -> None:
+        counts = self.counts
+        counts[label] = counts.get(label, 0) + 1

@@ -1,0 +1,142 @@
+"""The live worker's per-record loop (engine/record_feed.py): what it gives the engine, what it hands back to
+the shell, what it counts, and the offsets it records. Messages are stand-ins with confluent-kafka's Message
+methods; the codecs are the real ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from posrecon.engine.engine import ReconciliationEngine
+from posrecon.engine.model import Rejection
+from posrecon.engine.record_feed import RecordFeed
+from posrecon.serde.codec import AvroCodec, DecodeError
+from serdekit import EVENT, NOTICE_V1
+
+TERMINAL, SETTLEMENT, SIGHTINGS = "pos.terminal-events", "pos.settlement-notices", "app-card-sightings"
+TERMINAL_CODEC, SETTLEMENT_CODEC = AvroCodec("TerminalEvent"), AvroCodec("SettlementNotice")
+NOW = EVENT["event_time"] + 1_000  # the records' Kafka timestamps: within the clock-skew bound
+
+
+class Msg:
+    def __init__(self, topic: str, value: bytes | None, offset: int, partition: int = 0, ts: int = NOW) -> None:
+        self._topic, self._value, self._offset, self._partition, self._ts = topic, value, offset, partition, ts
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self._ts)
+
+
+class Shell:
+    """What the worker does with what the feed hands back, recorded."""
+
+    def __init__(self) -> None:
+        self.other: list[str] = []
+        self.undecodable: list[str] = []
+        self.rejected: list[Rejection] = []
+        self.routed = 0
+        self.counts: dict[tuple[str, ...], int] = {}
+        self.samples: list[int] = []
+
+    def feed(self) -> RecordFeed:
+        return RecordFeed(
+            TERMINAL,
+            SETTLEMENT,
+            (TERMINAL_CODEC.decode, SETTLEMENT_CODEC.decode),
+            self.counts,
+            self.samples,
+            lambda msg, _now: self.other.append(msg.topic()),
+            lambda _msg, exc: self.undecodable.append(str(exc)),
+            lambda _msg, rejection: self.rejected.append(rejection),
+            self._route,
+        )
+
+    def _route(self, engine: ReconciliationEngine, _now: int) -> None:
+        self.routed += 1
+        assert engine.batch_sightings is not None
+        engine.batch_sightings.clear()
+
+
+def _event(event_id: str, event_type: str, **fields: Any) -> bytes:
+    return TERMINAL_CODEC.encode({**EVENT, "event_id": event_id, "event_type": event_type, **fields})
+
+
+def _engine() -> ReconciliationEngine:
+    return ReconciliationEngine(partitions=2, collect_batch_sightings=True)
+
+
+def test_records_reach_the_engine_counted_and_their_offsets_recorded() -> None:
+    shell, engine, offsets = Shell(), _engine(), {}
+    batch = [
+        Msg(TERMINAL, _event("e0", "ORDER_CREATED"), 7),
+        Msg(TERMINAL, _event("e1", "AUTH_APPROVED"), 8),
+        Msg(SETTLEMENT, SETTLEMENT_CODEC.encode(NOTICE_V1), 3),
+    ]
+    shell.feed().feed(engine, batch, NOW, offsets)  # type: ignore[arg-type]
+    assert offsets == {(TERMINAL, 0): 9, (SETTLEMENT, 0): 4}
+    assert engine.book(0).orders["o1"].approval is not None
+    reconciled, _alerts = engine.take()
+    assert [r["outcome"] for r in reconciled] == ["MATCHED"]
+    assert shell.counts == {
+        ("events", "terminal", "ORDER_CREATED"): 1,
+        ("events", "terminal", "AUTH_APPROVED"): 1,
+        ("events", "settlement", "SETTLED"): 1,
+    }
+    assert shell.other == shell.undecodable == shell.rejected == []
+
+
+def test_what_is_not_an_input_record_goes_back_to_the_shell() -> None:
+    shell, engine, offsets = Shell(), _engine(), {}
+    batch = [
+        Msg(SIGHTINGS, b"row", 1),
+        Msg(TERMINAL, b"garbage", 2),
+        Msg(TERMINAL, _event("e1", "AUTH_APPROVED", amount_minor=-5), 3),
+    ]
+    shell.feed().feed(engine, batch, NOW, offsets)  # type: ignore[arg-type]
+    assert shell.other == [SIGHTINGS]
+    assert len(shell.undecodable) == 1 and "not an Avro single-object" in shell.undecodable[0]
+    assert [r.reason.value for r in shell.rejected] == ["INVALID_AMOUNT"]
+    assert offsets == {(SIGHTINGS, 0): 2, (TERMINAL, 0): 4}  # every record's offset, whatever became of it
+    assert ("events", "terminal", "AUTH_APPROVED") in shell.counts  # counted as received, then rejected
+
+
+def test_a_redelivery_is_counted_and_a_notice_with_a_batch_id_is_routed() -> None:
+    shell, engine = Shell(), _engine()
+    approved = _event("e1", "AUTH_APPROVED")
+    notice = SETTLEMENT_CODEC.encode({**NOTICE_V1, "batch_id": "bt-1"})
+    batch = [Msg(TERMINAL, approved, 1), Msg(TERMINAL, approved, 2), Msg(SETTLEMENT, notice, 1)]
+    shell.feed().feed(engine, batch, NOW, {})  # type: ignore[arg-type]
+    assert shell.counts[("redeliveries",)] == 1
+    assert shell.routed == 1
+
+
+def test_one_latency_sample_in_16_records() -> None:
+    shell, engine = Shell(), _engine()
+    batch = [Msg(TERMINAL, _event(f"e{i}", "ORDER_CREATED", order_id=f"o{i}"), i, ts=NOW + i) for i in range(40)]
+    shell.feed().feed(engine, batch, NOW, {})  # type: ignore[arg-type]
+    assert shell.samples == [NOW + 15, NOW + 31]
+
+
+def test_a_decoder_error_that_is_not_about_the_bytes_is_not_swallowed() -> None:
+    shell = Shell()
+
+    def broken(_value: Any) -> Any:
+        raise KeyError("bug")
+
+    feed = RecordFeed(TERMINAL, SETTLEMENT, (broken, broken), {}, [], print, print, print, print)  # type: ignore[arg-type]
+    with pytest.raises(KeyError):
+        feed.feed(_engine(), [Msg(TERMINAL, b"x", 1)], NOW, {})  # type: ignore[list-item]
+    assert isinstance(DecodeError("x"), ValueError)  # what the feed catches: the codec's verdict
+    assert shell.undecodable == []
