@@ -54,39 +54,29 @@ class RecordFeed:
             offset: int = msg.offset()
             offsets[(topic, partition)] = offset + 1
             if topic == self.terminal_topic:
-                self._terminal(engine, msg, partition, now)
+                self._record(engine, msg, partition, now, True)
             elif topic == self.settlement_topic:
-                self._settlement(engine, msg, partition, now)
+                self._record(engine, msg, partition, now, False)
             else:
                 self._other(msg, now)
 
-    def _terminal(self, engine: ReconciliationEngine, msg: Any, partition: int, now: int) -> None:
+    def _record(self, engine: ReconciliationEngine, msg: Any, partition: int, now: int, terminal: bool) -> None:
+        """An input record: decoded, counted by its type (event type, notice status), then to the engine."""
         try:
-            record: Any = self._decode_terminal(msg.value())
+            record: Any = (self._decode_terminal if terminal else self._decode_settlement)(msg.value())
         except ValueError as exc:  # DecodeError
             self._undecodable(msg, exc)
             return
-        self._count(("events", "terminal", record["event_type"]))
         ts: int = msg.timestamp()[1]
         before = engine.stats.duplicates_dropped
-        rejection = engine.on_terminal_event(record, partition, ts, now)
-        self._after(engine, msg, rejection, before, ts)
-
-    def _settlement(self, engine: ReconciliationEngine, msg: Any, partition: int, now: int) -> None:
-        try:
-            record: Any = self._decode_settlement(msg.value())
-        except ValueError as exc:  # DecodeError
-            self._undecodable(msg, exc)
-            return
-        self._count(("events", "settlement", record["status"]))
-        ts: int = msg.timestamp()[1]
-        before = engine.stats.duplicates_dropped
-        rejection = engine.on_settlement_notice(record, partition, ts, now)
-        if engine.batch_sightings:  # a notice with a batch_id: to its batch's owner (app/batch_stage.py)
-            self._route_batches(engine, now)
-        self._after(engine, msg, rejection, before, ts)
-
-    def _after(self, engine: ReconciliationEngine, msg: Any, rejection: Rejection | None, before: int, ts: int) -> None:
+        if terminal:
+            self._count(("events", "terminal", record["event_type"]))
+            rejection = engine.on_terminal_event(record, partition, ts, now)
+        else:
+            self._count(("events", "settlement", record["status"]))
+            rejection = engine.on_settlement_notice(record, partition, ts, now)
+            if engine.batch_sightings:  # a notice with a batch_id: to its batch's owner (app/batch_stage.py)
+                self._route_batches(engine, now)
         if rejection is not None:
             self._rejected(msg, rejection)
         elif engine.stats.duplicates_dropped != before:
