@@ -36,7 +36,8 @@ class AvroCodec:
         self.shape = RecordShape(load_schema_json(name))
         #: what :meth:`encode` writes before the body (ConfluentCodec: 0x00 + schema id); ``prefix``: the
         #: single-object header of the current schema, :meth:`decode`'s fast path
-        self.header = self.prefix = MAGIC + schema_fingerprint(name)[::-1]  # spec: fingerprint little-endian
+        fingerprint = schema_fingerprint(name)
+        self.header = self.prefix = MAGIC + fingerprint[::-1]  # spec: fingerprint little-endian
         self._writers: dict[bytes, Any] = {self.header[2:]: None}
         for version in versions_of(name):
             fp = schema_fingerprint(name, version)[::-1]
@@ -46,7 +47,7 @@ class AvroCodec:
         self._encode: Encoder | None = None
         self._decode: Decoder | None = None
         #: whether they are the generated module's (compiled with the engine), not built here at run time
-        self.generated = avro_codecs.FINGERPRINTS.get(name) == schema_fingerprint(name).hex()
+        self.generated = avro_codecs.FINGERPRINTS.get(name) == fingerprint.hex()
         if self.generated:
             self._encode = getattr(avro_codecs, f"encode_{name}")
             self._decode = getattr(avro_codecs, f"decode_{name}")

@@ -45,6 +45,7 @@ class _Source:
         self.lines: list[str] = []
         self.constants: dict[str, Any] = {}
         self._n = 0
+        self.typed = typed
         self.put = "parts.append" if typed else "a"
         self.prefix = prefix
 
@@ -256,14 +257,16 @@ def _write_union(src: _Source, ind: int, branches: list[Any], value: str) -> Non
 def compile_encoder(schema: Any) -> Encoder:
     """``encode(record, prefix) -> prefix + Avro binary body`` for a parsed record schema (logical types
     stripped). A missing field without a default raises KeyError."""
-    src = _Source()
-    src.emit(1, "parts = [prefix]")
-    src.emit(1, "a = parts.append")
-    return _build("encode", "r, prefix", _encoder_source(schema, src))  # type: ignore[no-any-return]
+    return _build("encode", "r, prefix", _encoder_source(schema, _Source()))  # type: ignore[no-any-return]
 
 
 def _encoder_source(schema: Any, src: _Source) -> _Source:
     fields = _record_fields(schema)
+    if src.typed:
+        src.emit(1, "parts: list[bytes] = [prefix]")
+    else:
+        src.emit(1, "parts = [prefix]")
+        src.emit(1, "a = parts.append")
     for field in fields:
         if "default" in field:  # as fastavro: a missing field with a default is written as the default
             value = f"r.get({field['name']!r}, {src.constant(field['default'])})"
@@ -318,9 +321,7 @@ def render_module(schemas: dict[str, Any], fingerprints: dict[str, str]) -> str:
     for name, schema in schemas.items():
         try:
             dec = _decoder_source(schema, _Source(typed=True, prefix=f"{name}_D"))
-            enc = _Source(typed=True, prefix=f"{name}_E")
-            enc.emit(1, "parts: list[bytes] = [prefix]")
-            enc = _encoder_source(schema, enc)
+            enc = _encoder_source(schema, _Source(typed=True, prefix=f"{name}_E"))
         except Unsupported:
             continue
         for src in (dec, enc):
