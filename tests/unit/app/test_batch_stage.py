@@ -5,9 +5,9 @@ outputs keyed by batch_id, its changelog rows, and ``GET /batches/{id}``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from msgkit import StubMessage
 from posrecon.app.batch_stage import NOTICE_ROW, WATERMARK_ROW, BatchStage, encode_batch_key
 from posrecon.app.intake import Intake
 from posrecon.app.merge import TaskQueue
@@ -25,20 +25,8 @@ PARTITIONS = 4
 T0 = 1_767_225_600_000
 
 
-@dataclass
-class Rec:
-    topic_name: str
-    part: int
-    ts: int
-
-    def topic(self) -> str:
-        return self.topic_name
-
-    def partition(self) -> int:
-        return self.part
-
-    def timestamp(self) -> tuple[int, int]:
-        return (0, self.ts)
+def Rec(topic: str, partition: int, ts: int) -> StubMessage:
+    return StubMessage(topic_name=topic, partition_no=partition, ts=ts)
 
 
 def _stage(owned: set[int]) -> tuple[BatchStage, Outbox, ReconciliationEngine]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from msgkit import StubMessage
 from posrecon.engine.engine import ReconciliationEngine
 from posrecon.engine.model import Rejection
 from posrecon.engine.record_feed import RecordFeed
@@ -19,24 +20,8 @@ TERMINAL_CODEC, SETTLEMENT_CODEC = AvroCodec("TerminalEvent"), AvroCodec("Settle
 NOW = EVENT["event_time"] + 1_000  # the records' Kafka timestamps: within the clock-skew bound
 
 
-class Msg:
-    def __init__(self, topic: str, value: bytes | None, offset: int, partition: int = 0, ts: int = NOW) -> None:
-        self._topic, self._value, self._offset, self._partition, self._ts = topic, value, offset, partition, ts
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, self._ts)
+def Msg(topic: str, value: bytes | None, offset: int, partition: int = 0, ts: int = NOW) -> StubMessage:
+    return StubMessage(topic_name=topic, partition_no=partition, offset_no=offset, payload=value, ts=ts)
 
 
 class Shell:

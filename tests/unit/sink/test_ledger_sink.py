@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
+from msgkit import StubMessage
 from posrecon.serde.codec import AvroCodec
 from posrecon.sink.ledger_sink import LedgerSink, SinkError, SinkOptions
 from posrecon.sink.postgres import ROW_COLUMNS, OffsetConflict, OffsetMove, Row
@@ -38,22 +39,10 @@ def value(order_id: str, revision: int = 1) -> bytes:
     )
 
 
-class Msg:
-    def __init__(self, partition: int, offset: int, data: bytes | None = b"", error: int | None = None) -> None:
-        self._p, self._o, self._v = partition, offset, data
-        self._e = KafkaError(error) if error is not None else None
-
-    def partition(self) -> int:
-        return self._p
-
-    def offset(self) -> int:
-        return self._o
-
-    def value(self) -> bytes | None:
-        return self._v
-
-    def error(self) -> KafkaError | None:
-        return self._e
+def Msg(partition: int, offset: int, data: bytes | None = b"", error: int | None = None) -> StubMessage:
+    return StubMessage(
+        partition_no=partition, offset_no=offset, payload=data, err=None if error is None else KafkaError(error)
+    )
 
 
 class FakeConsumer:
