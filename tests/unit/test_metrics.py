@@ -10,7 +10,6 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from posrecon.app.outbox import Outbox
 from posrecon.app.telemetry import (
     Telemetry,
-    alert_label,
     count_batch_decisions,
     count_decisions,
     observe_resolve_latencies,
@@ -26,6 +25,7 @@ from posrecon.engine.model import (
     ReconciledOrder,
     Severity,
 )
+from posrecon.engine.output_feed import alert_label
 from posrecon.metrics import AUTH_BUCKETS, LATENCY_BUCKETS, WorkerMetrics, observe_all
 
 

@@ -24,78 +24,49 @@ state read back after a crash is exactly the state that matches the committed of
 from __future__ import annotations
 
 import json
-import marshal
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from posrecon.engine.cards import CardEntry, CardIndex, CardKey, bucket_rows
+from posrecon.engine.cards import CardIndex
 from posrecon.engine.engine import ReconciliationEngine
 from posrecon.engine.order import OrderState
+from posrecon.engine.state_rows import (  # the row formats' home, compiled with the engine; re-exported here
+    ROW_FORMAT_MARSHAL2,
+    WATERMARK_KEY,
+    encode_bucket,
+    encode_card_key,
+    encode_card_watermarks,
+    encode_order,
+    pack_row,
+    unpack_row,
+)
 
-WATERMARK_KEY = b"\x00watermark"
+__all__ = [
+    "OFFSET_KEY_PREFIX",
+    "ROW_FORMAT_MARSHAL2",
+    "WATERMARK_KEY",
+    "decode_order",
+    "encode_bucket",
+    "encode_card_key",
+    "encode_card_watermarks",
+    "encode_order",
+    "load_books",
+    "load_card_index",
+    "offset_key",
+    "pack_row",
+    "read_changelog",
+    "take_offsets",
+    "unpack_row",
+]
+
 OFFSET_KEY_PREFIX = b"\x00offset\x00"
-ROW_FORMAT_MARSHAL2 = b"\x02"
-
-
-def _dumps(obj: object) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode("utf-8")
-
-
-def pack_row(row: object) -> bytes:
-    """An internal row (lists, ints, strings, booleans, None; dicts with string keys) as changelog/repartition
-    bytes: compact JSON (the changelog's write cost was a tenth of the live worker's time with marshal;
-    docs/performance.md, session 17). A row JSON cannot hold (an int beyond 64 bits, from sums or deadlines of
-    extreme input) is written in the marshal format instead, which holds any int."""
-    try:
-        return orjson.dumps(row)
-    except TypeError:  # orjson.JSONEncodeError
-        return ROW_FORMAT_MARSHAL2 + marshal.dumps(row, 2)  # type: ignore[arg-type]  # rows are plain data
-
-
-def unpack_row(value: bytes) -> Any:
-    """The row :func:`pack_row` wrote, or a marshal row of sessions 10-16. Raises ValueError if malformed."""
-    if value[:1] == ROW_FORMAT_MARSHAL2:
-        try:
-            return marshal.loads(memoryview(value)[1:])
-        except (EOFError, TypeError) as exc:
-            raise ValueError(f"bad row: {exc}") from exc
-    return orjson.loads(value)  # orjson.JSONDecodeError is a ValueError
-
-
-def encode_order(order: OrderState | None) -> bytes | None:
-    return None if order is None else pack_row(order.to_row())
 
 
 def decode_order(value: bytes) -> OrderState:
     return OrderState.from_row(unpack_row(value))
-
-
-def _plain(text: str) -> bool:
-    """True if JSON writes ``text`` as is between its quotes (printable ASCII, no quote, no backslash)."""
-    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
-
-
-def encode_card_key(key: CardKey) -> bytes:
-    """The card key as compact JSON: ``["token","merchant",amount,"currency"]``.
-
-    Compaction needs these bytes stable forever, so they are exactly :func:`json.dumps`' (the property test
-    checks it on generated keys). Keys of plain strings take a formatted fast path: json.dumps was 3 % of the
-    worker's time for 200k card changelog rows.
-    """
-    token, merchant, amount, currency = key
-    if type(amount) is int and _plain(token) and _plain(merchant) and _plain(currency):
-        return f'["{token}","{merchant}",{amount},"{currency}"]'.encode()
-    return _dumps(list(key))
-
-
-def encode_bucket(entries: list[CardEntry] | None) -> bytes | None:
-    if not entries:
-        return None
-    return pack_row(bucket_rows(entries))
 
 
 def read_changelog(
@@ -218,10 +189,6 @@ def load_books(engine: ReconciliationEngine, changelog: Mapping[int, Mapping[byt
             engine.load_order(book, decode_order(value))
             count += 1
     return count
-
-
-def encode_card_watermarks(index: CardIndex) -> bytes:
-    return pack_row({"watermark": index.watermark, "sources": {str(k): v for k, v in index.source_watermarks.items()}})
 
 
 def load_card_index(index: CardIndex, entries: Mapping[bytes, bytes]) -> None:

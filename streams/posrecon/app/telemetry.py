@@ -22,7 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException
 
 from posrecon.config import RuleConfig
 from posrecon.engine.engine import ReconciliationEngine
-from posrecon.engine.model import Alert, AlertStatus, BatchReconciliation, BatchStatus, Outcome, ReconciledOrder
+from posrecon.engine.model import BatchReconciliation, BatchStatus, Outcome, ReconciledOrder
 from posrecon.engine.pricing import expected_fee, pricing_configured
 from posrecon.metrics import PENDING_AGE_BUCKETS, WorkerMetrics, observe_all
 
@@ -40,17 +40,11 @@ def wall_ms() -> int:
 
 _MATCHED = frozenset({Outcome.MATCHED._value_, Outcome.MATCHED_LATE._value_})
 _REFUNDS = frozenset({Outcome.PARTIALLY_REVERSED._value_, Outcome.REVERSED._value_})
-_OPEN = AlertStatus.OPEN._value_
 _BALANCED = BatchStatus.BALANCED._value_
 
 
 def _add(counts: dict[tuple[str, ...], int], label: tuple[str, ...], n: int) -> None:
     counts[label] = counts.get(label, 0) + n
-
-
-def alert_label(alert: Alert) -> tuple[str, str, str, str]:
-    """The count key of an alert record: kind, severity and status (a dict without ``status`` is v1's: OPEN)."""
-    return ("alerts", alert["kind"], alert["severity"], alert.get("status") or _OPEN)
 
 
 def count_decisions(

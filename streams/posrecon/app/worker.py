@@ -149,7 +149,7 @@ class Worker(WorkerReadouts):
         self.feed = RecordFeed(
             self.topics.terminal,
             self.topics.settlement,
-            (self.terminal_codec.decode, self.settlement_codec.decode),
+            (self.terminal_codec.decoding(), self.settlement_codec.decoding()),
             self.telemetry.counts,
             self.telemetry.latency_samples,
             self._other,

@@ -18,6 +18,9 @@ from posrecon.engine.engine import ReconciliationEngine
 from posrecon.engine.model import Rejection
 
 Decode = Callable[[Any], Any]
+#: an input's decoding: the header of its current schema, the generated decoder of the body after that header
+#: (None: none), and the codec's full decode (every other framing and writer version, and the errors)
+Decoding = tuple[bytes, Callable[[bytes, int], tuple[Any, int]] | None, Decode]
 
 
 class RecordFeed:
@@ -25,7 +28,7 @@ class RecordFeed:
         self,
         terminal_topic: str,
         settlement_topic: str,
-        decoders: tuple[Decode, Decode],
+        decoders: tuple[Decoding, Decoding],
         counts: dict[tuple[str, ...], int],
         latency_samples: list[int],
         other: Callable[[Any, int], None],
@@ -35,7 +38,7 @@ class RecordFeed:
     ) -> None:
         self.terminal_topic = terminal_topic
         self.settlement_topic = settlement_topic
-        self._decode_terminal, self._decode_settlement = decoders
+        self._terminal, self._settlement = decoders
         self.counts = counts  # the batch's metric increments (Telemetry.counts, the same dict)
         self.latency_samples = latency_samples  # input timestamps, one record in 16 (Telemetry.latency_samples)
         self._other = other
@@ -62,11 +65,24 @@ class RecordFeed:
 
     def _record(self, engine: ReconciliationEngine, msg: Any, partition: int, now: int, terminal: bool) -> None:
         """An input record: decoded, counted by its type (event type, notice status), then to the engine."""
-        try:
-            record: Any = (self._decode_terminal if terminal else self._decode_settlement)(msg.value())
-        except ValueError as exc:  # DecodeError
-            self._undecodable(msg, exc)
-            return
+        data = msg.value()
+        prefix, body, decode = self._terminal if terminal else self._settlement
+        record: Any = None
+        # the usual record, straight to the generated decoder; anything else, or a body that fails it, to the
+        # codec's decode, which gives the same record or the DecodeError (serde/codec.py, AvroCodec.decode)
+        if body is not None and data is not None and data.startswith(prefix):
+            try:
+                record, end = body(data, len(prefix))
+                if end != len(data):
+                    record = None
+            except Exception:  # any: the codec's decode below tells what it was
+                record = None
+        if record is None:
+            try:
+                record = decode(data)
+            except ValueError as exc:  # DecodeError
+                self._undecodable(msg, exc)
+                return
         ts: int = msg.timestamp()[1]
         before = engine.stats.duplicates_dropped
         if terminal:

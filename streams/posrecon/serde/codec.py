@@ -10,6 +10,7 @@ id) is the other option per deployment: posrecon.serde.confluent and posrecon.se
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
@@ -65,6 +66,13 @@ class AvroCodec:
             return self._encode(record, self.header)
         return self.encode_reference(record)
 
+    def encoder(self) -> tuple[Callable[[Any, bytes], bytes], bytes]:
+        """:meth:`encode` as a function of (record, header) and the header to pass: the generated encoder
+        itself, called without this method in between (engine/output_feed.py)."""
+        if self._encode is not None:
+            return self._encode, self.header
+        return lambda record, _header: self.encode_reference(record), self.header
+
     def encode_reference(self, record: dict[str, Any]) -> bytes:
         """:meth:`encode` with fastavro (the reference the compiled encoder is tested against)."""
         buf = io.BytesIO()
@@ -76,6 +84,12 @@ class AvroCodec:
         if self._decode is not None and data is not None and data.startswith(self.prefix):
             return self.read_compiled(data, HEADER_LEN)
         return self.decode_reference(data)  # older writer versions, and the errors
+
+    def decoding(self) -> tuple[bytes, Decoder | None, Callable[[bytes | None], dict[str, Any]]]:
+        """What the record feed decodes with (engine/record_feed.py): :meth:`decode`'s fast path taken apart (the
+        header, the generated body decoder) so the compiled loop calls the decoder directly, and :meth:`decode`
+        for everything else."""
+        return self.prefix, self._decode, self.decode
 
     def decode_reference(self, data: bytes | None) -> dict[str, Any]:
         """:meth:`decode` with fastavro only (the reference the compiled decoder is tested against)."""

@@ -10,6 +10,7 @@ from posrecon.config import Settings
 from posrecon.engine.cards import CardIndex, CardKey, CardSighting
 from posrecon.kafka.partitioner import partition_for
 from posrecon.metrics import WorkerMetrics
+from posrecon.serde.codec import AvroCodec
 
 SIGHTINGS = "app-card-sightings"
 PARTITIONS = 4
@@ -20,7 +21,6 @@ def _worker(owned: set[int]) -> Outbox:
     cards = {q: CardIndex(settings.rules, sources=PARTITIONS) for q in owned}
     worker = Outbox(settings, ("app-changelog", SIGHTINGS, "app-cards"), cards, {}, WorkerMetrics())
     worker.partitions = PARTITIONS
-    worker.alert_codec = type("Codec", (), {"encode": staticmethod(lambda alert: repr(alert).encode())})()
     return worker
 
 
@@ -41,7 +41,8 @@ def test_an_owned_card_partition_applies_sightings_in_place_and_raises_the_dupli
     worker = _worker(owned={2})
     worker.route_sightings([_sighting("o-1", token, 1000, 0), _sighting("o-2", token, 2000, 1)], now=5000)  # type: ignore[attr-defined]
     assert [row[0] for row in worker.rows] == [worker.topics.alerts]  # the alert, no sighting record
-    assert b"DUPLICATE_CHARGE" in worker.rows[0][1] and b"o-2" in worker.rows[0][1]
+    alert = AvroCodec("Alert").decode(worker.rows[0][1])
+    assert (alert["kind"], alert["order_id"], worker.rows[0][2]) == ("DUPLICATE_CHARGE", "o-2", b"o-2")
     assert len(worker.cards[2]) == 2  # both approvals indexed (and marked for the card changelog when tracked)
 
 

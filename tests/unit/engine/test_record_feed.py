@@ -39,7 +39,7 @@ class Shell:
         return RecordFeed(
             TERMINAL,
             SETTLEMENT,
-            (TERMINAL_CODEC.decode, SETTLEMENT_CODEC.decode),
+            (TERMINAL_CODEC.decoding(), SETTLEMENT_CODEC.decoding()),
             self.counts,
             self.samples,
             lambda msg, _now: self.other.append(msg.topic()),
@@ -120,8 +120,40 @@ def test_a_decoder_error_that_is_not_about_the_bytes_is_not_swallowed() -> None:
     def broken(_value: Any) -> Any:
         raise KeyError("bug")
 
-    feed = RecordFeed(TERMINAL, SETTLEMENT, (broken, broken), {}, [], print, print, print, print)  # type: ignore[arg-type]
+    decoding = (b"", None, broken)
+    feed = RecordFeed(TERMINAL, SETTLEMENT, (decoding, decoding), {}, [], print, print, print, print)  # type: ignore[arg-type]
     with pytest.raises(KeyError):
         feed.feed(_engine(), [Msg(TERMINAL, b"x", 1)], NOW, {})  # type: ignore[list-item]
     assert isinstance(DecodeError("x"), ValueError)  # what the feed catches: the codec's verdict
     assert shell.undecodable == []
+
+
+def test_the_usual_record_goes_straight_to_the_generated_decoder_and_the_rest_to_the_codec() -> None:
+    prefix, body, decode = TERMINAL_CODEC.decoding()
+    assert body is not None
+    calls = {"body": 0, "decode": 0}
+
+    def counted_body(data: bytes, start: int) -> tuple[Any, int]:
+        calls["body"] += 1
+        return body(data, start)
+
+    def counted_decode(data: bytes | None) -> Any:
+        calls["decode"] += 1
+        return decode(data)
+
+    shell, engine = Shell(), _engine()
+    feed = shell.feed()
+    feed._terminal = (prefix, counted_body, counted_decode)  # type: ignore[misc]
+    good = _event("e0", "ORDER_CREATED")
+    batch = [
+        Msg(TERMINAL, good, 0),  # the fast path alone
+        Msg(TERMINAL, good + b"\x00", 1),  # decodes, but a byte is left: the codec says so
+        Msg(TERMINAL, good[:-3], 2),  # truncated
+        Msg(TERMINAL, b"\x00\x00\x00\x00\x01" + good[10:], 3),  # another framing: the codec's decode only
+    ]
+    feed.feed(engine, batch, NOW, {})  # type: ignore[arg-type]
+    assert calls == {"body": 3, "decode": 3}
+    assert "o1" in engine.book(0).orders
+    assert shell.undecodable[0] == "1 trailing bytes after TerminalEvent"
+    assert shell.undecodable[1].startswith("TerminalEvent body does not decode")
+    assert shell.undecodable[2].startswith("Confluent-framed TerminalEvent")

@@ -20,10 +20,18 @@ from collections.abc import Callable
 import pytest
 
 from posrecon.kafka import partitioner
-from posrecon.kafka.partitioner import murmur2, murmur2_unsigned, partition_for, partition_for_python, to_positive
+from posrecon.kafka.partitioner import (
+    murmur2,
+    murmur2_unsigned,
+    partition_for,
+    partition_for_librdkafka,
+    partition_for_own,
+    to_positive,
+)
 
-# partition_for (librdkafka's partitioner through ctypes) and its pure-Python fallback, held to the same results
-BOTH = pytest.mark.parametrize("place", [partition_for, partition_for_python], ids=["librdkafka", "python"])
+# librdkafka's partitioner through ctypes and posrecon's own hash (compiled under `make test`), held to the same
+# results; partition_for is one of them
+BOTH = pytest.mark.parametrize("place", [partition_for_librdkafka, partition_for_own], ids=["librdkafka", "own"])
 
 KAFKA_UTILS_TEST: list[tuple[bytes, int]] = [
     (b"21", -973932308),
@@ -90,8 +98,18 @@ def test_murmur2_matches_librdkafka_unittest_vectors(key: bytes, expected_unsign
     assert murmur2(key) == signed
 
 
-def test_the_live_worker_places_records_with_librdkafkas_partitioner() -> None:
+def test_partition_for_is_the_fastest_exact_one_here() -> None:
     assert partitioner._NATIVE is not None  # confluent-kafka's wheel links librdkafka, which exports it
+    compiled = partitioner.BUILD.compiled  # make test runs compiled: the engine's own hash, natively
+    assert partition_for is (partition_for_own if compiled else partition_for_librdkafka)
+
+
+def test_the_own_hash_agrees_with_librdkafka_on_random_keys() -> None:
+    rnd = random.Random(77)
+    for _ in range(5000):
+        key = rnd.randbytes(rnd.randrange(0, 70))
+        n = rnd.randrange(1, 500)
+        assert partition_for_own(key, n) == partition_for_librdkafka(key, n)
 
 
 @BOTH
