@@ -16,18 +16,18 @@ deadline to fire or this feed sightings to drop.
 from __future__ import annotations
 
 import heapq
-from typing import Any
+from typing import Any, Final
 
 from posrecon.engine.batch_state import NO_WATERMARK, BatchSighting
 from posrecon.engine.batches import BatchLedger
 from posrecon.engine.model import SettlementBatch
 
-NEVER = 1 << 62
+NEVER: Final = 1 << 62
 #: a waiting sighting is stored flat, without its batch_id (the key): a tuple per notice cost ~70 B more, and on
 #: the simulation's traffic (every notice has a batch_id, most batches never get a control record) that is most
 #: of what an open order holds beyond v1's state
-WIDTH = len(BatchSighting._fields) - 1
-_MARK = BatchSighting._fields.index("source_watermark") - 1  # the offset of source_watermark in a flat row
+WIDTH: Final = len(BatchSighting._fields) - 1
+_MARK: Final = BatchSighting._fields.index("source_watermark") - 1  # the offset of source_watermark in a flat row
 _new_tuple: Any = tuple.__new__
 
 

@@ -4,16 +4,16 @@ view; and the :class:`BatchSighting` rows by which notices reach the ledger."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from posrecon.engine.model import SettlementBatch
 
-NO_WATERMARK = -(1 << 62)
-SETTLED = "SETTLED"
-REVERSED = "REVERSED"
-COUNTED = {SETTLED: SETTLED, REVERSED: REVERSED}  # maps a decoded status to the shared constant kept per notice
-HISTORY = 16  # revisions kept per batch for the operator view (the output topic has them all)
-HEADER = ""  # the notice_id part of a batch header's row key (notice ids are never empty)
+NO_WATERMARK: Final = -(1 << 62)
+SETTLED: Final = "SETTLED"
+REVERSED: Final = "REVERSED"
+COUNTED: Final = {SETTLED: SETTLED, REVERSED: REVERSED}  # maps a decoded status to the shared constant kept per notice
+HISTORY: Final = 16  # revisions kept per batch for the operator view (the output topic has them all)
+HEADER: Final = ""  # the notice_id part of a batch header's row key (notice ids are never empty)
 
 RowKey = tuple[str, str]  # (batch_id, HEADER) for a batch's header row, (batch_id, notice_id) for a notice row
 #: per received notice: (order_id, status, amount_minor, fee_minor, settled_at, revision that first counted it)

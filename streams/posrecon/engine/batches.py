@@ -34,7 +34,7 @@ BALANCED -> MISMATCH (a replaced control record) gets a second, distinct BATCH_M
 from __future__ import annotations
 
 import heapq
-from typing import Any
+from typing import Any, Final
 
 from posrecon.config import RuleConfig
 from posrecon.engine.batch_alerts import batch_alert_id as batch_alert_id  # re-exported: tools look alerts up here
@@ -53,8 +53,8 @@ from posrecon.engine.batch_state import BatchSighting as BatchSighting  # re-exp
 from posrecon.engine.batch_state import RowKey as RowKey
 from posrecon.engine.model import Alert, AlertKind, BatchReconciliation, BatchStatus, SettlementBatch
 
-DECIDE = 0  # timer kinds, in the order they fire when due at the same instant
-EVICT = 9
+DECIDE: Final = 0  # timer kinds, in the order they fire when due at the same instant
+EVICT: Final = 9
 MAX_HELD = 10_000  # held notices per batch: bounds the state a stalled partition can make one batch hold
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from posrecon.engine.deadlines import DeadlineIndex
 from posrecon.engine.order import OrderState
 
-NO_WATERMARK = -(1 << 62)
+NO_WATERMARK: Final = -(1 << 62)
 
 
 class PartitionBook:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import Enum
-from typing import Any, TypedDict
+from typing import Any, Final, TypedDict
 
 
 class CaseState(str, Enum):
@@ -50,13 +50,13 @@ class CaseEntryKind(str, Enum):
 #: the Avro enums' reader stand-in for a later version's symbol. The engine writes it in two places only: the
 #: ``state`` and ``kind`` of the rejection of an action on an unknown case, and the ``action`` of the history
 #: entry of an action whose kind this version does not know (read as UNKNOWN, rejected)
-UNKNOWN = "UNKNOWN"
-SYSTEM_ACTOR = "posrecon"
-MAX_NOTE_CHARS = 2000  # a note is kept in every later version of the case record: bound its size
+UNKNOWN: Final = "UNKNOWN"
+SYSTEM_ACTOR: Final = "posrecon"
+MAX_NOTE_CHARS: Final = 2000  # a note is kept in every later version of the case record: bound its size
 
 S = CaseState
 A = CaseEntryKind
-CLOSED = frozenset({S.RESOLVED, S.AUTO_RESOLVED, S.IGNORED})
+CLOSED: Final = frozenset({S.RESOLVED, S.AUTO_RESOLVED, S.IGNORED})
 NOT_CLOSED = (S.OPEN, S.ACKNOWLEDGED)
 
 #: action -> {state it is allowed in: the state it leads to}. Every pair not listed is rejected.
@@ -70,7 +70,7 @@ TRANSITIONS: dict[CaseEntryKind, dict[CaseState, CaseState]] = {
     A.AUTO_RESOLVE: {S.OPEN: S.AUTO_RESOLVED, S.ACKNOWLEDGED: S.AUTO_RESOLVED},
 }
 #: posrecon's own entries; an operator cannot send them (ExceptionActionKind has no such symbol)
-SYSTEM_ENTRIES = frozenset({A.OPEN, A.AUTO_RESOLVE})
+SYSTEM_ENTRIES: Final = frozenset({A.OPEN, A.AUTO_RESOLVE})
 
 
 def transition(state: CaseState, action: CaseEntryKind) -> CaseState | None:
@@ -132,10 +132,10 @@ class ExceptionCase(TypedDict):
     history: list[CaseEntry]
 
 
-CASE_ENTRY_FIELDS = tuple(CaseEntry.__annotations__)
-EXCEPTION_CASE_FIELDS = tuple(ExceptionCase.__annotations__)
+CASE_ENTRY_FIELDS: Final = tuple(CaseEntry.__annotations__)
+EXCEPTION_CASE_FIELDS: Final = tuple(ExceptionCase.__annotations__)
 
-_ACTION_KINDS = {k._value_: A(k._value_) for k in ExceptionActionKind}
+_ACTION_KINDS: Final = {k._value_: A(k._value_) for k in ExceptionActionKind}
 
 
 def entry_kind(action: str) -> CaseEntryKind | None:

@@ -6,12 +6,12 @@ The rules that move a case live in :mod:`~posrecon.engine.case_actions` (the tab
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from posrecon.engine.case_actions import CASE_ENTRY_FIELDS, CLOSED, CaseEntry, CaseState, ExceptionCase
 from posrecon.engine.pan import scrub_text
 
-CASE_ROW = "C"  # snapshot row tag
+CASE_ROW: Final = "C"  # snapshot row tag
 
 
 def scrub_optional(value: str | None) -> str | None:

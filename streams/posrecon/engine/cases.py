@@ -28,7 +28,7 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import Any, Final
 
 from posrecon.engine.case_actions import (
     SYSTEM_ACTOR,
@@ -45,14 +45,14 @@ from posrecon.engine.case_record import CASE_ROW, Case, new_entry, scrub_optiona
 from posrecon.engine.model import AlertStatus, Severity
 from posrecon.engine.pan import scrub_text
 
-NO_WATERMARK = -(1 << 62)
-UNKNOWN_CASE = "unknown case (no alert with this id here, or closed and past retention)"
-UNKNOWN_ACTION = "unknown action (a newer schema's symbol this version does not know)"
-CASE_STATES = frozenset(s._value_ for s in CaseState)
-MAX_PAGE = 500
+NO_WATERMARK: Final = -(1 << 62)
+UNKNOWN_CASE: Final = "unknown case (no alert with this id here, or closed and past retention)"
+UNKNOWN_ACTION: Final = "unknown action (a newer schema's symbol this version does not know)"
+CASE_STATES: Final = frozenset(s._value_ for s in CaseState)
+MAX_PAGE: Final = 500
 AGING_BOUNDS_MS = (3_600_000, 14_400_000, 86_400_000, 259_200_000)  # 1 h, 4 h, 1 d, 3 d
-_SEVERITY_RANK = {"CRITICAL": 0, "WARNING": 1, "INFO": 2}
-SORTS = {
+_SEVERITY_RANK: Final = {"CRITICAL": 0, "WARNING": 1, "INFO": 2}
+SORTS: Final = {
     "age": lambda c: (c.opened_at, c.alert_id),  # oldest first
     "newest": lambda c: (-c.opened_at, c.alert_id),
     "severity": lambda c: (_SEVERITY_RANK.get(c.severity, 3), c.opened_at, c.alert_id),  # CRITICAL, oldest first

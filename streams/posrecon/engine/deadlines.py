@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
+from typing import Final
 
 Deadline = tuple[int, int, str]  # (due incl. allowed lateness, kind, order_id)
 
-BUCKET_MS = 60_000
+BUCKET_MS: Final = 60_000
 
 
 class DeadlineIndex:

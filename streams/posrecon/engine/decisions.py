@@ -6,7 +6,7 @@ is called from the record hot path and from deadline firing (:mod:`posrecon.engi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from posrecon.config import RuleConfig
 from posrecon.engine.book import EngineStats, PartitionBook
@@ -31,13 +31,13 @@ from posrecon.engine.order import (
 from posrecon.engine.order_alerts import OrderAlerts, part_notice, part_order
 from posrecon.engine.pricing import expected_fee, fee_mismatch, tolerance
 
-_MATCHED = Outcome.MATCHED
-_REVERSED = Outcome.REVERSED
-_NOT_CHARGED = Outcome.NOT_CHARGED
-_OUTCOME_VALUE = {o: o.value for o in Outcome}
-_DECLINED = TerminalPhase.DECLINED
-_VOIDED = TerminalPhase.VOIDED
-_TIMED_OUT = TerminalPhase.TIMED_OUT
+_MATCHED: Final = Outcome.MATCHED
+_REVERSED: Final = Outcome.REVERSED
+_NOT_CHARGED: Final = Outcome.NOT_CHARGED
+_OUTCOME_VALUE: Final = {o: o.value for o in Outcome}
+_DECLINED: Final = TerminalPhase.DECLINED
+_VOIDED: Final = TerminalPhase.VOIDED
+_TIMED_OUT: Final = TerminalPhase.TIMED_OUT
 #: ``tuple.__new__``: builds a Notice without the NamedTuple's Python-level ``__new__``
 _new_tuple: Any = tuple.__new__
 

@@ -16,7 +16,7 @@ decides outcomes and raises their alerts, :mod:`~posrecon.engine.timers` schedul
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from posrecon.config import RuleConfig
 from posrecon.engine.batch_feed import BatchFeed
@@ -52,8 +52,8 @@ __all__ = ["NO_WATERMARK", "EngineStats", "PartitionBook", "ReconciliationEngine
 #: ``tuple.__new__``: builds an Approval / Notice without the NamedTuple's Python-level ``__new__``
 _new_tuple: Any = tuple.__new__
 
-_VOIDED = TerminalPhase.VOIDED
-_TIMED_OUT = TerminalPhase.TIMED_OUT
+_VOIDED: Final = TerminalPhase.VOIDED
+_TIMED_OUT: Final = TerminalPhase.TIMED_OUT
 
 
 class ReconciliationEngine(SettlementSide):

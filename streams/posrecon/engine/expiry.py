@@ -13,12 +13,12 @@ tuple per approval, as before, cost 96 bytes per open order (the tuple and its b
 from __future__ import annotations
 
 import heapq
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:  # (cards imports this module)
     from posrecon.engine.cards import CardEntry
 
-NEVER = 1 << 62
+NEVER: Final = 1 << 62
 
 
 class ExpiryQueue:

@@ -13,7 +13,7 @@ so it is not a member here (``tests/unit/serde/test_schema_evolution.py`` pins e
 from __future__ import annotations
 
 from enum import Enum
-from typing import Literal, NamedTuple, TypedDict
+from typing import Final, Literal, NamedTuple, TypedDict
 
 # the exception-case records live with their rules; re-exported so every record and enum of the schemas is here
 from posrecon.engine.case_actions import (  # noqa: F401
@@ -200,5 +200,5 @@ class Rejection(NamedTuple):
     detail: str
 
 
-RECONCILED_FIELDS = tuple(ReconciledOrder.__annotations__)
-ALERT_FIELDS = tuple(Alert.__annotations__)
+RECONCILED_FIELDS: Final = tuple(ReconciledOrder.__annotations__)
+ALERT_FIELDS: Final = tuple(Alert.__annotations__)

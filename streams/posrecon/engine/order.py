@@ -9,7 +9,7 @@ beside the phases so that decisions depend on what happened, not on the order it
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 
 class TerminalPhase(IntEnum):
@@ -30,8 +30,14 @@ class SettlementPhase(IntEnum):
 
 
 # event type -> column of the terminal transition table
-TERMINAL_EVENT_INDEX = {"ORDER_CREATED": 0, "AUTH_APPROVED": 1, "AUTH_DECLINED": 2, "AUTH_TIMEOUT": 3, "VOIDED": 4}
-SETTLEMENT_STATUS_INDEX = {"SETTLED": 0, "FAILED": 1, "REVERSED": 2}
+TERMINAL_EVENT_INDEX: Final = {
+    "ORDER_CREATED": 0,
+    "AUTH_APPROVED": 1,
+    "AUTH_DECLINED": 2,
+    "AUTH_TIMEOUT": 3,
+    "VOIDED": 4,
+}
+SETTLEMENT_STATUS_INDEX: Final = {"SETTLED": 0, "FAILED": 1, "REVERSED": 2}
 
 _T = TerminalPhase
 #: TERMINAL_TRANSITIONS[phase][event] -> next phase
@@ -58,22 +64,22 @@ SETTLEMENT_TRANSITIONS: tuple[tuple[SettlementPhase, ...], ...] = (
 
 #: terminal phases in which a SETTLED notice has no authorisation result to match (orphan candidates);
 #: the phases are ordered so that "unresolved" is also ``phase <= TerminalPhase.TIMED_OUT``
-UNRESOLVED_TERMINAL = frozenset({TerminalPhase.NONE, TerminalPhase.CREATED, TerminalPhase.TIMED_OUT})
+UNRESOLVED_TERMINAL: Final = frozenset({TerminalPhase.NONE, TerminalPhase.CREATED, TerminalPhase.TIMED_OUT})
 
 # bits of OrderState.fired: conditions whose alert has fired (each fires at most once)
-FIRED_MISSING = 1
-FIRED_ORPHAN = 2
-FIRED_EXPIRED = 4
-FIRED_LATE = 8
-FIRED_MISMATCH = 16
-FIRED_CONFLICT = 32
-FIRED_FAILED_CONFLICT = 64
-FIRED_FEE = 128  # v2: FEE_MISMATCH (once per order)
-FIRED_REFUND = 256  # v2: AMOUNT_MISMATCH "refund exceeds settlement" (once per order)
+FIRED_MISSING: Final = 1
+FIRED_ORPHAN: Final = 2
+FIRED_EXPIRED: Final = 4
+FIRED_LATE: Final = 8
+FIRED_MISMATCH: Final = 16
+FIRED_CONFLICT: Final = 32
+FIRED_FAILED_CONFLICT: Final = 64
+FIRED_FEE: Final = 128  # v2: FEE_MISMATCH (once per order)
+FIRED_REFUND: Final = 256  # v2: AMOUNT_MISMATCH "refund exceeds settlement" (once per order)
 # bits of OrderState.scheduled: deadlines already in the deadline index
-SCHEDULED_MISSING = 1
-SCHEDULED_ORPHAN = 2
-SCHEDULED_EXPIRED = 4
+SCHEDULED_MISSING: Final = 1
+SCHEDULED_ORPHAN: Final = 2
+SCHEDULED_EXPIRED: Final = 4
 
 
 class Approval(NamedTuple):
@@ -118,7 +124,7 @@ class OpenAlert(NamedTuple):
 
 #: at most this many resolvable alerts are tracked per order (each kind fires once, but DUPLICATE_SETTLEMENT once
 #: per duplicate notice): state stays bounded; an alert beyond it simply never auto-resolves
-MAX_OPEN_ALERTS = 8
+MAX_OPEN_ALERTS: Final = 8
 
 RecordFields = tuple[
     str,
@@ -138,8 +144,8 @@ RecordFields = tuple[
 ]
 # (net_amount_minor is not kept: settled - fee - reversed, all three in the fields; an int less per order)
 #: length of a v1 row's last_fields (11) and of a v1 OrderState row (21)
-V1_RECORD_FIELDS = 11
-V1_ROW_LENGTH = 21
+V1_RECORD_FIELDS: Final = 11
+V1_ROW_LENGTH: Final = 21
 
 
 class OrderState:
@@ -295,9 +301,9 @@ class OrderState:
         return 1 if self.parts is None else len(self.parts), self.fee_sum, self.reversed_sum
 
 
-_VOIDED = TerminalPhase.VOIDED
-_TERMINAL_PHASES = {phase.value: phase for phase in TerminalPhase}
-_SETTLEMENT_PHASES = {phase.value: phase for phase in SettlementPhase}
+_VOIDED: Final = TerminalPhase.VOIDED
+_TERMINAL_PHASES: Final = {phase.value: phase for phase in TerminalPhase}
+_SETTLEMENT_PHASES: Final = {phase.value: phase for phase in SettlementPhase}
 
 
 def _tuple_of(cls: Any, values: list[Any]) -> Any:

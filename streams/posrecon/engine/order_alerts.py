@@ -8,7 +8,7 @@ ids, reasons and the auto-resolution table (contract v2) live here, in one place
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from posrecon.config import RuleConfig
 from posrecon.engine.alerts import make_alert, make_resolution, record_fingerprint
@@ -37,12 +37,12 @@ from posrecon.engine.order import (
 )
 from posrecon.engine.pan import SCANNABLE_FIELDS, find_pan_in_record, scrub_text
 
-_TIMED_OUT = TerminalPhase.TIMED_OUT
-_MISSING = AlertKind.MISSING_SETTLEMENT.value
-_ORPHAN = AlertKind.ORPHAN_SETTLEMENT.value
-_EXPIRED = AlertKind.EXPIRED_ORDER.value
-_CONFLICT = AlertKind.STATUS_CONFLICT.value
-_DUPLICATE = AlertKind.DUPLICATE_SETTLEMENT.value
+_TIMED_OUT: Final = TerminalPhase.TIMED_OUT
+_MISSING: Final = AlertKind.MISSING_SETTLEMENT.value
+_ORPHAN: Final = AlertKind.ORPHAN_SETTLEMENT.value
+_EXPIRED: Final = AlertKind.EXPIRED_ORDER.value
+_CONFLICT: Final = AlertKind.STATUS_CONFLICT.value
+_DUPLICATE: Final = AlertKind.DUPLICATE_SETTLEMENT.value
 
 
 class OrderAlerts:

@@ -14,7 +14,7 @@ run without the interpreter, which was a quarter of the worker's time for them: 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from posrecon.config import RuleConfig
 from posrecon.engine.book import PartitionBook
@@ -36,9 +36,9 @@ Row = tuple[str, bytes | None, bytes | None, int, list[tuple[str, bytes]] | None
 #: an Avro encoder and the header it writes first (serde/codec.py, ``AvroCodec.encoder``)
 Encoder = tuple[Callable[[Any, bytes], bytes], bytes]
 
-_OPEN = "OPEN"
+_OPEN: Final = "OPEN"
 _MATCHED = ("MATCHED", "MATCHED_LATE")
-_DUPLICATE_CHARGE = AlertKind.DUPLICATE_CHARGE.value
+_DUPLICATE_CHARGE: Final = AlertKind.DUPLICATE_CHARGE.value
 
 
 def alert_label(alert: Mapping[str, Any]) -> tuple[str, str, str, str]:

@@ -6,9 +6,11 @@ rounds to 2 and 2.5 to 2 (round half to even, the banker's rounding of the contr
 
 from __future__ import annotations
 
+from typing import Final
+
 from posrecon.config import RuleConfig
 
-BPS = 10_000
+BPS: Final = 10_000
 
 
 def tolerance(rules: RuleConfig, approved_minor: int) -> int:

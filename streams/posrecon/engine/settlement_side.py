@@ -7,7 +7,7 @@ side, the constructor and the public helpers stay in :mod:`posrecon.engine.engin
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from posrecon.engine.batch_feed import BatchFeed
 from posrecon.engine.batches import BatchLedger, BatchSighting
@@ -36,8 +36,8 @@ from posrecon.engine.validation import check_settlement_batch, check_settlement_
 #: ``tuple.__new__``: builds a Notice without the NamedTuple's Python-level ``__new__``
 _new_tuple: Any = tuple.__new__
 
-_VOIDED = TerminalPhase.VOIDED
-_TIMED_OUT = TerminalPhase.TIMED_OUT
+_VOIDED: Final = TerminalPhase.VOIDED
+_TIMED_OUT: Final = TerminalPhase.TIMED_OUT
 
 
 class SettlementSide(Snapshots):

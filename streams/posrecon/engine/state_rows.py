@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import json
 import marshal
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 from posrecon.engine.cards import CardEntry, CardIndex, CardKey, bucket_rows
 from posrecon.engine.order import OrderState
 
-ROW_FORMAT_MARSHAL2 = b"\x02"
+ROW_FORMAT_MARSHAL2: Final = b"\x02"
 #: the key of a partition's watermark row, in the order and the card changelogs
-WATERMARK_KEY = b"\x00watermark"
+WATERMARK_KEY: Final = b"\x00watermark"
 
 
 def pack_row(row: object) -> bytes:

@@ -8,6 +8,8 @@ the watermark reaches them.
 
 from __future__ import annotations
 
+from typing import Final
+
 from posrecon.config import RuleConfig
 from posrecon.engine.book import PartitionBook
 from posrecon.engine.decisions import Decisions
@@ -28,16 +30,16 @@ from posrecon.engine.order import (
 from posrecon.engine.order_alerts import track_open_alert
 
 # deadline kinds, in the order they fire when due at the same instant
-EXPIRE = 0
-ORPHAN = 1
-MISSING = 2
-EVICT = 9
+EXPIRE: Final = 0
+ORPHAN: Final = 1
+MISSING: Final = 2
+EVICT: Final = 9
 
 #: OrderState.scheduled bit of each scheduled kind (EXPIRE, ORPHAN, MISSING)
 _SCHEDULED_BIT = (SCHEDULED_EXPIRED, SCHEDULED_ORPHAN, SCHEDULED_MISSING)
 
-_CREATED = TerminalPhase.CREATED
-_TIMED_OUT = TerminalPhase.TIMED_OUT
+_CREATED: Final = TerminalPhase.CREATED
+_TIMED_OUT: Final = TerminalPhase.TIMED_OUT
 
 
 def deadline_waits(rules: RuleConfig) -> tuple[int, int, int]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from posrecon.config import RuleConfig
 from posrecon.engine.currency import ISO_4217_CODES
 from posrecon.engine.model import InvalidReason, Rejection, SettlementBatch, SettlementNotice, TerminalEvent
 from posrecon.engine.pan import SETTLEMENT_BATCH_STRING_FIELDS, fields_to_scan, find_pan_in_record, is_pan
 
 #: first characters a card number can start with (the engine's inlined fast check uses this too)
-PAN_START = frozenset("0123456789 -")
+PAN_START: Final = frozenset("0123456789 -")
 _PAN_START = PAN_START
 
 
