@@ -28,7 +28,7 @@ NEVER: Final = 1 << 62
 #: of what an open order holds beyond v1's state
 WIDTH: Final = len(BatchSighting._fields) - 1
 _MARK: Final = BatchSighting._fields.index("source_watermark") - 1  # the offset of source_watermark in a flat row
-_new_tuple: Any = tuple.__new__
+_new_tuple: Final[Any] = tuple.__new__
 
 
 class BatchFeed:

@@ -39,7 +39,7 @@ _DECLINED: Final = TerminalPhase.DECLINED
 _VOIDED: Final = TerminalPhase.VOIDED
 _TIMED_OUT: Final = TerminalPhase.TIMED_OUT
 #: ``tuple.__new__``: builds a Notice without the NamedTuple's Python-level ``__new__``
-_new_tuple: Any = tuple.__new__
+_new_tuple: Final[Any] = tuple.__new__
 
 
 class Decisions(OrderAlerts):

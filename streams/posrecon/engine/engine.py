@@ -50,7 +50,7 @@ from posrecon.engine.validation import check_terminal_event
 __all__ = ["NO_WATERMARK", "EngineStats", "PartitionBook", "ReconciliationEngine"]
 
 #: ``tuple.__new__``: builds an Approval / Notice without the NamedTuple's Python-level ``__new__``
-_new_tuple: Any = tuple.__new__
+_new_tuple: Final[Any] = tuple.__new__
 
 _VOIDED: Final = TerminalPhase.VOIDED
 _TIMED_OUT: Final = TerminalPhase.TIMED_OUT
@@ -222,8 +222,20 @@ class ReconciliationEngine(SettlementSide):
                 void_time = order.phase_time if voided else 0  # the card index judges voids by event time
                 if self.card_sightings is not None:
                     self.card_sightings.append(
-                        CardSighting(
-                            key, order_id, event_time, terminal_id, voided, False, book.partition, mark, "", void_time
+                        _new_tuple(
+                            CardSighting,
+                            (
+                                key,
+                                order_id,
+                                event_time,
+                                terminal_id,
+                                voided,
+                                False,
+                                book.partition,
+                                mark,
+                                "",
+                                void_time,
+                            ),
                         )
                     )
                 else:
@@ -241,7 +253,7 @@ class ReconciliationEngine(SettlementSide):
         elif event_type == "VOIDED" and previous is not _VOIDED and order.approval is not None:
             approval = order.approval
             if approval.card_token is not None:
-                void = CardSighting(
+                fields = (
                     _card_key(approval),
                     order_id,
                     approval.event_time,
@@ -253,6 +265,7 @@ class ReconciliationEngine(SettlementSide):
                     event_id,
                     event_time,
                 )
+                void: CardSighting = _new_tuple(CardSighting, fields)
                 if self.card_sightings is not None:
                     self.card_sightings.append(void)
                 else:
@@ -282,4 +295,7 @@ def _hot(fields: tuple[str, ...], skipped: str) -> tuple[str, ...]:
 
 def _card_key(approval: Approval) -> CardKey:
     assert approval.card_token is not None
-    return CardKey(approval.card_token, approval.merchant_id, approval.amount_minor, approval.currency)
+    key: CardKey = _new_tuple(
+        CardKey, (approval.card_token, approval.merchant_id, approval.amount_minor, approval.currency)
+    )
+    return key

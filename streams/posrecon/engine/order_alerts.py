@@ -37,6 +37,8 @@ from posrecon.engine.order import (
 )
 from posrecon.engine.pan import SCANNABLE_FIELDS, find_pan_in_record, scrub_text
 
+#: a NamedTuple built without its Python-level ``__new__`` (a lambda the interpreter runs, even compiled)
+_new_tuple: Final[Any] = tuple.__new__
 _TIMED_OUT: Final = TerminalPhase.TIMED_OUT
 _MISSING: Final = AlertKind.MISSING_SETTLEMENT.value
 _ORPHAN: Final = AlertKind.ORPHAN_SETTLEMENT.value
@@ -279,16 +281,15 @@ class OrderAlerts:
 def track_open_alert(order: OrderState, alert: Alert, amount_minor: int = 0) -> None:
     """Remember an alert that a later record may resolve (bounded per order)."""
     if len(order.open_alerts) < MAX_OPEN_ALERTS:
-        order.open_alerts += (
-            OpenAlert(
-                alert["kind"],
-                alert["alert_id"],
-                alert["merchant_id"] or "",
-                alert["terminal_id"],
-                amount_minor,
-                alert["event_time"],
-            ),
+        fields = (
+            alert["kind"],
+            alert["alert_id"],
+            alert["merchant_id"] or "",
+            alert["terminal_id"],
+            amount_minor,
+            alert["event_time"],
         )
+        order.open_alerts += (_new_tuple(OpenAlert, fields),)
 
 
 def _cleared_by(order: OrderState, open_alert: OpenAlert) -> str | None:
@@ -328,7 +329,8 @@ def capture_cause(parts: tuple[Part, ...], limit: int, settled: Notice) -> Notic
 
 
 def part_notice(part: Part) -> Notice:
-    return Notice(part.notice_id, part.settled_at, part.amount_minor, part.currency)
+    notice: Notice = _new_tuple(Notice, (part.notice_id, part.settled_at, part.amount_minor, part.currency))
+    return notice
 
 
 def part_order(part: Part) -> tuple[int, int]:

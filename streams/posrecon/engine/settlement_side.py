@@ -34,7 +34,7 @@ from posrecon.engine.timers import ORPHAN
 from posrecon.engine.validation import check_settlement_batch, check_settlement_notice
 
 #: ``tuple.__new__``: builds a Notice without the NamedTuple's Python-level ``__new__``
-_new_tuple: Any = tuple.__new__
+_new_tuple: Final[Any] = tuple.__new__
 
 _VOIDED: Final = TerminalPhase.VOIDED
 _TIMED_OUT: Final = TerminalPhase.TIMED_OUT
