@@ -117,30 +117,31 @@ class Timers(Decisions):
             order = orders.get(order_id)
             if order is None:
                 continue
-            if dirty is not None:
-                dirty.add(order_id)
             # each condition is checked here, so the common no-op fires (the order settled in time, got its
-            # authorisation result …) cost no call
+            # authorisation result …) cost no call; and they change nothing, so the order needs no new changelog
+            # row (a restore re-schedules every deadline and re-checks it: snapshot.py, load_order)
             if kind == MISSING:
-                if not order.fired & FIRED_MISSING:
-                    approval = order.awaiting_settlement()
-                    if approval is not None:
-                        self._fire_missing(book, order, approval, due, now)
+                if order.fired & FIRED_MISSING:
+                    continue
+                approval = order.awaiting_settlement()
+                if approval is None:
+                    continue
+                self._fire_missing(book, order, approval, due, now)
             elif kind == EXPIRE:
-                if not order.fired & FIRED_EXPIRED and (
+                if order.fired & FIRED_EXPIRED or not (
                     order.terminal_phase is _CREATED or order.terminal_phase is _TIMED_OUT
                 ):
-                    self._fire_expired(book, order, due, now)
+                    continue
+                self._fire_expired(book, order, due, now)
             elif kind == ORPHAN:
                 settled = order.settled
-                if (
-                    settled is not None
-                    and not order.fired & FIRED_ORPHAN
-                    and order.terminal_phase in UNRESOLVED_TERMINAL
-                ):
-                    self._fire_orphan(book, order, settled, due, now)
+                if settled is None or order.fired & FIRED_ORPHAN or order.terminal_phase not in UNRESOLVED_TERMINAL:
+                    continue
+                self._fire_orphan(book, order, settled, due, now)
             elif kind == EVICT:
                 self._evict(book, order, due)
+            if dirty is not None:
+                dirty.add(order_id)
 
     def _batch_watermark_moved(self, watermark: int, now: int | None) -> None:
         """In place, a batch deadline due at a partition's new watermark fires now (the ledger's own
