@@ -46,6 +46,12 @@ STAGES: list[tuple[str, str]] = [
 C_CALLS: list[tuple[str, str]] = [
     # the per-record loop and the engine, compiled together: one C call from the worker's frame
     ("self.feed.feed(", "per-record loop + engine (compiled: engine/record_feed.py)"),
+    # the output loops, compiled with the engine (engine/output_feed.py), called from Outbox
+    ("feed.reconciled(", "decisions: encode + rows (compiled output feed)"),
+    ("feed.alerts(", "alerts: encode + rows (compiled output feed)"),
+    ("feed.sightings(", "card stage: murmur2 + card index (compiled output feed)"),
+    ("self.feed.changelogs(", "changelog rows: to_row + JSON (compiled output feed)"),
+    ("self.feed.produce(", "producer.produce calls"),
     ("commit_transaction", "commit_transaction (flush + EndTxn round trips)"),
     ("send_offsets_to_transaction", "send_offsets_to_transaction"),
     ("begin_transaction", "begin_transaction"),
