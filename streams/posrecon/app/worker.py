@@ -243,6 +243,12 @@ class Worker(WorkerReadouts):
             # consumed any more, so no state is restored; the close leaves the group right after
             consumer.assign(partitions)
             return
+        if self.stopping:
+            # SIGTERM came before this rebalance: the loop ends after this turn, and a restore (seconds for a
+            # million orders) would only hold the exit past its grace period. No partition is taken on, so no
+            # record arrives without its state; the close leaves the group and another worker takes them
+            consumer.assign([])
+            return
         self._finish_commit(rebuild=False)  # (none in flight after a revoke; kept for safety)
         # resume exactly from the offsets the state was restored for; with auto.offset.reset=error, a position
         # that is no longer on the broker then surfaces as an error (see Positions.records_lost), never silently

@@ -1,5 +1,7 @@
 """Worker.close: librdkafka may complete a rebalance inside consumer.close() and call the assign callback
-there (test_rebalance once failed on it: the state restore asked the already closed offset reader)."""
+there (test_rebalance once failed on it: the state restore asked the already closed offset reader). And a
+worker told to stop (SIGTERM) takes on no partition in a rebalance that follows (the takeover chaos test once
+timed out on its stop: a full restore ran after the signal)."""
 
 from __future__ import annotations
 
@@ -45,3 +47,13 @@ def test_an_assignment_during_close_is_not_restored_and_the_close_completes() ->
     worker.close()
     assert consumer.assigned == [TopicPartition("pos.terminal-events", 0)]
     assert reader.closed and worker.consumer is None
+
+
+def test_an_assignment_after_sigterm_takes_on_no_partition_and_restores_nothing() -> None:
+    worker = Worker(Settings(), WorkerOptions(bootstrap="unused"))
+    reader = OffsetReader()
+    consumer = ClosingConsumer(worker, reader)
+    worker._offset_reader = reader  # type: ignore[assignment]
+    worker.stopping = True  # what the SIGTERM handler sets
+    worker._on_assign(consumer, [TopicPartition("pos.terminal-events", 0)])  # type: ignore[arg-type]
+    assert consumer.assigned == [] and not worker.ready and not worker.intake.tasks
