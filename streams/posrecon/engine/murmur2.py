@@ -2,8 +2,9 @@
 
 ``partition_for(key, n)`` is the partition the Java producer's default partitioner
 (``Utils.toPositive(Utils.murmur2(key)) % n``) and librdkafka's ``murmur2_random`` choose for a non-null key.
-The live card stage places every card sighting with it (engine/output_feed.py), replay every order
-(kafka/partitioner.py, the public home, re-exports it and holds it to the Java client's results).
+The live card stage places every card sighting with it (engine/output_feed.py); kafka/partitioner.py, the
+public home (replay places every order with it), uses it when the engine is compiled, and its tests hold it to
+the Java client's results and to librdkafka's partitioner.
 
 Every product is of two 16-bit halves, so the compiled code never leaves mypyc's machine-int fast path for a big
 int: docs/performance.md, session 18, has the figures against librdkafka's partitioner (through ctypes).
