@@ -21,6 +21,7 @@ from typing import Any, Final
 from posrecon.engine.batch_state import NO_WATERMARK, BatchSighting
 from posrecon.engine.batches import BatchLedger
 from posrecon.engine.model import SettlementBatch
+from posrecon.engine.order import new_tuple
 
 NEVER: Final = 1 << 62
 #: a waiting sighting is stored flat, without its batch_id (the key): a tuple per notice cost ~70 B more, and on
@@ -28,7 +29,6 @@ NEVER: Final = 1 << 62
 #: of what an open order holds beyond v1's state
 WIDTH: Final = len(BatchSighting._fields) - 1
 _MARK: Final = BatchSighting._fields.index("source_watermark") - 1  # the offset of source_watermark in a flat row
-_new_tuple: Final[Any] = tuple.__new__
 
 
 class BatchFeed:
@@ -47,7 +47,7 @@ class BatchFeed:
         """One sighting: ``fields`` are a BatchSighting's after batch_id (notice_id … order_id)."""
         ledger = self.ledger
         if batch_id in ledger.batches:
-            ledger.on_notice(_new_tuple(BatchSighting, (batch_id, *fields)), now)
+            ledger.on_notice(new_tuple(BatchSighting, (batch_id, *fields)), now)
             self._refresh()
             return
         unsent = self.unsent.get(batch_id)
@@ -102,7 +102,7 @@ class BatchFeed:
 
 
 def _sightings(batch_id: str, flat: list[Any]) -> list[BatchSighting]:
-    return [_new_tuple(BatchSighting, (batch_id, *flat[i : i + WIDTH])) for i in range(0, len(flat), WIDTH)]
+    return [new_tuple(BatchSighting, (batch_id, *flat[i : i + WIDTH])) for i in range(0, len(flat), WIDTH)]
 
 
 __all__ = ["NEVER", "NO_WATERMARK", "BatchFeed"]

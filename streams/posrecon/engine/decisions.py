@@ -27,6 +27,7 @@ from posrecon.engine.order import (
     Part,
     RecordFields,
     TerminalPhase,
+    new_tuple,
 )
 from posrecon.engine.order_alerts import OrderAlerts, part_notice, part_order
 from posrecon.engine.pricing import expected_fee, fee_mismatch, tolerance
@@ -38,8 +39,6 @@ _OUTCOME_VALUE: Final = {o: o.value for o in Outcome}
 _DECLINED: Final = TerminalPhase.DECLINED
 _VOIDED: Final = TerminalPhase.VOIDED
 _TIMED_OUT: Final = TerminalPhase.TIMED_OUT
-#: ``tuple.__new__``: builds a Notice without the NamedTuple's Python-level ``__new__``
-_new_tuple: Final[Any] = tuple.__new__
 
 
 class Decisions(OrderAlerts):
@@ -76,7 +75,7 @@ class Decisions(OrderAlerts):
         parts = order.parts = tuple(sorted((*parts, part)))
         order.fee_sum += part.fee_minor
         last: Any = max(parts, key=part_order)  # Any: its settled_at goes on as the object it is (as in on_notice)
-        order.settled = _new_tuple(
+        order.settled = new_tuple(
             Notice, (last.notice_id, last.settled_at, sum(p.amount_minor for p in parts), parts[0].currency)
         )
         return True

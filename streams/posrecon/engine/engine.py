@@ -32,6 +32,7 @@ from posrecon.engine.order import (
     TERMINAL_TRANSITIONS,
     Approval,
     TerminalPhase,
+    new_tuple,
 )
 from posrecon.engine.pan import (
     PAN_MIN_DIGITS,
@@ -49,8 +50,6 @@ from posrecon.engine.validation import check_terminal_event
 
 __all__ = ["NO_WATERMARK", "EngineStats", "PartitionBook", "ReconciliationEngine"]
 
-#: ``tuple.__new__``: builds an Approval / Notice without the NamedTuple's Python-level ``__new__``
-_new_tuple: Final[Any] = tuple.__new__
 
 _VOIDED: Final = TerminalPhase.VOIDED
 _TIMED_OUT: Final = TerminalPhase.TIMED_OUT
@@ -207,7 +206,7 @@ class ReconciliationEngine(SettlementSide):
             boxed: Any = event
             boxed_amount = boxed["amount_minor"]
             if order.approval is None:
-                order.approval = _new_tuple(
+                order.approval = new_tuple(
                     Approval, (event_id, boxed["event_time"], boxed_amount, currency, terminal_id, token, merchant_id)
                 )
                 if not order.scheduled & SCHEDULED_MISSING and order.awaiting_settlement() is not None:
@@ -217,12 +216,12 @@ class ReconciliationEngine(SettlementSide):
             if token is not None:  # the card stage: here (CardIndex), or the worker's (card_sightings)
                 watermark = book.watermark
                 mark = watermark if watermark > event_time else event_time
-                key: CardKey = _new_tuple(CardKey, (token, merchant_id, boxed_amount, currency))
+                key: CardKey = new_tuple(CardKey, (token, merchant_id, boxed_amount, currency))
                 voided = phase is _VOIDED
                 void_time = order.phase_time if voided else 0  # the card index judges voids by event time
                 if self.card_sightings is not None:
                     self.card_sightings.append(
-                        _new_tuple(
+                        new_tuple(
                             CardSighting,
                             (
                                 key,
@@ -265,7 +264,7 @@ class ReconciliationEngine(SettlementSide):
                     event_id,
                     event_time,
                 )
-                void: CardSighting = _new_tuple(CardSighting, fields)
+                void: CardSighting = new_tuple(CardSighting, fields)
                 if self.card_sightings is not None:
                     self.card_sightings.append(void)
                 else:
@@ -295,7 +294,7 @@ def _hot(fields: tuple[str, ...], skipped: str) -> tuple[str, ...]:
 
 def _card_key(approval: Approval) -> CardKey:
     assert approval.card_token is not None
-    key: CardKey = _new_tuple(
+    key: CardKey = new_tuple(
         CardKey, (approval.card_token, approval.merchant_id, approval.amount_minor, approval.currency)
     )
     return key

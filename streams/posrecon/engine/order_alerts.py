@@ -34,11 +34,10 @@ from posrecon.engine.order import (
     OrderState,
     Part,
     TerminalPhase,
+    new_tuple,
 )
 from posrecon.engine.pan import SCANNABLE_FIELDS, find_pan_in_record, scrub_text
 
-#: a NamedTuple built without its Python-level ``__new__`` (a lambda the interpreter runs, even compiled)
-_new_tuple: Final[Any] = tuple.__new__
 _TIMED_OUT: Final = TerminalPhase.TIMED_OUT
 _MISSING: Final = AlertKind.MISSING_SETTLEMENT.value
 _ORPHAN: Final = AlertKind.ORPHAN_SETTLEMENT.value
@@ -289,7 +288,7 @@ def track_open_alert(order: OrderState, alert: Alert, amount_minor: int = 0) -> 
             amount_minor,
             alert["event_time"],
         )
-        order.open_alerts += (_new_tuple(OpenAlert, fields),)
+        order.open_alerts += (new_tuple(OpenAlert, fields),)
 
 
 def _cleared_by(order: OrderState, open_alert: OpenAlert) -> str | None:
@@ -329,7 +328,7 @@ def capture_cause(parts: tuple[Part, ...], limit: int, settled: Notice) -> Notic
 
 
 def part_notice(part: Part) -> Notice:
-    notice: Notice = _new_tuple(Notice, (part.notice_id, part.settled_at, part.amount_minor, part.currency))
+    notice: Notice = new_tuple(Notice, (part.notice_id, part.settled_at, part.amount_minor, part.currency))
     return notice
 
 

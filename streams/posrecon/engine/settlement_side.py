@@ -22,6 +22,7 @@ from posrecon.engine.order import (
     Notice,
     Part,
     TerminalPhase,
+    new_tuple,
 )
 from posrecon.engine.pan import (
     PAN_MIN_DIGITS,
@@ -32,9 +33,6 @@ from posrecon.engine.pricing import Pricing, fee_off
 from posrecon.engine.snapshot import Snapshots
 from posrecon.engine.timers import ORPHAN
 from posrecon.engine.validation import check_settlement_batch, check_settlement_notice
-
-#: ``tuple.__new__``: builds a Notice without the NamedTuple's Python-level ``__new__``
-_new_tuple: Final[Any] = tuple.__new__
 
 _VOIDED: Final = TerminalPhase.VOIDED
 _TIMED_OUT: Final = TerminalPhase.TIMED_OUT
@@ -111,7 +109,7 @@ class SettlementSide(Snapshots):
         order.settlement_phase = SETTLEMENT_TRANSITIONS[order.settlement_phase][SETTLEMENT_STATUS_INDEX[status]]
         boxed: Any = notice  # the input's int objects into the state as they are (as in on_terminal_event)
         settled_obj, amount_obj = boxed["settled_at"], boxed["amount_minor"]
-        facts: Notice = _new_tuple(Notice, (notice_id, settled_obj, amount_obj, currency))
+        facts: Notice = new_tuple(Notice, (notice_id, settled_obj, amount_obj, currency))
         if status == "SETTLED":
             settled = order.settled
             if settled is None and capture_count == 1:  # a whole settlement (v1)
@@ -126,7 +124,7 @@ class SettlementSide(Snapshots):
                 self._duplicate_settlement(order, settled, facts, now, book)
             else:
                 fee = notice["fee_minor"]
-                part = _new_tuple(Part, (capture_seq, *facts, boxed["fee_minor"]))
+                part = new_tuple(Part, (capture_seq, *facts, boxed["fee_minor"]))
                 if self._settle_part(order, part, capture_count, now, book):
                     # the grace runs from the earliest part (so from the same time after a restore, and whatever
                     # the parts' arrival order): a part earlier than all before it schedules again (the later
@@ -175,7 +173,7 @@ class SettlementSide(Snapshots):
                     feed.notice(batch_id, sighting, now)
             else:  # live: handed out to the worker's batch stage
                 assert self.batch_sightings is not None
-                self.batch_sightings.append(_new_tuple(BatchSighting, (batch_id, *sighting)))
+                self.batch_sightings.append(new_tuple(BatchSighting, (batch_id, *sighting)))
         if settled_at > watermark:
             book.watermark = watermark = settled_at
             feed = self._batch_feed  # in place: a batch deadline due at the new watermark fires now
