@@ -142,21 +142,6 @@ class Outbox:
         self.feed.apply_sighting(index, sighting, now)
         observe_resolve_latencies(self.metrics, self.feed.resolve_latencies)
 
-    def route_sightings(self, sightings: list[CardSighting], now: int) -> None:
-        """Each card sighting to the card stage of its card partition (murmur2 of the card key, as a keyed
-        record would be partitioned). A card partition this worker owns applies it at once, in this batch's
-        transaction; any other goes through ``<app>-card-sightings`` to its owner.
-
-        The round trip through the topic was a sixth of the work of a worker that owns every partition (pack,
-        produce, fetch, unpack, merge bookkeeping for about one record in three), and a broker write and read.
-        Applied here, a card partition sees its own worker's sightings in the order they were made, and the
-        other workers' ones whenever they arrive: one interleaving of the same per-source orders, which the
-        card index is built for (the watermark is the minimum over sources, see engine/cards.py) and which
-        the topic never fixed either. With one worker it is exactly the order the topic gave: every sighting
-        of a card partition came from this worker, in this order.
-        """
-        self.feed.sightings(sightings, now)
-
     # --- changelogs -------------------------------------------------------------------------------------
 
     def write_offsets(self, offsets: dict[tuple[str, int], int]) -> None:

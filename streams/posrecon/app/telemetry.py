@@ -22,7 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException
 
 from posrecon.config import RuleConfig
 from posrecon.engine.engine import ReconciliationEngine
-from posrecon.engine.model import BatchReconciliation, BatchStatus, Outcome, ReconciledOrder
+from posrecon.engine.model import MATCHED_OUTCOMES, BatchReconciliation, BatchStatus, Outcome, ReconciledOrder
 from posrecon.engine.pricing import expected_fee, pricing_configured
 from posrecon.metrics import PENDING_AGE_BUCKETS, WorkerMetrics, observe_all
 
@@ -38,7 +38,6 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-_MATCHED = frozenset({Outcome.MATCHED._value_, Outcome.MATCHED_LATE._value_})
 _REFUNDS = frozenset({Outcome.PARTIALLY_REVERSED._value_, Outcome.REVERSED._value_})
 _BALANCED = BatchStatus.BALANCED._value_
 
@@ -63,7 +62,7 @@ def count_decisions(
     priced = bool(rules.merchants) or pricing_configured(rules)
     for rec in reconciled:
         outcome = rec["outcome"]
-        if outcome in _MATCHED:
+        if outcome in MATCHED_OUTCOMES:
             settled = rec["settled_amount_minor"]
             if settled is None or settled <= 0:
                 continue

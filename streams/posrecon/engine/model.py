@@ -201,4 +201,6 @@ class Rejection(NamedTuple):
 
 
 RECONCILED_FIELDS: Final = tuple(ReconciledOrder.__annotations__)
+#: the outcomes of an order settled as authorised (a settlement lag, the matched money metrics)
+MATCHED_OUTCOMES: Final = frozenset({Outcome.MATCHED._value_, Outcome.MATCHED_LATE._value_})
 ALERT_FIELDS: Final = tuple(Alert.__annotations__)

@@ -1,4 +1,4 @@
-"""Outbox.route_sightings: a card sighting is applied in place when this worker owns its card partition
+"""The card stage's routing (OutputFeed.sightings, through the Outbox): a card sighting is applied in place when this worker owns its card partition
 (no record on ``<app>-card-sightings``), else produced to that partition -- the one a keyed record would
 have gone to (murmur2 of the card key)."""
 
@@ -39,7 +39,7 @@ def _token_on(q: int) -> str:
 def test_an_owned_card_partition_applies_sightings_in_place_and_raises_the_duplicate_charge() -> None:
     token = _token_on(2)
     worker = _worker(owned={2})
-    worker.route_sightings([_sighting("o-1", token, 1000, 0), _sighting("o-2", token, 2000, 1)], now=5000)  # type: ignore[attr-defined]
+    worker.feed.sightings([_sighting("o-1", token, 1000, 0), _sighting("o-2", token, 2000, 1)], now=5000)  # type: ignore[attr-defined]
     assert [row[0] for row in worker.rows] == [worker.topics.alerts]  # the alert, no sighting record
     alert = AvroCodec("Alert").decode(worker.rows[0][1])
     assert (alert["kind"], alert["order_id"], worker.rows[0][2]) == ("DUPLICATE_CHARGE", "o-2", b"o-2")
@@ -50,7 +50,7 @@ def test_a_card_partition_owned_elsewhere_gets_the_sighting_on_its_partition() -
     token = _token_on(3)
     worker = _worker(owned={0, 1, 2})
     sighting = _sighting("o-1", token, 1000, 0)
-    worker.route_sightings([sighting], now=5000)  # type: ignore[attr-defined]
+    worker.feed.sightings([sighting], now=5000)  # type: ignore[attr-defined]
     [(topic, value, key, partition, headers)] = worker.rows
     assert (topic, key, partition, headers) == (SIGHTINGS, f"{token}|m-1|1250|EUR".encode(), 3, None)
     raw = unpack_row(value)
