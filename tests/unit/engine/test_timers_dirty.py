@@ -10,21 +10,13 @@ from typing import Any
 
 from posrecon.app.state_store import decode_order, encode_order
 from posrecon.engine.engine import ReconciliationEngine
+from serdekit import EVENT
 
-BASE = {
-    "merchant_id": "m-1",
-    "terminal_id": "t-1",
-    "amount_minor": 4242,
-    "currency": "EUR",
-    "card_token": "tok_abc",
-    "attempt": 1,
-    "decline_code": None,
-}
 TTL, SLA = 900_000, 86_400_000  # the default rules' order_ttl_ms and settlement_sla_ms
 
 
 def _event(engine: ReconciliationEngine, order_id: str, event_id: str, event_type: str, at: int) -> None:
-    record: Any = {**BASE, "order_id": order_id, "event_id": event_id, "event_type": event_type, "event_time": at}
+    record: Any = {**EVENT, "order_id": order_id, "event_id": event_id, "event_type": event_type, "event_time": at}
     assert engine.on_terminal_event(record, 0, at, at) is None
 
 
