@@ -11,11 +11,12 @@ from posrecon.app.outbox import Outbox
 from posrecon.app.telemetry import (
     Telemetry,
     count_batch_decisions,
-    count_decisions,
+    observe_money,
     observe_resolve_latencies,
 )
 from posrecon.config import RuleConfig, Settings
 from posrecon.engine.cards import CardIndex, CardKey, CardSighting
+from posrecon.engine.decision_money import DecisionMoney
 from posrecon.engine.model import (
     RECONCILED_FIELDS,
     Alert,
@@ -137,22 +138,28 @@ def test_matched_money_fee_variance_and_refund_ratio() -> None:
     metrics = WorkerMetrics()
     counts: dict[tuple[str, ...], int] = {}
     rules = RuleConfig.from_mapping({"merchants": {"priced": {"fee_rate_bps": 150, "fee_fixed_minor": 10}}})
-    count_decisions(
-        [
-            # 1.5 % of 10000 + 10 = 160: charged 163, off by 3
-            _reconciled("MATCHED", merchant_id="priced", settled_amount_minor=10_000, fee_minor=163),
-            _reconciled("MATCHED_LATE", merchant_id="priced", settled_amount_minor=2_000, fee_minor=40),  # exact
-            _reconciled("MATCHED", settled_amount_minor=500, fee_minor=7),  # no pricing: money only
-            _reconciled("MATCHED", currency="USD", settled_amount_minor=900, fee_minor=None),
-            _reconciled("AMOUNT_MISMATCH", settled_amount_minor=10**6, fee_minor=10**4),  # not a matched decision
-            _reconciled("PARTIALLY_REVERSED", settled_amount_minor=1_000, reversed_amount_minor=250),
-            _reconciled("REVERSED", settled_amount_minor=1_000, reversed_amount_minor=1_000),
-            _reconciled("SETTLEMENT_FAILED", settled_amount_minor=None),
-        ],
-        counts,
-        metrics,
-        rules,
-    )
+    money = DecisionMoney(rules)
+    for rec in [
+        # 1.5 % of 10000 + 10 = 160: charged 163, off by 3
+        _reconciled(
+            "MATCHED", merchant_id="priced", settled_amount_minor=10_000, fee_minor=163, settlement_lag_ms=1_500
+        ),
+        _reconciled(  # exact; settled before the approval's time: lag 0
+            "MATCHED_LATE", merchant_id="priced", settled_amount_minor=2_000, fee_minor=40, settlement_lag_ms=-20
+        ),
+        _reconciled("MATCHED", settled_amount_minor=500, fee_minor=7),  # no pricing: money only
+        _reconciled("MATCHED", currency="USD", settled_amount_minor=900, fee_minor=None),
+        _reconciled(  # not a matched decision
+            "AMOUNT_MISMATCH", settled_amount_minor=10**6, fee_minor=10**4, settlement_lag_ms=99_000
+        ),
+        _reconciled("PARTIALLY_REVERSED", settled_amount_minor=1_000, reversed_amount_minor=250),
+        _reconciled("REVERSED", settled_amount_minor=1_000, reversed_amount_minor=1_000),
+        _reconciled("SETTLEMENT_FAILED", settled_amount_minor=None),
+    ]:
+        money.add(rec, rec["outcome"])
+    money.counted(counts)
+    observe_money(metrics, money)
+    assert (money.lags, money.variances, money.ratios, money.settled_by) == ([], [], [], {})  # emptied
     assert counts == {
         ("matched_settled", "EUR"): 12_500,
         ("matched_fee", "EUR"): 210,
@@ -161,6 +168,8 @@ def test_matched_money_fee_variance_and_refund_ratio() -> None:
     Telemetry(metrics).flush_counts(counts)
     assert _value(metrics, "posrecon_matched_settled_minor_total", currency="EUR") == 12_500
     assert _value(metrics, "posrecon_matched_fee_minor_total", currency="EUR") == 210
+    assert _value(metrics, "posrecon_settlement_lag_seconds_count") == 2
+    assert _value(metrics, "posrecon_settlement_lag_seconds_sum") == 1.5
     assert _value(metrics, "posrecon_fee_variance_minor_count") == 2
     assert _value(metrics, "posrecon_fee_variance_minor_sum") == 3
     assert _value(metrics, "posrecon_fee_variance_minor_bucket", le="0.0") == 1

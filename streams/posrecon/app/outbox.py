@@ -16,10 +16,11 @@ from confluent_kafka import Message, Producer
 
 from posrecon.app.errors import BAD_SIGHTING_ROW, Letter, bad_sighting
 from posrecon.app.state_store import offset_key, unpack_row
-from posrecon.app.telemetry import count_decisions, observe_resolve_latencies
+from posrecon.app.telemetry import observe_money, observe_resolve_latencies
 from posrecon.config import Settings
 from posrecon.deadletter import DeadLetter
 from posrecon.engine.cards import CardIndex, CardKey, CardSighting
+from posrecon.engine.decision_money import DecisionMoney
 from posrecon.engine.engine import ReconciliationEngine
 from posrecon.engine.model import Alert
 from posrecon.engine.output_feed import OutputFeed, Row
@@ -51,6 +52,7 @@ class Outbox:
         topics = (self.topics.reconciled, self.topics.alerts, self.changelog, self.sightings_topic, self.card_changelog)
         encoders = (self.reconciled_codec.encoder(), self.alert_codec.encoder())
         self.feed = OutputFeed(self.rows, topics, encoders, counts, self.rules, cards)
+        self.money = DecisionMoney(self.rules)  # the batch's money metrics, filled by the feed
 
     @property
     def partitions(self) -> int:
@@ -83,10 +85,8 @@ class Outbox:
         """The engine's decisions, alerts and card sightings of the batch into the outbox."""
         feed = self.feed
         reconciled, alerts = engine.take()
-        lags: list[float] = []
-        feed.reconciled(reconciled, lags)
-        observe_all(self.metrics.settlement_lag, lags)
-        count_decisions(reconciled, self.counts, self.metrics, self.rules)
+        feed.reconciled(reconciled, self.money)
+        observe_money(self.metrics, self.money)
         feed.alerts(alerts)
         sightings = engine.card_sightings
         assert sightings is not None

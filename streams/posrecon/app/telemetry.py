@@ -20,10 +20,9 @@ from typing import TYPE_CHECKING
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException
 
-from posrecon.config import RuleConfig
+from posrecon.engine.decision_money import DecisionMoney
 from posrecon.engine.engine import ReconciliationEngine
-from posrecon.engine.model import MATCHED_OUTCOMES, BatchReconciliation, BatchStatus, Outcome, ReconciledOrder
-from posrecon.engine.pricing import expected_fee, pricing_configured
+from posrecon.engine.model import BatchReconciliation, BatchStatus
 from posrecon.metrics import PENDING_AGE_BUCKETS, WorkerMetrics, observe_all
 
 if TYPE_CHECKING:
@@ -38,54 +37,24 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-_REFUNDS = frozenset({Outcome.PARTIALLY_REVERSED._value_, Outcome.REVERSED._value_})
 _BALANCED = BatchStatus.BALANCED._value_
+#: the bounded pending-age buckets in ms (the last bucket, ``None``, takes the rest)
+_PENDING_BOUNDS_MS = [bound * 1000 for _, bound in PENDING_AGE_BUCKETS if bound is not None]
 
 
 def _add(counts: dict[tuple[str, ...], int], label: tuple[str, ...], n: int) -> None:
     counts[label] = counts.get(label, 0) + n
 
 
-def count_decisions(
-    reconciled: list[ReconciledOrder], counts: dict[tuple[str, ...], int], metrics: WorkerMetrics, rules: RuleConfig
-) -> None:
-    """The money of a batch's decisions: settled and fee sums per currency of the orders decided MATCHED or
-    MATCHED_LATE (an order reaches a matched outcome once, so the sums do not count an order twice; a refund's
-    later revision is PARTIALLY_REVERSED / REVERSED), the distance of each such order's fee from its merchant's
-    price (merchants with pricing configured; computed on the order's sum, so a split order may show one minor
-    unit of rounding per part that the per-part FEE_MISMATCH check does not), and reversed / settled of every
-    refund decision."""
-    variances: list[float] = []
-    ratios: list[float] = []
-    settled_by: dict[str, int] = {}  # per currency, merged into ``counts`` once (a tuple key per order cost)
-    fees_by: dict[str, int] = {}
-    priced = bool(rules.merchants) or pricing_configured(rules)
-    for rec in reconciled:
-        outcome = rec["outcome"]
-        if outcome in MATCHED_OUTCOMES:
-            settled = rec["settled_amount_minor"]
-            if settled is None or settled <= 0:
-                continue
-            currency = rec["currency"]
-            settled_by[currency] = settled_by.get(currency, 0) + settled
-            fee = rec["fee_minor"]
-            if fee is None:
-                continue
-            fees_by[currency] = fees_by.get(currency, 0) + fee  # 0 too: the fee series exists beside the settled one
-            if priced:
-                merchant_rules = rules.for_merchant(rec["merchant_id"])
-                if pricing_configured(merchant_rules):
-                    variances.append(abs(fee - expected_fee(merchant_rules, settled)))
-        elif outcome in _REFUNDS:
-            settled, reversed_minor = rec["settled_amount_minor"], rec["reversed_amount_minor"]
-            if settled and reversed_minor is not None:
-                ratios.append(reversed_minor / settled)
-    for currency, amount in settled_by.items():
-        _add(counts, ("matched_settled", currency), amount)
-    for currency, amount in fees_by.items():
-        _add(counts, ("matched_fee", currency), amount)
-    observe_all(metrics.fee_variance, variances)
-    observe_all(metrics.refund_ratio, ratios)
+def observe_money(metrics: WorkerMetrics, money: DecisionMoney) -> None:
+    """The histograms of a batch's decisions (engine/decision_money.py: settlement lag, fee variance, refund
+    ratio); their lists emptied."""
+    observe_all(metrics.settlement_lag, money.lags)
+    observe_all(metrics.fee_variance, money.variances)
+    observe_all(metrics.refund_ratio, money.ratios)
+    money.lags.clear()
+    money.variances.clear()
+    money.ratios.clear()
 
 
 def count_batch_decisions(
@@ -193,20 +162,12 @@ class Telemetry:
         m = self.metrics
         now = wall_ms()
         m.open_orders.set(engine.open_orders())
-        ages = dict.fromkeys((name for name, _ in PENDING_AGE_BUCKETS), 0)
+        counts = [0] * len(PENDING_AGE_BUCKETS)
         for p, book in engine.books.items():
             if book.watermark > 0:
                 m.watermark_lag.labels(str(p)).set(max(0, now - book.watermark) / 1000)
-            for order in book.orders.values():
-                approval = order.awaiting_settlement()
-                if approval is None:
-                    continue
-                age_s = (book.watermark - approval.event_time) / 1000
-                for name, bound in PENDING_AGE_BUCKETS:
-                    if bound is None or age_s < bound:
-                        ages[name] += 1
-                        break
-        for name, count in ages.items():
+            book.count_awaiting_settlement(_PENDING_BOUNDS_MS, counts)
+        for (name, _), count in zip(PENDING_AGE_BUCKETS, counts, strict=True):
             m.pending_settlements.labels(name).set(count)
         if consumer is None:
             return

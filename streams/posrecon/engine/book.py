@@ -23,6 +23,23 @@ class PartitionBook:
         self.deadlines = DeadlineIndex()
         self.watermark = NO_WATERMARK
 
+    def count_awaiting_settlement(self, bounds_ms: list[int], counts: list[int]) -> None:
+        """Add each order awaiting settlement to ``counts[i]`` for the first ``i`` with an age (this book's
+        watermark - the approval's event time) below ``bounds_ms[i]``, else to ``counts[len(bounds_ms)]``.
+        Compiled: the gauge walks every open order every few seconds (a tenth of a second per 300k orders
+        from Python)."""
+        watermark = self.watermark
+        last = len(bounds_ms)
+        for order in self.orders.values():
+            approval = order.awaiting_settlement()
+            if approval is None:
+                continue
+            age = watermark - approval.event_time
+            i = 0
+            while i < last and age >= bounds_ms[i]:
+                i += 1
+            counts[i] += 1
+
 
 class EngineStats:
     __slots__ = ("duplicates_dropped", "evicted", "invalid", "records")

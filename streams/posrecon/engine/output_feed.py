@@ -21,7 +21,8 @@ from posrecon.config import RuleConfig
 from posrecon.engine.book import PartitionBook
 from posrecon.engine.cards import CardIndex, CardSighting, duplicate_charge_alert
 from posrecon.engine.case_actions import routing_key
-from posrecon.engine.model import MATCHED_OUTCOMES, Alert, AlertKind, ReconciledOrder
+from posrecon.engine.decision_money import DecisionMoney
+from posrecon.engine.model import Alert, AlertKind, ReconciledOrder
 from posrecon.engine.murmur2 import partition_for
 from posrecon.engine.state_rows import (
     WATERMARK_KEY,
@@ -73,17 +74,16 @@ class OutputFeed:
 
     # --- decisions and alerts -------------------------------------------------------------------------------
 
-    def reconciled(self, records: list[ReconciledOrder], lags: list[float]) -> None:
-        """Each decision into the rows; a matched order's settlement lag (seconds) into ``lags``."""
+    def reconciled(self, records: list[ReconciledOrder], money: DecisionMoney) -> None:
+        """Each decision into the rows, and its money into ``money``."""
         rows, topic = self.rows, self.reconciled_topic
         encode, header = self._encode_reconciled, self._reconciled_header
         for rec in records:
             outcome = rec["outcome"]
             self._count(("reconciled", outcome))
-            lag = rec["settlement_lag_ms"]
-            if lag is not None and outcome in MATCHED_OUTCOMES:
-                lags.append((lag if lag > 0 else 0) / 1000)
+            money.add(rec, outcome)
             rows.append((topic, encode(rec, header), rec["order_id"].encode(), -1, None))
+        money.counted(self.counts)
 
     def alerts(self, alerts: list[Alert]) -> None:
         for alert in alerts:
