@@ -263,12 +263,12 @@ class OrderAlerts:
             make_alert(
                 AlertKind.INVALID_EVENT,
                 Severity.WARNING,
-                (source, rejection.reason.value, record_fingerprint(record)),
+                (source, rejection.reason._value_, record_fingerprint(record)),
                 order_id=echo(fields.get("order_id") or "") or None,
                 merchant_id=echo(fields.get("merchant_id") or "") or None,
                 terminal_id=echo(str(fields.get("terminal_id") or "")) or None,
                 reason=f"invalid {source} record {record_id or '<empty id>'}: "
-                f"{rejection.reason.value}: {rejection.detail}",
+                f"{rejection.reason._value_}: {rejection.detail}",
                 event_time=event_time,
                 detected_at=now if now is not None else event_time,
                 related_ids=[record_id] if record_id else [],
@@ -300,7 +300,7 @@ def _cleared_by(order: OrderState, open_alert: OpenAlert) -> str | None:
         return "every part settled" if order.fully_settled() else None
     if kind in (_ORPHAN, _EXPIRED):
         if order.terminal_phase > _TIMED_OUT:
-            return f"the terminal's {order.terminal_phase.name}"
+            return f"the terminal's {order.terminal_phase._name_}"
         if kind == _EXPIRED and order.failed is not None:
             return "a FAILED notice (not charged)"
         return None

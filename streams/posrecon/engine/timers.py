@@ -190,7 +190,7 @@ class Timers(Decisions):
             ("orphan", settled.notice_id),
             f"settled by notice {settled.notice_id} ({settled.amount_minor} {settled.currency}) "
             f"but no approval, decline or void {grace // 60_000} min later "
-            f"(terminal state {order.terminal_phase.name})",
+            f"(terminal state {order.terminal_phase._name_})",
             due - rules.allowed_lateness_ms,
             [settled.notice_id],
             now,
@@ -209,7 +209,7 @@ class Timers(Decisions):
             Severity.INFO,
             ("expired",),
             f"created but neither approved, declined nor voided within "
-            f"{ttl // 60_000} min (terminal state {order.terminal_phase.name})",
+            f"{ttl // 60_000} min (terminal state {order.terminal_phase._name_})",
             due - rules.allowed_lateness_ms,
             [order.order_id],
             now,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from posrecon.app.merge import TaskMerger, TaskQueue
 
 
@@ -135,3 +138,49 @@ def test_a_side_with_records_on_the_broker_is_not_asked_about() -> None:
     told: list[TaskQueue] = []
     merger.take(first, second, 10, 1_000, [], confirming()[1], told.append)
     assert told == []
+
+
+def _reference_take(
+    first: TaskQueue, second: TaskQueue, limit: int, may_pass_first: bool, may_pass_second: bool
+) -> list[Rec]:
+    """The merge one record at a time (the loop before the runs and bulk moves), with each side's verdict fixed."""
+    a, b = first.records, second.records
+    out: list[Rec] = []
+    while len(out) < limit:
+        if a and b:
+            out.append(a.popleft() if a[0].timestamp()[1] <= b[0].timestamp()[1] else b.popleft())  # type: ignore[arg-type]
+        elif a and may_pass_second:
+            out.append(a.popleft())  # type: ignore[arg-type]
+        elif b and may_pass_first:
+            out.append(b.popleft())  # type: ignore[arg-type]
+        else:
+            break
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, 20), max_size=30),
+    st.lists(st.integers(0, 20), max_size=30),
+    st.integers(0, 70),
+    st.booleans(),
+    st.booleans(),
+)
+def test_take_equals_the_one_record_at_a_time_merge(
+    first_ts: list[int], second_ts: list[int], limit: int, first_passable: bool, second_passable: bool
+) -> None:
+    def queues() -> tuple[TaskQueue, TaskQueue]:
+        # a side that may be passed is at its end and long waited for; one that may not has a backlog
+        first = queue(*(Rec(t, f"a{i}") for i, t in enumerate(sorted(first_ts))), at_end=first_passable)
+        second = queue(*(Rec(t, f"b{i}") for i, t in enumerate(sorted(second_ts))), at_end=second_passable)
+        first.backlog, second.backlog = not first_passable, not second_passable
+        return first, second
+
+    expected_first, expected_second = queues()
+    expected = _reference_take(expected_first, expected_second, limit, first_passable, second_passable)
+    first, second = queues()
+    out: list[Rec] = []
+    TaskMerger(0).take(first, second, limit, 1_000, out)  # type: ignore[arg-type]
+    assert names(out) == names(expected)
+    assert names(list(first.records)) == names(list(expected_first.records))  # type: ignore[arg-type]
+    assert names(list(second.records)) == names(list(expected_second.records))  # type: ignore[arg-type]
