@@ -161,7 +161,7 @@ def _fastavro_long(n: int) -> bytes:
     return buf.getvalue()
 
 
-# every varint length boundary (long_bytes has one-, two- and six-byte shortcuts), both signs
+# every varint length boundary (long_bytes has one- and two-byte shortcuts), both signs
 BOUNDARIES = sorted(
     n for k in range(63) for d in (-1, 0, 1) for n in ((1 << k) + d, -(1 << k) - d) if -(1 << 63) <= n < 1 << 63
 )
