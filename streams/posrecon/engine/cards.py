@@ -84,14 +84,15 @@ class CardEntry:
         return self.voided and self.void_time <= when
 
     def row(self) -> list[object]:
-        """The snapshot / changelog row of this entry (v1 rows had the first five fields, then six)."""
+        """The snapshot / changelog row of this entry (v1 rows had the first five fields, then six). Its tuples go
+        in as they are: orjson writes them as arrays, as it would lists (see OrderState.to_row)."""
         return [
             self.order_id,
             self.approved_at,
             self.terminal_id,
             self.voided,
-            list(self.paired),
-            list(self.raised),
+            self.paired,
+            self.raised,
             self.void_time,
             self.void_event_id,
         ]
