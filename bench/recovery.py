@@ -65,7 +65,7 @@ def _template(now: int) -> tuple[bytes, str]:
 
     Each placeholder is exactly as long as what replaces it: the row format length-prefixes strings."""
     engine = ReconciliationEngine()
-    engine.book(0).dirty = set()
+    engine.book(0).dirty = {}
     oid = "ord-rec-@@ID@@@@"
     base = {
         "order_id": oid,

@@ -112,7 +112,7 @@ def restore_state(
     offsets = take_offsets(books, (tp.topic for tp in partitions))
     orders = load_books(engine, books)
     for p in inputs:
-        engine.book(p).dirty = set()
+        engine.book(p).dirty = {}
     for q, entries in read_changelog(client_config, card_changelog, card_parts).items():
         index = cards[q] = CardIndex(rules, sources=sources)
         load_card_index(index, entries)

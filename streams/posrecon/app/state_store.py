@@ -181,7 +181,7 @@ def load_books(engine: ReconciliationEngine, changelog: Mapping[int, Mapping[byt
         book = engine.book(partition)
         book.orders.clear()
         book.deadlines.clear()
-        book.dirty = set()
+        book.dirty = {}
         for key, value in entries.items():
             if key == WATERMARK_KEY:
                 book.watermark = int(value)

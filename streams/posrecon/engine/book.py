@@ -18,8 +18,10 @@ class PartitionBook:
     def __init__(self, partition: int = 0) -> None:
         self.partition = partition
         self.orders: dict[str, OrderState] = {}
-        #: order ids changed (or evicted) since the shell last persisted this book; None: not tracked
-        self.dirty: set[str] | None = None
+        #: the orders changed since the shell last persisted this book, by id: the state to write, or None once
+        #: evicted (a tombstone). A map, not a set of ids, so writing the rows looks nothing up in ``orders`` (a
+        #: lookup in a dict of a million orders misses the cache). None: not tracked
+        self.dirty: dict[str, OrderState | None] | None = None
         self.deadlines = DeadlineIndex()
         self.watermark = NO_WATERMARK
 

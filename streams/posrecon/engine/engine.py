@@ -181,7 +181,7 @@ class ReconciliationEngine(SettlementSide):
             return None
         order.seen_events += (event_id,)
         if book.dirty is not None:
-            book.dirty.add(order_id)
+            book.dirty[order_id] = order
         if not order.terminal_merchant:
             order.merchant_id = merchant_id
             order.terminal_merchant = True

@@ -140,9 +140,8 @@ class OutputFeed:
             dirty = book.dirty
             if not dirty:
                 continue
-            orders = book.orders
-            for order_id in dirty:
-                rows.append((changelog, encode_order(orders.get(order_id)), order_id.encode(), p, None))
+            for order_id, order in dirty.items():
+                rows.append((changelog, encode_order(order), order_id.encode(), p, None))
             rows.append((changelog, str(book.watermark).encode(), WATERMARK_KEY, p, None))
             dirty.clear()
         card_changelog = self.card_changelog

@@ -104,7 +104,7 @@ class SettlementSide(Snapshots):
             return None
         order.seen_notices += (notice_id,)
         if book.dirty is not None:
-            book.dirty.add(order_id)
+            book.dirty[order_id] = order
         status = notice["status"]
         order.settlement_phase = SETTLEMENT_TRANSITIONS[order.settlement_phase][SETTLEMENT_STATUS_INDEX[status]]
         boxed: Any = notice  # the input's int objects into the state as they are (as in on_terminal_event)

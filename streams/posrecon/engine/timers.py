@@ -139,22 +139,27 @@ class Timers(Decisions):
                     continue
                 self._fire_orphan(book, order, settled, due, now)
             elif kind == EVICT:
-                self._evict(book, order, due)
+                if self._evict(book, order, due):
+                    if dirty is not None:
+                        dirty[order_id] = None  # gone: a tombstone
+                    continue
             if dirty is not None:
-                dirty.add(order_id)
+                dirty[order_id] = order
 
     def _batch_watermark_moved(self, watermark: int, now: int | None) -> None:
         """In place, a batch deadline due at a partition's new watermark fires now (the ledger's own
         watermark is the minimum over the partitions: see ``sync_batches``)."""
 
-    def _evict(self, book: PartitionBook, order: OrderState, due: int) -> None:
+    def _evict(self, book: PartitionBook, order: OrderState, due: int) -> bool:
+        """Forget ``order`` if its retention is over (True), else schedule its eviction again."""
         evict_at = self._evict_at(order)
         if evict_at > due:  # seen again, or a later deadline scheduled, since this one was set
             order.evict_at = evict_at
             book.deadlines.push((evict_at, EVICT, order.order_id))
-        else:
-            del book.orders[order.order_id]
-            self.stats.evicted += 1
+            return False
+        del book.orders[order.order_id]
+        self.stats.evicted += 1
+        return True
 
     def _fire_missing(
         self, book: PartitionBook, order: OrderState, approval: Approval, due: int, now: int | None

@@ -15,7 +15,7 @@ from posrecon.engine.engine import ReconciliationEngine
 
 def _approved_order() -> object:
     engine = ReconciliationEngine()
-    engine.book(0).dirty = set()
+    engine.book(0).dirty = {}
     base = {
         "order_id": "o-1",
         "merchant_id": "m-1",
