@@ -17,7 +17,7 @@ from typing import Final
 
 from posrecon.config import RuleConfig
 from posrecon.engine.model import MATCHED_OUTCOMES, Outcome, ReconciledOrder
-from posrecon.engine.pricing import expected_fee, pricing_configured
+from posrecon.engine.pricing import fee_pricing, priced_fee
 
 _REFUNDS: Final = frozenset({Outcome.PARTIALLY_REVERSED.value, Outcome.REVERSED.value})
 
@@ -26,8 +26,10 @@ class DecisionMoney:
     """What one batch's decisions add to the money metrics (observed by the shell after the batch)."""
 
     def __init__(self, rules: RuleConfig) -> None:
-        self.rules = rules
-        self.priced = bool(rules.merchants) or pricing_configured(rules)
+        #: the pricing (engine/pricing.py) of each merchant table, and of the others (None: not configured)
+        self.pricing = {m: fee_pricing(rules.for_merchant(m)) for m in rules.merchants}
+        self.default_pricing = fee_pricing(rules)
+        self.priced = bool(self.pricing) or self.default_pricing is not None
         self.settled_by: dict[str, int] = {}  # per currency, merged into the counts once per batch
         self.fees_by: dict[str, int] = {}
         self.lags: list[float] = []  # seconds
@@ -49,9 +51,9 @@ class DecisionMoney:
                 return
             self.fees_by[currency] = self.fees_by.get(currency, 0) + fee  # 0 too: the series exists beside settled
             if self.priced:
-                merchant_rules = self.rules.for_merchant(rec["merchant_id"])
-                if pricing_configured(merchant_rules):
-                    self.variances.append(abs(fee - expected_fee(merchant_rules, settled)))
+                pricing = self.pricing.get(rec["merchant_id"], self.default_pricing)
+                if pricing is not None:
+                    self.variances.append(abs(fee - priced_fee(pricing, settled)))
         elif outcome in _REFUNDS:
             settled, reversed_minor = rec["settled_amount_minor"], rec["reversed_amount_minor"]
             if settled and reversed_minor is not None:

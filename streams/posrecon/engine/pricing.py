@@ -37,8 +37,7 @@ def pricing_configured(rules: RuleConfig) -> bool:
 
 def expected_fee(rules: RuleConfig, amount_minor: int) -> int:
     """round_half_even(amount × fee_rate_bps / 10000) + fee_fixed_minor (an unset part counts as 0)."""
-    rate = rules.fee_rate_bps or 0
-    return round_half_even_div(amount_minor * rate, BPS) + (rules.fee_fixed_minor or 0)
+    return priced_fee((rules.fee_rate_bps or 0, rules.fee_fixed_minor or 0, 0), amount_minor)
 
 
 def fee_mismatch(rules: RuleConfig, amount_minor: int, fee_minor: int) -> bool:
@@ -57,6 +56,12 @@ def fee_pricing(rules: RuleConfig) -> Pricing | None:
     if not pricing_configured(rules):
         return None
     return rules.fee_rate_bps or 0, rules.fee_fixed_minor or 0, rules.fee_tolerance_minor
+
+
+def priced_fee(pricing: Pricing, amount_minor: int) -> int:
+    """:func:`expected_fee` for the rules ``pricing`` came from."""
+    rate, fixed, _ = pricing
+    return round_half_even_div(amount_minor * rate, BPS) + fixed
 
 
 def fee_off(pricing: Pricing, amount_minor: int, fee_minor: int) -> bool:

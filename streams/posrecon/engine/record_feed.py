@@ -12,7 +12,7 @@ Compiled, the loop reaches the engine's entry points without the interpreter: do
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from posrecon.engine.engine import ReconciliationEngine
 from posrecon.engine.model import Rejection
@@ -21,6 +21,8 @@ Decode = Callable[[Any], Any]
 #: an input's decoding: the header of its current schema, the generated decoder of the body after that header
 #: (None: none), and the codec's full decode (every other framing and writer version, and the errors)
 Decoding = tuple[bytes, Callable[[bytes, int], tuple[Any, int]] | None, Decode]
+
+_REDELIVERIES: Final = ("redeliveries",)
 
 
 class RecordFeed:
@@ -46,6 +48,11 @@ class RecordFeed:
         self._rejected = rejected
         self._route_batches = route_batches
         self._sampled = 0
+        #: this batch's inputs by event type / notice status, and redeliveries: into ``counts`` at the end of
+        #: :meth:`feed` (a tuple key built and hashed per record cost more than the count itself)
+        self._event_types: dict[str, int] = {}
+        self._statuses: dict[str, int] = {}
+        self._redeliveries = 0
 
     def feed(
         self, engine: ReconciliationEngine, batch: list[Any], now: int, offsets: dict[tuple[str, int], int]
@@ -62,6 +69,15 @@ class RecordFeed:
                 self._record(engine, msg, partition, now, False)
             else:
                 self._other(msg, now)
+        counts = self.counts
+        for source, by in (("terminal", self._event_types), ("settlement", self._statuses)):
+            for kind, n in by.items():
+                label = ("events", source, kind)
+                counts[label] = counts.get(label, 0) + n
+            by.clear()
+        if self._redeliveries:
+            counts[_REDELIVERIES] = counts.get(_REDELIVERIES, 0) + self._redeliveries
+            self._redeliveries = 0
 
     def _record(self, engine: ReconciliationEngine, msg: Any, partition: int, now: int, terminal: bool) -> None:
         """An input record: decoded, counted by its type (event type, notice status), then to the engine."""
@@ -86,21 +102,19 @@ class RecordFeed:
         ts: int = msg.timestamp()[1]
         before = engine.stats.duplicates_dropped
         if terminal:
-            self._count(("events", "terminal", record["event_type"]))
+            types, kind = self._event_types, record["event_type"]
+            types[kind] = types.get(kind, 0) + 1
             rejection = engine.on_terminal_event(record, partition, ts, now)
         else:
-            self._count(("events", "settlement", record["status"]))
+            statuses, status = self._statuses, record["status"]
+            statuses[status] = statuses.get(status, 0) + 1
             rejection = engine.on_settlement_notice(record, partition, ts, now)
             if engine.batch_sightings:  # a notice with a batch_id: to its batch's owner (app/batch_stage.py)
                 self._route_batches(engine, now)
         if rejection is not None:
             self._rejected(msg, rejection)
         elif engine.stats.duplicates_dropped != before:
-            self._count(("redeliveries",))
+            self._redeliveries += 1
         self._sampled += 1
         if not self._sampled & 15:  # one latency sample in 16 records
             self.latency_samples.append(ts)
-
-    def _count(self, label: tuple[str, ...]) -> None:
-        counts = self.counts
-        counts[label] = counts.get(label, 0) + 1

@@ -82,6 +82,15 @@ def test_records_reach_the_engine_counted_and_their_offsets_recorded() -> None:
     assert shell.other == shell.undecodable == shell.rejected == []
 
 
+def test_each_batch_adds_its_own_counts_once() -> None:
+    shell, engine = Shell(), _engine()
+    feed = shell.feed()
+    feed.feed(engine, [Msg(TERMINAL, _event("e0", "ORDER_CREATED"), 1)], NOW, {})  # type: ignore[arg-type]
+    feed.feed(engine, [Msg(TERMINAL, _event("e1", "ORDER_CREATED", order_id="o2"), 2)], NOW, {})  # type: ignore[arg-type]
+    feed.feed(engine, [], NOW, {})
+    assert shell.counts == {("events", "terminal", "ORDER_CREATED"): 2}
+
+
 def test_what_is_not_an_input_record_goes_back_to_the_shell() -> None:
     shell, engine, offsets = Shell(), _engine(), {}
     batch = [
