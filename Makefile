@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 ## 30 s; rebuilt when an engine source changes). Without a C compiler the engine runs from source, and says so.
 native: $(NATIVE)
 $(NATIVE): $(VENV)/.installed setup.py streams/posrecon/native.py streams/posrecon/config.py \
-           $(wildcard streams/posrecon/engine/*.py) $(wildcard streams/posrecon/engine/*.c)
+           $(wildcard streams/posrecon/engine/*.py)
 	@mkdir -p build && echo "compiling the engine with mypyc (about 30 s; log: build/native.log)"
 	@$(PY) setup.py -q native >build/native.log 2>&1 || { tail -20 build/native.log; exit 1; }
 	@grep -h "^warning: " build/native.log || true

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import ClassVar
 
-from setuptools import Command, Extension, setup
+from setuptools import Command, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
@@ -32,8 +32,7 @@ def extensions() -> list[object]:
 
     os.chdir(ROOT)  # mypy reads [tool.mypy] (strict, mypy_path = streams) from pyproject.toml here
     paths = [str(p.relative_to(ROOT)) for p in native.compiled_sources(ENGINE)]
-    arenas = Extension(native.ARENA_RESERVE, [str((ENGINE / "_arena_reserve.c").relative_to(ROOT))])
-    return [*mypycify(paths, group_name=native.GROUP, opt_level="3"), arenas]
+    return list(mypycify(paths, group_name=native.GROUP, opt_level="3"))
 
 
 class BuildNative(build_ext):  # type: ignore[misc]

@@ -26,9 +26,6 @@ from pathlib import Path
 
 MANIFEST = "_native.json"
 GROUP = "posrecon.engine._native"  # mypyc's shared library: posrecon/engine/_native__mypyc.<ext>
-#: built with the engine, beside it: the pre-faulted arena reserve (engine/_arena_reserve.c, posrecon/arena_reserve.py)
-ARENA_RESERVE = "posrecon.engine._arena_reserve"
-C_SOURCES = ("_arena_reserve.c",)
 CHOICES = ("auto", "source", "compiled")
 
 
@@ -47,9 +44,8 @@ def compiled_sources(package_dir: Path) -> list[Path]:
 
 
 def source_digests(package_dir: Path) -> dict[str, str]:
-    """sha256 of each compiled module, of the C sources built with them, and of ``posrecon/config.py``, whose
-    classes the compiled code reads."""
-    files = [*compiled_sources(package_dir), *(package_dir / c for c in C_SOURCES), package_dir.parent / "config.py"]
+    """sha256 of each compiled module and of ``posrecon/config.py``, whose classes the compiled code reads."""
+    files = [*compiled_sources(package_dir), package_dir.parent / "config.py"]
     return {f"{p.parent.name}/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 

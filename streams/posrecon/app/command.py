@@ -7,7 +7,6 @@ import logging
 import os
 import socket
 
-from posrecon.arena_reserve import DEFAULT_MB
 from posrecon.logs import setup_logging
 
 log = logging.getLogger("posrecon.worker")
@@ -31,12 +30,9 @@ def _main(args: argparse.Namespace) -> int:
     except (auth.TokensFileError, OSError) as exc:
         print(f"posrecon run: {exc}")
         return 2
-    from posrecon import arena_reserve
     from posrecon.engine import BUILD
 
     log.info("engine", extra={"fields": {"compiled": BUILD.compiled, "build": BUILD.reason}})
-    reserve = arena_reserve.install(args.memory_reserve_mb)  # before the state is built (posrecon/arena_reserve.py)
-    log.info("memory reserve", extra={"fields": {"installed": reserve.installed, "reserve": reserve.reason}})
     metrics = WorkerMetrics()
     if args.metrics_port is not None:
         start_http_server(args.metrics_port, addr=args.listen, registry=metrics.registry)
@@ -79,11 +75,7 @@ def _main(args: argparse.Namespace) -> int:
     finally:
         if ops is not None:
             ops.stop()
-    fields: dict[str, object] = {"records": worker.processed, "input_pauses": worker.input_pauses}
-    if reserve.installed:
-        stats = arena_reserve.stats()
-        fields["memory_reserve"] = {k: stats[k] for k in ("served", "fallbacks", "populated", "reused", "released")}
-    log.info("worker stopped", extra={"fields": fields})
+    log.info("worker stopped", extra={"fields": {"records": worker.processed, "input_pauses": worker.input_pauses}})
     if worker.has_abandoned_producers:
         # a producer replaced after a stall may still sit inside librdkafka; destroying it could block
         # forever, and its transaction is already fenced: leave without running destructors
@@ -190,13 +182,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=int,
         default=2_000,
         help="a partition is idle after this long without records at its log end (default 2000)",
-    )
-    parser.add_argument(
-        "--memory-reserve-mb",
-        type=int,
-        default=int(os.environ.get("POSRECON_MEMORY_RESERVE_MB") or DEFAULT_MB),
-        help="memory a background thread keeps populated for the object allocator, so a growing state's page"
-        " faults are not taken by the main thread (default 32; 0 = off; env POSRECON_MEMORY_RESERVE_MB)",
     )
     parser.add_argument("--max-seconds", type=float, default=None, help="stop after this many seconds")
     parser.add_argument(
