@@ -8,11 +8,10 @@ One run, every step bounded in time, every process stopped on exit (also on Ctrl
     consume → fastavro decode → encode → transactional produce with ``send_offsets_to_transaction`` per
     batch, the worker's loop shape, no rules; then the same with posrecon's compiled codec (the worker's
     decoder/encoder), reported for information;
- 3. one posrecon worker (``posrecon run --no-wall-clock-advance``, exactly-once) over the same records, then
-    right after it the Quix Streams peer (``bench/quix_join.py`` in ``.venv-quix``: the order join,
-    exactly-once, its own state store) over the same pre-loaded records, so that the ratio compares
-    neighbouring runs;
- 4. two workers (fresh app id = fresh consumer group) over the same records; then ``batches``: one worker over
+ 3. one posrecon worker (``posrecon run --no-wall-clock-advance``, exactly-once) over the same records;
+ 4. two workers (fresh app id = fresh consumer group) over the same records; then the Quix Streams peer
+    (``bench/quix_join.py`` in ``.venv-quix``: the order join, exactly-once, its own state store) over the same
+    pre-loaded records, so that the ratio compares runs a minute apart; then ``batches``: one worker over
     a contract v2 mix with settlement batches and one over the same mix without (``--batch-orders`` orders
     each, own topics, same seed): the cost of the batch stage's repartition (``bench/steps/batches.py``);
  5. latency at 50% of (3)'s rate (steady live traffic, timestamps = now; 10 s of warm-up traffic on the
@@ -58,15 +57,16 @@ def run_steps(b: Bench) -> None:
         b.step("passthrough", throughput.passthrough, 300)
         b.step("passthrough_compiled", lambda b, d: throughput.passthrough(b, d, "compiled"), 300)
         b.step("worker_1", lambda b, d: throughput.workers(b, 1, d), 480)
-        # the peer right after: this machine's speed drifts by up to a fifth within an hour (docs/performance.md,
-        # session 20), so the ratio compares neighbouring runs
+        b.step("workers_2", lambda b, d: throughput.workers(b, 2, d), 480)
+        # the peer next: this machine's speed drifts by up to a fifth within an hour (docs/performance.md, session
+        # 20), so the ratio compares runs a minute apart (after workers_2: the broker compacting Quix's changelog
+        # would run during a step measured after it)
         missing = quix.missing_reason(Path(a.quix_python))
         if missing is not None and "quix" not in a.skip:
             b.results["steps"]["quix"] = {"status": missing}
             b.log(f"\n== quix: {missing}")
         else:
             b.step("quix", quix.quix, a.quix_s)
-        b.step("workers_2", lambda b, d: throughput.workers(b, 2, d), 480)
         if a.flow_control_experiment:
             b.step("worker_1_flow_control", lambda b, d: throughput.workers(b, 1, d, flow_control=True), 480)
     b.step("batches", batches.batches, 900)
