@@ -59,8 +59,8 @@ def run_steps(b: Bench) -> None:
         b.step("worker_1", lambda b, d: throughput.workers(b, 1, d), 480)
         b.step("workers_2", lambda b, d: throughput.workers(b, 2, d), 480)
         # the peer next: this machine's speed drifts by up to a fifth within an hour (docs/performance.md, session
-        # 20), so the ratio compares runs a minute apart (after workers_2: the broker compacting Quix's changelog
-        # would run during a step measured after it)
+        # 20), so the ratio compares runs a minute apart; not between the two worker steps, where one run measured
+        # two workers at 0.77 of one worker's events per CPU-second (0.95-0.98 otherwise)
         missing = quix.missing_reason(Path(a.quix_python))
         if missing is not None and "quix" not in a.skip:
             b.results["steps"]["quix"] = {"status": missing}
