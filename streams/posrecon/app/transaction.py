@@ -239,6 +239,11 @@ class Transaction:
         self.sent_to.update(offsets)
         return True
 
+    def commit_running(self) -> bool:
+        """Is the previous batch's transaction still being committed (its calls not returned yet)?"""
+        pending = self.committing
+        return pending is not None and pending.finished is None
+
     def finish(self) -> bool:
         """Wait for the transaction in flight (if any). True once it has committed; False if it failed, after
         aborting it (the caller rebuilds the state and rewinds, or is about to drop it anyway)."""

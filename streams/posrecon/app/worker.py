@@ -49,6 +49,8 @@ from posrecon.serde.wire import codec_for
 
 log = logging.getLogger("posrecon.worker")
 
+Offsets = dict[tuple[str, int], int]  # (topic, partition) -> the offset a transaction commits
+
 
 @dataclass(frozen=True)
 class WorkerOptions:
@@ -116,6 +118,8 @@ class WorkerReadouts:
 class Worker(WorkerReadouts):
     #: records asked of the consumer per consume() call (a turn makes several while the input is behind)
     CONSUME_CHUNK = 2000
+    #: how many batches one transaction may take in while the previous one commits (see :meth:`step`)
+    BATCHES_PER_COMMIT = 4
 
     def __init__(self, settings: Settings, options: WorkerOptions, metrics: WorkerMetrics | None = None) -> None:
         self.settings = settings
@@ -317,9 +321,32 @@ class Worker(WorkerReadouts):
         now = wall_ms()
         intake = self.intake
         intake.credit_stall(now)
-        # one turn takes in up to a batch: when the input is behind, more per transaction (a commit costs
-        # round trips, not CPU: fixed 2,000-record turns capped the worker at 2,000 records per commit)
-        fetched = intake.take_in(consumer.consume(self.CONSUME_CHUNK, timeout=0.05))
+        txn = self.transaction
+        offsets, records = self._take_batch(consumer, now, 0.05)
+        # While the previous transaction is still being committed (round trips and the broker's acks: the loop
+        # would only wait), what has come in since joins this batch, up to `batch_max_records` times
+        # BATCHES_PER_COMMIT: the loop waited for up to half of each turn under live load, and a worker behind
+        # caught up at only `batch_max_records` per commit (docs/performance.md, session 21).
+        cap = self.options.batch_max_records * self.BATCHES_PER_COMMIT
+        while offsets is not None and records < cap and txn.commit_running():
+            more, taken = self._take_batch(consumer, wall_ms(), 0)
+            for key, offset in (more or {}).items():
+                offsets[key] = max(offset, offsets.get(key, -1))
+            records += taken
+            if not taken:
+                break
+        if self._finish_commit() and offsets is not None and not txn.start(consumer, offsets, records):
+            self._rebuild()
+        self.telemetry.report(self.engine, consumer, intake, now)
+        return records
+
+    def _take_batch(self, consumer: Consumer, now: int, timeout: float) -> tuple[Offsets | None, int]:
+        """Take in what the consumer has (up to a batch), select the batch and reconcile it into the outbox:
+        the offsets it commits (None: nothing to commit) and its number of records."""
+        intake = self.intake
+        # up to a batch: when the input is behind, more per transaction (a commit costs round trips, not CPU:
+        # fixed 2,000-record turns capped the worker at 2,000 records per commit)
+        fetched = intake.take_in(consumer.consume(self.CONSUME_CHUNK, timeout=timeout))
         taken = fetched
         while fetched == self.CONSUME_CHUNK and taken < self.options.batch_max_records:
             fetched = intake.take_in(consumer.consume(self.CONSUME_CHUNK, timeout=0))
@@ -334,10 +361,7 @@ class Worker(WorkerReadouts):
         txn = self.transaction
         drained = txn.drained_positions(consumer, intake.queues.values())
         offsets = self._prepare(batch, idle, now, drained) if batch or idle or txn.skipped_to or drained else None
-        if self._finish_commit() and offsets is not None and not txn.start(consumer, offsets, len(batch)):
-            self._rebuild()
-        self.telemetry.report(self.engine, consumer, intake, now)
-        return len(batch)
+        return offsets, len(batch)
 
     def _prepare(
         self, batch: list[Message], idle: list[int], now: int, drained: dict[tuple[str, int], int]

@@ -15,7 +15,7 @@ from confluent_kafka.admin import AdminClient
 
 from posrecon.kafka.topics import admin_client
 
-__all__ = ["admin", "group_consumer", "offset_reader", "shared_config", "transactional_producer"]
+__all__ = ["admin", "group_consumer", "offset_reader", "producer_config", "shared_config", "transactional_producer"]
 
 
 def shared_config(settings_kafka: Mapping[str, str], overrides: Mapping[str, str], bootstrap: str) -> dict[str, Any]:
@@ -57,14 +57,26 @@ def offset_reader(config: Mapping[str, Any], group_id: str) -> Consumer:
     return Consumer({**config, "group.id": group_id, "isolation.level": "read_committed", "enable.auto.commit": False})
 
 
+#: librdkafka's default retry backoff is 100 ms, and a transaction's first AddOffsetsToTxn / AddPartitionsToTxn
+#: often meets CONCURRENT_TRANSACTIONS (the coordinator still writing the previous commit's markers; half the
+#: transactions under live traffic here): each of those cost a 100-ms wait. The Java producer retries it on
+#: AddPartitionsToTxn after 20 ms (KAFKA-5477); so does this one. Other retries back off exponentially from it to
+#: ``retry.backoff.max.ms`` (1 s). ``[kafka] retry.backoff.ms`` overrides it.
+TRANSACTIONAL_DEFAULTS: Mapping[str, Any] = {"retry.backoff.ms": 20}
+
+
 def transactional_producer(config: Mapping[str, Any], transactional_id: str, transaction_timeout_ms: int) -> Producer:
-    return Producer(
-        {
-            **config,
-            "transactional.id": transactional_id,
-            "transaction.timeout.ms": transaction_timeout_ms,
-            "partitioner": "murmur2_random",
-            "linger.ms": 5,
-            "queue.buffering.max.messages": 500_000,
-        }
-    )
+    return Producer(producer_config(config, transactional_id, transaction_timeout_ms))
+
+
+def producer_config(config: Mapping[str, Any], transactional_id: str, transaction_timeout_ms: int) -> dict[str, Any]:
+    """The transactional producer's librdkafka configuration (the worker's settings win over its defaults)."""
+    return {
+        **TRANSACTIONAL_DEFAULTS,
+        **config,
+        "transactional.id": transactional_id,
+        "transaction.timeout.ms": transaction_timeout_ms,
+        "partitioner": "murmur2_random",
+        "linger.ms": 5,
+        "queue.buffering.max.messages": 500_000,
+    }

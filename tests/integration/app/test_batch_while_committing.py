@@ -1,0 +1,95 @@
+"""While the previous transaction commits, the loop reconciles what has come in since into the next batch.
+
+The real :class:`~posrecon.app.worker.Worker` on a real broker, in this process; only its transactional producer is
+wrapped, so that each commit takes a while longer (as on a loaded broker), and it records the input offsets each
+transaction commits. With a backlog on the broker, a transaction must then take in more than one batch
+(``--batch``): the loop used to prepare one batch and wait for the commit, and a worker behind caught up at only
+one batch per commit. The outputs must still equal replay.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from livekit import app_of, feed_file, read_all, replay_oracle, simulate, topic_env, verify
+from livekit import drain as _drain
+from posrecon.app.worker import Worker, WorkerOptions
+from posrecon.config import load_settings
+
+pytestmark = pytest.mark.broker
+PARTITIONS = 4
+BATCH = 300
+
+
+class SlowCommitProducer:
+    """The worker's producer with a slower commit; remembers the input offsets each transaction committed."""
+
+    def __init__(self, real: Any, inputs: set[str]) -> None:
+        self.real = real
+        self.inputs = inputs
+        self.committed: dict[tuple[str, int], int] = {}
+        self.taken_in: list[int] = []  # input records each transaction committed the offsets of
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def send_offsets_to_transaction(self, offsets: list[Any], *args: Any) -> None:
+        self.real.send_offsets_to_transaction(offsets, *args)
+        taken = 0
+        for tp in offsets:
+            key = (tp.topic, tp.partition)
+            if tp.topic in self.inputs:
+                taken += tp.offset - max(self.committed.get(key, 0), 0)
+                self.committed[key] = tp.offset
+        self.taken_in.append(taken)
+
+    def commit_transaction(self, *args: Any) -> None:
+        time.sleep(0.25)
+        self.real.commit_transaction(*args)
+
+
+class SlowCommitWorker(Worker):
+    def setup(self) -> None:
+        super().setup()
+        self.slow = SlowCommitProducer(self.producer, {self.topics.terminal, self.topics.settlement})
+        self.producer = self.slow  # type: ignore[assignment]
+
+
+def test_a_transaction_takes_in_more_than_a_batch_while_the_previous_one_commits(
+    bootstrap: str, fresh_topics: Any, tmp_path: Path
+) -> None:
+    topics = fresh_topics(PARTITIONS)
+    src = simulate(tmp_path / "sim", 2500, seed=57, partitions=PARTITIONS)
+    feed_file(bootstrap, topics, src)
+    app = app_of(topics)
+    options = WorkerOptions(
+        bootstrap=bootstrap, app_id=app, worker_id="w0", batch_max_records=BATCH, wall_clock_lag_ms=None
+    )
+    worker = SlowCommitWorker(load_settings(None, env=topic_env(topics)), options)
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run()
+        except BaseException as exc:  # handed to the test thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        _drain(bootstrap, topics, app, timeout=180)
+    finally:
+        worker.stopping = True
+        thread.join(60)
+    assert not failed, failed
+    taken = worker.slow.taken_in
+    # one batch per transaction would be at most BATCH records plus the batch stage's share (half a batch)
+    assert max(taken) > 2 * BATCH, taken
+    assert max(taken) <= BATCH * Worker.BATCHES_PER_COMMIT * 2, taken
+    verdict = verify(read_all(bootstrap, topics), replay_oracle(src, tmp_path / "replay", PARTITIONS))
+    assert verdict.ok, verdict.problems
