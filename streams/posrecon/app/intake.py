@@ -207,6 +207,8 @@ class Intake:
 
     #: the most of one loop turn that counts as waiting for input (more is a stall: see TaskMerger.discount)
     STEP_CREDIT_MS = 250
+    #: records asked of the consumer per consume() call (a turn makes several while the input is behind)
+    CONSUME_CHUNK = 2000
 
     def __init__(
         self,
@@ -248,6 +250,19 @@ class Intake:
             TaskMerger.discount(self.queues.values(), stalled)
             for p in self.last_activity:
                 self.last_activity[p] += stalled
+
+    def fetch(self, consumer: Consumer, timeout: float) -> int:
+        """Take in what the consumer has, up to a batch (several consume calls when the input is behind: a commit
+        costs round trips, not CPU, and fixed 2,000-record turns capped the worker at 2,000 records per commit),
+        then apply flow control. Returns how many messages there were."""
+        fetched = self.take_in(consumer.consume(self.CONSUME_CHUNK, timeout=timeout))
+        taken = fetched
+        while fetched == self.CONSUME_CHUNK and taken < self.options.batch_max_records:
+            fetched = self.take_in(consumer.consume(self.CONSUME_CHUNK, timeout=0))
+            taken += fetched
+        self.positions.refresh_backlog()
+        self.flow_control()
+        return taken
 
     def take_in(self, messages: list[Message]) -> int:
         """Put consumed records into their task queues; handle end-of-partition and consumer errors.

@@ -116,8 +116,6 @@ class WorkerReadouts:
 
 
 class Worker(WorkerReadouts):
-    #: records asked of the consumer per consume() call (a turn makes several while the input is behind)
-    CONSUME_CHUNK = 2000
     #: how many batches one transaction may take in while the previous one commits (see :meth:`step`)
     BATCHES_PER_COMMIT = 4
 
@@ -323,15 +321,12 @@ class Worker(WorkerReadouts):
         intake.credit_stall(now)
         txn = self.transaction
         offsets, records = self._take_batch(consumer, now, 0.05)
-        # While the previous transaction is still being committed (round trips and the broker's acks: the loop
-        # would only wait), what has come in since joins this batch, up to `batch_max_records` times
-        # BATCHES_PER_COMMIT: the loop waited for up to half of each turn under live load, and a worker behind
-        # caught up at only `batch_max_records` per commit (docs/performance.md, session 21).
+        # while the previous transaction commits (round trips, the broker's acks: the loop would only wait), what
+        # comes in meanwhile joins this batch, up to BATCHES_PER_COMMIT batches (docs/performance.md, session 21)
         cap = self.options.batch_max_records * self.BATCHES_PER_COMMIT
         while offsets is not None and records < cap and txn.commit_running():
             more, taken = self._take_batch(consumer, wall_ms(), 0)
-            for key, offset in (more or {}).items():
-                offsets[key] = max(offset, offsets.get(key, -1))
+            offsets.update((k, max(o, offsets.get(k, -1))) for k, o in (more or {}).items())
             records += taken
             if not taken:
                 break
@@ -341,23 +336,14 @@ class Worker(WorkerReadouts):
         return records
 
     def _take_batch(self, consumer: Consumer, now: int, timeout: float) -> tuple[Offsets | None, int]:
-        """Take in what the consumer has (up to a batch), select the batch and reconcile it into the outbox:
-        the offsets it commits (None: nothing to commit) and its number of records."""
+        """Take in and select a batch, and reconcile it into the outbox: the offsets it commits (None: nothing
+        to commit) and its number of records."""
         intake = self.intake
-        # up to a batch: when the input is behind, more per transaction (a commit costs round trips, not CPU:
-        # fixed 2,000-record turns capped the worker at 2,000 records per commit)
-        fetched = intake.take_in(consumer.consume(self.CONSUME_CHUNK, timeout=timeout))
-        taken = fetched
-        while fetched == self.CONSUME_CHUNK and taken < self.options.batch_max_records:
-            fetched = intake.take_in(consumer.consume(self.CONSUME_CHUNK, timeout=0))
-            taken += fetched
-        positions = intake.positions
-        positions.refresh_backlog()
-        intake.flow_control()
+        intake.fetch(consumer, timeout)
         batch = intake.select(now)
         self.batch_stage.select(intake, batch, len(batch) + self.options.batch_max_records // 2, now)
         idle = intake.idle_partitions(self.engine, now) if self.options.wall_clock_lag_ms is not None else []
-        positions.end_offsets.poll()  # answers from earlier turns in, this turn's questions out
+        intake.positions.end_offsets.poll()  # answers from earlier turns in, this turn's questions out
         txn = self.transaction
         drained = txn.drained_positions(consumer, intake.queues.values())
         offsets = self._prepare(batch, idle, now, drained) if batch or idle or txn.skipped_to or drained else None
