@@ -165,6 +165,7 @@ class Transaction:
         self.sent_to: dict[Key, int] = {}
         #: offsets to commit for partitions whose unread records were deleted (see Positions.records_lost)
         self.skipped_to: dict[Key, int] = {}
+        self.dropped_batches = 0  # prepared batches a rebalance dropped (see drop_prepared)
 
     def move(self, target: TxnState) -> None:
         if not self.state.can_become(target):
@@ -238,6 +239,15 @@ class Transaction:
         self.move(TxnState.COMMITTING)
         self.sent_to.update(offsets)
         return True
+
+    def drop_prepared(self) -> None:
+        """A rebalance in a turn that had already prepared a batch (Worker.step: what comes in while the previous
+        transaction commits joins the batch, and a consume call may revoke its partitions): the batch goes with
+        them. Nothing of it was produced; the new owner reads its records again."""
+        if self.outbox.rows:
+            self.outbox.clear()
+            self.telemetry.take_batch()
+            self.dropped_batches += 1
 
     def commit_running(self) -> bool:
         """Is the previous batch's transaction still being committed (its calls not returned yet)?"""

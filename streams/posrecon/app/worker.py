@@ -50,6 +50,8 @@ from posrecon.serde.wire import codec_for
 log = logging.getLogger("posrecon.worker")
 
 Offsets = dict[tuple[str, int], int]  # (topic, partition) -> the offset a transaction commits
+#: how many batches one transaction may take in while the previous one commits (see :meth:`Worker.step`)
+BATCHES_PER_COMMIT = 4
 
 
 @dataclass(frozen=True)
@@ -116,9 +118,6 @@ class WorkerReadouts:
 
 
 class Worker(WorkerReadouts):
-    #: how many batches one transaction may take in while the previous one commits (see :meth:`step`)
-    BATCHES_PER_COMMIT = 4
-
     def __init__(self, settings: Settings, options: WorkerOptions, metrics: WorkerMetrics | None = None) -> None:
         self.settings = settings
         self.options = options
@@ -294,6 +293,7 @@ class Worker(WorkerReadouts):
         # the transaction in flight carries offsets of these partitions: it ends (commits or aborts) before the
         # group moves on; the state it leaves is dropped below anyway (eager rebalance: every partition goes)
         self._finish_commit(rebuild=False)
+        self.transaction.drop_prepared()
         self.ready = False
         keys = [(tp.topic, tp.partition) for tp in partitions]
         self.intake.resume_paused(consumer, keys)
@@ -317,22 +317,24 @@ class Worker(WorkerReadouts):
         assert consumer is not None
         self.last_turn = time.monotonic()
         now = wall_ms()
-        intake = self.intake
-        intake.credit_stall(now)
+        self.intake.credit_stall(now)
         txn = self.transaction
         offsets, records = self._take_batch(consumer, now, 0.05)
         # while the previous transaction commits (round trips, the broker's acks: the loop would only wait), what
         # comes in meanwhile joins this batch, up to BATCHES_PER_COMMIT batches (docs/performance.md, session 21)
-        cap = self.options.batch_max_records * self.BATCHES_PER_COMMIT
+        cap, dropped = self.options.batch_max_records * BATCHES_PER_COMMIT, txn.dropped_batches
         while offsets is not None and records < cap and txn.commit_running():
             more, taken = self._take_batch(consumer, wall_ms(), 0)
-            offsets.update((k, max(o, offsets.get(k, -1))) for k, o in (more or {}).items())
+            if txn.dropped_batches != dropped:  # a rebalance dropped what this turn had prepared (_on_revoke)
+                offsets, records = more, 0
+            else:
+                offsets.update((k, max(o, offsets.get(k, -1))) for k, o in (more or {}).items())
             records += taken
             if not taken:
                 break
         if self._finish_commit() and offsets is not None and not txn.start(consumer, offsets, records):
             self._rebuild()
-        self.telemetry.report(self.engine, consumer, intake, now)
+        self.telemetry.report(self.engine, consumer, self.intake, now)
         return records
 
     def _take_batch(self, consumer: Consumer, now: int, timeout: float) -> tuple[Offsets | None, int]:

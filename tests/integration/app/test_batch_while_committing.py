@@ -18,7 +18,7 @@ import pytest
 
 from livekit import app_of, feed_file, read_all, replay_oracle, simulate, topic_env, verify
 from livekit import drain as _drain
-from posrecon.app.worker import Worker, WorkerOptions
+from posrecon.app.worker import BATCHES_PER_COMMIT, Worker, WorkerOptions
 from posrecon.config import load_settings
 
 pytestmark = pytest.mark.broker
@@ -90,6 +90,6 @@ def test_a_transaction_takes_in_more_than_a_batch_while_the_previous_one_commits
     taken = worker.slow.taken_in
     # one batch per transaction would be at most BATCH records plus the batch stage's share (half a batch)
     assert max(taken) > 2 * BATCH, taken
-    assert max(taken) <= BATCH * Worker.BATCHES_PER_COMMIT * 2, taken
+    assert max(taken) <= BATCH * BATCHES_PER_COMMIT * 2, taken
     verdict = verify(read_all(bootstrap, topics), replay_oracle(src, tmp_path / "replay", PARTITIONS))
     assert verdict.ok, verdict.problems

@@ -120,6 +120,32 @@ def test_every_move_is_allowed_exactly_when_the_table_has_it(source: TxnState, t
         assert txn.state is source
 
 
+def test_a_rebalance_drops_a_prepared_batch_that_was_not_produced_yet() -> None:
+    txn, made = _driver()
+    txn.open()
+    txn.drop_prepared()  # nothing prepared: nothing dropped
+    assert txn.dropped_batches == 0
+    txn.outbox.send("out", b"k", b"v")  # a batch prepared while the previous transaction commits
+    txn.telemetry.counts[("redeliveries",)] = 2
+    txn.drop_prepared()
+    assert (txn.dropped_batches, txn.outbox.rows, txn.telemetry.counts) == (1, [], {})
+    assert txn.start(FakeConsumer(), {("in", 0): 5}, records=0)  # type: ignore[arg-type]
+    assert txn.finish()
+    assert made[0].calls == ["init", "begin", "offsets", "commit"]  # the dropped record was never produced
+
+
+def test_commit_running_while_the_commit_has_not_returned() -> None:
+    txn, made = _driver()
+    txn.open()
+    assert not txn.commit_running()
+    made[0].block = threading.Event()
+    assert txn.start(FakeConsumer(), {("in", 0): 5}, records=1)  # type: ignore[arg-type]
+    assert txn.commit_running()
+    made[0].block.set()
+    assert txn.finish()
+    assert not txn.commit_running()
+
+
 def test_a_batch_commits_and_leaves_the_driver_ready() -> None:
     txn, made = _driver()
     txn.open()
