@@ -1,11 +1,12 @@
 """The transaction driver: the transactional producer, the batch's outbox and the offsets it commits.
 
-One transaction per batch. ``send_offsets_to_transaction`` + ``commit_transaction`` are network round trips
+One transaction per turn of the loop: a batch, and what comes in while the previous transaction commits
+(``Worker.step``). ``send_offsets_to_transaction`` + ``commit_transaction`` are network round trips
 (the group coordinator, then the transaction coordinator writing its markers): on a loaded 2-core machine
 50-100 ms per transaction, during which the loop used to sit idle (about half of its time at a steady 11k
 events/s). A :class:`PendingCommit` runs them on a helper thread while the loop already decodes and
 reconciles the next batch. That batch's outputs wait in the outbox: nothing is produced until this commit
-has succeeded and the next transaction has begun, so a transaction never holds records of two batches. If
+has succeeded and the next transaction has begun, so a transaction never holds records of two turns. If
 the commit fails, the worker throws the prepared batch away with the rest of its state (it rebuilds from the
 changelogs and rewinds to the committed offsets), exactly as after any failed transaction.
 
