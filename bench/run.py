@@ -67,6 +67,8 @@ def run_steps(b: Bench) -> None:
             b.log(f"\n== quix: {missing}")
         else:
             b.step("quix", quix.quix, a.quix_s)
+        if a.pairs and missing is None:
+            alternating_pairs(b)
         if a.flow_control_experiment:
             b.step("worker_1_flow_control", lambda b, d: throughput.workers(b, 1, d, flow_control=True), 480)
     b.step("batches", batches.batches, 900)
@@ -78,6 +80,22 @@ def run_steps(b: Bench) -> None:
     b.step("recovery", live_traffic.recovery, 300)
     if b.ok("load"):
         b.step("profile", profile.profile, a.profile_s + 60)
+
+
+def alternating_pairs(b: Bench) -> None:
+    """One worker and the Quix peer in turn, ``--pairs`` times, each in a group of its own: the machine's speed
+    drifts by up to a fifth within an hour (docs/performance.md, session 20), so a ratio of two runs far apart
+    says little, the mean of alternating pairs more."""
+    ratios = []
+    for i in range(b.args.pairs):
+        one = b.step(f"pair{i + 1}_worker_1", lambda b, d, i=i: throughput.workers(b, 1, d, tag=f"-p{i + 1}"), 480)
+        peer = b.step(f"pair{i + 1}_quix", lambda b, d, i=i: quix.quix(b, d, tag=f"-p{i + 1}"), b.args.quix_s)
+        if one and peer and one.get("events_per_s") and peer.get("events_per_s"):
+            ratios.append(one["events_per_s"] / peer["events_per_s"])
+            b.log(f"  pair {i + 1}: posrecon ÷ Quix {ratios[-1]:.2f}")
+    if ratios:
+        b.results["pairs"] = {"ratios": [round(r, 3) for r in ratios], "mean": round(sum(ratios) / len(ratios), 3)}
+        b.log(f"\n== posrecon ÷ Quix over {len(ratios)} alternating pairs: {b.results['pairs']['mean']:.2f}")
 
 
 def run(b: Bench) -> int:
@@ -179,6 +197,9 @@ def main() -> int:
         help="the Python of the Quix Streams venv (default .venv-quix/bin/python; the step is skipped without it)",
     )
     parser.add_argument("--quix-s", type=float, default=300.0, help="time limit of the Quix Streams step")
+    parser.add_argument(
+        "--pairs", type=int, default=0, help="then N alternating pairs: one worker, the Quix peer (default 0)"
+    )
     parser.add_argument("--profile-s", type=int, default=30)
     parser.add_argument(
         "--warmup-s", type=float, default=20.0, help="seconds of unmeasured passthrough before the raw baseline"

@@ -55,16 +55,18 @@ def missing_reason(python: Path) -> str | None:
     return None
 
 
-def quix(b: Bench, deadline: float) -> dict[str, Any]:
+def quix(b: Bench, deadline: float, tag: str = "") -> dict[str, Any]:
+    """The Quix peer over the loaded data set, in a consumer group of its own (``tag`` tells repeated runs
+    apart)."""
     # absolute, not resolved: the child runs in the work dir, and a venv's python is a symlink whose target is
     # the base interpreter (without quixstreams)
     python = Path(os.path.abspath(b.args.quix_python))
     inputs = [Topics().terminal, Topics().settlement]
-    group, out = "bench-quix", "bench-quix.out"
+    group, out = f"bench-quix{tag}", f"bench-quix{tag}.out"
     create_topics(b.bootstrap, {out: {}}, PARTITIONS)
     state_dir = b.work / "quix-state"
     shutil.rmtree(state_dir, ignore_errors=True)
-    log = b.work / "logs" / "quix.log"
+    log = b.work / "logs" / f"quix{tag}.log"
     cmd = [str(python), str(BENCH_DIR / "quix_join.py"), "--bootstrap", b.bootstrap, "--group", group]
     cmd += ["--out", out, "--state-dir", str(state_dir), "--loglevel", "WARNING"]
     versions = subprocess.run(

@@ -198,8 +198,9 @@ def warm_up(b: Bench, deadline: float) -> dict[str, Any]:
     }
 
 
-def workers(b: Bench, n: int, deadline: float, flow_control: bool = False) -> dict[str, Any]:
-    app_id = f"bench-w{n}{'-fc' if flow_control else ''}"
+def workers(b: Bench, n: int, deadline: float, flow_control: bool = False, tag: str = "") -> dict[str, Any]:
+    """``n`` workers over the loaded data set, in a group of their own (``tag`` tells repeated runs apart)."""
+    app_id = f"bench-w{n}{'-fc' if flow_control else ''}{tag}"
     topics = Topics(reconciled=f"{app_id}.reconciled", alerts=f"{app_id}.alerts", deadletter=f"{app_id}.deadletter")
     create_contract_topics(b.bootstrap, topics, PARTITIONS, inputs=False)
     _, sightings, _ = ensure_internal_topics(b.bootstrap, app_id, PARTITIONS)
