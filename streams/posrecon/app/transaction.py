@@ -166,7 +166,7 @@ class Transaction:
         self.sent_to: dict[Key, int] = {}
         #: offsets to commit for partitions whose unread records were deleted (see Positions.records_lost)
         self.skipped_to: dict[Key, int] = {}
-        self.dropped_batches = 0  # prepared batches a rebalance dropped (see drop_prepared)
+        self.dropped_batches = 0  # rebalances that ended what a turn had prepared (see drop_prepared)
 
     def move(self, target: TxnState) -> None:
         if not self.state.can_become(target):
@@ -242,13 +242,14 @@ class Transaction:
         return True
 
     def drop_prepared(self) -> None:
-        """A rebalance in a turn that had already prepared a batch (Worker.step: what comes in while the previous
-        transaction commits joins the batch, and a consume call may revoke its partitions): the batch goes with
-        them. Nothing of it was produced; the new owner reads its records again."""
-        if self.outbox.rows:
-            self.outbox.clear()
-            self.telemetry.take_batch()
-            self.dropped_batches += 1
+        """A rebalance: what this turn has prepared goes with the revoked partitions (Worker.step: what comes in
+        while the previous transaction commits joins the batch, and a consume call may revoke its partitions);
+        nothing of it was produced, the new owner reads its records again. Counted even when nothing is left to
+        drop: a commit that failed in the revoke callback has aborted and cleared it already, and the turn must
+        not commit the offsets it held for it."""
+        self.outbox.clear()
+        self.telemetry.take_batch()
+        self.dropped_batches += 1
 
     def commit_running(self) -> bool:
         """Is the previous batch's transaction still being committed (its calls not returned yet)?"""

@@ -123,12 +123,12 @@ def test_every_move_is_allowed_exactly_when_the_table_has_it(source: TxnState, t
 def test_a_rebalance_drops_a_prepared_batch_that_was_not_produced_yet() -> None:
     txn, made = _driver()
     txn.open()
-    txn.drop_prepared()  # nothing prepared: nothing dropped
-    assert txn.dropped_batches == 0
+    txn.drop_prepared()  # nothing left (an abort cleared it): still counted, the turn's offsets go too
+    assert txn.dropped_batches == 1
     txn.outbox.send("out", b"k", b"v")  # a batch prepared while the previous transaction commits
     txn.telemetry.counts[("redeliveries",)] = 2
     txn.drop_prepared()
-    assert (txn.dropped_batches, txn.outbox.rows, txn.telemetry.counts) == (1, [], {})
+    assert (txn.dropped_batches, txn.outbox.rows, txn.telemetry.counts) == (2, [], {})
     assert txn.start(FakeConsumer(), {("in", 0): 5}, records=0)  # type: ignore[arg-type]
     assert txn.finish()
     assert made[0].calls == ["init", "begin", "offsets", "commit"]  # the dropped record was never produced
