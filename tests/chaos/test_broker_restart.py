@@ -35,8 +35,10 @@ PARTITIONS = 4
 HANG_S = 60  # a healthy worker is back within ~15 s (reconnect, rejoin the group, restore)
 # small transactions keep the worker busy long enough for the broker to go down with input left: at 200 the
 # worker (10k-record batches default, compiled codec) twice finished the rest before the bounce; at 50 it
-# finished the second half between two lag polls in two clean-clone runs of session 11 (a poll builds a consumer)
-BATCH = 20
+# finished the second half between two lag polls in two clean-clone runs of session 11 (a poll builds a consumer).
+# Since session 21 a transaction takes in up to 4 batches while the previous one commits: at 20, once more it
+# finished the first half before the crash (seed 581770); at 5 a transaction holds at most 20 again
+BATCH = 5
 
 
 @pytest.mark.parametrize("schedule", ["mid-run", "after-a-burst"])
