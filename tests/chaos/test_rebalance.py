@@ -60,8 +60,12 @@ def test_rebalances_under_traffic_are_exactly_once(
         assert code == 0, f"{leaver} did not stop cleanly ({code}):\n{workers[leaver].log()[-3000:]}"
         with frozen(workers.values()):
             fed += feed_file(bootstrap, topics, src, bounds[2 * k + 1], bounds[2 * k + 2])
+        starts = workers[leaver].log().count('"worker started"')  # one log file per worker id, appended
         workers[leaver] = spawn(bootstrap, topics, app, leaver, batch=200)
         every.append(workers[leaver])
+        # its SIGTERM handler is in place once it says so: a stop during its imports (the next leaver may be this
+        # one, and since session 21 a chunk can be half done by then) ended it by the signal, not cleanly
+        wait_until(lambda n=starts, w=workers[leaver]: w.log().count('"worker started"') > n, 60, f"{leaver} started")
         figures.rebalances += 2
     assert fed == lines
     check = check_exactly_once(
