@@ -65,17 +65,9 @@ class SlowCommitWorker(Worker):
         self.producer = self.slow  # type: ignore[assignment]
 
 
-def test_a_transaction_takes_in_more_than_a_batch_while_the_previous_one_commits(
-    bootstrap: str, fresh_topics: Any, tmp_path: Path
-) -> None:
-    topics = fresh_topics(PARTITIONS)
-    src = simulate(tmp_path / "sim", 2500, seed=57, partitions=PARTITIONS)
-    feed_file(bootstrap, topics, src)
-    app = app_of(topics)
-    options = WorkerOptions(
-        bootstrap=bootstrap, app_id=app, worker_id="w0", batch_max_records=BATCH, wall_clock_lag_ms=None
-    )
-    worker = SlowCommitWorker(load_settings(None, env=topic_env(topics)), options)
+def run_until_drained(worker: Worker, bootstrap: str, topics: Any, app: str) -> None:
+    """``worker.run()`` on a thread of this process until its group has read all input; its error, if any, raised
+    here."""
     failed: list[BaseException] = []
 
     def run() -> None:
@@ -92,6 +84,20 @@ def test_a_transaction_takes_in_more_than_a_batch_while_the_previous_one_commits
         worker.stopping = True
         thread.join(60)
     assert not failed, failed
+
+
+def test_a_transaction_takes_in_more_than_a_batch_while_the_previous_one_commits(
+    bootstrap: str, fresh_topics: Any, tmp_path: Path
+) -> None:
+    topics = fresh_topics(PARTITIONS)
+    src = simulate(tmp_path / "sim", 2500, seed=57, partitions=PARTITIONS)
+    feed_file(bootstrap, topics, src)
+    app = app_of(topics)
+    options = WorkerOptions(
+        bootstrap=bootstrap, app_id=app, worker_id="w0", batch_max_records=BATCH, wall_clock_lag_ms=None
+    )
+    worker = SlowCommitWorker(load_settings(None, env=topic_env(topics)), options)
+    run_until_drained(worker, bootstrap, topics, app)
     taken = worker.slow.taken_in
     # one batch per transaction would be at most BATCH records plus the batch stage's share (half a batch)
     assert max(taken) > 2 * BATCH, taken
@@ -164,22 +170,7 @@ def test_a_rebalance_while_a_turn_holds_a_prepared_batch_drops_that_batch(
     )
     worker = RebalancedWorker(load_settings(None, env=topic_env(topics)), options)
     worker.fail_commit = commit == "fails"
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            worker.run()
-        except BaseException as exc:  # handed to the test thread
-            failed.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        _drain(bootstrap, topics, app, timeout=180)
-    finally:
-        worker.stopping = True
-        thread.join(60)
-    assert not failed, failed
+    run_until_drained(worker, bootstrap, topics, app)
     assert worker.rebalancing.rebalanced
     verdict = verify(read_all(bootstrap, topics), replay_oracle(src, tmp_path / "replay", PARTITIONS))
     assert verdict.ok, verdict.problems
