@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
 
 from posrecon.logs import setup_logging
@@ -12,13 +13,28 @@ from posrecon.logs import setup_logging
 log = logging.getLogger("posrecon.worker")
 
 
+class _EarlyStop:
+    """SIGTERM / SIGINT before the worker's own handlers are in place (imports, the first metadata request,
+    schema registration): remembered, so that a stop during start-up ends the process cleanly (exit 0), not by
+    the signal's default action (-15, or a KeyboardInterrupt traceback)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        signal.signal(signal.SIGTERM, self._set)
+        signal.signal(signal.SIGINT, self._set)
+
+    def _set(self, signum: int, _frame: object) -> None:
+        self.requested = True
+
+
 def _main(args: argparse.Namespace) -> int:
+    early_stop = _EarlyStop()  # first: the imports below take a second
     from prometheus_client import start_http_server
 
     from posrecon.app import auth
     from posrecon.app.worker import Worker, WorkerOptions
     from posrecon.config import default_bootstrap, load_settings
-    from posrecon.kafka.topics import CoPartitioningError
+    from posrecon.kafka.topics import CoPartitioningError, TopicError
     from posrecon.metrics import WorkerMetrics
     from posrecon.serde.wire import SchemaRegistrationError
 
@@ -59,6 +75,8 @@ def _main(args: argparse.Namespace) -> int:
         print(f"posrecon run: {exc}")
         return 2
     worker.install_signal_handlers()
+    if early_stop.requested:  # before the worker's handlers: no client opened yet, nothing to close
+        return _stopped_before_start()
     ops = None
     if args.ops_port is not None:
         from posrecon.app.ops_api import OpsApi
@@ -72,6 +90,12 @@ def _main(args: argparse.Namespace) -> int:
         log.error("input topics are not co-partitioned", extra={"fields": {"error": str(exc)}})
         print(f"posrecon run: {exc}")
         return 2
+    except TopicError as exc:  # the input topics' metadata did not come (no broker at that address)
+        if worker.stopping:
+            return _stopped_before_start()
+        log.error("cannot start", extra={"fields": {"error": str(exc), "bootstrap": bootstrap}})
+        print(f"posrecon run: {exc}")
+        return 2
     finally:
         if ops is not None:
             ops.stop()
@@ -81,6 +105,11 @@ def _main(args: argparse.Namespace) -> int:
         # forever, and its transaction is already fenced: leave without running destructors
         logging.shutdown()
         os._exit(0)
+    return 0
+
+
+def _stopped_before_start() -> int:
+    log.info("worker stopped before it started (SIGTERM / SIGINT during start-up)")
     return 0
 
 
