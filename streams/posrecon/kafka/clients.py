@@ -7,6 +7,7 @@ a side consumer of the same group that only reads committed offsets, and one tra
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,7 +24,15 @@ def shared_config(settings_kafka: Mapping[str, str], overrides: Mapping[str, str
     options' overrides, and the bootstrap servers."""
     config: dict[str, Any] = {**settings_kafka, **overrides}
     config["bootstrap.servers"] = bootstrap
+    # librdkafka's own log lines (a broker gone, a failed connection) through the JSON log and its card-number
+    # scrubber instead of raw ``%3|…`` lines on stderr; served by the consumer's consume and the producer's
+    # poll / flush calls, so never from librdkafka's threads
+    config["logger"] = KAFKA_LOG
     return config
+
+
+#: the logger librdkafka's messages arrive on (level from librdkafka's syslog level: 3 error, 4 warning …)
+KAFKA_LOG = logging.getLogger("posrecon.kafka.librdkafka")
 
 
 def admin(config: Mapping[str, Any]) -> AdminClient:

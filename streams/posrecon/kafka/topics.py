@@ -51,8 +51,10 @@ class CoPartitioningError(TopicError):
 
 def admin_client(bootstrap: str, client_config: Mapping[str, str] | None = None) -> AdminClient:
     """An AdminClient for ``bootstrap``; ``client_config`` adds librdkafka settings (security, timeouts …)."""
-    conf: dict[str, str | int | float | bool] = {"log_level": 4}  # no librdkafka info chatter on exit
-    conf.update(client_config or {})
+    conf: dict[str, Any] = {"log_level": 4}  # no librdkafka info chatter on exit
+    # not a shared config's logger (kafka/clients.py): an AdminClient serves its log queue only on poll(), which
+    # nothing calls, so its messages would be kept unread; it keeps librdkafka's stderr lines instead
+    conf.update({k: v for k, v in (client_config or {}).items() if k != "logger"})
     conf["bootstrap.servers"] = bootstrap
     return AdminClient(conf)
 
