@@ -24,6 +24,7 @@ import signal
 import sys
 from typing import Any
 
+from posrecon.app.command import StopSignals
 from posrecon.app.worker import Worker, WorkerOptions
 from posrecon.config import load_settings
 from posrecon.logs import setup_logging
@@ -110,7 +111,7 @@ def main(argv: list[str]) -> int:
         **extra,
     )
     worker = ZombieWorker(load_settings(config[0] if config else None), options)
-    worker.install_signal_handlers()
+    StopSignals().attach(worker)
     worker.run()
     return 0
 

@@ -7,28 +7,40 @@ import logging
 import os
 import signal
 import socket
+from typing import TYPE_CHECKING
 
 from posrecon.logs import setup_logging
+
+if TYPE_CHECKING:
+    from posrecon.app.worker import Worker
 
 log = logging.getLogger("posrecon.worker")
 
 
-class _EarlyStop:
-    """SIGTERM / SIGINT before the worker's own handlers are in place (imports, the first metadata request,
-    schema registration): remembered, so that a stop during start-up ends the process cleanly (exit 0), not by
-    the signal's default action (-15, or a KeyboardInterrupt traceback)."""
+class StopSignals:
+    """SIGTERM / SIGINT: the worker's loop ends after its turn (``Worker.stopping``), commits and closes.
+
+    Installed first thing, before the imports and the first metadata request (a second or more): a stop that
+    comes before the worker exists is remembered, so that it ends the process cleanly (exit 0), not by the
+    signal's default action (-15, or a KeyboardInterrupt traceback)."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.worker: Worker | None = None
         signal.signal(signal.SIGTERM, self._set)
         signal.signal(signal.SIGINT, self._set)
 
+    def attach(self, worker: Worker) -> None:
+        self.worker = worker
+
     def _set(self, signum: int, _frame: object) -> None:
         self.requested = True
+        if self.worker is not None:
+            self.worker.stopping = True
 
 
 def _main(args: argparse.Namespace) -> int:
-    early_stop = _EarlyStop()  # first: the imports below take a second
+    stop = StopSignals()  # first: the imports below take a second
     from prometheus_client import start_http_server
 
     from posrecon.app import auth
@@ -74,8 +86,8 @@ def _main(args: argparse.Namespace) -> int:
         )
         print(f"posrecon run: {exc}")
         return 2
-    worker.install_signal_handlers()
-    if early_stop.requested:  # before the worker's handlers: no client opened yet, nothing to close
+    stop.attach(worker)
+    if stop.requested:  # before the worker existed: no client opened yet, nothing to close
         return _stopped_before_start()
     ops = None
     if args.ops_port is not None:

@@ -17,7 +17,6 @@ policy); the Kafka clients are built in kafka/clients.py.
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,7 +49,7 @@ from posrecon.serde.wire import codec_for
 log = logging.getLogger("posrecon.worker")
 
 Offsets = dict[tuple[str, int], int]  # (topic, partition) -> the offset a transaction commits
-#: how many batches one transaction may take in while the previous one commits (see :meth:`Worker.step`)
+#: how many batches one transaction may take in while the previous one commits or a backlog waits (:meth:`Worker.step`)
 BATCHES_PER_COMMIT = 4
 
 
@@ -202,13 +201,6 @@ class Worker(WorkerReadouts):
         }
         log.info("worker started", extra={"fields": fields})
 
-    def install_signal_handlers(self) -> None:
-        def _stop(signum: int, _frame: object) -> None:
-            self.stopping = True
-
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
-
     def run(self, max_seconds: float | None = None) -> None:
         self.setup()
         assert self.consumer is not None
@@ -320,10 +312,12 @@ class Worker(WorkerReadouts):
         self.intake.credit_stall(now)
         txn = self.transaction
         offsets, records = self._take_batch(consumer, now, 0.05)
-        # while the previous transaction commits (round trips, the broker's acks: the loop would only wait), what
-        # comes in meanwhile joins this batch, up to BATCHES_PER_COMMIT batches (docs/performance.md, session 21)
-        cap, dropped = self.options.batch_max_records * BATCHES_PER_COMMIT, txn.dropped_batches
-        while offsets is not None and records < cap and txn.commit_running():
+        # what comes in while the previous transaction commits joins this batch (the loop would only wait), and so
+        # does a backlog (a full batch: more waits), up to BATCHES_PER_COMMIT batches, to spread a transaction's own
+        # costs; live traffic fills no batch (docs/performance.md, sessions 21-22)
+        batch = self.options.batch_max_records
+        cap, dropped, behind = batch * BATCHES_PER_COMMIT, txn.dropped_batches, records >= batch
+        while offsets is not None and records < cap and (behind or txn.commit_running()):
             more, taken = self._take_batch(consumer, wall_ms(), 0)
             if txn.dropped_batches != dropped:  # a rebalance dropped what this turn had prepared (_on_revoke)
                 offsets, records = more, 0
@@ -332,6 +326,7 @@ class Worker(WorkerReadouts):
             records += taken
             if not taken:
                 break
+            behind = taken >= batch
         if self._finish_commit() and offsets is not None and not txn.start(consumer, offsets, records):
             self._rebuild()
         self.telemetry.report(self.engine, consumer, self.intake, now)
