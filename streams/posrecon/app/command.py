@@ -183,7 +183,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--batch",
         type=int,
         default=10_000,
-        help="max input records per transaction when behind (default 10000; fewer transactions, fewer markers)",
+        help="input records per batch (default 10000); a transaction takes up to 4 batches of a backlog: fewer"
+        " transactions, fewer markers",
     )
     parser.add_argument(
         "--max-task-idle-ms",
