@@ -183,8 +183,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--batch",
         type=int,
         default=10_000,
-        help="input records per batch (default 10000); a transaction takes up to 4 batches of a backlog: fewer"
-        " transactions, fewer markers",
+        help="input records per batch when behind (default 10000); what arrives while the previous transaction"
+        " commits joins the next one, up to 4 batches: fewer transactions, fewer markers",
     )
     parser.add_argument(
         "--max-task-idle-ms",

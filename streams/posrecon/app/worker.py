@@ -49,7 +49,7 @@ from posrecon.serde.wire import codec_for
 log = logging.getLogger("posrecon.worker")
 
 Offsets = dict[tuple[str, int], int]  # (topic, partition) -> the offset a transaction commits
-#: how many batches one transaction may take in while the previous one commits or a backlog waits (:meth:`Worker.step`)
+#: how many batches one transaction may take in while the previous one commits (see :meth:`Worker.step`)
 BATCHES_PER_COMMIT = 4
 
 
@@ -312,12 +312,11 @@ class Worker(WorkerReadouts):
         self.intake.credit_stall(now)
         txn = self.transaction
         offsets, records = self._take_batch(consumer, now, 0.05)
-        # what comes in while the previous transaction commits joins this batch (the loop would only wait), and so
-        # does a backlog (a full batch: more waits), up to BATCHES_PER_COMMIT batches, to spread a transaction's own
-        # costs; live traffic fills no batch (docs/performance.md, sessions 21-22)
-        batch = self.options.batch_max_records
-        cap, dropped, behind = batch * BATCHES_PER_COMMIT, txn.dropped_batches, records >= batch
-        while offsets is not None and records < cap and (behind or txn.commit_running()):
+        # while the previous transaction commits (round trips, the broker's acks: the loop would only wait), what
+        # comes in meanwhile joins this batch, up to BATCHES_PER_COMMIT batches (docs/performance.md, session 21;
+        # not a backlog's next batches when the commit is done: session 22, the latency step's p99 doubled)
+        cap, dropped = self.options.batch_max_records * BATCHES_PER_COMMIT, txn.dropped_batches
+        while offsets is not None and records < cap and txn.commit_running():
             more, taken = self._take_batch(consumer, wall_ms(), 0)
             if txn.dropped_batches != dropped:  # a rebalance dropped what this turn had prepared (_on_revoke)
                 offsets, records = more, 0
@@ -326,7 +325,6 @@ class Worker(WorkerReadouts):
             records += taken
             if not taken:
                 break
-            behind = taken >= batch
         if self._finish_commit() and offsets is not None and not txn.start(consumer, offsets, records):
             self._rebuild()
         self.telemetry.report(self.engine, consumer, self.intake, now)

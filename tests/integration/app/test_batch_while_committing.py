@@ -107,43 +107,6 @@ def test_a_transaction_takes_in_more_than_a_batch_while_the_previous_one_commits
     assert verdict.ok, verdict.problems
 
 
-class SlowBatchWorker(Worker):
-    """Each batch takes 0.3 s longer to reconcile (a slower host; two workers sharing its cores): the previous
-    transaction's commit (tens of ms on the local broker) is over before the next batch is ready."""
-
-    def setup(self) -> None:
-        super().setup()
-        self.slow = SlowCommitProducer(self.producer, {self.topics.terminal, self.topics.settlement}, delay_s=0)
-        self.producer = self.slow  # type: ignore[assignment]
-
-    def _prepare(self, *args: Any) -> dict[tuple[str, int], int]:
-        offsets = super()._prepare(*args)
-        time.sleep(0.3)
-        return offsets
-
-
-def test_a_backlog_fills_a_transaction_with_several_batches_even_when_the_commit_is_quick(
-    bootstrap: str, fresh_topics: Any, tmp_path: Path
-) -> None:
-    # a worker behind used to commit one batch per transaction whenever its commit kept up with its batches (two
-    # workers: 9,500 records per transaction against one worker's 20,000; docs/performance.md, session 22)
-    topics = fresh_topics(PARTITIONS)
-    src = simulate(tmp_path / "sim", 1500, seed=58, partitions=PARTITIONS)
-    feed_file(bootstrap, topics, src)
-    app = app_of(topics)
-    options = WorkerOptions(
-        bootstrap=bootstrap, app_id=app, worker_id="w0", batch_max_records=BATCH, wall_clock_lag_ms=None
-    )
-    worker = SlowBatchWorker(load_settings(None, env=topic_env(topics)), options)
-    run_until_drained(worker, bootstrap, topics, app)
-    taken = worker.slow.taken_in
-    # one batch per transaction would be at most BATCH records plus the batch stage's share (half a batch)
-    assert max(taken) >= (BATCHES_PER_COMMIT - 1) * BATCH, taken
-    assert max(taken) <= BATCH * BATCHES_PER_COMMIT * 2, taken
-    verdict = verify(read_all(bootstrap, topics), replay_oracle(src, tmp_path / "replay", PARTITIONS))
-    assert verdict.ok, verdict.problems
-
-
 class RebalancingConsumer:
     """The worker's consumer; the first time it is called while the worker holds two prepared batches (a turn
     taking batches in during a slow commit), and again at the start of a later turn, it first runs an eager rebalance that gives the same partitions back, as
