@@ -16,7 +16,19 @@ from confluent_kafka.admin import AdminClient
 
 from posrecon.kafka.topics import admin_client
 
-__all__ = ["admin", "group_consumer", "offset_reader", "producer_config", "shared_config", "transactional_producer"]
+__all__ = [
+    "KAFKA_LOG",
+    "admin",
+    "group_consumer",
+    "offset_reader",
+    "producer_config",
+    "shared_config",
+    "transactional_producer",
+]
+
+
+#: the logger librdkafka's messages arrive on (level from librdkafka's syslog level: 3 error, 4 warning …)
+KAFKA_LOG = logging.getLogger("posrecon.kafka.librdkafka")
 
 
 def shared_config(settings_kafka: Mapping[str, str], overrides: Mapping[str, str], bootstrap: str) -> dict[str, Any]:
@@ -29,10 +41,6 @@ def shared_config(settings_kafka: Mapping[str, str], overrides: Mapping[str, str
     # poll / flush calls, so never from librdkafka's threads
     config["logger"] = KAFKA_LOG
     return config
-
-
-#: the logger librdkafka's messages arrive on (level from librdkafka's syslog level: 3 error, 4 warning …)
-KAFKA_LOG = logging.getLogger("posrecon.kafka.librdkafka")
 
 
 def admin(config: Mapping[str, Any]) -> AdminClient:

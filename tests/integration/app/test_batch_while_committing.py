@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
@@ -20,20 +20,20 @@ from confluent_kafka import KafkaError, KafkaException
 from livekit import app_of, feed_file, read_all, replay_oracle, simulate, topic_env, verify
 from livekit import drain as _drain
 from posrecon.app.worker import BATCHES_PER_COMMIT, Worker, WorkerOptions
-from posrecon.config import load_settings
+from posrecon.config import Topics, load_settings
 
 pytestmark = pytest.mark.broker
 PARTITIONS = 4
 BATCH = 300
+W = TypeVar("W", bound=Worker)
 
 
 class SlowCommitProducer:
     """The worker's producer with a slower commit; remembers the input offsets each transaction committed."""
 
-    def __init__(self, real: Any, inputs: set[str], delay_s: float = 0.25) -> None:
+    def __init__(self, real: Any, inputs: set[str]) -> None:
         self.real = real
         self.inputs = inputs
-        self.delay_s = delay_s
         self.committed: dict[tuple[str, int], int] = {}
         self.taken_in: list[int] = []  # input records each transaction committed the offsets of
         self.fail_commit = False  # the commit in flight fails (as when the group's generation moved on)
@@ -52,7 +52,7 @@ class SlowCommitProducer:
         self.taken_in.append(taken)
 
     def commit_transaction(self, *args: Any) -> None:
-        time.sleep(self.delay_s)
+        time.sleep(0.25)
         if self.fail_commit:
             self.fail_commit = False
             raise KafkaException(KafkaError(KafkaError._STATE, "generation moved on", txn_requires_abort=True))
@@ -64,6 +64,21 @@ class SlowCommitWorker(Worker):
         super().setup()
         self.slow = SlowCommitProducer(self.producer, {self.topics.terminal, self.topics.settlement})
         self.producer = self.slow  # type: ignore[assignment]
+
+
+def backlog_worker(
+    worker_class: type[W], bootstrap: str, fresh_topics: Any, tmp_path: Path, seed: int
+) -> tuple[W, Topics, str, Path]:
+    """A ``worker_class`` worker (``BATCH``-record batches) over fresh topics holding a backlog of 2,500 simulated
+    orders: the worker, the topics, its app id and the simulation's input file (for the replay oracle)."""
+    topics = fresh_topics(PARTITIONS)
+    src = simulate(tmp_path / "sim", 2500, seed=seed, partitions=PARTITIONS)
+    feed_file(bootstrap, topics, src)
+    app = app_of(topics)
+    options = WorkerOptions(
+        bootstrap=bootstrap, app_id=app, worker_id="w0", batch_max_records=BATCH, wall_clock_lag_ms=None
+    )
+    return worker_class(load_settings(None, env=topic_env(topics)), options), topics, app, src
 
 
 def run_until_drained(worker: Worker, bootstrap: str, topics: Any, app: str) -> None:
@@ -90,14 +105,7 @@ def run_until_drained(worker: Worker, bootstrap: str, topics: Any, app: str) -> 
 def test_a_transaction_takes_in_more_than_a_batch_while_the_previous_one_commits(
     bootstrap: str, fresh_topics: Any, tmp_path: Path
 ) -> None:
-    topics = fresh_topics(PARTITIONS)
-    src = simulate(tmp_path / "sim", 2500, seed=57, partitions=PARTITIONS)
-    feed_file(bootstrap, topics, src)
-    app = app_of(topics)
-    options = WorkerOptions(
-        bootstrap=bootstrap, app_id=app, worker_id="w0", batch_max_records=BATCH, wall_clock_lag_ms=None
-    )
-    worker = SlowCommitWorker(load_settings(None, env=topic_env(topics)), options)
+    worker, topics, app, src = backlog_worker(SlowCommitWorker, bootstrap, fresh_topics, tmp_path, seed=57)
     run_until_drained(worker, bootstrap, topics, app)
     taken = worker.slow.taken_in
     # one batch per transaction would be at most BATCH records plus the batch stage's share (half a batch)
@@ -109,9 +117,9 @@ def test_a_transaction_takes_in_more_than_a_batch_while_the_previous_one_commits
 
 class RebalancingConsumer:
     """The worker's consumer; the first time it is called while the worker holds two prepared batches (a turn
-    taking batches in during a slow commit), and again at the start of a later turn, it first runs an eager rebalance that gives the same partitions back, as
-    librdkafka does inside that consume call: revoke (the worker drops its state), then assign (it restores from
-    the changelogs and rewinds to the committed offsets)."""
+    taking batches in during a slow commit), and again at the start of a later turn, it first runs an eager
+    rebalance that gives the same partitions back, as librdkafka does inside that consume call: revoke (the worker
+    drops its state), then assign (it restores from the changelogs and rewinds to the committed offsets)."""
 
     def __init__(self, real: Any, worker: SlowCommitWorker, fail_commit: bool) -> None:
         self.real = real
@@ -162,14 +170,7 @@ def test_a_rebalance_while_a_turn_holds_a_prepared_batch_drops_that_batch(
     diverged from the truth). When the commit in flight fails in the revoke callback (the group's generation
     moved on), its abort clears the outbox first: the turn must still drop the offsets it held (3 outputs lost in
     ``test_rebalance.py``, seed 547137, when it did not)."""
-    topics = fresh_topics(PARTITIONS)
-    src = simulate(tmp_path / "sim", 2500, seed=58, partitions=PARTITIONS)
-    feed_file(bootstrap, topics, src)
-    app = app_of(topics)
-    options = WorkerOptions(
-        bootstrap=bootstrap, app_id=app, worker_id="w0", batch_max_records=BATCH, wall_clock_lag_ms=None
-    )
-    worker = RebalancedWorker(load_settings(None, env=topic_env(topics)), options)
+    worker, topics, app, src = backlog_worker(RebalancedWorker, bootstrap, fresh_topics, tmp_path, seed=58)
     worker.fail_commit = commit == "fails"
     run_until_drained(worker, bootstrap, topics, app)
     assert worker.rebalancing.rebalanced

@@ -10,23 +10,28 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from posrecon.net import find_free_port
 
 _SIGTERM_BIT = 1 << (signal.SIGTERM - 1)  # in /proc/<pid>/status SigCgt: a handler is installed
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed when the block ends: nothing listens there
-
-
-def _spawn(port: int) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "posrecon.cli", "run", "--bootstrap", f"127.0.0.1:{port}", "--app-id", "start-stop"]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+@contextmanager
+def _worker_without_broker() -> Iterator[subprocess.Popen[str]]:
+    """``posrecon run`` pointed at a free loopback port (nothing listens there); killed if still running after."""
+    bootstrap = f"127.0.0.1:{find_free_port()}"
+    cmd = [sys.executable, "-m", "posrecon.cli", "run", "--bootstrap", bootstrap, "--app-id", "start-stop"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def _sigterm_caught(pid: int) -> bool:
@@ -38,17 +43,13 @@ def _sigterm_caught(pid: int) -> bool:
 
 
 def test_sigterm_during_start_up_ends_the_worker_cleanly_before_it_reaches_kafka() -> None:
-    proc = _spawn(_closed_port())
-    try:
+    with _worker_without_broker() as proc:
         deadline = time.monotonic() + 60
         while not _sigterm_caught(proc.pid):  # the first handler the process installs: send the stop right then
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
             time.sleep(0.005)
         os.kill(proc.pid, signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 0, out
     assert "worker stopped before it started" in out
     assert "Traceback" not in out
@@ -57,12 +58,8 @@ def test_sigterm_during_start_up_ends_the_worker_cleanly_before_it_reaches_kafka
 
 
 def test_no_broker_at_the_address_is_a_clear_error_not_a_traceback() -> None:
-    proc = _spawn(_closed_port())
-    try:
+    with _worker_without_broker() as proc:
         out, _ = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 2, out
     assert "posrecon run: cannot read topic metadata from Kafka" in out
     assert "Traceback" not in out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import time
 
 import pytest
@@ -12,6 +11,7 @@ from confluent_kafka import Producer
 
 from posrecon.kafka.clients import KAFKA_LOG, group_consumer, producer_config, shared_config
 from posrecon.logs import JsonFormatter
+from posrecon.net import find_free_port
 
 
 def test_a_transaction_retries_concurrent_transactions_after_20_ms_not_librdkafkas_100() -> None:
@@ -33,10 +33,7 @@ def test_what_exactly_once_needs_cannot_be_overridden() -> None:
 
 def test_librdkafka_log_lines_reach_the_json_log_not_raw_stderr(caplog: pytest.LogCaptureFixture) -> None:
     # a real librdkafka consumer pointed at a closed port: its connection errors are served by consume()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = shared_config({}, {}, f"127.0.0.1:{port}")
+    config = shared_config({}, {}, f"127.0.0.1:{find_free_port()}")
     consumer = group_consumer(config, "posrecon-log-test", None)
     try:
         with caplog.at_level(logging.WARNING, logger=KAFKA_LOG.name):
