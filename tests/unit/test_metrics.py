@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from confluent_kafka import Message
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from posrecon.app.outbox import Outbox
@@ -27,6 +28,7 @@ from posrecon.engine.model import (
     Severity,
 )
 from posrecon.engine.output_feed import alert_label
+from posrecon.engine.sighting_records import pack_sightings, sighting_row
 from posrecon.metrics import AUTH_BUCKETS, LATENCY_BUCKETS, WorkerMetrics, observe_all
 
 
@@ -227,9 +229,13 @@ def test_a_duplicate_charge_resolved_by_a_void_in_the_card_stage_is_timed() -> N
     outbox = Outbox(settings, ("app-changelog", "app-card-sightings", "app-cards"), {0: index}, {}, metrics)
     outbox.alert_codec = type("Codec", (), {"encode": staticmethod(lambda alert: b"")})()
     key = CardKey("tok_1", "m-1", 1250, "EUR")
-    outbox.apply_sighting(index, CardSighting(key, "o-1", 1_000, "t-1", False), now=0)
-    outbox.apply_sighting(index, CardSighting(key, "o-2", 61_000, "t-1", False), now=0)  # DUPLICATE_CHARGE on o-2
-    outbox.apply_sighting(index, CardSighting(key, "o-2", 61_000, "t-1", False, True, 0, 0, "ev-void", 361_000), now=0)
+    sightings = [
+        CardSighting(key, "o-1", 1_000, "t-1", False),
+        CardSighting(key, "o-2", 61_000, "t-1", False),  # DUPLICATE_CHARGE on o-2
+        CardSighting(key, "o-2", 61_000, "t-1", False, True, 0, 0, "ev-void", 361_000),  # its void resolves it
+    ]
+    [value] = pack_sightings([sighting_row(s) for s in sightings])  # as another worker sends them
+    outbox.card_sighting(Message(topic="app-card-sightings", partition=0, value=value), 0, now=0)
     name = "posrecon_alert_time_to_resolve_seconds"
     assert _value(metrics, f"{name}_count", kind="DUPLICATE_CHARGE") == 1
     assert _value(metrics, f"{name}_sum", kind="DUPLICATE_CHARGE") == 300  # void 5 min after the later approval

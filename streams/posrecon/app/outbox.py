@@ -15,15 +15,16 @@ from __future__ import annotations
 from confluent_kafka import Message, Producer
 
 from posrecon.app.errors import BAD_SIGHTING_ROW, Letter, bad_sighting
-from posrecon.app.state_store import offset_key, unpack_row
+from posrecon.app.state_store import offset_key
 from posrecon.app.telemetry import observe_money, observe_resolve_latencies
 from posrecon.config import Settings
 from posrecon.deadletter import DeadLetter
-from posrecon.engine.cards import CardIndex, CardKey, CardSighting
+from posrecon.engine.cards import CardIndex
 from posrecon.engine.decision_money import DecisionMoney
 from posrecon.engine.engine import ReconciliationEngine
 from posrecon.engine.model import Alert
 from posrecon.engine.output_feed import OutputFeed, Row
+from posrecon.engine.sighting_records import unpack_sightings
 from posrecon.metrics import WorkerMetrics, observe_all
 from posrecon.serde.wire import codec_for
 
@@ -125,21 +126,17 @@ class Outbox:
     # --- the card stage ---------------------------------------------------------------------------------
 
     def card_sighting(self, msg: Message, partition: int, now: int) -> None:
-        """A card sighting another worker routed here, into its card partition's index."""
+        """A record of the card sightings other workers routed here, into its card partition's index (whole, or
+        a dead letter if any of its rows is malformed)."""
         index = self.cards.get(partition)
         if index is None:
             return
         try:
-            raw = unpack_row(msg.value() or b"")
-            sighting = CardSighting(CardKey(*raw[0]), *raw[1:10])
+            sightings = unpack_sightings(msg.value() or b"")
         except BAD_SIGHTING_ROW as exc:
             self.dead_letter(msg, bad_sighting(exc))
             return
-        self.apply_sighting(index, sighting, now)
-
-    def apply_sighting(self, index: CardIndex, sighting: CardSighting, now: int) -> None:
-        """The card stage: ``sighting`` into its card partition's index, a DUPLICATE_CHARGE per pair found."""
-        self.feed.apply_sighting(index, sighting, now)
+        self.feed.apply_sightings(index, sightings, now)
         observe_resolve_latencies(self.metrics, self.feed.resolve_latencies)
 
     # --- changelogs -------------------------------------------------------------------------------------
