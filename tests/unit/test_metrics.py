@@ -3,9 +3,9 @@ counts of v2 and batch outputs (app/telemetry.py) reach the right series."""
 
 from __future__ import annotations
 
+from confluent_kafka import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from confluent_kafka import Message
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from posrecon.app.outbox import Outbox

@@ -71,7 +71,12 @@ def test_the_owner_of_the_card_partition_applies_the_record_and_raises_the_dupli
     assert len(owner.cards[3]) == 2
     [(alerts_topic, alert_value, alert_key, _, _)] = owner.rows
     alert = AvroCodec("Alert").decode(alert_value)
-    assert (alerts_topic, alert["kind"], alert["order_id"], alert_key) == (owner.topics.alerts, "DUPLICATE_CHARGE", "o-2", b"o-2")
+    assert (alerts_topic, alert["kind"], alert["order_id"], alert_key) == (
+        owner.topics.alerts,
+        "DUPLICATE_CHARGE",
+        "o-2",
+        b"o-2",
+    )
 
 
 def test_a_malformed_record_is_a_dead_letter_and_none_of_its_rows_is_applied() -> None:
