@@ -65,6 +65,10 @@ def figures(results: dict[str, Any]) -> dict[str, Any]:
     f["workers2_events_per_cpu_s_process_life"] = get("workers_2", "events_per_cpu_s_process_life")
     if f["worker1_events_per_cpu_s"] and f["workers2_events_per_cpu_s"]:
         f["scaling_per_cpu_s_two_vs_one"] = round(f["workers2_events_per_cpu_s"] / f["worker1_events_per_cpu_s"], 3)
+    # with --pairs: the means over the alternating rounds (bench/run.py, alternating_pairs)
+    rounds = results.get("pairs") or {}
+    f["rounds_scaling_per_cpu_s_mean"] = rounds.get("scaling_per_cpu_s_mean")
+    f["rounds_posrecon_vs_quix_mean"] = rounds.get("mean")
     for key in ("ratio", "cost_pct", "per_cpu_s_ratio", "output_matches_truth", "workers"):
         f[f"batches_{key}"] = get("batches", key)
     for side in ("with_batches", "without_batches"):
@@ -193,6 +197,12 @@ def print_table(results: dict[str, Any], latency_warmup_s: float) -> None:
             2,
         ),
         (
+            "  mean over the alternating rounds (--pairs)",
+            num(f.get("rounds_scaling_per_cpu_s_mean"), "", 2),
+            "",
+            "",
+        ),
+        (
             f"latency @50% (after {warm:g} s warm-up): input → reconciled p50/p99/max",
             f"{num(lat.get('p50_ms'))}/{num(lat.get('p99_ms'))}/{num(lat.get('max_ms'))} ms",
             f"p99 <= {t['latency_p99_ms']} ms",
@@ -257,8 +267,9 @@ def print_table(results: dict[str, Any], latency_warmup_s: float) -> None:
             "",
             2,
         ),
+        ("  mean over the alternating rounds (--pairs)", num(f.get("rounds_posrecon_vs_quix_mean"), "", 2), "", ""),
     ]
-    at = next(i for i, row in enumerate(rows) if row[0].startswith("2 workers / 1 worker, per")) + 1
+    at = next(i for i, row in enumerate(rows) if row[0].startswith("  mean over the alternating rounds")) + 1
     rows[at:at] = batch_rows(f, num)
     if "worker_1_flow_control" in results["steps"]:
         rows.insert(

@@ -37,6 +37,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -83,19 +84,32 @@ def run_steps(b: Bench) -> None:
 
 
 def alternating_pairs(b: Bench) -> None:
-    """One worker and the Quix peer in turn, ``--pairs`` times, each in a group of its own: the machine's speed
-    drifts by up to a fifth within an hour (docs/performance.md, session 20), so a ratio of two runs far apart
-    says little, the mean of alternating pairs more."""
-    ratios = []
+    """One worker, two workers and the Quix peer in turn, ``--pairs`` times, each in a group of its own: the
+    machine's speed drifts by up to a fifth within an hour (docs/performance.md, sessions 20 and 23), so a ratio
+    of two runs far apart says little, the mean of alternating rounds more. Each round gives posrecon ÷ Quix
+    and two workers' events per CPU-second ÷ one worker's."""
+    ratios, scaling = [], []
     for i in range(b.args.pairs):
-        one = b.step(f"pair{i + 1}_worker_1", lambda b, d, i=i: throughput.workers(b, 1, d, tag=f"-p{i + 1}"), 480)
-        peer = b.step(f"pair{i + 1}_quix", lambda b, d, i=i: quix.quix(b, d, tag=f"-p{i + 1}"), b.args.quix_s)
+        tag = f"-p{i + 1}"
+        one = b.step(f"pair{i + 1}_worker_1", lambda b, d, tag=tag: throughput.workers(b, 1, d, tag=tag), 480)
+        two = b.step(f"pair{i + 1}_workers_2", lambda b, d, tag=tag: throughput.workers(b, 2, d, tag=tag), 480)
+        peer = b.step(f"pair{i + 1}_quix", lambda b, d, tag=tag: quix.quix(b, d, tag=tag), b.args.quix_s)
         if one and peer and one.get("events_per_s") and peer.get("events_per_s"):
             ratios.append(one["events_per_s"] / peer["events_per_s"])
-            b.log(f"  pair {i + 1}: posrecon ÷ Quix {ratios[-1]:.2f}")
+            b.log(f"  round {i + 1}: posrecon ÷ Quix {ratios[-1]:.2f}")
+        if one and two and one.get("events_per_cpu_s") and two.get("events_per_cpu_s"):
+            scaling.append(two["events_per_cpu_s"] / one["events_per_cpu_s"])
+            b.log(f"  round {i + 1}: two workers per CPU-second ÷ one {scaling[-1]:.2f}")
+    pairs: dict[str, Any] = {}
     if ratios:
-        b.results["pairs"] = {"ratios": [round(r, 3) for r in ratios], "mean": round(sum(ratios) / len(ratios), 3)}
-        b.log(f"\n== posrecon ÷ Quix over {len(ratios)} alternating pairs: {b.results['pairs']['mean']:.2f}")
+        pairs.update(ratios=[round(r, 3) for r in ratios], mean=round(sum(ratios) / len(ratios), 3))
+        b.log(f"\n== posrecon ÷ Quix over {len(ratios)} alternating rounds: {pairs['mean']:.2f}")
+    if scaling:
+        pairs["scaling_per_cpu_s"] = [round(r, 3) for r in scaling]
+        pairs["scaling_per_cpu_s_mean"] = round(sum(scaling) / len(scaling), 3)
+        b.log(f"== two workers per CPU-second ÷ one over {len(scaling)} rounds: {pairs['scaling_per_cpu_s_mean']:.2f}")
+    if pairs:
+        b.results["pairs"] = pairs
 
 
 def run(b: Bench) -> int:
@@ -198,7 +212,7 @@ def main() -> int:
     )
     parser.add_argument("--quix-s", type=float, default=300.0, help="time limit of the Quix Streams step")
     parser.add_argument(
-        "--pairs", type=int, default=0, help="then N alternating pairs: one worker, the Quix peer (default 0)"
+        "--pairs", type=int, default=0, help="then N alternating rounds: 1 worker, 2 workers, Quix (default 0)"
     )
     parser.add_argument("--profile-s", type=int, default=30)
     parser.add_argument(

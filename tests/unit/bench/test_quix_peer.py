@@ -147,3 +147,19 @@ def test_the_report_puts_peers_side_by_side(bench: Any) -> None:
 def test_the_report_has_no_ratio_without_quix(bench: Any) -> None:
     f = bench.report.figures(_results(worker_1={"events_per_s": 24_000}))
     assert f["quix_events_per_s"] is None and "posrecon_vs_quix" not in f
+
+
+def test_the_report_shows_the_means_of_the_alternating_rounds(bench: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    results = _results(worker_1={"events_per_s": 24_000, "events_per_cpu_s": 25_000})
+    results["pairs"] = {
+        "ratios": [2.2, 2.4],
+        "mean": 2.3,
+        "scaling_per_cpu_s": [0.9, 1.0],
+        "scaling_per_cpu_s_mean": 0.95,
+    }
+    results["figures"] = f = bench.report.figures(results)
+    results["machine"], results["load_average_end"] = {"cpu": "x", "cores": 2, "load_average": [1.0]}, [1.0]
+    assert (f["rounds_posrecon_vs_quix_mean"], f["rounds_scaling_per_cpu_s_mean"]) == (2.3, 0.95)
+    bench.report.print_table(results, 10.0)
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if "mean over the alternating" in line]
+    assert [row[-1] for row in rows] == ["0.95", "2.30"]  # scale-out per CPU-second, then posrecon ÷ Quix
