@@ -26,7 +26,9 @@ from posrecon.engine.state_rows import pack_row, unpack_row
 ROWS_PER_RECORD: Final = 1000
 #: a packed record above this many bytes is split in two (only rows with very long fields get there)
 MAX_RECORD_BYTES: Final = 512 * 1024
-_FIELDS: Final = 10  # the row's length: the card key and the nine fields after it
+#: the types of a row's fields after the card key (CardSighting's order); a shorter row takes CardSighting's defaults
+_FIELD_TYPES: Final = (str, int, str, bool, bool, int, int, str, int)
+_FIELDS: Final = 1 + len(_FIELD_TYPES)  # the row's length: the card key and the fields after it
 
 
 def sighting_row(sighting: CardSighting) -> list[Any]:
@@ -77,29 +79,8 @@ def _sighting(row: Any) -> CardSighting:
         raise TypeError("a card key's token, merchant and currency are strings")
     if not isinstance(amount, int) or isinstance(amount, bool):
         raise TypeError("a card key's amount is an integer")
-    n = len(row)
-    order_id, approved_at, terminal_id, voided = row[1], row[2], row[3], row[4]
-    is_void = row[5] if n > 5 else False
-    source_partition = row[6] if n > 6 else 0
-    source_watermark = row[7] if n > 7 else -(1 << 62)
-    void_event_id = row[8] if n > 8 else ""
-    void_time = row[9] if n > 9 else 0
-    if not (isinstance(order_id, str) and isinstance(terminal_id, str) and isinstance(void_event_id, str)):
-        raise TypeError("a card sighting's order_id, terminal_id and void_event_id are strings")
-    if not (isinstance(voided, bool) and isinstance(is_void, bool)):
-        raise TypeError("a card sighting's voided and is_void are booleans")
-    for number in (approved_at, source_partition, source_watermark, void_time):
-        if not isinstance(number, int) or isinstance(number, bool):
-            raise TypeError("a card sighting's times and partition are integers")
-    return CardSighting(
-        CardKey(token, merchant, amount, currency),
-        order_id,
-        approved_at,
-        terminal_id,
-        voided,
-        is_void,
-        source_partition,
-        source_watermark,
-        void_event_id,
-        void_time,
-    )
+    fields = row[1:]
+    for value, kind in zip(fields, _FIELD_TYPES, strict=False):  # a short row: its missing fields are defaults
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise TypeError(f"a card sighting's fields are {', '.join(t.__name__ for t in _FIELD_TYPES)}")
+    return CardSighting(CardKey(token, merchant, amount, currency), *fields)
