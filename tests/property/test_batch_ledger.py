@@ -300,3 +300,29 @@ def test_any_interleaving_of_sources_gives_the_event_time_ordered_outputs(
         feed(live, source, *sources[source][cursors[source]])
         cursors[source] += 1
     assert outputs(live) == outputs(reference)
+
+
+# --- the batch watermark ----------------------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sources=st.integers(1, 5),
+    moves=st.lists(st.tuples(st.integers(0, 4), st.integers(-5, 60)), max_size=40),
+)
+def test_the_watermark_is_the_minimum_over_every_source_after_any_moves(
+    sources: int, moves: list[tuple[int, int]]
+) -> None:
+    """BatchLedger.advance skips the minimum when the source that moved did not hold it: the watermark must still
+    be the minimum over the sources' latest watermarks once every source has reported (a watermark never goes
+    back; a lower one is ignored)."""
+    ledger = BatchLedger(RULES, sources=sources)
+    latest: dict[int, int] = {}
+    for source, offset in moves:
+        source %= sources
+        ledger.advance(source, T0 + offset * 60_000)
+        latest[source] = max(latest.get(source, T0 + offset * 60_000), T0 + offset * 60_000)
+        expected = min(latest.values()) if len(latest) == sources else None
+        assert (ledger.watermark if len(latest) == sources else None) == expected
+        if len(latest) < sources:
+            assert ledger.watermark < T0 - 5 * 60_000  # nothing aligned before every source reported

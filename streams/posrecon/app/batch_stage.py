@@ -4,10 +4,10 @@ Where things live:
 
 * the batch rules and state are the engine's :class:`~posrecon.engine.batches.BatchLedger`, one per batch
   partition this worker owns (each with its own source watermarks: its notices and watermark rows come in on
-  one partition, in the order each source sent them) -- the same ledger replay
-  feeds in place (engine/batch_feed.py), fed here with every owned partition's watermark before each batch
-  record (:meth:`BatchStage.sync`: replay passes them on whenever one may fire a deadline; between two batch
-  records that fires the same deadlines on the same counts);
+  one partition, in the order each source sent them) -- the same ledger replay feeds in place
+  (engine/batch_feed.py), fed here with every owned partition's watermark before each batch record
+  (:meth:`BatchRouting.sync`, engine/batch_routing.py, compiled with the engine: replay passes them on whenever
+  one may fire a deadline; between two batch records that fires the same deadlines on the same counts);
 * a batch's partition is ``partition_for(batch_id)`` (murmur2, as a keyed record is partitioned): its control
   records come in on that partition of ``pos.settlement-batches``, which the range assignor gives to the worker
   owning that partition of the order inputs (every topic the worker reads has the same partition count);
@@ -51,6 +51,7 @@ from posrecon.app.outbox import Outbox
 from posrecon.app.state_store import WATERMARK_KEY, pack_row, read_changelog, unpack_row
 from posrecon.app.telemetry import count_batch_decisions
 from posrecon.config import Settings, Topics
+from posrecon.engine.batch_routing import BatchRouting
 from posrecon.engine.batch_state import NO_WATERMARK, BatchSighting, RowKey
 from posrecon.engine.batches import BatchLedger
 from posrecon.engine.engine import ReconciliationEngine
@@ -93,23 +94,47 @@ class BatchStage:
         self.inputs = frozenset((self.topics.batches, self.sightings_topic))
         self.outbox = outbox
         self.metrics = metrics
-        self.partitions = 0
+        #: the compiled per-notice step (engine/batch_routing.py): it holds the owned ledgers and the ``active`` flag
+        self.routing = BatchRouting(self._send_remote)
         #: False when the control records' topic does not exist (see setup): notices are not counted
         self.enabled = True
         self.owned: set[int] = set()  # batch partitions assigned (and restored)
-        #: a batch record has been seen: from then on watermarks are carried (see the module doc)
-        self.active = False
         #: (batch partition elsewhere, owned order partition) -> the watermark last sent there
         self.carried: dict[tuple[int, int], int] = {}
-        #: batch partition -> its ledger (the batches whose batch_id hashes to it), for the partitions owned
-        self.ledgers: dict[int, BatchLedger] = {}
         self.marks_written: dict[int, object] = {}  # batch partition -> its ledger's watermarks last written
         self.stuck_turns = 0  # loop turns in a row in which no record could be merged (see select)
         #: after an assignment: turns left to read the owned batch partitions' sightings that were in flight (see
-        #: :meth:`sync`); 0 once every owned partition of <app>-batch-sightings has been read to its end
+        #: :meth:`select`); 0 once every owned partition of <app>-batch-sightings has been read to its end
         self.catching_up = 0
         self.control_codec = codec_for("SettlementBatch", settings.serde)
         self.record_codec = codec_for("BatchReconciliation", settings.serde, self.topics.batch_reconciled)
+
+    @property
+    def active(self) -> bool:
+        """A batch record has been seen: from then on watermarks are carried (see the module doc)."""
+        return self.routing.active
+
+    @active.setter
+    def active(self, value: bool) -> None:
+        self.routing.active = value
+
+    @property
+    def partitions(self) -> int:
+        """The batch partitions: the inputs' partition count (set up by :meth:`setup`)."""
+        return self.routing.partitions
+
+    @partitions.setter
+    def partitions(self, partitions: int) -> None:
+        self.routing.partitions = partitions
+
+    @property
+    def ledgers(self) -> dict[int, BatchLedger]:
+        """Batch partition -> its ledger (the batches whose batch_id hashes to it), for the partitions owned."""
+        return self.routing.ledgers
+
+    @ledgers.setter
+    def ledgers(self, ledgers: dict[int, BatchLedger]) -> None:
+        self.routing.ledgers = ledgers
 
     # --- set-up and rebalance -------------------------------------------------------------------------
 
@@ -234,26 +259,12 @@ class BatchStage:
 
     # --- records in -----------------------------------------------------------------------------------
 
-    def route(self, engine: ReconciliationEngine, now: int) -> None:
-        """The order stage's sightings (right after their notice): counted here if this worker owns the
-        batch partition, else sent to it through ``<app>-batch-sightings``."""
-        sightings = engine.batch_sightings
-        assert sightings is not None
-        self.active = True
-        ledgers, partitions, send, topic = self.ledgers, self.partitions, self.outbox.send, self.sightings_topic
-        for s in sightings:
-            key = s.batch_id.encode()
-            q = partition_for(key, partitions)
-            ledger = ledgers.get(q)
-            if ledger is not None:
-                self.sync(engine, ledger, now)
-                ledger.on_notice(s, now)
-            else:
-                # the owned partitions' watermarks as they are at this notice, then the notice (replay reads
-                # every partition's watermark before counting a notice)
-                self._carry(engine, q)
-                send(topic, key, pack_row([NOTICE_ROW, *s]), None, q)
-        sightings.clear()
+    def _send_remote(self, engine: ReconciliationEngine, q: int, sighting: BatchSighting) -> None:
+        """A sighting for batch partition ``q``, owned elsewhere (:meth:`BatchRouting.route`): the owned
+        partitions' watermarks as they are at this notice, then the notice (replay reads every partition's
+        watermark before counting a notice)."""
+        self._carry(engine, q)
+        self.outbox.send(self.sightings_topic, sighting.batch_id.encode(), pack_row([NOTICE_ROW, *sighting]), None, q)
 
     def on_record(self, msg: Message, engine: ReconciliationEngine, now: int) -> None:
         """A record of one of :attr:`inputs`: a control record, or a row another worker routed here."""
@@ -276,7 +287,7 @@ class BatchStage:
             return
         ledger = self.ledgers.get(msg.partition() or 0)
         if ledger is not None:  # (always: control records are read from owned batch partitions only)
-            self.sync(engine, ledger, now)
+            self.routing.sync(engine, ledger, now)
             ledger.on_control(record, now=now)
 
     def _routed_row(self, msg: Message, engine: ReconciliationEngine, now: int) -> None:
@@ -292,7 +303,7 @@ class BatchStage:
         except BAD_SIGHTING_ROW as exc:
             self.outbox.dead_letter(msg, bad_sighting(exc))
             return
-        self.sync(engine, ledger, now)
+        self.routing.sync(engine, ledger, now)
         ledger.advance(sighting.source_partition, sighting.source_watermark, now)
         ledger.on_notice(sighting, now)
 
@@ -305,7 +316,7 @@ class BatchStage:
             return
         self._carry_watermarks(engine)
         for q, ledger in self.ledgers.items():
-            self.sync(engine, ledger, now)
+            self.routing.sync(engine, ledger, now)
             self._send_outputs(ledger)
             self._write_changelog(q, ledger)
 
@@ -318,12 +329,6 @@ class BatchStage:
             count_batch_decisions(records, outbox.counts, self.metrics)
         for alert in alerts:
             outbox.send_alert(alert)
-
-    def sync(self, engine: ReconciliationEngine, ledger: BatchLedger, now: int) -> None:
-        """The owned order partitions' watermarks into ``ledger`` (the minimum over every source fires)."""
-        advance = ledger.advance
-        for p, book in engine.books.items():
-            advance(p, book.watermark, now)
 
     def _carry_watermarks(self, engine: ReconciliationEngine) -> None:
         for q in range(self.partitions):

@@ -155,7 +155,7 @@ class Worker(WorkerReadouts):
             self._other,
             self._undecodable,
             self._rejected,
-            self.batch_stage.route,
+            self.batch_stage.routing,
         )
         self.consumer: Consumer | None = None
         self.ready = False  # partitions assigned and state restored (GET /readyz)

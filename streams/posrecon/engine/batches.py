@@ -154,9 +154,12 @@ class BatchLedger:
     def advance(self, source: int, watermark: int, now: int | None = None) -> None:
         """``source``'s watermark moved (a sighting, or an idle partition's watermark passed on)."""
         marks = self.source_watermarks
-        if watermark > marks.get(source, NO_WATERMARK):
+        previous = marks.get(source, NO_WATERMARK)
+        if watermark > previous:
             marks[source] = watermark
-            if len(marks) >= self.sources:
+            # the minimum over the sources moves only if this one held it: one past the ledger's watermark did not
+            # (the stage passes every owned partition's watermark on before each notice: most of them stand still)
+            if previous <= self.watermark and len(marks) >= self.sources:
                 aligned = watermark if self.sources == 1 else min(marks.values())
                 if aligned > self.watermark:
                     self.watermark = aligned

@@ -4,8 +4,9 @@ The loop holds no rule and does no I/O: for each Kafka message of a batch (any o
 ``Message`` methods) it decodes the value with its input's decoder, counts it, hands it to the engine's entry
 point for that input, and records the offset to commit. What is not an input record goes back to the shell:
 records of the worker's own internal topics (``other``), values that do not decode (``undecodable``), records
-the engine rejects (``rejected``), and the batch stage's routing after a notice with a ``batch_id``
-(``route_batches``). The worker (app/worker.py) sets it up; ``replay`` has its own (engine/line_feed.py).
+the engine rejects (``rejected``); after a notice with a ``batch_id``, its sightings go to the batch stage's
+compiled routing (engine/batch_routing.py). The worker (app/worker.py) sets it up; ``replay`` has its own
+(engine/line_feed.py).
 Compiled, the loop reaches the engine's entry points without the interpreter: docs/performance.md, session 17.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
+from posrecon.engine.batch_routing import BatchRouting
 from posrecon.engine.engine import ReconciliationEngine
 from posrecon.engine.model import Rejection
 
@@ -36,7 +38,7 @@ class RecordFeed:
         other: Callable[[Any, int], None],
         undecodable: Callable[[Any, ValueError], None],
         rejected: Callable[[Any, Rejection], None],
-        route_batches: Callable[[ReconciliationEngine, int], None],
+        batches: BatchRouting,
     ) -> None:
         self.terminal_topic = terminal_topic
         self.settlement_topic = settlement_topic
@@ -46,7 +48,7 @@ class RecordFeed:
         self._other = other
         self._undecodable = undecodable
         self._rejected = rejected
-        self._route_batches = route_batches
+        self._batches = batches
         self._sampled = 0
         #: this batch's inputs by event type / notice status, and redeliveries: into ``counts`` at the end of
         #: :meth:`feed` (a tuple key built and hashed per record cost more than the count itself)
@@ -110,7 +112,7 @@ class RecordFeed:
             statuses[status] = statuses.get(status, 0) + 1
             rejection = engine.on_settlement_notice(record, partition, ts, now)
             if engine.batch_sightings:  # a notice with a batch_id: to its batch's owner (app/batch_stage.py)
-                self._route_batches(engine, now)
+                self._batches.route(engine, now)
         if rejection is not None:
             self._rejected(msg, rejection)
         elif engine.stats.duplicates_dropped != before:

@@ -79,7 +79,7 @@ def test_a_notice_of_an_owned_batch_partition_is_counted_in_place() -> None:
     stage, outbox, engine = _stage(owned={0, 1, 2, 3})
     batch_id = _batch_on(2)
     _notice(engine, batch_id, 1, partition=0)
-    stage.route(engine, T0)
+    stage.routing.route(engine, T0)
     assert outbox.rows == [] and engine.batch_sightings == []
     for p in range(PARTITIONS):  # notice and control record are held until every source's watermark passes them
         stage.ledgers[2].advance(p, T0 + 10)
@@ -99,7 +99,7 @@ def test_a_batch_partition_owned_elsewhere_gets_the_watermarks_then_the_notice()
     batch_id = _batch_on(3)
     _notice(engine, _batch_on(0), 0, partition=1)  # a batch owned here: counted in place
     _notice(engine, batch_id, 1, partition=0)
-    stage.route(engine, T0)
+    stage.routing.route(engine, T0)
     rows = [(row[3], unpack_row(row[1] or b"")) for row in outbox.rows if row[0] == stage.sightings_topic]
     to_three = [row for q, row in rows if q == 3]
     assert [r[0] for r in to_three] == [WATERMARK_ROW, WATERMARK_ROW, NOTICE_ROW]  # both sources, then it

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from msgkit import StubMessage
+from posrecon.engine.batch_routing import BatchRouting
 from posrecon.engine.engine import ReconciliationEngine
 from posrecon.engine.model import Rejection
+from posrecon.engine.murmur2 import partition_for
 from posrecon.engine.record_feed import RecordFeed
 from posrecon.serde.codec import AvroCodec, DecodeError
 from serdekit import EVENT, NOTICE_V1
@@ -31,7 +33,7 @@ class Shell:
         self.other: list[str] = []
         self.undecodable: list[str] = []
         self.rejected: list[Rejection] = []
-        self.routed = 0
+        self.routed: list[tuple[int, str]] = []  # (batch partition, batch_id) of each sighting sent elsewhere
         self.counts: dict[tuple[str, ...], int] = {}
         self.samples: list[int] = []
 
@@ -45,13 +47,14 @@ class Shell:
             lambda msg, _now: self.other.append(msg.topic()),
             lambda _msg, exc: self.undecodable.append(str(exc)),
             lambda _msg, rejection: self.rejected.append(rejection),
-            self._route,
+            self.routing,
         )
 
-    def _route(self, engine: ReconciliationEngine, _now: int) -> None:
-        self.routed += 1
-        assert engine.batch_sightings is not None
-        engine.batch_sightings.clear()
+    @property
+    def routing(self) -> BatchRouting:
+        routing = BatchRouting(lambda _engine, q, sighting: self.routed.append((q, sighting.batch_id)))
+        routing.partitions = 12  # no ledger owned here: every sighting is sent elsewhere
+        return routing
 
 
 def _event(event_id: str, event_type: str, **fields: Any) -> bytes:
@@ -113,7 +116,8 @@ def test_a_redelivery_is_counted_and_a_notice_with_a_batch_id_is_routed() -> Non
     batch = [Msg(TERMINAL, approved, 1), Msg(TERMINAL, approved, 2), Msg(SETTLEMENT, notice, 1)]
     shell.feed().feed(engine, batch, NOW, {})  # type: ignore[arg-type]
     assert shell.counts[("redeliveries",)] == 1
-    assert shell.routed == 1
+    assert shell.routed == [(partition_for(b"bt-1", 12), "bt-1")]
+    assert engine.batch_sightings == []
 
 
 def test_one_latency_sample_in_16_records() -> None:
@@ -130,7 +134,7 @@ def test_a_decoder_error_that_is_not_about_the_bytes_is_not_swallowed() -> None:
         raise KeyError("bug")
 
     decoding = (b"", None, broken)
-    feed = RecordFeed(TERMINAL, SETTLEMENT, (decoding, decoding), {}, [], print, print, print, print)  # type: ignore[arg-type]
+    feed = RecordFeed(TERMINAL, SETTLEMENT, (decoding, decoding), {}, [], print, print, print, shell.routing)  # type: ignore[arg-type]
     with pytest.raises(KeyError):
         feed.feed(_engine(), [Msg(TERMINAL, b"x", 1)], NOW, {})  # type: ignore[list-item]
     assert isinstance(DecodeError("x"), ValueError)  # what the feed catches: the codec's verdict
