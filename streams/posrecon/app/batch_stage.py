@@ -79,8 +79,18 @@ def batch_topics(app_id: str) -> tuple[str, str]:
 
 
 def encode_batch_key(key: RowKey) -> bytes:
-    """A ledger row key as compact JSON ``["batch_id","notice_id"]`` (byte-stable for compaction)."""
-    return json.dumps(list(key), separators=(",", ":")).encode()
+    """A ledger row key as compact JSON ``["batch_id","notice_id"]`` (byte-stable for compaction: the bytes
+    ``json.dumps`` gives, which every version wrote). Ids with nothing to escape (printable ASCII without quote
+    or backslash: the usual ones) are put between the quotes directly, at a sixth of the cost."""
+    batch_id, notice_id = key
+    if _plain(batch_id) and _plain(notice_id):
+        return f'["{batch_id}","{notice_id}"]'.encode()
+    return json.dumps([batch_id, notice_id], separators=(",", ":")).encode()
+
+
+def _plain(text: str) -> bool:
+    """Does ``json.dumps`` give ``text`` between quotes unchanged?"""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
 
 
 class BatchStage:

@@ -67,6 +67,7 @@ class BatchState:
         "fee",
         "generation",
         "gross",
+        "header_key",
         "held",
         "held_control",
         "history",
@@ -81,6 +82,7 @@ class BatchState:
 
     def __init__(self, batch_id: str, last_change: int) -> None:
         self.batch_id = batch_id
+        self.header_key: RowKey = (batch_id, HEADER)  # its header row's key, added to a ledger's dirty keys often
         self.control: BatchControl | None = None
         self.notices: dict[str, NoticeRow] = {}
         self.held: dict[str, HeldRow] = {}  # notices settled after the batch watermark, not counted yet

@@ -122,7 +122,8 @@ class BatchLedger:
         if state.merchant_id is None or merchant_id < state.merchant_id:
             state.merchant_id = merchant_id
         self._touch(state, settled_at, notice_id)
-        self._evaluate(state, settled_at, notice_id, f"notice {notice_id}", now)
+        if state.control is not None:  # (without one nothing is decided: no cause text to build per notice)
+            self._evaluate(state, settled_at, notice_id, f"notice {notice_id}", now)
 
     def on_control(
         self, record: SettlementBatch, source: int | None = None, watermark: int | None = None, now: int | None = None
@@ -157,8 +158,7 @@ class BatchLedger:
         previous = marks.get(source, NO_WATERMARK)
         if watermark > previous:
             marks[source] = watermark
-            # the minimum over the sources moves only if this one held it: one past the ledger's watermark did not
-            # (the stage passes every owned partition's watermark on before each notice: most of them stand still)
+            # the minimum moves only if this source held it (most sources the stage passes on stand still)
             if previous <= self.watermark and len(marks) >= self.sources:
                 aligned = watermark if self.sources == 1 else min(marks.values())
                 if aligned > self.watermark:
@@ -181,10 +181,12 @@ class BatchLedger:
         return state
 
     def _touch(self, state: BatchState, event_time: int, notice_id: str) -> None:
-        state.last_change = max(state.last_change, self.watermark, event_time)
-        if self.dirty is not None:
-            self.dirty.add((state.batch_id, HEADER))
-            self.dirty.add((state.batch_id, notice_id))
+        last = state.last_change if state.last_change > self.watermark else self.watermark  # (max() is a generic call)
+        state.last_change = last if last > event_time else event_time
+        dirty = self.dirty
+        if dirty is not None:
+            dirty.add(state.header_key)
+            dirty.add((state.batch_id, notice_id))
 
     def _evict_at(self, state: BatchState) -> int:
         """A batch is forgotten a retention after its last change or its pending deadline, whichever is later."""
@@ -223,7 +225,7 @@ class BatchLedger:
             state.history = [*state.history[1 - HISTORY :], [state.revision, *fields, event_time]]
             self.records.append(_reconciliation(state.batch_id, fields, state.revision))
             if self.dirty is not None:
-                self.dirty.add((state.batch_id, HEADER))
+                self.dirty.add(state.header_key)
         self._alerts(state, status, event_time, cause_id, cause, now)
 
     def _alerts(
@@ -247,35 +249,29 @@ class BatchLedger:
             state.open_alerts += ((kind._value_, alert["alert_id"]),)
             self.alerts.append(alert)
         if self.dirty is not None:
-            self.dirty.add((state.batch_id, HEADER))
+            self.dirty.add(state.header_key)
 
     def _fire_due(self, now: int | None) -> None:
         """Due timers, held notices and held control records, in event-time order (at one instant: notices,
         then control records, then timers)."""
         timers, held, controls = self.timers, self.held, self.held_controls
         watermark = self.watermark
-        while (
-            (timers and timers[0][0] <= watermark)
-            or (held and held[0][0] <= watermark)
-            or (controls and controls[0][0] <= watermark)
-        ):
-            next_timer = timers[0][0] if timers else None
-            next_control = controls[0][0] if controls else None
+        while True:
+            any_timer, any_held, any_control = len(timers) > 0, len(held) > 0, len(controls) > 0
+            next_timer, next_control = timers[0][0] if any_timer else 0, controls[0][0] if any_control else 0
+            next_held = held[0][0] if any_held else 0
+            held_due = any_held and next_held <= watermark
             if (
-                held
-                and held[0][0] <= watermark
-                and all(t is None or held[0][0] <= t for t in (next_timer, next_control))
+                held_due
+                and (not any_timer or next_held <= next_timer)
+                and (not any_control or next_held <= next_control)
             ):
                 settled_at, notice_id, batch_id = heapq.heappop(held)
                 state = self.batches.get(batch_id)
                 if state is not None and notice_id in state.held and state.held[notice_id][4] == settled_at:
                     self._count(state, notice_id, state.held.pop(notice_id), now)
                 continue
-            if (
-                next_control is not None
-                and next_control <= watermark
-                and (next_timer is None or next_control <= next_timer)
-            ):
+            if any_control and next_control <= watermark and (not any_timer or next_control <= next_timer):
                 closed_at, batch_id = heapq.heappop(controls)
                 state = self.batches.get(batch_id)
                 control = None if state is None else state.held_control
@@ -283,6 +279,8 @@ class BatchLedger:
                     state.held_control = None
                     self._apply_control(state, control, now)
                 continue
+            if not any_timer or next_timer > watermark:
+                return
             due, kind, batch_id = heapq.heappop(timers)
             state = self.batches.get(batch_id)
             if state is None:
@@ -300,7 +298,7 @@ class BatchLedger:
     def _evict(self, state: BatchState) -> None:
         del self.batches[state.batch_id]
         if self.dirty is not None:
-            self.dirty.add((state.batch_id, HEADER))
+            self.dirty.add(state.header_key)
             self.dirty.update((state.batch_id, notice_id) for notice_id in [*state.notices, *state.held])
 
     # --- snapshot and operator view -----------------------------------------------------------------------
